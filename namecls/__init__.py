@@ -1,0 +1,14 @@
+"""namecls: which of 18 languages a surname comes from, with a hand-written RNN and a GRU, and a trace of how
+the recurrent network reaches its answer, one character at a time.
+
+    >>> import namecls
+    >>> clf = namecls.load("gru")
+    >>> clf.predict("Qin", k=3)
+"""
+
+from .checkpoint import CheckpointError
+from .data import ALPHABET, MAX_NAME_LENGTH, Normalized, normalize
+from .inference import Classifier, Trace, load
+
+__all__ = ["ALPHABET", "MAX_NAME_LENGTH", "CheckpointError", "Classifier", "Normalized", "Trace", "load", "normalize"]
+__version__ = "0.1.0"

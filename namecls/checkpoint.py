@@ -1,0 +1,132 @@
+"""Checkpoints: a folder with ``config.json``, ``model.safetensors`` and ``metrics.json``. No pickle.
+
+``config.json`` carries everything needed to rebuild and trust the model: architecture and hyperparameters,
+alphabet, labels in output order, normalisation, data fingerprint, protocol and split seed, package versions.
+Every file is written atomically (temporary file, then rename), so an interrupted run leaves the old one intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .data import ALPHABET, NORMALIZATION
+from .models import build, config_from_dict, config_to_dict
+
+CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE = "config.json", "model.safetensors", "metrics.json"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that is missing, incomplete, corrupt, or disagrees with itself."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: Path, obj) -> None:
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+    _atomic_write(path, write)
+
+
+def versions() -> dict:
+    import numpy, sklearn, unidecode  # noqa: E401  (only their versions are needed here)
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "unidecode": getattr(unidecode, "__version__", "unknown"),
+    }
+
+
+def save(folder: str | os.PathLike, model: torch.nn.Module, labels: list[str], extra: dict, metrics: dict) -> Path:
+    """Write ``model`` and its metadata into ``folder`` (created if needed), each file atomically.
+
+    ``extra`` holds training facts (protocol, split seed, data fingerprint, training config) merged into config.json.
+    Weights go first and config last, so a loader never pairs a new config with old weights after a crash.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "format_version": FORMAT_VERSION,
+        "model": config_to_dict(model.config),
+        "alphabet": ALPHABET,
+        "labels": list(labels),
+        "normalization": NORMALIZATION,
+        **extra,
+        "versions": versions(),
+    }
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
+    write_json(folder / METRICS_FILE, metrics)
+    write_json(folder / CONFIG_FILE, config)
+    return folder
+
+
+def _fail(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(
+        f"{path}: {problem}. Restore the checkpoint (git checkout -- {path.parent}) or retrain it with train.py."
+    )
+
+
+def load(folder: str | os.PathLike) -> tuple[torch.nn.Module, dict, dict]:
+    """Rebuild a model from ``folder``; return (model in eval mode, config dict, metrics dict).
+
+    Raises :class:`CheckpointError` naming the file and what is wrong with it.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise _fail(folder / CONFIG_FILE, "checkpoint folder not found")
+    config_path, weights_path, metrics_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE, folder / METRICS_FILE
+    for path in (config_path, weights_path):
+        if not path.is_file():
+            raise _fail(path, "file is missing")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        model_config = config_from_dict(config["model"])
+        labels = config["labels"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
+        raise _fail(config_path, f"unreadable or incomplete config ({err})") from err
+    if config.get("alphabet") != ALPHABET:
+        raise _fail(config_path, "alphabet differs from this version of namecls")
+    if not isinstance(labels, list) or len(labels) != model_config.num_classes or len(set(labels)) != len(labels):
+        raise _fail(config_path, f"labels list {labels!r} does not match num_classes={model_config.num_classes}")
+    try:
+        tensors = load_file(weights_path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _fail(weights_path, f"corrupt or truncated weights ({err})") from err
+    model = build(model_config)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in tensors.items()}
+    if expected != found:
+        diff = sorted(f"{k}: expected {expected.get(k)}, found {found.get(k)}"
+                      for k in set(expected) | set(found) if expected.get(k) != found.get(k))
+        raise _fail(weights_path, "weights do not match config.json (" + "; ".join(diff[:4]) + ")")
+    model.load_state_dict(tensors)
+    model.eval()
+    metrics = {}
+    if metrics_path.is_file():
+        try:
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise _fail(metrics_path, f"unreadable metrics ({err})") from err
+    return model, config, metrics

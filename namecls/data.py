@@ -1,0 +1,180 @@
+"""Reading the names data: normalisation, the alphabet, loading a folder, downloading the archive, and encoding.
+
+The data set is one UTF-8 file per language (``Arabic.txt`` … ``Vietnamese.txt``), one surname a line; the label
+of a line is its file's stem. Labels are always sorted so that the output order of every model is fixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import string
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from unidecode import unidecode
+
+log = logging.getLogger(__name__)
+
+ALPHABET = string.ascii_letters + " .,:;-'"  # the 59 characters every model reads
+CHAR_TO_INDEX = {c: i for i, c in enumerate(ALPHABET)}
+MAX_NAME_LENGTH = 64  # longest normalised name the classifier accepts
+NORMALIZATION = "unidecode, then keep only ALPHABET"  # recorded in every checkpoint
+
+DATA_URL = "https://download.pytorch.org/tutorial/data.zip"
+# SHA-256 of each file of data.zip's data/names/ folder, as published upstream (same as shared/data/names.sha256).
+DATA_SHA256 = {
+    "Arabic.txt": "6f424a8dbe51cbbbabab7a57d38b617210125e4e3991f3c657cb79b8f104bafc",
+    "Chinese.txt": "49263ef55a8cb1740e841d65cad8214b2f9b5b869bc534c811746422496fa91e",
+    "Czech.txt": "145bbbd6d0816578f03388e92c264d39ef1c60df920b081d371fa5c5cc055a8e",
+    "Dutch.txt": "924f32b635170eae561f84538632138fc07d4c8bbd70ba3fb980de1ecc4d2af3",
+    "English.txt": "9cca037066d3d5989e24bc01801416162de506b5e28e15b7c092a47905d29bf2",
+    "French.txt": "81e65b36c60ed5b89a17422f6edcadbb89546f38ad69e960e64e7ba682012a95",
+    "German.txt": "7449cd590b97a733e18d613a4155decd77ec35dc5f8aadd7a82204dce4f051db",
+    "Greek.txt": "3555b5186de7f401e6d991b088e9e644ca3099116477818c25ab5793801389e6",
+    "Irish.txt": "cf8c7013256252a88d2503127b87282a11f21b2ff6db1bded68834c19a1ec058",
+    "Italian.txt": "f88414c27d0606a11a678b4859277828c2565d6cc4d9ee932deef6e94f3b35e4",
+    "Japanese.txt": "e0e717e114fec3e7eade4d9dabe0067c475f43147e36a22b47902ee76ad9e67f",
+    "Korean.txt": "cd54221ccb362a6cba4c78828838cf3268a0e59744767a37cf6ec4b74036b136",
+    "Polish.txt": "45bab898af2f60ed3a728bbf6980e28821011a7caa53227553b5785903a40826",
+    "Portuguese.txt": "50a8735f41f4f73757c8ce5b16cb0275cd86b2b214bcbc8c9805f508cb131c53",
+    "Russian.txt": "43b3e64ce351f77f1ac9e0cdf7566012d127f4371875fd25208845b5c9d6f7c3",
+    "Scottish.txt": "78d0252711d87d948ea86fe34826c51d2d794a8e52d15b5d6f7b6244d45d62dd",
+    "Spanish.txt": "1bcb462ed3316756a85781d68232bddae04498fdddd5d9219c53fd1fbdeba7a7",
+    "Vietnamese.txt": "f3f9e4164ab47601178a6e45b216464a64122f49d05541f24bf18a757253281d",
+}
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """What normalisation made of a raw name: the text the models read, and what it had to drop."""
+
+    original: str
+    text: str  # unidecode'd, restricted to ALPHABET, surrounding whitespace stripped
+    dropped: tuple[str, ...]  # characters of the transliteration that are not in ALPHABET, in order
+
+    @property
+    def changed(self) -> bool:
+        return self.text != self.original
+
+
+def normalize(name: str) -> Normalized:
+    """Transliterate ``name`` with unidecode and keep only ALPHABET; report the characters dropped.
+
+    Never raises: validation (empty, too long) is the classifier's job, see :func:`validate`.
+    """
+    transliterated = unidecode(str(name))
+    kept = "".join(c for c in transliterated if c in CHAR_TO_INDEX)
+    dropped = tuple(c for c in transliterated if c not in CHAR_TO_INDEX and not c.isspace())
+    return Normalized(original=name, text=" ".join(kept.split()), dropped=dropped)
+
+
+def validate(name: str) -> Normalized:
+    """Normalise ``name`` and raise ``ValueError`` saying why if no model can read it."""
+    if not isinstance(name, str):
+        raise ValueError(f"a name must be a string, not {type(name).__name__}")
+    if len(name) > 4 * MAX_NAME_LENGTH:  # refuse absurd input before transliterating it
+        raise ValueError(f"name is too long: {len(name)} characters (at most {MAX_NAME_LENGTH})")
+    norm = normalize(name)
+    if not norm.text.strip(" .,:;-'"):
+        if not name.strip():
+            raise ValueError("name is empty")
+        raise ValueError(f"name has no letters after normalisation (dropped: {''.join(norm.dropped)!r})")
+    if len(norm.text) > MAX_NAME_LENGTH:
+        raise ValueError(f"name is too long: {len(norm.text)} characters after normalisation (at most {MAX_NAME_LENGTH})")
+    return norm
+
+
+@dataclass
+class NamesData:
+    """All usable rows of a data folder: ``names[i]`` (normalised) has label index ``targets[i]`` in ``labels``."""
+
+    names: list[str]
+    targets: list[int]
+    labels: list[str]  # sorted file stems
+    skipped: list[tuple[str, str]]  # (language, raw line) that normalisation could not keep whole
+    fingerprint: str  # SHA-256 over the files' hashes: which data a checkpoint was trained on
+
+
+def read_names(data_dir: str | os.PathLike) -> NamesData:
+    """Read every ``*.txt`` of ``data_dir``; skip (and count) lines holding characters outside ALPHABET."""
+    folder = Path(data_dir)
+    files = sorted(folder.glob("*.txt"))
+    if not files:
+        raise FileNotFoundError(
+            f"no *.txt files in {folder}: pass --data-dir pointing at the names folder "
+            f"(e.g. ../shared/data/names), or --download to fetch {DATA_URL}"
+        )
+    names, targets, skipped, digests = [], [], [], []
+    labels = [f.stem for f in files]
+    for index, path in enumerate(files):
+        raw = path.read_bytes()
+        digests.append(f"{path.name}:{hashlib.sha256(raw).hexdigest()}")
+        for line in raw.decode("utf-8").splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            norm = normalize(line)
+            if norm.dropped:
+                skipped.append((path.stem, line))
+                continue
+            names.append(norm.text)
+            targets.append(index)
+    fingerprint = hashlib.sha256("\n".join(digests).encode()).hexdigest()
+    log.info("read %d names in %d languages from %s; skipped %d lines outside the alphabet: %s",
+             len(names), len(labels), folder, len(skipped), ", ".join(repr(s[1]) for s in skipped[:10]))
+    return NamesData(names, targets, labels, skipped, fingerprint)
+
+
+def download(dest: str | os.PathLike, url: str = DATA_URL, timeout: float = 60.0) -> Path:
+    """Fetch the tutorial archive, extract only ``data/names/*.txt`` into ``dest``, and check every SHA-256."""
+    dest = Path(dest)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            archive = response.read()
+    except OSError as err:
+        raise RuntimeError(
+            f"could not download {url} ({err}); offline, pass --data-dir pointing at an existing names folder"
+        ) from err
+    return extract_names(archive, dest)
+
+
+def extract_names(archive: bytes, dest: Path) -> Path:
+    """Extract ``data/names/*.txt`` from the zip bytes ``archive`` into ``dest``; refuse any hash mismatch."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        members = {Path(m).name: m for m in zf.namelist() if m.startswith("data/names/") and m.endswith(".txt")}
+        if set(members) != set(DATA_SHA256):
+            raise RuntimeError(f"archive holds {sorted(members)}, expected {sorted(DATA_SHA256)}")
+        for fname, member in sorted(members.items()):
+            content = zf.read(member)
+            digest = hashlib.sha256(content).hexdigest()
+            if digest != DATA_SHA256[fname]:
+                raise RuntimeError(f"{fname}: SHA-256 {digest} does not match the expected {DATA_SHA256[fname]}")
+            tmp = dest / (fname + ".tmp")
+            tmp.write_bytes(content)
+            tmp.replace(dest / fname)
+    return dest
+
+
+def encode(name: str) -> list[int]:
+    """Character indices of an already-normalised name."""
+    return [CHAR_TO_INDEX[c] for c in name]
+
+
+def pad_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode normalised names into a right-padded index batch ``(B, T)`` and their lengths ``(B,)``.
+
+    Padding uses index 0; the models never let a padded step reach a real step's output (they are unidirectional
+    and read each name's result at its own last character).
+    """
+    lengths = torch.tensor([len(n) for n in names], dtype=torch.long)
+    batch = torch.zeros(len(names), int(lengths.max()), dtype=torch.long)  # (B, T)
+    for row, name in enumerate(names):
+        batch[row, : len(name)] = torch.tensor(encode(name), dtype=torch.long)
+    return batch, lengths

@@ -1,0 +1,78 @@
+"""The two evaluation protocols, each a deterministic function of the data and a seed.
+
+- ``seed``: the article's protocol, a stratified 10% test split over all rows (duplicates included). A tenth of
+  the remaining rows, stratified, is held out as validation for early stopping.
+- ``clean``: unique (name, language) pairs, split 80/10/10 into train/validation/test, grouped by name string (no
+  name is in two splits) and stratified by language as far as the grouping allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from .data import NamesData
+
+PROTOCOLS = ("clean", "seed")
+
+
+@dataclass
+class Split:
+    """Row indices into a :class:`NamesData` (after de-duplication for ``clean``) for each part."""
+
+    protocol: str
+    seed: int
+    names: list[str]
+    targets: list[int]
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+    def part(self, which: str) -> tuple[list[str], np.ndarray]:
+        """The names and target array of ``which`` in {'train', 'val', 'test'}."""
+        idx = getattr(self, which)
+        targets = np.asarray(self.targets)[idx]
+        return [self.names[i] for i in idx], targets
+
+    def sizes(self) -> dict[str, int]:
+        return {p: int(len(getattr(self, p))) for p in ("train", "val", "test")}
+
+
+def make_split(data: NamesData, protocol: str = "clean", seed: int = 0) -> Split:
+    if protocol == "seed":
+        return _seed_split(data, seed)
+    if protocol == "clean":
+        return _clean_split(data, seed)
+    raise ValueError(f"unknown protocol {protocol!r}: choose one of {PROTOCOLS}")
+
+
+def _seed_split(data: NamesData, seed: int) -> Split:
+    rows = np.arange(len(data.names))
+    targets = np.asarray(data.targets)
+    rest, test = train_test_split(rows, test_size=0.1, stratify=targets, random_state=seed)
+    train, val = train_test_split(rest, test_size=0.1, stratify=targets[rest], random_state=seed)
+    return Split("seed", seed, data.names, data.targets, np.sort(train), np.sort(val), np.sort(test))
+
+
+def _clean_split(data: NamesData, seed: int) -> Split:
+    pairs = sorted(set(zip(data.names, data.targets)))
+    names = [n for n, _ in pairs]
+    targets = np.array([t for _, t in pairs])
+    # Split name strings, not rows, so no name is in two parts. Each name is stratified by its rarest language
+    # (465 names carry more than one), which keeps the small languages represented in every part.
+    frequency = np.bincount(targets, minlength=len(data.labels))
+    stratum_of: dict[str, int] = {}
+    for name, target in pairs:
+        if name not in stratum_of or frequency[target] < frequency[stratum_of[name]]:
+            stratum_of[name] = int(target)
+    unique = sorted(stratum_of)
+    strata = np.array([stratum_of[n] for n in unique])
+    rest, test_names = train_test_split(unique, test_size=0.1, stratify=strata, random_state=seed)
+    rest_strata = np.array([stratum_of[n] for n in rest])
+    train_names, val_names = train_test_split(rest, test_size=1 / 9, stratify=rest_strata, random_state=seed)
+    part_of = {**{n: 0 for n in train_names}, **{n: 1 for n in val_names}, **{n: 2 for n in test_names}}
+    parts = np.array([part_of[n] for n in names])
+    train, val, test = (np.flatnonzero(parts == k) for k in range(3))
+    return Split("clean", seed, names, targets.tolist(), train, val, test)

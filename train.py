@@ -1,0 +1,71 @@
+"""Train the RNN and/or GRU name classifiers and write their checkpoints.
+
+    python train.py --data-dir ../shared/data/names        # reproduces the committed checkpoints
+    python train.py --model gru --protocol seed --seed 1    # the article's protocol, another split
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from namecls import checkpoint
+from namecls.data import download, read_names
+from namecls.evaluation import results_table
+from namecls.experiment import DRY_RUN, checkpoint_extra, run
+from namecls.splits import PROTOCOLS, make_split
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=["rnn", "gru", "all"], default="all", help="which model to train (default: all)")
+    p.add_argument("--data-dir", default=os.environ.get("NAMECLS_DATA_DIR", "data/names"),
+                   help="folder with one <Language>.txt per language (default: $NAMECLS_DATA_DIR or data/names)")
+    p.add_argument("--download", action="store_true",
+                   help="download the PyTorch tutorial's data.zip into --data-dir first (checks SHA-256 hashes)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="clean",
+                   help="clean: unique names, grouped 80/10/10 split (default); seed: the article's 10%% row split")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and the batch order")
+    p.add_argument("--epochs", type=int, help="maximum number of epochs (default: the model's own)")
+    p.add_argument("--batch-size", type=int, help="names per mini-batch (default: 64)")
+    p.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule (default: 3e-3)")
+    p.add_argument("--hidden-size", type=int, help="hidden units per layer (default: 256)")
+    p.add_argument("--layers", type=int, help="GRU layers (default: 2; the RNN has one)")
+    p.add_argument("--out", default="checkpoints", help="folder that receives <out>/rnn and <out>/gru")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
+    p.add_argument("--dry-run", action="store_true", help="a tiny model, one short epoch: a smoke test")
+    p.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    if args.download:
+        download(args.data_dir)
+    if not Path(args.data_dir).is_dir():
+        raise SystemExit(f"data folder {args.data_dir!r} not found: pass --data-dir (e.g. ../shared/data/names) "
+                         "or add --download to fetch it")
+    data = read_names(args.data_dir)
+    split = make_split(data, args.protocol, args.seed)
+    model_overrides = {k: v for k, v in {"hidden_size": args.hidden_size, "num_layers": args.layers}.items() if v}
+    train_overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}.items() if v}
+    train_overrides["seed"] = args.seed
+    if args.dry_run:
+        model_overrides |= DRY_RUN["model"]
+        train_overrides |= DRY_RUN["train"]
+    for kind in ["rnn", "gru"] if args.model == "all" else [args.model]:
+        model, metrics = run(kind, data, split, model_overrides, train_overrides,
+                             with_baselines=not args.dry_run, progress=not args.no_progress)
+        folder = checkpoint.save(Path(args.out) / kind, model, data.labels, checkpoint_extra(data, split, metrics), metrics)
+        print(f"\n{kind.upper()} on the {split.protocol} test split ({metrics['test']['n']} names), "
+              f"{metrics['training_seconds']:.0f} s of training, saved to {folder}\n{results_table(metrics)}\n")
+
+
+if __name__ == "__main__":
+    main()
