@@ -20,6 +20,16 @@ from namecls.experiment import DRY_RUN, checkpoint_extra, run
 from namecls.splits import PROTOCOLS, make_split
 
 
+def positive(cast):
+    """An argparse type: ``cast`` the value and refuse zero or negative numbers."""
+    def parse(text: str):
+        value = cast(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["rnn", "gru", "all"], default="all", help="which model to train (default: all)")
@@ -30,13 +40,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--protocol", choices=PROTOCOLS, default="clean",
                    help="clean: unique names, grouped 80/10/10 split (default); seed: the article's 10%% row split")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and the batch order")
-    p.add_argument("--epochs", type=int, help="maximum number of epochs (default: the model's own)")
-    p.add_argument("--batch-size", type=int, help="names per mini-batch (default: 64)")
-    p.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule (default: 3e-3)")
-    p.add_argument("--hidden-size", type=int, help="hidden units per layer (default: 256)")
-    p.add_argument("--layers", type=int, help="GRU layers (default: 2; the RNN has one)")
+    p.add_argument("--epochs", type=positive(int), help="maximum number of epochs (default: the model's own)")
+    p.add_argument("--batch-size", type=positive(int), help="names per mini-batch (default: 64)")
+    p.add_argument("--lr", type=positive(float), help="peak learning rate of the one-cycle schedule (default: 3e-3)")
+    p.add_argument("--hidden-size", type=positive(int), help="hidden units per layer (default: 256)")
+    p.add_argument("--layers", type=positive(int), help="GRU layers (default: 2; the RNN has one)")
+    p.add_argument("--backprop", choices=["autograd", "manual"], default="autograd",
+                   help="how the RNN's gradients are computed: autograd (default) or manual, the hand-written "
+                        "backpropagation through time of namecls/bptt.py (RNN only)")
     p.add_argument("--out", default="checkpoints", help="folder that receives <out>/rnn and <out>/gru")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
+    p.add_argument("--threads", type=positive(int), default=os.cpu_count(), help="torch CPU threads (default: all cores)")
     p.add_argument("--dry-run", action="store_true", help="a tiny model, one short epoch: a smoke test")
     p.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
     return p.parse_args(argv)
@@ -44,18 +57,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.backprop == "manual" and args.model != "rnn":
+        raise SystemExit(f"--backprop manual is written for the RNN only: add --model rnn (got --model {args.model})")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
-    if args.download:
-        download(args.data_dir)
-    if not Path(args.data_dir).is_dir():
-        raise SystemExit(f"data folder {args.data_dir!r} not found: pass --data-dir (e.g. ../shared/data/names) "
-                         "or add --download to fetch it")
-    data = read_names(args.data_dir)
+    try:
+        if args.download:
+            download(args.data_dir)
+        data = read_names(args.data_dir)
+    except (OSError, RuntimeError) as err:
+        raise SystemExit(f"error: {err}") from None
     split = make_split(data, args.protocol, args.seed)
-    model_overrides = {k: v for k, v in {"hidden_size": args.hidden_size, "num_layers": args.layers}.items() if v}
-    train_overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}.items() if v}
+    model_overrides = {k: v for k, v in {"hidden_size": args.hidden_size, "num_layers": args.layers}.items() if v is not None}
+    train_overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}.items() if v is not None}
     train_overrides["seed"] = args.seed
+    train_overrides["backprop"] = args.backprop
     if args.dry_run:
         model_overrides |= DRY_RUN["model"]
         train_overrides |= DRY_RUN["train"]

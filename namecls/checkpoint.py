@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import tempfile
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -48,14 +49,8 @@ def write_json(path: Path, obj) -> None:
 
 
 def versions() -> dict:
-    import numpy, sklearn, unidecode  # noqa: E401  (only their versions are needed here)
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "scikit-learn": sklearn.__version__,
-        "unidecode": getattr(unidecode, "__version__", "unknown"),
-    }
+    return {"python": platform.python_version(),
+            **{package: metadata.version(package) for package in ("torch", "numpy", "scikit-learn", "unidecode")}}
 
 
 def save(folder: str | os.PathLike, model: torch.nn.Module, labels: list[str], extra: dict, metrics: dict) -> Path:
@@ -104,7 +99,7 @@ def load(folder: str | os.PathLike) -> tuple[torch.nn.Module, dict, dict]:
         config = json.loads(config_path.read_text(encoding="utf-8"))
         model_config = config_from_dict(config["model"])
         labels = config["labels"]
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError, ValueError) as err:
         raise _fail(config_path, f"unreadable or incomplete config ({err})") from err
     if config.get("alphabet") != ALPHABET:
         raise _fail(config_path, "alphabet differs from this version of namecls")
@@ -114,7 +109,10 @@ def load(folder: str | os.PathLike) -> tuple[torch.nn.Module, dict, dict]:
         tensors = load_file(weights_path)
     except (SafetensorError, OSError, ValueError) as err:
         raise _fail(weights_path, f"corrupt or truncated weights ({err})") from err
-    model = build(model_config)
+    try:
+        model = build(model_config)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise _fail(config_path, f"invalid model hyperparameters ({err})") from err
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if expected != found:

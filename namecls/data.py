@@ -66,12 +66,21 @@ class Normalized:
 def normalize(name: str) -> Normalized:
     """Transliterate ``name`` with unidecode and keep only ALPHABET; report the characters dropped.
 
-    Never raises: validation (empty, too long) is the classifier's job, see :func:`validate`.
+    Any whitespace separates words (runs collapse to one space). A character is reported as dropped, as written
+    in the input, when its transliteration holds nothing of ALPHABET's or something outside it (``1``, ``/``,
+    an emoji that unidecode erases). Never raises: validation (empty, too long) is :func:`validate`'s job.
     """
-    transliterated = unidecode(str(name))
-    kept = "".join(c for c in transliterated if c in CHAR_TO_INDEX)
-    dropped = tuple(c for c in transliterated if c not in CHAR_TO_INDEX and not c.isspace())
-    return Normalized(original=name, text=" ".join(kept.split()), dropped=dropped)
+    kept, dropped = [], []
+    for char in str(name):
+        if char.isspace():
+            kept.append(" ")
+            continue
+        transliterated = unidecode(char)
+        letters = [c for c in transliterated if c in CHAR_TO_INDEX]
+        kept.extend(letters)
+        if not letters or len(letters) < len(transliterated.replace(" ", "")):
+            dropped.append(char)
+    return Normalized(original=name, text=" ".join("".join(kept).split()), dropped=tuple(dropped))
 
 
 def validate(name: str) -> Normalized:
@@ -104,7 +113,7 @@ class NamesData:
 def read_names(data_dir: str | os.PathLike) -> NamesData:
     """Read every ``*.txt`` of ``data_dir``; skip (and count) lines holding characters outside ALPHABET."""
     folder = Path(data_dir)
-    files = sorted(folder.glob("*.txt"))
+    files = sorted(folder.glob("*.txt"), key=lambda f: f.stem)
     if not files:
         raise FileNotFoundError(
             f"no *.txt files in {folder}: pass --data-dir pointing at the names folder "
@@ -120,7 +129,7 @@ def read_names(data_dir: str | os.PathLike) -> NamesData:
             if not line:
                 continue
             norm = normalize(line)
-            if norm.dropped:
+            if norm.dropped or not norm.text:
                 skipped.append((path.stem, line))
                 continue
             names.append(norm.text)
@@ -146,19 +155,20 @@ def download(dest: str | os.PathLike, url: str = DATA_URL, timeout: float = 60.0
 
 def extract_names(archive: bytes, dest: Path) -> Path:
     """Extract ``data/names/*.txt`` from the zip bytes ``archive`` into ``dest``; refuse any hash mismatch."""
-    dest.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(io.BytesIO(archive)) as zf:
         members = {Path(m).name: m for m in zf.namelist() if m.startswith("data/names/") and m.endswith(".txt")}
         if set(members) != set(DATA_SHA256):
             raise RuntimeError(f"archive holds {sorted(members)}, expected {sorted(DATA_SHA256)}")
-        for fname, member in sorted(members.items()):
-            content = zf.read(member)
-            digest = hashlib.sha256(content).hexdigest()
-            if digest != DATA_SHA256[fname]:
-                raise RuntimeError(f"{fname}: SHA-256 {digest} does not match the expected {DATA_SHA256[fname]}")
-            tmp = dest / (fname + ".tmp")
-            tmp.write_bytes(content)
-            tmp.replace(dest / fname)
+        contents = {fname: zf.read(member) for fname, member in sorted(members.items())}
+    for fname, content in contents.items():  # check every file before writing any
+        digest = hashlib.sha256(content).hexdigest()
+        if digest != DATA_SHA256[fname]:
+            raise RuntimeError(f"{fname}: SHA-256 {digest} does not match the expected {DATA_SHA256[fname]}")
+    dest.mkdir(parents=True, exist_ok=True)
+    for fname, content in contents.items():
+        tmp = dest / (fname + ".tmp")
+        tmp.write_bytes(content)
+        tmp.replace(dest / fname)
     return dest
 
 

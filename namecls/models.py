@@ -42,6 +42,7 @@ class GRUConfig:
     hidden_size: int = 256
     num_layers: int = 2
     dropout: float = 0.3  # on the embeddings, between layers, and before the head (training only)
+    running_max: bool = False  # head also reads the element-wise max of the top layer's states so far
     kind: str = "gru"
 
 
@@ -97,6 +98,11 @@ class RNNClassifier(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return last_step(self.steps(x, lengths).logits, lengths)  # (B, C)
 
+    @property
+    def readout(self) -> nn.Linear:
+        """The layer that produces the logits."""
+        return self.i2o
+
 
 class GRUClassifier(nn.Module):
     """Embedding → a stack of unidirectional ``nn.GRU`` layers → dropout → linear head.
@@ -114,7 +120,7 @@ class GRUClassifier(nn.Module):
             nn.GRU(E if i == 0 else H, H, batch_first=True) for i in range(config.num_layers)
         )
         self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(H, config.num_classes)
+        self.head = nn.Linear(2 * H if config.running_max else H, config.num_classes)
 
     def _run(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = self.drop(self.embed(x))  # (B, T, E)
@@ -124,14 +130,25 @@ class GRUClassifier(nn.Module):
             states.append(out)
         return states
 
+    def _features(self, top: torch.Tensor) -> torch.Tensor:
+        """What the head reads at each step from the top layer's states (B, T, H): causal, so prefix-exact."""
+        if self.config.running_max:
+            top = torch.cat([top, top.cummax(dim=1).values], dim=-1)  # (B, T, 2H)
+        return self.drop(top)
+
     def steps(self, x: torch.Tensor, lengths: torch.Tensor) -> Steps:
         states = self._run(x)
-        logits = self.head(self.drop(states[-1]))  # (B, T, C)
+        logits = self.head(self._features(states[-1]))  # (B, T, C)
         return Steps(logits, torch.stack(states))  # hidden (L, B, T, H)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        top = last_step(self._run(x)[-1], lengths)  # (B, H)
-        return self.head(self.drop(top))  # (B, C)
+        features = self._features(self._run(x)[-1])  # (B, T, F)
+        return self.head(last_step(features, lengths))  # (B, C)
+
+    @property
+    def readout(self) -> nn.Linear:
+        """The layer that produces the logits."""
+        return self.head
 
 
 CONFIGS = {"rnn": RNNConfig, "gru": GRUConfig}

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from . import bptt
 from .data import pad_batch
 from .evaluation import predict_logits, quick_score
+from .models import RNNClassifier
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +33,11 @@ class TrainConfig:
     label_smoothing: float = 0.05
     class_weight_power: float = 0.5  # loss weight of a class ∝ count^-power (0: plain cross-entropy)
     patience: int = 8  # epochs without a better validation score before stopping
+    ema: float = 0.0  # if > 0: validate and keep an exponential moving average of the weights (decay per step)
     select_on: str = "accuracy"  # validation metric that picks the best epoch: accuracy or macro_f1
     seed: int = 0
     max_batches: int | None = None  # cap batches per epoch (dry runs)
+    backprop: str = "autograd"  # "manual": the RNN's gradients by hand-written BPTT (namecls.bptt), same loss
 
 
 def class_weights(targets: np.ndarray, num_classes: int, power: float) -> torch.Tensor:
@@ -58,8 +63,15 @@ def length_batches(names: list[str], batch_size: int, rng: np.random.Generator) 
 
 
 def train(model: nn.Module, train_names, train_targets, val_names, val_targets, config: TrainConfig,
-          progress: bool = True) -> tuple[nn.Module, list[dict]]:
-    """Train ``model``; return the best-on-validation model and the per-epoch history."""
+          progress: bool = True, on_epoch=None) -> tuple[nn.Module, list[dict]]:
+    """Train ``model``; return the best-on-validation model and the per-epoch history.
+
+    ``on_epoch(row, model)``, if given, is called after each epoch's log line (benchmarks use it).
+    """
+    if config.backprop not in ("autograd", "manual"):
+        raise ValueError(f"backprop must be 'autograd' or 'manual', not {config.backprop!r}")
+    if config.backprop == "manual" and not isinstance(model, RNNClassifier):
+        raise ValueError(f"manual backprop is only written for the RNN, not {type(model).__name__}")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     train_targets = np.asarray(train_targets)
@@ -76,6 +88,9 @@ def train(model: nn.Module, train_names, train_targets, val_names, val_targets, 
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
     )
+    # The weights that get validated and kept: the model itself, or a moving average of it.
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema)) if config.ema else None
+    scored = averaged.module if averaged else model
     best_score, best_state, stale, history = -1.0, None, 0, []
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
@@ -85,14 +100,19 @@ def train(model: nn.Module, train_names, train_targets, val_names, val_targets, 
         for rows in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress):
             x, lengths = pad_batch([train_names[i] for i in rows])
             y = torch.as_tensor(train_targets[rows])
-            loss = loss_fn(model(x, lengths), y)
+            if config.backprop == "manual":  # the same loss; backward() runs the hand-written BPTT
+                loss = bptt.manual_loss(model, x, lengths, y, loss_fn)
+            else:
+                loss = loss_fn(model(x, lengths), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.clip)
             optimizer.step()
             schedule.step()
+            if averaged:
+                averaged.update_parameters(model)
             total_loss += loss.item() * len(rows)
-        val = quick_score(val_targets, predict_logits(model, val_names))
+        val = quick_score(val_targets, predict_logits(scored, val_names))
         row = {
             "epoch": epoch,
             "train_loss": total_loss / sum(len(b) for b in batches),
@@ -103,11 +123,13 @@ def train(model: nn.Module, train_names, train_targets, val_names, val_targets, 
         history.append(row)
         improved = val[config.select_on] > best_score
         if improved:
-            best_score, best_state, stale = val[config.select_on], copy.deepcopy(model.state_dict()), 0
+            best_score, best_state, stale = val[config.select_on], copy.deepcopy(scored.state_dict()), 0
         else:
             stale += 1
         log.info("epoch %2d | loss %.4f | val acc %.4f | val macro-F1 %.4f | %5.1fs%s", epoch, row["train_loss"],
                  row["val_accuracy"], row["val_macro_f1"], row["seconds"], " *" if improved else "")
+        if on_epoch is not None:
+            on_epoch(row, scored)
         if stale >= config.patience:
             log.info("no better validation %s for %d epochs: stopping", config.select_on, config.patience)
             break

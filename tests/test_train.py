@@ -1,0 +1,209 @@
+"""train.py end to end on a tiny made-up data folder (``--dry-run`` only), and determinism across processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import namecls
+from namecls.data import read_names
+from namecls.evaluation import predict_logits, score
+from namecls.splits import make_split
+
+from conftest import PROJECT_ROOT, run_train, tiny_names, write_tiny_data
+
+KINDS = ["rnn", "gru"]
+FLAGS = ["--model", "--data-dir", "--download", "--protocol", "--seed", "--epochs", "--batch-size", "--lr",
+         "--hidden-size", "--layers", "--out", "--dry-run"]
+TIMING_KEYS = {"training_seconds", "seconds"}
+
+
+def _without_timings(obj):
+    """metrics.json minus wall-clock times, which legitimately differ between two identical runs."""
+    if isinstance(obj, dict):
+        return {k: _without_timings(v) for k, v in obj.items() if k not in TIMING_KEYS}
+    if isinstance(obj, list):
+        return [_without_timings(v) for v in obj]
+    return obj
+
+
+def _read(folder):
+    return (json.loads((folder / "config.json").read_text(encoding="utf-8")),
+            json.loads((folder / "metrics.json").read_text(encoding="utf-8")))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_dry_run_writes_a_complete_checkpoint(dry_run_dir, kind, tmp_path):
+    folder = dry_run_dir / kind
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "metrics.json", "model.safetensors"]
+    config, metrics = _read(folder)
+    data = read_names(write_tiny_data(tmp_path / "names"))  # the same made-up names the dry run read
+    assert config["labels"] == data.labels == sorted(tiny_names())
+    assert config["alphabet"] == namecls.ALPHABET
+    assert config["protocol"] == "clean" and config["split_seed"] == 0
+    assert config["data_fingerprint"] == data.fingerprint
+    assert config["model"]["kind"] == kind and config["model"]["num_classes"] == 4
+    assert {"python", "torch", "numpy", "scikit-learn", "unidecode"} <= set(config["versions"])
+    assert config["normalization"]
+
+    test = metrics["test"]
+    for key in ("accuracy", "macro_f1", "balanced_accuracy", "top3_accuracy"):
+        assert 0.0 <= test[key] <= 1.0
+    assert set(test["per_language"]) == set(data.labels)
+    for row in test["per_language"].values():
+        assert {"precision", "recall", "f1", "support"} <= set(row)
+    matrix = np.array(test["confusion_matrix"])
+    assert matrix.shape == (4, 4)
+    assert matrix.sum() == test["n"] == sum(r["support"] for r in test["per_language"].values())
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(test["accuracy"], abs=1e-12)
+    assert metrics["split_sizes"] == {"train": 128, "val": 16, "test": 16}
+    history = metrics["history"]
+    assert len(history) == metrics["epochs_run"] >= 1
+    assert {"epoch", "train_loss", "val_accuracy", "val_macro_f1", "seconds"} <= set(history[0])
+    assert metrics["model"] == kind and metrics["protocol"] == "clean"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_dry_run_checkpoint_loads_and_its_metrics_are_reproducible(dry_run_dir, kind, tmp_path):
+    clf = namecls.load(dry_run_dir / kind)
+    assert clf.kind == kind and clf.labels == sorted(tiny_names())
+    data = read_names(write_tiny_data(tmp_path / "names"))
+    split = make_split(data, clf.config["protocol"], clf.config["split_seed"])
+    names, targets = split.part("test")
+    recomputed = score(targets, predict_logits(clf.model, names), data.labels)
+    assert recomputed["accuracy"] == pytest.approx(clf.metrics["test"]["accuracy"], abs=1e-9)
+    assert recomputed["confusion_matrix"] == clf.metrics["test"]["confusion_matrix"]
+    assert len(clf.predict("Gimli", k=4)) == 4
+
+
+def test_same_seed_twice_gives_identical_metrics(dry_run_dir, tmp_path):
+    """A second process, reading the data through NAMECLS_DATA_DIR, reproduces the first run exactly."""
+    data = write_tiny_data(tmp_path / "names")
+    out = tmp_path / "again"
+    result = run_train("--out", str(out), "--dry-run", "--seed", "0", "--threads", "1", "--no-progress",
+                       env={"NAMECLS_DATA_DIR": str(data)})
+    assert result.returncode == 0, result.stderr
+    for kind in KINDS:
+        config_a, metrics_a = _read(dry_run_dir / kind)
+        config_b, metrics_b = _read(out / kind)
+        assert _without_timings(metrics_a) == _without_timings(metrics_b)
+        assert config_a == config_b
+        a, b = namecls.load(dry_run_dir / kind).model.state_dict(), namecls.load(out / kind).model.state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_model_protocol_and_seed_flags(tmp_path):
+    """In-process run: --model rnn writes only rnn/, and --protocol/--seed are recorded."""
+    import train
+
+    data = write_tiny_data(tmp_path / "names")
+    out = tmp_path / "out"
+    threads = torch.get_num_threads()
+    try:
+        train.main(["--data-dir", str(data), "--out", str(out), "--dry-run", "--model", "rnn", "--protocol", "seed",
+                    "--seed", "5", "--threads", "1", "--no-progress"])
+    finally:
+        torch.set_num_threads(threads)
+    assert sorted(p.name for p in out.iterdir()) == ["rnn"]
+    config, metrics = _read(out / "rnn")
+    assert config["protocol"] == metrics["protocol"] == "seed"
+    assert config["split_seed"] == metrics["split_seed"] == 5
+    assert metrics["split_sizes"]["test"] == 16 and sum(metrics["split_sizes"].values()) == 160
+    assert metrics["train_config"]["seed"] == 5
+
+
+def test_help_documents_every_flag(monkeypatch, capsys):
+    import train
+
+    parsers = []
+    original = argparse.ArgumentParser.parse_args
+
+    def capture(self, *args, **kwargs):
+        parsers.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(SystemExit) as info:
+        train.parse_args(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in FLAGS:
+        assert flag in text, flag
+    (parser,) = parsers
+    for action in parser._actions:
+        assert action.help and action.help != argparse.SUPPRESS, f"{action.option_strings} has no help"
+    assert {"rnn", "gru", "all"} <= set(next(a for a in parser._actions if "--model" in a.option_strings).choices)
+    assert {"clean", "seed"} <= set(next(a for a in parser._actions if "--protocol" in a.option_strings).choices)
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path):
+    missing = tmp_path / "no-such-folder"
+    result = run_train("--data-dir", str(missing), "--dry-run", "--out", str(tmp_path / "out"), timeout=60)
+    assert result.returncode != 0
+    assert "--data-dir" in result.stderr and str(missing) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_default_data_dir_missing_is_a_clear_error(tmp_path, monkeypatch):
+    """No --data-dir and no NAMECLS_DATA_DIR: the default data/names (relative to the cwd) is missing."""
+    import train
+
+    monkeypatch.delenv("NAMECLS_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        train.main(["--dry-run", "--threads", str(torch.get_num_threads())])
+    message = info.value.code
+    assert isinstance(message, str)  # SystemExit(str): the interpreter prints it and exits with status 1
+    assert "data/names" in message and "--data-dir" in message
+
+
+def test_data_dir_default_comes_from_the_environment(tmp_path, monkeypatch):
+    import train
+
+    monkeypatch.setenv("NAMECLS_DATA_DIR", str(tmp_path / "from-env"))
+    assert train.parse_args([]).data_dir == str(tmp_path / "from-env")
+    monkeypatch.delenv("NAMECLS_DATA_DIR")
+    assert train.parse_args([]).data_dir == "data/names"
+
+
+def test_empty_data_dir_fails_and_says_what_to_do(tmp_path):
+    import train
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises((SystemExit, FileNotFoundError), match="--data-dir"):
+        train.main(["--data-dir", str(tmp_path / "empty"), "--dry-run", "--out", str(tmp_path / "out"),
+                    "--threads", str(torch.get_num_threads())])
+
+
+# --- determinism across processes ------------------------------------------------------------------------------
+
+PROBE = """
+import sys, namecls
+for kind in ("rnn", "gru"):
+    clf = namecls.load(sys.argv[1] + "/" + kind)
+    for result in clf.predict_batch(["Gimli", "Legolas", "Иванов", "Baggins", "Azog"], k=4):
+        print(kind, [(label, repr(p)) for label, p in result])
+    print(kind, [repr(float(p)) for p in clf.trace("Thranduil").probs.ravel()])
+"""
+
+
+def test_predictions_identical_across_processes(dry_run_dir):
+    outputs = []
+    for hash_seed in ("1", "2"):  # a different str-hash seed must not matter either
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(PROJECT_ROOT)}
+        result = subprocess.run([sys.executable, "-c", PROBE, str(dry_run_dir)], env=env, capture_output=True,
+                                text=True, timeout=90)
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    assert outputs[0] == outputs[1]
+    assert outputs[0].count("\n") == 12  # 2 models x (5 names + 1 trace)
+    in_process = namecls.load(dry_run_dir / "rnn").predict("Gimli", k=4)
+    assert outputs[0].splitlines()[0] == "rnn " + str([(label, repr(p)) for label, p in in_process])
