@@ -60,10 +60,13 @@ def quick_score(targets: np.ndarray, scores: np.ndarray) -> dict:
 
 
 def tfidf_baseline(seed: int = 0):
-    """Character 1–5-gram TF-IDF (``char_wb``) + logistic regression: the baseline every model must beat."""
+    """Character 1–5-gram TF-IDF (``char_wb``) + logistic regression: the baseline every model must beat.
+
+    C = 30 is the best of 1, 10 and 30 on the clean protocol's validation split (0.802, 0.832, 0.834 accuracy).
+    """
     return make_pipeline(
         TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), lowercase=True, sublinear_tf=True),
-        LogisticRegression(C=10.0, max_iter=2000, random_state=seed),
+        LogisticRegression(C=30.0, max_iter=2000, random_state=seed),
     )
 
 

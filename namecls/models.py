@@ -42,6 +42,7 @@ class GRUConfig:
     hidden_size: int = 256
     num_layers: int = 2
     dropout: float = 0.3  # on the embeddings, between layers, and before the head (training only)
+    char_dropout: float = 0.0  # training only: zero a character's whole embedding with this probability
     running_max: bool = False  # head also reads the element-wise max of the top layer's states so far
     kind: str = "gru"
 
@@ -124,6 +125,9 @@ class GRUClassifier(nn.Module):
 
     def _run(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = self.drop(self.embed(x))  # (B, T, E)
+        if self.training and self.config.char_dropout:  # hide whole characters: no single cue is enough
+            keep = torch.rand(x.shape + (1,), device=x.device) >= self.config.char_dropout  # (B, T, 1)
+            out = out * keep / (1 - self.config.char_dropout)
         states = []
         for i, layer in enumerate(self.layers):
             out, _ = layer(out if i == 0 else self.drop(out))  # (B, T, H)

@@ -1,0 +1,202 @@
+"""The app's endpoint logic as plain functions: checked inputs in, JSON-able data out, ``ValueError`` on bad input.
+
+No gradio here: ``app.py`` wraps these functions (turning ``ValueError`` into ``gr.Error``) and tests call them
+directly. ``models`` is always a ``{"rnn": Classifier, "gru": Classifier}`` mapping (see :func:`load_models`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+from .data import ALPHABET, normalize, validate
+from .inference import MODEL_NAMES, Classifier, load
+
+MAX_BATCH_NAMES = 10_000  # names per batch, uploaded, pasted or sent to /predict_batch
+MAX_UPLOAD_BYTES = 1024 * 1024  # size of an uploaded file, 1 MB (app.py gives the server the same max_file_size)
+UPLOAD_TYPES = (".csv", ".txt")
+NAME_HEADERS = {"name", "names", "surname", "surnames", "last_name", "lastname", "last name", "family_name",
+                "family name"}
+_PUNCTUATION = "".join(c for c in ALPHABET if not c.isalpha())
+
+
+def load_models(folder: str | os.PathLike | None = None) -> dict[str, Classifier]:
+    """Both classifiers: the committed checkpoints, or ``folder/rnn`` and ``folder/gru``."""
+    return {kind: load(kind if folder is None else Path(folder) / kind) for kind in MODEL_NAMES}
+
+
+def pick_model(models: dict[str, Classifier], model) -> Classifier:
+    key = str(model).strip().lower()
+    if key not in models:
+        raise ValueError(f"unknown model {model!r}: choose one of {', '.join(repr(m) for m in models)}")
+    return models[key]
+
+
+def check_k(k, n_labels: int) -> int:
+    """``k`` as an int in 1 … n_labels (an integral float such as 3.0 is accepted)."""
+    try:
+        value = float(k)
+    except (TypeError, ValueError):
+        raise ValueError(f"k must be a whole number from 1 to {n_labels}, not {k!r}") from None
+    if not value.is_integer() or not 1 <= value <= n_labels:
+        raise ValueError(f"k must be a whole number from 1 to {n_labels}, not {k!r}")
+    return int(value)
+
+
+def check_name(name):
+    """:func:`namecls.data.validate` with a clearer message for input made only of emoji or symbols."""
+    if isinstance(name, str) and name.strip() and len(name) <= 256:
+        norm = normalize(name)
+        if not norm.text.strip(_PUNCTUATION) and not norm.dropped:
+            raise ValueError("name has no letters the models can read (emoji and other symbols are dropped)")
+    return validate(name)
+
+
+def predict(models, name: str, model: str = "gru", k: int = 3) -> dict[str, float]:
+    """{language: probability} for the k most probable languages, most probable first."""
+    clf = pick_model(models, model)
+    k = check_k(k, len(clf.labels))
+    check_name(name)
+    return {lang: float(p) for lang, p in clf.predict(name, k)}
+
+
+def trace(models, name: str, model: str = "gru") -> dict:
+    """The prediction after every prefix and the (top layer's) hidden state after every character, as lists."""
+    clf = pick_model(models, model)
+    check_name(name)
+    t = clf.trace(name)
+    return {
+        "name": name,
+        "normalized": t.normalized.text,
+        "model": clf.kind,
+        "labels": list(t.labels),
+        "chars": list(t.chars),
+        "probs": t.probs.astype(float).tolist(),  # [T][18]
+        "hidden": t.hidden.astype(float).tolist(),  # [T][H]
+    }
+
+
+def predict_batch(models, names, model: str = "gru", k: int = 3) -> list[dict]:
+    """One row per name, in order: name, normalized, top1, probability, top_k {language: p}, error.
+
+    A name that cannot be classified gets ``error`` (a message) and empty predictions; it does not fail the batch.
+    """
+    clf = pick_model(models, model)
+    k = check_k(k, len(clf.labels))
+    if not isinstance(names, (list, tuple)):
+        raise ValueError(f"names must be a list of strings, not {type(names).__name__}")
+    if len(names) > MAX_BATCH_NAMES:
+        raise ValueError(f"{len(names):,} names is too many: at most {MAX_BATCH_NAMES:,} per batch")
+    rows, good = [], []
+    for name in names:
+        try:
+            norm = check_name(name)
+        except ValueError as err:
+            shown = name if isinstance(name, str) else repr(name)
+            text = normalize(name).text if isinstance(name, str) and len(name) <= 256 else ""
+            rows.append({"name": shown[:100], "normalized": text, "top1": None, "probability": None, "top_k": {},
+                         "error": str(err)})
+            continue
+        good.append(len(rows))
+        rows.append({"name": name, "normalized": norm.text, "error": None})
+    if good:
+        results = clf.predict_batch([rows[i]["normalized"] for i in good], k)
+        for i, top in zip(good, results):
+            rows[i].update(top1=top[0][0], probability=float(top[0][1]), top_k={lang: float(p) for lang, p in top})
+    return [{key: row[key] for key in ("name", "normalized", "top1", "probability", "top_k", "error")}
+            for row in rows]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batch input and output
+
+
+def read_names_file(path: str | os.PathLike) -> list[str]:
+    """Names from an uploaded ``.txt`` (one a line) or ``.csv`` (a name/surname column, else the first column).
+
+    Blank lines are skipped. Raises ``ValueError`` for a wrong type, an oversized, binary or non-UTF-8 file, or
+    more than ``MAX_BATCH_NAMES`` names.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in UPLOAD_TYPES:
+        raise ValueError(f"{path.name!r} is not a .csv or .txt file")
+    size = path.stat().st_size
+    if size > MAX_UPLOAD_BYTES:
+        raise ValueError(f"{path.name!r} is {size / 2**20:.1f} MB: the limit is {MAX_UPLOAD_BYTES / 2**20:g} MB")
+    raw = path.read_bytes()
+    if b"\x00" in raw:
+        raise ValueError(f"{path.name!r} is not a text file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path.name!r} is not UTF-8 text: save it as UTF-8 and upload it again") from None
+    return parse_csv(text) if suffix == ".csv" else parse_lines(text)
+
+
+def parse_lines(text: str) -> list[str]:
+    """One name per non-blank line (surrounding whitespace stripped)."""
+    names = [line.strip() for line in str(text).splitlines() if line.strip()]
+    _check_count(len(names))
+    return names
+
+
+def parse_csv(text: str) -> list[str]:
+    """The name column of CSV text: a column headed name/surname/…, else the first column; blank rows skipped."""
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    except csv.Error as err:
+        raise ValueError(f"could not read the CSV: {err}") from None
+    column = 0
+    if rows:
+        header = [cell.strip().lower() for cell in rows[0]]
+        for i, cell in enumerate(header):
+            if cell in NAME_HEADERS:
+                column, rows = i, rows[1:]
+                break
+    names = [row[column].strip() if column < len(row) else "" for row in rows]
+    _check_count(len(names))
+    return names
+
+
+def _check_count(n: int) -> None:
+    if n > MAX_BATCH_NAMES:
+        raise ValueError(f"{n:,} names is too many: at most {MAX_BATCH_NAMES:,} per batch")
+
+
+_EXPORT_DIR: Path | None = None
+
+
+def _defuse(value):
+    """Keep a spreadsheet from running a cell as a formula (user text starting with = + - @)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def write_csv(table: pd.DataFrame, stem: str = "namecls-batch", max_age: float = 3600.0) -> str:
+    """Write ``table`` to a fresh CSV file in this process's export folder; files older than ``max_age`` go."""
+    global _EXPORT_DIR
+    if _EXPORT_DIR is None or not _EXPORT_DIR.is_dir():
+        _EXPORT_DIR = Path(tempfile.mkdtemp(prefix="namecls-export-"))
+    now = time.time()
+    for old in _EXPORT_DIR.glob("*.csv"):
+        try:
+            if now - old.stat().st_mtime > max_age:
+                old.unlink()
+        except OSError:
+            pass
+    path = _EXPORT_DIR / f"{stem}-{uuid.uuid4().hex[:8]}.csv"
+    safe = table.copy()
+    for col in safe.columns:
+        if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
+            safe[col] = safe[col].map(_defuse)
+    safe.to_csv(path, index=False)
+    return str(path)

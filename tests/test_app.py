@@ -1,0 +1,234 @@
+"""The app served in-process and called with gradio_client: every public endpoint, checked by value.
+
+Also drives the UI's own (normally private) events on a second instance built with
+``build_demo(ui_visibility="undocumented")``, to check and time the exact path a step change takes in the browser.
+Medians are written to ``test-artifacts/timings.json``.
+"""
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+for _key, _value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "1"),
+                     ("HF_HUB_DISABLE_TELEMETRY", "1"), ("NO_PROXY", "localhost,127.0.0.1")):
+    os.environ.setdefault(_key, _value)
+
+import pytest  # noqa: E402
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+import app  # noqa: E402
+from namecls import service  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+PUBLIC = {"/predict", "/trace", "/predict_batch"}
+N_TIMED = 20
+
+
+def _launch(demo):
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.LAUNCH_KWARGS)
+    return url
+
+
+@pytest.fixture(scope="module")
+def server():
+    url = _launch(app.demo)
+    yield url
+    app.demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def ui_server():
+    """The same app with its UI events callable (undocumented), for driving and timing the UI path."""
+    demo = app.build_demo(ui_visibility="undocumented")
+    url = _launch(demo)
+    yield url
+    demo.close()
+
+
+def _record(name: str, seconds: list[float]) -> float:
+    median = statistics.median(seconds)
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "timings.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[name] = {"median_ms": round(1000 * median, 2), "min_ms": round(1000 * min(seconds), 2),
+                  "max_ms": round(1000 * max(seconds), 2), "n": len(seconds)}
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"\n{name}: median {1000 * median:.1f} ms over {len(seconds)} calls")
+    return median
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The public API
+
+
+def test_view_api_lists_exactly_the_public_endpoints(client):
+    api = client.view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == PUBLIC
+    assert not api["unnamed_endpoints"]
+    params = {name: [p["parameter_name"] for p in info["parameters"]] for name, info in api["named_endpoints"].items()}
+    assert params == {"/predict": ["name", "model", "k"], "/trace": ["name", "model"],
+                      "/predict_batch": ["names", "model", "k"]}
+    visibility = {d["api_name"]: d["api_visibility"] for d in app.demo.config["dependencies"]}
+    assert {f"/{n}" for n, v in visibility.items() if v != "private"} == PUBLIC
+
+
+def test_ui_events_are_not_callable(client):
+    with pytest.raises(Exception):
+        client.predict("Nguyen", "gru", 3, api_name="/ui_classify")
+
+
+@pytest.mark.parametrize("model", ["rnn", "gru"])
+def test_predict_all_18_sum_to_one(client, model):
+    top = client.predict("Nguyen", model, 18, api_name="/predict")
+    assert set(top) == set(app.LABELS)
+    assert sum(top.values()) == pytest.approx(1.0, abs=1e-4)
+    assert list(top.values()) == sorted(top.values(), reverse=True)
+    assert top == pytest.approx(service.predict(app.MODELS, "Nguyen", model, 18))
+
+
+def test_predict_defaults_and_k(client):
+    top = client.predict("Ślusàrski", api_name="/predict")  # model="gru", k=3
+    assert len(top) == 3
+    assert top == pytest.approx(service.predict(app.MODELS, "Ślusàrski", "gru", 3))
+    assert len(client.predict("Qin", "rnn", 1, api_name="/predict")) == 1
+
+
+@pytest.mark.parametrize("model, low, high", [("rnn", 0.0, 1.0), ("gru", -1.0, 1.0)])
+def test_trace_has_one_step_per_character(client, model, low, high):
+    out = client.predict("O'Neill", model, api_name="/trace")
+    assert out["chars"] == list("O'Neill") and out["normalized"] == "O'Neill" and out["model"] == model
+    T = len(out["chars"])
+    assert len(out["probs"]) == len(out["hidden"]) == T
+    assert all(len(row) == 18 and abs(sum(row) - 1) < 1e-4 for row in out["probs"])
+    width = app.MODELS[model].config["model"]["hidden_size"]
+    assert all(len(row) == width for row in out["hidden"])
+    assert all(low <= v <= high for row in out["hidden"] for v in row)
+    final = dict(zip(out["labels"], out["probs"][-1]))
+    assert final == pytest.approx(service.predict(app.MODELS, "O'Neill", model, 18), abs=1e-5)
+
+
+def test_predict_batch_of_1000_names(client):
+    base = ["Nguyen", "Qin", "Slaveya", "Fernando", "Demirkan", "Ślusàrski", "O'Neill", "Mike", "Schmidt", "Rossi"]
+    names = [base[i % len(base)] + "abcdefghij"[i // len(base) % 10] * (i % 3) for i in range(995)]
+    names += ["", "   ", "12345", "😀", "x" * 100]
+    start = time.perf_counter()
+    rows = client.predict(names, "gru", 3, api_name="/predict_batch")
+    elapsed = time.perf_counter() - start
+    assert len(rows) == 1000
+    assert [r["name"] for r in rows[:995]] == names[:995]
+    assert all(r["error"] is None and len(r["top_k"]) == 3 and r["top1"] == next(iter(r["top_k"])) for r in rows[:995])
+    assert all(r["error"] and r["top1"] is None for r in rows[995:])
+    assert rows[5]["normalized"] == "Slusarskiaa" and rows[5]["name"] == "Ślusàrskiaa"
+    assert rows[0]["top_k"] == pytest.approx(service.predict(app.MODELS, names[0], "gru", 3))
+    assert elapsed < 60
+    rnn_rows = client.predict(names[:10], "rnn", 18, api_name="/predict_batch")
+    assert all(sum(r["top_k"].values()) == pytest.approx(1.0, abs=1e-4) for r in rnn_rows)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("", "gru", 3), "name is empty"),
+    (("   ", "gru", 3), "name is empty"),
+    (("x" * 300, "gru", 3), "too long"),
+    (("Abcdefghij" * 7, "gru", 3), "too long"),
+    (("12345", "gru", 3), "no letters"),
+    (("😀😀😀", "rnn", 3), "no letters"),
+    (("Nguyen", "lstm", 3), "unknown model"),
+    (("Nguyen", "gru", 0), "k must be"),
+    (("Nguyen", "gru", 19), "k must be"),
+])
+def test_bad_inputs_get_clear_errors(client, args, message):
+    with pytest.raises(AppError, match=message):
+        client.predict(*args, api_name="/predict")
+    assert client.predict("Nguyen", "gru", 2, api_name="/predict")  # the server keeps serving
+
+
+def test_bad_trace_and_batch_inputs(client):
+    with pytest.raises(AppError, match="no letters"):
+        client.predict("1234", "gru", api_name="/trace")
+    with pytest.raises(AppError, match="too many"):
+        client.predict(["Li"] * (service.MAX_BATCH_NAMES + 1), "gru", 3, api_name="/predict_batch")
+
+
+def test_html_is_data_not_markup(client):
+    top = client.predict("<script>alert(1)</script>", "gru", 3, api_name="/predict")
+    assert len(top) == 3  # classified as the letters it contains
+    out = client.predict("<b>Li</b>", "gru", api_name="/trace")
+    assert out["normalized"] == "bLib" and out["name"] == "<b>Li</b>"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Uploads and the UI's own events
+
+
+def test_oversized_upload_is_refused_by_the_server(server, tmp_path):
+    import httpx
+
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"Nguyen\n" * (service.MAX_UPLOAD_BYTES // 7 + 10))
+    with big.open("rb") as f:
+        response = httpx.post(server.rstrip("/") + "/gradio_api/upload", files={"files": ("big.txt", f)},
+                              timeout=30)
+    assert response.status_code == 413
+    assert client_alive(server)
+
+
+def client_alive(url):
+    return bool(Client(url, verbose=False).predict("Qin", "gru", 1, api_name="/predict"))
+
+
+def test_batch_upload_through_the_ui_event(ui_server, tmp_path):
+    c = Client(ui_server, verbose=False)
+    good = tmp_path / "people.csv"
+    good.write_text("surname,city\nNguyen,Hanoi\n12345,x\n<img src=x onerror=alert(1)>,y\n", encoding="utf-8")
+    summary, table, download = c.predict(handle_file(str(good)), "Qin\n", "rnn", api_name="/ui_batch")
+    assert "4" in summary and "1" in summary
+    assert [row[0] for row in table["data"]] == ["Nguyen", "12345", "<img src=x onerror=alert(1)>", "Qin"]
+    assert table["headers"] == ["name", "normalised", "top-1", "probability", "top-3", "error"]
+    path = download["value"] if isinstance(download, dict) else download  # an update: {"value": path, ...}
+    assert Path(path).read_text().startswith("name,normalised,top-1,probability,top-3,error\nNguyen,Nguyen,")
+    wrong = tmp_path / "names.pdf"
+    wrong.write_text("Nguyen")
+    with pytest.raises(AppError, match="(?i)invalid file type|not a .csv"):
+        c.predict(handle_file(str(wrong)), "", "gru", api_name="/ui_batch")
+    with pytest.raises(AppError, match="upload a .csv"):
+        c.predict(None, "  ", "gru", api_name="/ui_batch")
+
+
+def test_step_change_path(ui_server):
+    """The browser's path: trace once (kept in gr.State), then Next re-renders from the state."""
+    c = Client(ui_server, verbose=False)
+    out = c.predict("Nguyen", "gru", 3, api_name="/ui_trace")
+    slider, name_html = out[0], out[1]
+    assert slider["value"] == 6 and slider["maximum"] == 6 and "Character <b>6</b> of 6" in name_html
+    position, seconds = 1, []
+    c.predict(1, 3, api_name="/ui_step")
+    for i in range(N_TIMED):
+        start = time.perf_counter()
+        new = c.predict(position, 3, api_name="/ui_next")
+        seconds.append(time.perf_counter() - start)
+        expected = min(position + 1, 6)
+        assert new[0] == expected and f"Character <b>{expected}</b> of 6" in new[1]
+        assert f'data-step="{expected - 1}"' in new[4]  # the heatmap's marked column
+        position = 1 if expected == 6 else expected
+    _record("step_change_ui_next", seconds)
+    back = c.predict(3, 3, api_name="/ui_prev")
+    assert back[0] == 2
+
+
+def test_predict_timing(client):
+    seconds = []
+    for i in range(N_TIMED):
+        start = time.perf_counter()
+        client.predict(["Nguyen", "Qin", "Demirkan", "O'Neill"][i % 4], "gru", 5, api_name="/predict")
+        seconds.append(time.perf_counter() - start)
+    _record("predict", seconds)
