@@ -1,4 +1,5 @@
-"""One training run end to end: build the model, train it on a split, score it and the baselines on the test part.
+"""One training run end to end: build the model, train it on a split, calibrate it and map its hidden states
+(:mod:`namecls.calibration`, :mod:`namecls.projection`), score it and the baselines on the test part.
 
 ``train.py`` and the benchmarks call :func:`run` so that every number comes from the same code.
 """
@@ -11,6 +12,8 @@ from dataclasses import asdict, replace
 
 import torch
 
+from .adjust import fit_logit_adjustment
+from .calibration import post_training
 from .data import NamesData
 from .evaluation import baselines, predict_logits, score
 from .models import CONFIGS, build
@@ -19,9 +22,12 @@ from .training import TrainConfig, train
 
 log = logging.getLogger(__name__)
 
-# The project's defaults per model (chosen on validation data of the clean protocol).
-MODEL_DEFAULTS = {"rnn": {"hidden_size": 256}, "gru": {"hidden_size": 256, "num_layers": 2}}
-TRAIN_DEFAULTS = {"rnn": TrainConfig(epochs=30, lr=3e-3), "gru": TrainConfig(epochs=30, lr=3e-3)}
+# The project's defaults per model, chosen on the clean protocol's validation split (see README, "Training").
+MODEL_DEFAULTS = {"rnn": {"hidden_size": 512}, "gru": {"hidden_size": 256, "num_layers": 2, "dropout": 0.4}}
+TRAIN_DEFAULTS = {
+    "rnn": TrainConfig(epochs=40, lr=1e-2, class_weight_power=0.25),
+    "gru": TrainConfig(epochs=30, lr=3e-3, class_weight_power=0.0, ema=0.998),
+}
 DRY_RUN = {"model": {"hidden_size": 16, "num_layers": 1, "embedding_size": 8}, "train": {"epochs": 1, "max_batches": 3}}
 
 
@@ -37,7 +43,13 @@ def train_config(kind: str, **overrides) -> TrainConfig:
 
 def run(kind: str, data: NamesData, split: Split, model_overrides: dict | None = None,
         train_overrides: dict | None = None, with_baselines: bool = True, progress: bool = True):
-    """Train ``kind`` on ``split``; return (model, metrics dict ready for metrics.json)."""
+    """Train ``kind`` on ``split``; return (model, metrics dict ready for metrics.json).
+
+    After training and the logit adjustment, the softmax temperature and the low-confidence rule are fitted on the
+    validation split and the hidden-state map on the training names; the map is left on ``model.projection``
+    (which :func:`namecls.checkpoint.save` writes), the rest goes into the metrics (and, via
+    :func:`checkpoint_extra`, into config.json).
+    """
     tconfig = train_config(kind, **(train_overrides or {}))
     mconfig = model_config(kind, len(data.labels), **(model_overrides or {}))
     torch.manual_seed(tconfig.seed)
@@ -49,7 +61,9 @@ def run(kind: str, data: NamesData, split: Split, model_overrides: dict | None =
              split.protocol, split.seed, split.sizes())
     start = time.perf_counter()
     model, history = train(model, train_names, train_targets, val_names, val_targets, tconfig, progress=progress)
+    adjustment = fit_logit_adjustment(model, train_targets, val_names, val_targets) if tconfig.adjust_logits else None
     seconds = time.perf_counter() - start
+    _, calibration_metrics, model.projection = post_training(model, data.labels, split)
     metrics = {
         "model": kind,
         "protocol": split.protocol,
@@ -60,9 +74,11 @@ def run(kind: str, data: NamesData, split: Split, model_overrides: dict | None =
         "epochs_run": len(history),
         "best_epoch": max(history, key=lambda r: r[f"val_{tconfig.select_on}"])["epoch"],
         "history": history,
+        "logit_adjustment": adjustment,
         "validation": score(val_targets, predict_logits(model, val_names), data.labels),
         "test": score(test_targets, predict_logits(model, test_names), data.labels),
         "baselines": baselines(train_names, train_targets, test_names, test_targets, data.labels) if with_baselines else {},
+        **calibration_metrics,  # "calibration", "low_confidence", "projection"
     }
     return model, metrics
 
@@ -74,4 +90,16 @@ def checkpoint_extra(data: NamesData, split: Split, metrics: dict) -> dict:
         "split_seed": split.seed,
         "data_fingerprint": data.fingerprint,
         "train_config": metrics["train_config"],
+        **calibration_fields(metrics),
     }
+
+
+def calibration_fields(metrics: dict) -> dict:
+    """config.json's ``temperature`` and ``low_confidence`` rule, from metrics with a ``calibration`` entry."""
+    fields = {}
+    if metrics.get("calibration"):
+        fields["temperature"] = metrics["calibration"]["temperature"]
+    if metrics.get("low_confidence"):
+        rule = metrics["low_confidence"]
+        fields["low_confidence"] = {k: v for k, v in rule.items() if k not in ("validation", "test")}
+    return fields

@@ -42,8 +42,6 @@ class GRUConfig:
     hidden_size: int = 256
     num_layers: int = 2
     dropout: float = 0.3  # on the embeddings, between layers, and before the head (training only)
-    char_dropout: float = 0.0  # training only: zero a character's whole embedding with this probability
-    running_max: bool = False  # head also reads the element-wise max of the top layer's states so far
     kind: str = "gru"
 
 
@@ -121,33 +119,24 @@ class GRUClassifier(nn.Module):
             nn.GRU(E if i == 0 else H, H, batch_first=True) for i in range(config.num_layers)
         )
         self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(2 * H if config.running_max else H, config.num_classes)
+        self.head = nn.Linear(H, config.num_classes)
 
     def _run(self, x: torch.Tensor) -> list[torch.Tensor]:
         out = self.drop(self.embed(x))  # (B, T, E)
-        if self.training and self.config.char_dropout:  # hide whole characters: no single cue is enough
-            keep = torch.rand(x.shape + (1,), device=x.device) >= self.config.char_dropout  # (B, T, 1)
-            out = out * keep / (1 - self.config.char_dropout)
         states = []
         for i, layer in enumerate(self.layers):
             out, _ = layer(out if i == 0 else self.drop(out))  # (B, T, H)
             states.append(out)
         return states
 
-    def _features(self, top: torch.Tensor) -> torch.Tensor:
-        """What the head reads at each step from the top layer's states (B, T, H): causal, so prefix-exact."""
-        if self.config.running_max:
-            top = torch.cat([top, top.cummax(dim=1).values], dim=-1)  # (B, T, 2H)
-        return self.drop(top)
-
     def steps(self, x: torch.Tensor, lengths: torch.Tensor) -> Steps:
         states = self._run(x)
-        logits = self.head(self._features(states[-1]))  # (B, T, C)
+        logits = self.head(self.drop(states[-1]))  # (B, T, C)
         return Steps(logits, torch.stack(states))  # hidden (L, B, T, H)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        features = self._features(self._run(x)[-1])  # (B, T, F)
-        return self.head(last_step(features, lengths))  # (B, C)
+        top = last_step(self._run(x)[-1], lengths)  # (B, H)
+        return self.head(self.drop(top))  # (B, C)
 
     @property
     def readout(self) -> nn.Linear:

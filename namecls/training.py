@@ -34,6 +34,7 @@ class TrainConfig:
     class_weight_power: float = 0.5  # loss weight of a class ∝ count^-power (0: plain cross-entropy)
     patience: int = 8  # epochs without a better validation score before stopping
     ema: float = 0.0  # if > 0: validate and keep an exponential moving average of the weights (decay per step)
+    adjust_logits: bool = True  # after training, fold a validation-chosen prior correction into the readout bias
     select_on: str = "accuracy"  # validation metric that picks the best epoch: accuracy or macro_f1
     seed: int = 0
     max_batches: int | None = None  # cap batches per epoch (dry runs)
