@@ -3,8 +3,8 @@
     python app.py            # serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override)
 
 Layout and wiring only: the logic lives in ``namecls.service`` (checked, JSON-able endpoint functions) and
-``namecls.render`` (figures, tables, HTML). Public API (``gradio_client``): ``/predict``, ``/trace``,
-``/predict_batch``; every UI event is private.
+``namecls.render`` (figures, tables, HTML). Public API (``gradio_client``): ``/predict``, ``/predict_details``,
+``/trace``, ``/predict_batch``; every UI event is private.
 """
 
 import os
@@ -17,12 +17,20 @@ for _key, _value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "
 from contextlib import contextmanager  # noqa: E402
 from typing import Literal  # noqa: E402
 
-import gradio as gr  # noqa: E402
-
-from namecls import render, service  # noqa: E402
+from namecls import service  # noqa: E402
+from namecls.checkpoint import CheckpointError  # noqa: E402
 
 # Both models, loaded once. NAMECLS_CHECKPOINTS may point at another folder holding rnn/ and gru/.
-MODELS = service.load_models(os.environ.get("NAMECLS_CHECKPOINTS") or None)
+# Loaded before gradio is imported, so a broken checkpoint stops start-up within seconds, naming the file and the fix.
+try:
+    MODELS = service.load_models(os.environ.get("NAMECLS_CHECKPOINTS") or None)
+except CheckpointError as err:
+    raise SystemExit(f"namecls: cannot start: {err}") from None
+
+import gradio as gr  # noqa: E402
+
+from namecls import render  # noqa: E402
+
 LABELS = MODELS["gru"].labels
 N_LABELS = len(LABELS)
 MODEL_CHOICES = [("RNN", "rnn"), ("GRU", "gru")]
@@ -83,6 +91,22 @@ def predict(name: str, model: Model = "gru", k: int = 3) -> dict[str, float]:
         return service.predict(MODELS, name, model, k)
 
 
+def predict_details(name: str, model: Model = "gru", k: int = 3) -> dict:
+    """The k most probable languages of a surname, with how sure the network is.
+
+    Parameters:
+        name: a surname, in any script (transliterated with unidecode, then restricted to a-z A-Z .,:;-')
+        model: "rnn" or "gru"
+        k: how many languages to return, 1 to 18
+    Returns:
+        {"name", "normalized", "model", "top": {language: probability}, "top_probability", "entropy" (nats),
+        "low_confidence" (true: the top probability is below "threshold", chosen on validation names: the name may
+        be from none of the 18 languages), "threshold"}
+    """
+    with user_errors(html=False):
+        return service.predict_details(MODELS, name, model, k)
+
+
 def trace(name: str, model: Model = "gru") -> dict:
     """The network's prediction after every prefix of a surname and its hidden state after every character.
 
@@ -91,7 +115,9 @@ def trace(name: str, model: Model = "gru") -> dict:
         model: "rnn" or "gru"
     Returns:
         {"name", "normalized", "model", "labels": [18], "chars": [T], "probs": [T][18] (row t = after chars[:t+1],
-        columns in the order of labels), "hidden": [T][H] (the top layer's state after each character)}
+        columns in the order of labels), "hidden": [T][H] (the top layer's state after each character),
+        "entropy": [T] (nats, of each row of probs), "low_confidence" (the whole name's flag, as /predict_details),
+        "map": [T][2] (the top state after each character on the model's 2-D map of training names, or null)}
     """
     with user_errors(html=False):
         return service.trace(MODELS, name, model)
@@ -128,13 +154,14 @@ def name_validator(name, *others):
 def classify(name, model, k):
     with user_errors():
         norm = service.check_name(name)
-        return service.predict(MODELS, name, model, k), render.normalisation_html(norm)
+        details = service.predict_details(MODELS, name, model, k)
+    return details["top"], render.normalisation_html(norm), render.confidence_html(details, N_LABELS)
 
 
 def reclassify(name, model, k):
     """Model or top-k changed: classify again if there is a name."""
     if not str(name or "").strip():
-        return gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip()
     return classify(name, model, k)
 
 
@@ -156,9 +183,9 @@ def new_trace(name, model, k):
 def trace_if_stale(name, model, k, view):
     """On opening the tab: trace again only if the name or model changed since the last trace."""
     if view is not None and view.trace.name == name and view.kind == model:
-        return [gr.skip()] * 10
+        return [gr.skip()] * 12
     if not str(name or "").strip():
-        return [gr.skip()] * 10
+        return [gr.skip()] * 12
     return new_trace(name, model, k)
 
 
@@ -174,13 +201,13 @@ def _index(position, view, delta: int = 0) -> int:
 def show_step(position, view, k):
     """Re-render one step from the stored trace (no model call)."""
     if view is None:
-        return [gr.skip()] * 5
+        return [gr.skip()] * 6
     return view.step(_index(position, view), k)
 
 
 def _moved(position, view, k, delta):
     if view is None:
-        return [gr.skip()] * 6
+        return [gr.skip()] * 7
     step = _index(position, view, delta)
     return (step + 1, *view.step(step, k))
 
@@ -200,7 +227,7 @@ def _stopped():
 def toggle_play(playing, position, view, k):
     """Play from the current character (from the first if at the end), or pause."""
     if playing or view is None or view.length < 2:
-        return (*_stopped(), *[gr.skip()] * 6)
+        return (*_stopped(), *[gr.skip()] * 7)
     step = _index(position, view)
     if step >= view.length - 1:
         step = 0
@@ -210,7 +237,7 @@ def toggle_play(playing, position, view, k):
 def tick(playing, position, view, k):
     """One timer tick while playing: advance a character; stop at the last one."""
     if not playing or view is None:
-        return (*_stopped(), *[gr.skip()] * 6)
+        return (*_stopped(), *[gr.skip()] * 7)
     step = _index(position, view, +1)
     if step >= view.length - 1:
         return (*_stopped(), step + 1, *view.step(step, k))
@@ -279,6 +306,11 @@ def model_card() -> None:
                                 label="Confusion matrix", format="png", show_label=False)
                 gr.Plot(render.training_curve_figure(clf.metrics, f"{label}: training"), label="Training curve",
                         format="png", show_label=False)
+                calibration = render.calibration_md(clf.metrics)
+                if calibration:
+                    gr.Markdown(calibration, elem_id=f"calibration-{kind}")
+                    gr.Plot(render.reliability_figure(clf.metrics, f"{label}: reliability diagram (test set)"),
+                            label="Reliability diagram", format="png", show_label=False)
                 gr.Dataframe(render.facts_table(clf.config, clf.metrics), label=f"{label}: data, protocol, settings",
                              interactive=False, wrap=True, column_widths=["22%", "78%"])
                 share = render.test_share_md(clf.metrics)
@@ -309,6 +341,7 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
                                                api_visibility="private", examples_per_page=8)
                     with gr.Column(scale=4):
                         label = gr.Label(num_top_classes=N_LABELS, label="Languages", elem_id="label")
+                        confidence = gr.HTML(elem_id="confidence")
 
             # -- Step through ---------------------------------------------------------------------------------
             with gr.Tab("Step through", id="step-through") as step_tab:
@@ -334,6 +367,19 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
                             trajectory_img = gr.HTML(elem_classes="fig-base")
                             trajectory = gr.HTML(elem_classes="fig-marks")
                         decision = gr.HTML(elem_id="decision")
+                with gr.Row():
+                    with gr.Column(scale=2, min_width=250):
+                        gr.Markdown("**Where the name travels.** Each dot is a training name, placed by the "
+                                    "network's top-layer hidden state after its last letter (a 2-D PCA fitted at "
+                                    "training time) and coloured by its language; each language's name sits at "
+                                    "the centre of its dots. The black path is the current name's state after each "
+                                    "prefix, letter by letter; the red dot is the current character. A path that "
+                                    "ends among one language's names is a confident answer.",
+                                    elem_classes="small-note")
+                    with gr.Column(scale=5):
+                        with gr.Column(elem_id="state-map", elem_classes="fig-stack"):
+                            map_img = gr.HTML(elem_classes="fig-base")
+                            map_marks = gr.HTML(elem_classes="fig-marks")
                 with gr.Row():
                     with gr.Column(scale=2, min_width=250):
                         units = gr.Dataframe(label="Hidden units that changed most at this character",
@@ -397,21 +443,22 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
 
         # -- Events ---------------------------------------------------------------------------------------------
         gr.api(predict, api_name="predict")
+        gr.api(predict_details, api_name="predict_details")
         gr.api(trace, api_name="trace")
         gr.api(predict_batch, api_name="predict_batch")
 
-        classified = gr.on([name.submit, classify_btn.click], classify, [name, model, k], [label, norm_line],
+        answer = [label, norm_line, confidence]
+        classified = gr.on([name.submit, classify_btn.click], classify, [name, model, k], answer,
                            validator=name_validator, api_name="ui_classify", **ui)
         classified.success(sync_name, [name, model], [t_name, t_model, c_name], api_name="ui_sync", queue=False,
                            **ui)
-        gr.on([model.input, k.release], reclassify, [name, model, k], [label, norm_line], api_name="ui_reclassify",
-              **ui)
-        examples.load_input_event.then(classify, [name, model, k], [label, norm_line], api_name="ui_example",
+        gr.on([model.input, k.release], reclassify, [name, model, k], answer, api_name="ui_reclassify", **ui)
+        examples.load_input_event.then(classify, [name, model, k], answer, api_name="ui_example",
                                        **ui).success(sync_name, [name, model], [t_name, t_model, c_name],
                                                      api_name="ui_example_sync", queue=False, **ui)
 
-        step_views = [name_display, step_label, units, heatmap, trajectory]
-        trace_outputs = [view, step, *step_views, decision, heatmap_img, trajectory_img]
+        step_views = [name_display, step_label, units, heatmap, trajectory, map_marks]
+        trace_outputs = [view, step, *step_views, decision, heatmap_img, trajectory_img, map_img]
         gr.on([t_name.submit, t_btn.click, t_model.input], new_trace, [t_name, t_model, t_k], trace_outputs,
               validator=name_validator, api_name="ui_trace", **ui)
         step_tab.select(trace_if_stale, [t_name, t_model, t_k, view], trace_outputs, api_name="ui_trace_tab", **ui)
@@ -441,4 +488,9 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
 demo = build_demo()
 
 if __name__ == "__main__":
+    import torch
+
+    # One torch thread per request: requests run side by side on the queue's worker threads, and intra-op threads
+    # of concurrent requests only wait for each other (measured in bench/README.md). NAMECLS_TORCH_THREADS overrides.
+    torch.set_num_threads(int(os.environ.get("NAMECLS_TORCH_THREADS") or 1))
     demo.launch(**LAUNCH_KWARGS)

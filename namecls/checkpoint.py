@@ -1,8 +1,11 @@
 """Checkpoints: a folder with ``config.json``, ``model.safetensors`` and ``metrics.json``. No pickle.
 
 ``config.json`` carries everything needed to rebuild and trust the model: architecture and hyperparameters,
-alphabet, labels in output order, normalisation, data fingerprint, protocol and split seed, package versions.
-Every file is written atomically (temporary file, then rename), so an interrupted run leaves the old one intact.
+alphabet, labels in output order, normalisation, data fingerprint, protocol and split seed, package versions,
+and (when fitted) the softmax ``temperature`` and the ``low_confidence`` rule (see :mod:`namecls.calibration`).
+An optional hidden-state map rides along as ``projection.safetensors`` + ``projection.json`` (see
+:mod:`namecls.projection`). Every file is written atomically (temporary file, then rename), so an interrupted
+run leaves the old one intact.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .data import ALPHABET, NORMALIZATION
 from .models import build, config_from_dict, config_to_dict
 
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE = "config.json", "model.safetensors", "metrics.json"
+PROJECTION_TENSORS, PROJECTION_JSON = "projection.safetensors", "projection.json"
 FORMAT_VERSION = 1
 
 
@@ -53,11 +57,14 @@ def versions() -> dict:
             **{package: metadata.version(package) for package in ("torch", "numpy", "scikit-learn", "unidecode")}}
 
 
-def save(folder: str | os.PathLike, model: torch.nn.Module, labels: list[str], extra: dict, metrics: dict) -> Path:
+def save(folder: str | os.PathLike, model: torch.nn.Module, labels: list[str], extra: dict, metrics: dict,
+         projection=None) -> Path:
     """Write ``model`` and its metadata into ``folder`` (created if needed), each file atomically.
 
     ``extra`` holds training facts (protocol, split seed, data fingerprint, training config) merged into config.json.
-    Weights go first and config last, so a loader never pairs a new config with old weights after a crash.
+    ``projection`` (default: ``model.projection``, set by :func:`namecls.experiment.run`) is the hidden-state map;
+    without one, a stale map in ``folder`` is removed. Weights go first and config last, so a loader never pairs a
+    new config with old weights after a crash.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -72,9 +79,55 @@ def save(folder: str | os.PathLike, model: torch.nn.Module, labels: list[str], e
     }
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     _atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
+    projection = getattr(model, "projection", None) if projection is None else projection
+    if projection is not None:
+        save_projection(folder, projection)
+    else:
+        for stale in (PROJECTION_TENSORS, PROJECTION_JSON):
+            (folder / stale).unlink(missing_ok=True)
     write_json(folder / METRICS_FILE, metrics)
     write_json(folder / CONFIG_FILE, config)
     return folder
+
+
+def save_projection(folder: str | os.PathLike, projection) -> None:
+    """Write a :class:`namecls.projection.Projection` as ``projection.safetensors`` + ``projection.json``."""
+    folder = Path(folder)
+    tensors = projection.tensors()
+    _atomic_write(folder / PROJECTION_TENSORS, lambda tmp: save_file(tensors, tmp))
+    write_json(folder / PROJECTION_JSON, projection.summary)
+
+
+def load_projection(folder: str | os.PathLike, config: dict):
+    """The checkpoint's hidden-state map (:class:`namecls.projection.Projection`), or None if it has none.
+
+    Raises :class:`CheckpointError` when only one of the two files is there, or either is corrupt or does not fit
+    the model of ``config``.
+    """
+    from .projection import Projection, check_summary
+
+    folder = Path(folder)
+    tensors_path, json_path = folder / PROJECTION_TENSORS, folder / PROJECTION_JSON
+    if not tensors_path.is_file() and not json_path.is_file():
+        return None
+    for path in (tensors_path, json_path):
+        if not path.is_file():
+            raise _fail(path, "file is missing (the hidden-state map needs both projection files)")
+    try:
+        tensors = load_file(tensors_path)
+        projection = Projection(tensors["mean"].numpy(), tensors["components"].numpy(), {})
+    except (SafetensorError, OSError, KeyError, ValueError) as err:
+        raise _fail(tensors_path, f"corrupt or incomplete projection ({err})") from err
+    try:
+        summary = json.loads(json_path.read_text(encoding="utf-8"))
+        check_summary(summary, projection.hidden_size, config["labels"])
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as err:
+        raise _fail(json_path, f"unreadable projection summary ({err})") from err
+    if projection.hidden_size != config["model"]["hidden_size"]:
+        raise _fail(tensors_path, f"projection is for hidden size {projection.hidden_size}, the model has "
+                                  f"{config['model']['hidden_size']}")
+    projection.summary = summary
+    return projection
 
 
 def _fail(path: Path, problem: str) -> CheckpointError:
@@ -105,6 +158,13 @@ def load(folder: str | os.PathLike) -> tuple[torch.nn.Module, dict, dict]:
         raise _fail(config_path, "alphabet differs from this version of namecls")
     if not isinstance(labels, list) or len(labels) != model_config.num_classes or len(set(labels)) != len(labels):
         raise _fail(config_path, f"labels list {labels!r} does not match num_classes={model_config.num_classes}")
+    temperature = config.get("temperature", 1.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < 1e3:
+        raise _fail(config_path, f"temperature must be a positive number, not {temperature!r}")
+    rule = config.get("low_confidence")
+    if rule is not None and not (isinstance(rule, dict) and isinstance(rule.get("threshold"), (int, float))
+                                 and rule.get("score", "top_probability") in ("top_probability", "entropy")):
+        raise _fail(config_path, f"low_confidence must be {{'score', 'threshold'}}, not {rule!r}")
     try:
         tensors = load_file(weights_path)
     except (SafetensorError, OSError, ValueError) as err:

@@ -10,12 +10,14 @@ import hashlib
 import io
 import logging
 import os
+import re
 import string
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from unidecode import unidecode
 
@@ -23,6 +25,9 @@ log = logging.getLogger(__name__)
 
 ALPHABET = string.ascii_letters + " .,:;-'"  # the 59 characters every model reads
 CHAR_TO_INDEX = {c: i for i, c in enumerate(ALPHABET)}
+_PLAIN = re.compile("[" + re.escape(ALPHABET) + "\t\n\r\f\v]*")  # text that normalize() only re-spaces
+_CODES = np.full(128, -1, dtype=np.int64)  # ASCII code → index in ALPHABET (-1: not in it)
+_CODES[[ord(c) for c in ALPHABET]] = np.arange(len(ALPHABET))
 MAX_NAME_LENGTH = 64  # longest normalised name the classifier accepts
 NORMALIZATION = "unidecode, then keep only ALPHABET"  # recorded in every checkpoint
 
@@ -70,12 +75,15 @@ def normalize(name: str) -> Normalized:
     in the input, when its transliteration holds nothing of ALPHABET's or something outside it (``1``, ``/``,
     an emoji that unidecode erases). Never raises: validation (empty, too long) is :func:`validate`'s job.
     """
+    if type(name) is str and _PLAIN.fullmatch(name):  # fast path, same result: nothing to transliterate or drop
+        return Normalized(original=name, text=" ".join(name.split()), dropped=())
     kept, dropped = [], []
     for char in str(name):
         if char.isspace():
             kept.append(" ")
             continue
-        transliterated = unidecode(char)
+        # A lone surrogate (possible in a str, e.g. from JSON "\ud800") is dropped: unidecode would warn about it.
+        transliterated = "" if "\ud800" <= char <= "\udfff" else unidecode(char)
         letters = [c for c in transliterated if c in CHAR_TO_INDEX]
         kept.extend(letters)
         if not letters or len(letters) < len(transliterated.replace(" ", "")):
@@ -183,8 +191,14 @@ def pad_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     Padding uses index 0; the models never let a padded step reach a real step's output (they are unidirectional
     and read each name's result at its own last character).
     """
-    lengths = torch.tensor([len(n) for n in names], dtype=torch.long)
-    batch = torch.zeros(len(names), int(lengths.max()), dtype=torch.long)  # (B, T)
-    for row, name in enumerate(names):
-        batch[row, : len(name)] = torch.tensor(encode(name), dtype=torch.long)
-    return batch, lengths
+    lengths = np.fromiter(map(len, names), dtype=np.int64, count=len(names))
+    try:  # vectorised: one lookup over all the names' characters (per-name tensors cost more than the model)
+        codes = _CODES[np.frombuffer("".join(names).encode("ascii"), dtype=np.uint8)]
+    except UnicodeEncodeError:
+        codes = None
+    if codes is None or (codes < 0).any():
+        for name in names:
+            encode(name)  # raises KeyError naming the first character outside ALPHABET
+    batch = np.zeros((len(names), int(lengths.max())), dtype=np.int64)  # (B, T)
+    batch[np.arange(batch.shape[1]) < lengths[:, None]] = codes  # row by row: each name's first len(name) steps
+    return torch.from_numpy(batch), torch.from_numpy(lengths)

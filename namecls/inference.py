@@ -1,4 +1,8 @@
-"""The public inference API: load a checkpoint, predict languages, and trace a name character by character."""
+"""The public inference API: load a checkpoint, predict languages, and trace a name character by character.
+
+Every probability is calibrated: logits are divided by the checkpoint's ``temperature`` (fitted on validation data,
+:mod:`namecls.calibration`; 1 when the checkpoint has none) before the softmax.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,13 @@ import torch
 
 from . import checkpoint
 from .data import Normalized, pad_batch, validate
+
+def _calibration():
+    """namecls.calibration, imported on first use (so ``python -m namecls.calibration`` runs it only once)."""
+    from . import calibration
+
+    return calibration
+
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 MODEL_NAMES = ("rnn", "gru")
@@ -26,15 +37,33 @@ class Trace:
     layers: np.ndarray  # (L, T, H): every layer's hidden state after each character (RNN: L = 1)
     probs: np.ndarray  # (T, C): the full prediction after each prefix
     labels: list[str]
+    map_points: np.ndarray | None = None  # (T, 2): the top state after each character on the model's 2-D map
 
     @property
     def hidden(self) -> np.ndarray:
         """(T, H): the top layer's hidden state after each character."""
         return self.layers[-1]
 
+    @property
+    def entropy(self) -> np.ndarray:
+        """(T,): the entropy (nats) of the prediction after each prefix."""
+        return _calibration().entropy(self.probs)
+
     def top(self, step: int = -1, k: int = 3) -> list[tuple[str, float]]:
         """The k most probable languages after prefix ``step`` (default: the whole name)."""
         return _top_k(self.probs[step], self.labels, k)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A name's top-k languages with how sure the network is (:meth:`Classifier.predict_details`)."""
+
+    name: str  # as given
+    normalized: str
+    top: list[tuple[str, float]]  # the k most probable languages, most probable first
+    top_probability: float
+    entropy: float  # nats, 0 … ln 18
+    low_confidence: bool  # the checkpoint's rule fired (Classifier.low_confidence_rule)
 
 
 def _top_k(probs: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:
@@ -43,24 +72,58 @@ def _top_k(probs: np.ndarray, labels: list[str], k: int) -> list[tuple[str, floa
     return [(labels[i], float(probs[i])) for i in order]
 
 
+def _top_k_rows(probs: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, float]]]:
+    """:func:`_top_k` of every row of ``probs`` (B, C) at once: the same lists, without a NumPy call per row."""
+    k = max(1, min(int(k), len(labels)))
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    picked = np.take_along_axis(probs, order, axis=1)
+    return [[(labels[i], p) for i, p in zip(o, q)] for o, q in zip(order.tolist(), picked.tolist())]
+
+
+def _same_threads() -> None:
+    """Make this thread use the process's ``torch.set_num_threads`` before computing anything.
+
+    A thread started after ``torch.set_num_threads(n)`` runs its first matmuls with MKL's default thread count until
+    torch initialises its thread settings, and MKL's result then differs in the last bit: the same name would get
+    a different answer on a fresh server worker thread. ``torch.get_num_threads()`` does that initialisation.
+    """
+    torch.get_num_threads()
+
+
 class Classifier:
     """A loaded checkpoint. Thread-safe for concurrent calls: inference never changes the model."""
 
-    def __init__(self, model: torch.nn.Module, config: dict, metrics: dict, source: Path):
+    def __init__(self, model: torch.nn.Module, config: dict, metrics: dict, source: Path, projection=None):
         self.model = model
         self.config = config
         self.metrics = metrics
         self.source = source
         self.labels: list[str] = list(config["labels"])
         self.kind: str = config["model"]["kind"]
+        self.temperature: float = float(config.get("temperature", 1.0))  # absent: an uncalibrated checkpoint
+        self.low_confidence_rule: dict = dict(config.get("low_confidence") or _calibration().DEFAULT_RULE)
+        self.projection = projection  # namecls.projection.Projection, or None (no map in the checkpoint)
 
     def __repr__(self) -> str:
         return f"Classifier({self.kind!r}, source={str(self.source)!r})"
 
     @torch.inference_mode()
     def _probs(self, names: list[str]) -> np.ndarray:
+        _same_threads()
         x, lengths = pad_batch(names)
-        return torch.softmax(self.model(x, lengths), dim=-1).numpy()  # (B, C)
+        return torch.softmax(self.model(x, lengths) / self.temperature, dim=-1).numpy()  # (B, C)
+
+    def is_low_confidence(self, probs) -> bool | np.ndarray:
+        """The checkpoint's low-confidence rule on (calibrated) probabilities: one vector → bool, rows → array."""
+        flags = _calibration().low_confidence(probs, self.low_confidence_rule)
+        return bool(flags) if np.ndim(flags) == 0 else flags
+
+    def predict_details(self, name: str, k: int = 3) -> Prediction:
+        """:meth:`predict` plus the top probability, the entropy and the low-confidence flag."""
+        norm = validate(name)
+        probs = self._probs([norm.text])[0]
+        return Prediction(name, norm.text, _top_k(probs, self.labels, k), float(probs.max()),
+                          float(_calibration().entropy(probs)), self.is_low_confidence(probs))
 
     def predict(self, name: str, k: int = 3) -> list[tuple[str, float]]:
         """Top-k (language, probability) for one name, most probable first. Bad input raises ``ValueError``."""
@@ -81,19 +144,21 @@ class Classifier:
         results: list = [None] * len(texts)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            for row, probs in zip(rows, self._probs([texts[i] for i in rows])):
-                results[row] = _top_k(probs, self.labels, k)
+            for row, top in zip(rows, _top_k_rows(self._probs([texts[i] for i in rows]), self.labels, k)):
+                results[row] = top
         return results
 
     @torch.inference_mode()
     def trace(self, name: str) -> Trace:
         """Hidden states and predictions after every prefix of ``name``. Bad input raises ``ValueError``."""
         norm = validate(name)
+        _same_threads()
         x, lengths = pad_batch([norm.text])
         steps = self.model.steps(x, lengths)
-        probs = torch.softmax(steps.logits[0], dim=-1).numpy()  # (T, C)
+        probs = torch.softmax(steps.logits[0] / self.temperature, dim=-1).numpy()  # (T, C)
         layers = steps.hidden[:, 0].numpy()  # (L, T, H)
-        return Trace(name, norm, list(norm.text), layers, probs, self.labels)
+        points = None if self.projection is None else self.projection.transform(layers[-1])  # (T, 2)
+        return Trace(name, norm, list(norm.text), layers, probs, self.labels, points)
 
 
 def load(name_or_path: str | os.PathLike = "gru") -> Classifier:
@@ -101,4 +166,4 @@ def load(name_or_path: str | os.PathLike = "gru") -> Classifier:
     key = str(name_or_path).lower()
     folder = CHECKPOINTS / key if key in MODEL_NAMES else Path(name_or_path)
     model, config, metrics = checkpoint.load(folder)
-    return Classifier(model, config, metrics, folder)
+    return Classifier(model, config, metrics, folder, checkpoint.load_projection(folder, config))

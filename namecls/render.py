@@ -41,10 +41,13 @@ LIMITATIONS_MD = """\
 - **A surname is not a nationality, an ethnicity or a person's origin.** The model guesses which *language's list
   of surnames* a spelling most resembles. People marry, migrate, transliterate and change names.
 - **18 languages only.** Every input gets one of them, however foreign: a Turkish name like *Demirkan* still comes
-  out as one of these 18, with a confident-looking probability. There is no "none of these" answer.
+  out as one of these 18. The *not sure* flag (a top probability below a threshold chosen on validation names)
+  catches many names from elsewhere, not all: a foreign name that looks like one of the 18 gets a confident answer.
 - **Skewed data.** Russian is 47% of the data's rows (9,408 of 20,074); Vietnamese has 73 rows, Portuguese 74. Small
   languages are predicted less reliably: look at the per-language recall, not only the accuracy.
-- **Probabilities are the model's scores, not calibrated certainties.** Names shorter than three letters, and
+- **Probabilities are calibrated on average, not per name.** A temperature fitted on validation names makes "80%"
+  right about 80% of the time over many names of these 18 languages (see the reliability diagram); it promises
+  nothing for names from elsewhere. Names shorter than three letters, and
   letters outside `a-z A-Z .,:;-'` (dropped after transliteration with unidecode), leave little to go on.
 - **Dirty labels.** The source lists contain duplicates, 465 name strings listed under more than one language, and
   24 lines "To The First Page" in the Russian file.
@@ -92,6 +95,22 @@ def normalisation_html(norm: Normalized) -> str:
         dropped = " ".join(f"<code>{esc(c)}</code>" for c in norm.dropped)
         body += f" · dropped: {dropped}"
     return f'<div class="norm-line">Normalisation: {body}</div>'
+
+
+def confidence_html(details: dict, n_labels: int = 18) -> str:
+    """One line beside the answer saying how sure the network is, from :func:`namecls.service.predict_details`:
+    plainly "not sure" when the low-confidence flag is up."""
+    top, threshold, h = details["top_probability"], details["threshold"], details["entropy"]
+    numbers = (f"top probability {percent(top)}, threshold {percent(threshold)} (chosen on validation names); "
+               f"entropy {h:.2f} nats of at most {math.log(n_labels):.2f}")
+    if details["low_confidence"]:
+        return (f'<div class="confidence low" data-low-confidence="true" style="border-left:4px solid #d62728;'
+                f'padding:0.35rem 0.6rem;background:rgba(214,39,40,0.08)"><b>Not sure:</b> this name may be from '
+                f'none of the {n_labels} languages, or the network cannot tell them apart here '
+                f'<span class="small-note">({numbers})</span></div>')
+    return (f'<div class="confidence ok" data-low-confidence="false" style="border-left:4px solid #2ca02c;'
+            f'padding:0.35rem 0.6rem"><b>Confident</b> among the {n_labels} languages; a name from elsewhere can '
+            f'still look like one of them <span class="small-note">({numbers})</span></div>')
 
 
 def name_html(chars: list[str], step: int) -> str:
@@ -306,13 +325,13 @@ class FigureImage:
     kind: str  # "heatmap" (outlined column) or "lines" (shaded band)
 
     @classmethod
-    def from_figure(cls, fig: Figure, kind: str = "heatmap", dpi: int = 100) -> "FigureImage":
+    def from_figure(cls, fig: Figure, kind: str = "heatmap", dpi: int = 100, gid: str = STEP_AXES) -> "FigureImage":
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi)  # no bbox_inches="tight": it would move the axes
         w, h = (int(round(v * dpi)) for v in fig.get_size_inches())
         boxes = []
         for ax in fig.axes:
-            if ax.get_gid() != STEP_AXES:
+            if ax.get_gid() != gid:
                 continue
             pos = ax.get_position()
             boxes.append(AxesBox(pos.x0, pos.y0, pos.width, pos.height, tuple(map(float, ax.get_xlim())),
@@ -377,6 +396,121 @@ _UNIT_STYLE = ("position:absolute;width:1.3%;height:6px;background:#d62728;"
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The hidden-state map: training names scattered once per model, the current name's path drawn on top per step
+
+MAP_AXES = "map-axes"  # gid of the map's data axes (FigureImage boxes: the path's pixel positions)
+NO_MAP_HTML = ('<div class="small-note">This checkpoint has no hidden-state map. Add one with '
+               '<code>python -m namecls.calibration --checkpoint &lt;folder&gt; --data-dir &lt;names&gt;</code>.</div>')
+
+
+def map_figure(projection, kind: str) -> Figure:
+    """The training names' final hidden states on the 2-D map, coloured by language, each language's name at its
+    centroid. Data axes (gid ``MAP_AXES``) span ``projection.extent``; the points are the stored per-language
+    sample, drawn in a fixed shuffled order so that no language hides the others."""
+    from matplotlib import patheffects
+    from matplotlib.lines import Line2D
+
+    points, labels = projection.sample()
+    order = np.random.default_rng(0).permutation(len(points))
+    colors = np.array([LANGUAGE_COLORS[i % len(LANGUAGE_COLORS)] for i in range(len(projection.labels))])
+    fig = Figure(figsize=(9.4, 5.6), dpi=100)
+    (ax,) = _fixed_axes(fig, 1, left=0.55, right=1.75, bottom=0.5, top=0.4)
+    ax.set_gid(MAP_AXES)
+    if len(points):
+        ax.scatter(points[order, 0], points[order, 1], s=10, c=colors[labels[order]], alpha=0.5, linewidths=0)
+    x0, x1, y0, y1 = projection.extent
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    halo = [patheffects.withStroke(linewidth=2.5, foreground="white")]
+    centroids = projection.centroids()
+    for i, (x, y) in _label_positions(ax, projection.labels, centroids).items():
+        if x0 < centroids[i][0] < x1 and y0 < centroids[i][1] < y1:
+            ax.text(x, y, projection.labels[i], fontsize=8, fontweight="bold", color=colors[i], ha="center",
+                    va="center", path_effects=halo, zorder=5)
+    ratio = projection.summary.get("explained_variance_ratio") or [float("nan")] * 2
+    ax.set_xlabel(f"map axis 1 ({percent(ratio[0])} of the variance)", fontsize=9)
+    ax.set_ylabel(f"map axis 2 ({percent(ratio[1])})", fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.2)
+    handles = [Line2D([], [], ls="", marker="o", ms=6, color=colors[i], label=lang)
+               for i, lang in enumerate(projection.labels)]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8,
+              handletextpad=0.2, borderaxespad=0.0, labelspacing=0.35)
+    ax.set_title(f"{MODEL_LABELS.get(kind, kind)} hidden-state map: training names by language (PCA of the state "
+                 f"after the last letter)", fontsize=10, loc="left")
+    return fig
+
+
+def _label_positions(ax, labels: list[str], centroids: np.ndarray, fontsize: float = 8.0) -> dict:
+    """Where to write each language's name: at its centroid, or moved up or down just enough not to overlap a
+    name already placed (approximate text boxes in pixels; the axes' layout is fixed, so they are known now)."""
+    to_pixels, placed, where = ax.transData, [], {}
+    height = 1.25 * fontsize * ax.figure.dpi / 72
+    for i in sorted(range(len(labels)), key=lambda i: labels[i]):
+        if not np.all(np.isfinite(centroids[i])):
+            continue
+        cx, cy = to_pixels.transform(centroids[i])
+        width = 0.62 * fontsize * len(labels[i]) * ax.figure.dpi / 72
+        for shift in [0] + [s * k for k in range(1, 12) for s in (1, -1)]:
+            y = cy + shift * height * 0.55
+            if all(abs(cx - px) > (width + pw) / 2 or abs(y - py) > height for px, py, pw in placed):
+                break
+        placed.append((cx, y, width))
+        where[i] = tuple(to_pixels.inverted().transform((cx, y)))
+    return where
+
+
+_MAP_CACHE: dict = {}  # (id(projection), kind) -> (projection, FigureImage): one rendering per loaded model
+
+
+def map_image(classifier) -> FigureImage | None:
+    """The classifier's map background (:func:`map_figure` as a :class:`FigureImage`), rendered on first use and
+    kept for the life of the process; None when the checkpoint has no map."""
+    projection = getattr(classifier, "projection", None)
+    if projection is None:
+        return None
+    key = (id(projection), classifier.kind)
+    hit = _MAP_CACHE.get(key)
+    if hit is None or hit[0] is not projection:
+        hit = (projection, FigureImage.from_figure(map_figure(projection, classifier.kind), "map", gid=MAP_AXES))
+        _MAP_CACHE[key] = hit
+    return hit[1]
+
+
+def map_path_svg(image: FigureImage, points, chars: list[str], step: int) -> str:
+    """An SVG in the image's pixel coordinates: the whole path faint, prefixes ``0 … step`` solid with each letter
+    beside its point, and the current step as a large red dot. Points off the map are pinned to its border."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    step = clamp_step(step, len(points))
+    box, W, H = image.axes[0], image.width, image.height
+    xs = np.clip(points[:, 0], *sorted(box.xlim))
+    ys = np.clip(points[:, 1], *sorted(box.ylim))
+    pixels = [(box.x(x) * W, box.y_top(y) * H) for x, y in zip(xs, ys)]
+
+    def polyline(pts) -> str:
+        return " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
+
+    parts = [f'<polyline class="map-future" points="{polyline(pixels)}" fill="none" stroke="#333" '
+             f'stroke-opacity="0.35" stroke-width="1.5" stroke-dasharray="4 3"/>']
+    if step > 0:
+        parts.append(f'<polyline class="map-path" points="{polyline(pixels[: step + 1])}" fill="none" '
+                     f'stroke="#111" stroke-width="2.5" stroke-linejoin="round"/>')
+    for i, (x, y) in enumerate(pixels[: step + 1]):
+        parts.append(f'<circle class="map-point" data-step="{i}" cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="#fff" '
+                     f'stroke="#111" stroke-width="1.5"/>')
+    for i, (x, y) in enumerate(pixels[: step + 1]):
+        parts.append(f'<text x="{x + 7:.1f}" y="{y - 6:.1f}" font-size="14" font-weight="700" '
+                     f'font-family="ui-monospace,monospace" fill="#111" stroke="#fff" stroke-width="3" '
+                     f'paint-order="stroke">{esc(display_char(chars[i]))}</text>')
+    x, y = pixels[step]
+    parts.append(f'<circle class="map-current" data-step="{step}" cx="{x:.1f}" cy="{y:.1f}" r="8" '
+                 f'fill="#d62728" stroke="#fff" stroke-width="2.5"/>')
+    return (f'<svg class="map-path-svg" viewBox="0 0 {W} {H}" width="100%" height="100%" '
+            f'style="position:absolute;left:0;top:0;overflow:visible" xmlns="http://www.w3.org/2000/svg">'
+            f'{"".join(parts)}</svg>')
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Everything the "Step through" tab shows for one name and model
 
 
@@ -389,30 +523,41 @@ class TraceView:
     initial: np.ndarray  # (L, H): the state before the first character
     heatmap: FigureImage
     trajectory: FigureImage
+    map: FigureImage | None = None  # the model's hidden-state map (shared by every trace of that model)
 
     @classmethod
     def build(cls, classifier, name: str) -> "TraceView":
-        """Trace ``name`` (``ValueError`` on bad input) and render both figures."""
+        """Trace ``name`` (``ValueError`` on bad input) and render both figures (the map is rendered once per
+        model, see :func:`map_image`)."""
         trace = classifier.trace(name)
         kind = classifier.kind
         return cls(trace, kind, initial_state(classifier),
                    FigureImage.from_figure(heatmap_figure(trace, kind), "heatmap"),
-                   FigureImage.from_figure(trajectory_figure(trace), "lines"))
+                   FigureImage.from_figure(trajectory_figure(trace), "lines"),
+                   map_image(classifier) if getattr(trace, "map_points", None) is not None else None)
 
     @property
     def length(self) -> int:
         return len(self.trace.chars)
 
-    def images(self) -> tuple[str, str]:
-        """(heatmap, trajectory) images as HTML: what a new trace sends once."""
+    def images(self) -> tuple[str, str, str]:
+        """(heatmap, trajectory, map) images as HTML: what a new trace sends once."""
         model = MODEL_LABELS[self.kind]
         name = "".join(self.trace.chars)
         return (self.heatmap.image_html(f"{model} hidden state after each character of {name}"),
-                self.trajectory.image_html(f"{model}: probability of the top languages after each prefix of {name}"))
+                self.trajectory.image_html(f"{model}: probability of the top languages after each prefix of {name}"),
+                self.map.image_html(f"{model} hidden-state map of the training names") if self.map else NO_MAP_HTML)
+
+    def map_overlay(self, step: int) -> str:
+        """The current name's path on the map up to 0-based ``step`` (an SVG over :meth:`images`' map)."""
+        if self.map is None:
+            return ""
+        svg = map_path_svg(self.map, self.trace.map_points, self.trace.chars, clamp_step(step, self.length))
+        return self.map._box(svg, "pointer-events:none")
 
     def step(self, step: int, k: int = 3, n_units: int = 8):
-        """(name HTML, top-k dict, changed-units table, heatmap marks HTML, trajectory marks HTML) at 0-based
-        ``step``: no model call and no figure, just text."""
+        """(name HTML, top-k dict, changed-units table, heatmap marks HTML, trajectory marks HTML, map path HTML)
+        at 0-based ``step``: no model call and no figure, just text."""
         step = clamp_step(step, self.length)
         layer, unit, *_ = top_changes(self.trace, step, n_units, self.initial)
         marked = [(int(l), int(u)) for l, u in zip(layer, unit)]
@@ -422,6 +567,7 @@ class TraceView:
             changed_units(self.trace, step, n_units, self.initial),
             self.heatmap.overlay_html(step, units=marked),
             self.trajectory.overlay_html(step),
+            self.map_overlay(step),
         )
 
 
@@ -554,6 +700,63 @@ def training_curve_figure(metrics: dict, title: str = "") -> Figure:
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def reliability_figure(metrics: dict, title: str = "") -> Figure:
+    """The test split's reliability diagram before and after temperature scaling (``metrics["calibration"]``):
+    per bin of the top probability, how often the top language is right; the diagonal is perfect calibration.
+    Bars are the bins' accuracy, dots their mean confidence; an empty figure says so when not calibrated."""
+    cal = metrics.get("calibration") or {}
+    test = cal.get("test") or {}
+    fig = Figure(figsize=(8.4, 3.2), dpi=100, layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, when in zip(axes, ("before", "after")):
+        bins = test.get(f"reliability_{when}") or []
+        ax.plot([0, 1], [0, 1], color="#888", ls="--", lw=1)
+        filled = [b for b in bins if b["count"]]
+        if filled:
+            centres = [(b["lower"] + b["upper"]) / 2 for b in filled]
+            ax.bar(centres, [b["accuracy"] for b in filled], width=filled[0]["upper"] - filled[0]["lower"],
+                   color="#4c72b0", alpha=0.75, edgecolor="white", label="accuracy", gid=f"bars-{when}")
+            ax.plot([b["confidence"] for b in filled], [b["accuracy"] for b in filled], "o", color="#d62728",
+                    ms=3.5, label="mean confidence", gid=f"dots-{when}")
+            T = cal.get("temperature", 1.0)
+            heading = "before (T = 1)" if when == "before" else f"after (T = {T:.2f})"
+            ax.set_title(f"{heading}: ECE {test.get(f'ece_{when}', float('nan')):.3f}", fontsize=10)
+        else:
+            ax.text(0.5, 0.5, "not calibrated", ha="center", va="center", color="#888")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("top probability (15 bins)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("share right")
+    if test.get("reliability_after"):
+        axes[1].legend(frameon=False, fontsize=8, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def calibration_md(metrics: dict) -> str:
+    """Calibration and the low-confidence flag of one checkpoint in a few lines of Markdown (empty if none)."""
+    cal, flag = metrics.get("calibration") or {}, metrics.get("low_confidence") or {}
+    if not cal:
+        return ""
+    test, val = cal.get("test") or {}, cal.get("validation") or {}
+    lines = [f"**Calibration** (temperature T = {cal['temperature']:.3f}, fitted on the validation split by minimum "
+             f"NLL): expected calibration error on the test split {test.get('ece_before', float('nan')):.3f} → "
+             f"**{test.get('ece_after', float('nan')):.3f}** (validation {val.get('ece_before', float('nan')):.3f} "
+             f"→ {val.get('ece_after', float('nan')):.3f}); accuracy is unchanged (dividing by T keeps the order)."]
+    if flag:
+        rates = flag.get("test") or {}
+        acc_f, acc_c = rates.get("accuracy_flagged"), rates.get("accuracy_confident")
+        lines.append(f"**Not sure** when the top probability is below **{percent(flag['threshold'])}**: the largest "
+                     f"threshold at which flagged validation names get the right language at most "
+                     f"{percent(flag.get('target_accuracy', 0.5))} of the time. It flags "
+                     f"{percent(rates.get('flag_rate', 0))} of test names (right "
+                     f"{'n/a' if acc_f is None else percent(acc_f)} of the time, against "
+                     f"{'n/a' if acc_c is None else percent(acc_c)} for the others).")
+    return "\n\n".join(lines)
 
 
 def _fmt(value) -> str:

@@ -67,8 +67,28 @@ def predict(models, name: str, model: str = "gru", k: int = 3) -> dict[str, floa
     return {lang: float(p) for lang, p in clf.predict(name, k)}
 
 
+def predict_details(models, name: str, model: str = "gru", k: int = 3) -> dict:
+    """:func:`predict` plus how sure the network is: top probability, entropy (nats) and the low-confidence flag."""
+    clf = pick_model(models, model)
+    k = check_k(k, len(clf.labels))
+    check_name(name)
+    d = clf.predict_details(name, k)
+    return {
+        "name": name,
+        "normalized": d.normalized,
+        "model": clf.kind,
+        "top": {lang: float(p) for lang, p in d.top},
+        "top_probability": d.top_probability,
+        "entropy": d.entropy,
+        "low_confidence": d.low_confidence,
+        "threshold": float(clf.low_confidence_rule["threshold"]),
+    }
+
+
 def trace(models, name: str, model: str = "gru") -> dict:
-    """The prediction after every prefix and the (top layer's) hidden state after every character, as lists."""
+    """The prediction after every prefix and the (top layer's) hidden state after every character, as lists; the
+    prediction's entropy after every prefix, the whole name's low-confidence flag, and the state's position on the
+    model's 2-D map after every character (None if the checkpoint has no map)."""
     clf = pick_model(models, model)
     check_name(name)
     t = clf.trace(name)
@@ -80,6 +100,9 @@ def trace(models, name: str, model: str = "gru") -> dict:
         "chars": list(t.chars),
         "probs": t.probs.astype(float).tolist(),  # [T][18]
         "hidden": t.hidden.astype(float).tolist(),  # [T][H]
+        "entropy": t.entropy.astype(float).tolist(),  # [T]
+        "low_confidence": clf.is_low_confidence(t.probs[-1]),
+        "map": None if t.map_points is None else t.map_points.astype(float).tolist(),  # [T][2]
     }
 
 
@@ -121,8 +144,9 @@ def predict_batch(models, names, model: str = "gru", k: int = 3) -> list[dict]:
 def read_names_file(path: str | os.PathLike) -> list[str]:
     """Names from an uploaded ``.txt`` (one a line) or ``.csv`` (a name/surname column, else the first column).
 
-    Blank lines are skipped. Raises ``ValueError`` for a wrong type, an oversized, binary or non-UTF-8 file, or
-    more than ``MAX_BATCH_NAMES`` names.
+    Blank lines are skipped. The text is UTF-8 (a BOM is allowed) or UTF-16 with a BOM. Raises ``ValueError`` for a
+    wrong type, an oversized or binary file, another encoding (naming the first line in it), or more than
+    ``MAX_BATCH_NAMES`` names.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -132,12 +156,19 @@ def read_names_file(path: str | os.PathLike) -> list[str]:
     if size > MAX_UPLOAD_BYTES:
         raise ValueError(f"{path.name!r} is {size / 2**20:.1f} MB: the limit is {MAX_UPLOAD_BYTES / 2**20:g} MB")
     raw = path.read_bytes()
-    if b"\x00" in raw:
+    # UTF-16 with a byte-order mark is what spreadsheets save as "Unicode text": read it rather than call it binary.
+    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    if encoding == "utf-8-sig" and b"\x00" in raw:
         raise ValueError(f"{path.name!r} is not a text file")
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ValueError(f"{path.name!r} is not UTF-8 text: save it as UTF-8 and upload it again") from None
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ValueError(f"{path.name!r} is not {'UTF-16' if encoding == 'utf-16' else 'UTF-8'} text (line {line} is "
+                         "in another encoding): "
+                         "save it as UTF-8 and upload it again") from None
+    if "\x00" in text:
+        raise ValueError(f"{path.name!r} is not a text file")
     return parse_csv(text) if suffix == ".csv" else parse_lines(text)
 
 

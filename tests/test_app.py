@@ -25,7 +25,7 @@ import app  # noqa: E402
 from namecls import service  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-PUBLIC = {"/predict", "/trace", "/predict_batch"}
+PUBLIC = {"/predict", "/predict_details", "/trace", "/predict_batch"}
 N_TIMED = 20
 
 
@@ -76,8 +76,8 @@ def test_view_api_lists_exactly_the_public_endpoints(client):
     assert set(api["named_endpoints"]) == PUBLIC
     assert not api["unnamed_endpoints"]
     params = {name: [p["parameter_name"] for p in info["parameters"]] for name, info in api["named_endpoints"].items()}
-    assert params == {"/predict": ["name", "model", "k"], "/trace": ["name", "model"],
-                      "/predict_batch": ["names", "model", "k"]}
+    assert params == {"/predict": ["name", "model", "k"], "/predict_details": ["name", "model", "k"],
+                      "/trace": ["name", "model"], "/predict_batch": ["names", "model", "k"]}
     visibility = {d["api_name"]: d["api_visibility"] for d in app.demo.config["dependencies"]}
     assert {f"/{n}" for n, v in visibility.items() if v != "private"} == PUBLIC
 
@@ -115,6 +115,23 @@ def test_trace_has_one_step_per_character(client, model, low, high):
     assert all(low <= v <= high for row in out["hidden"] for v in row)
     final = dict(zip(out["labels"], out["probs"][-1]))
     assert final == pytest.approx(service.predict(app.MODELS, "O'Neill", model, 18), abs=1e-5)
+    assert len(out["entropy"]) == T and isinstance(out["low_confidence"], bool)
+    if app.MODELS[model].projection is None:
+        assert out["map"] is None
+    else:
+        assert len(out["map"]) == T and all(len(point) == 2 for point in out["map"])
+
+
+@pytest.mark.parametrize("model", ["rnn", "gru"])
+def test_predict_details_returns_the_flag_and_the_entropy(client, model):
+    out = client.predict("Demirkan", model, 4, api_name="/predict_details")
+    expected = service.predict_details(app.MODELS, "Demirkan", model, 4)
+    assert out["top"] == pytest.approx(expected["top"]) and len(out["top"]) == 4
+    assert out["low_confidence"] is expected["low_confidence"]
+    assert out["entropy"] == pytest.approx(expected["entropy"]) and 0 <= out["entropy"] <= 2.9
+    assert out["low_confidence"] == (out["top_probability"] < out["threshold"])
+    with pytest.raises(AppError, match="no letters"):
+        client.predict("12345", model, 3, api_name="/predict_details")
 
 
 def test_predict_batch_of_1000_names(client):
@@ -204,6 +221,14 @@ def test_batch_upload_through_the_ui_event(ui_server, tmp_path):
         c.predict(None, "  ", "gru", api_name="/ui_batch")
 
 
+def test_classify_says_how_sure_it_is(ui_server):
+    c = Client(ui_server, verbose=False)
+    label, norm, confidence = c.predict("Demirkan", "gru", 3, api_name="/ui_classify")
+    details = service.predict_details(app.MODELS, "Demirkan", "gru", 3)
+    assert label["label"] == next(iter(details["top"]))
+    assert ("Not sure:" in confidence) is details["low_confidence"] and "nats" in confidence
+
+
 def test_step_change_path(ui_server):
     """The browser's path: trace once (kept in gr.State), then Next re-renders from the state."""
     c = Client(ui_server, verbose=False)
@@ -219,6 +244,8 @@ def test_step_change_path(ui_server):
         expected = min(position + 1, 6)
         assert new[0] == expected and f"Character <b>{expected}</b> of 6" in new[1]
         assert f'data-step="{expected - 1}"' in new[4]  # the heatmap's marked column
+        if app.MODELS["gru"].projection is not None:  # the map's current point
+            assert f'class="map-current" data-step="{expected - 1}"' in new[6]
         position = 1 if expected == 6 else expected
     _record("step_change_ui_next", seconds)
     back = c.predict(3, 3, api_name="/ui_prev")

@@ -110,11 +110,19 @@ def test_the_app_in_a_browser(page):
     box.fill("Nguyen")
     box.press("Enter")
     expect(page.locator("#normalisation")).to_contain_text("read as typed")
+    expect(page.locator("#confidence")).to_contain_text("nats")  # how sure, beside the answer
     shot(page, "1-classify")
     gru_answer = page.locator("#label").inner_text()
     page.locator("#model").get_by_text("RNN").click()  # switching model classifies again
     expect(page.locator("#label")).not_to_have_text(gru_answer)
     expect(page.locator("#label")).to_contain_text("%")
+    # Wait until the RNN's event has finished (its confidence line is there): a click on GRU while it is still
+    # running would be dropped (trigger_mode "once").
+    import app
+    from namecls import render, service
+
+    rnn_top = service.predict_details(app.MODELS, "Nguyen", "rnn", 5)["top_probability"]
+    expect(page.locator("#confidence")).to_contain_text(f"top probability {render.percent(rnn_top)}")
     page.locator("#model").get_by_text("GRU").click()
     expect(page.locator("#label")).to_have_text(gru_answer)
 
@@ -138,6 +146,11 @@ def test_the_app_in_a_browser(page):
     page.locator("#next").click()
     expect(display).to_contain_text("Character 4 of 6")
     expect(display.locator(".ch.current")).to_have_text("y")
+    if page.locator("#state-map img").count():  # the hidden-state map: the path so far, the current step marked
+        expect(page.locator("#state-map .map-current")).to_have_attribute("data-step", "3")
+        expect(page.locator("#state-map .map-point")).to_have_count(4)
+    else:
+        expect(page.locator("#state-map")).to_contain_text("no hidden-state map")
     shot(page, "2-step-through-gru")
 
     # Play runs on to the last character and stops by itself.

@@ -136,15 +136,17 @@ def test_trace_view_step_renders_the_prefix(models):
     view = render.TraceView.build(clf, "Nguyen")
     assert view.length == 6
     for step in range(6):
-        name, top, units, heat, traj = view.step(step, k=4)
+        name, top, units, heat, traj, path = view.step(step, k=4)
         assert top == render.top_k_dict(view.trace.top(step, 4))
         assert list(top) == [lang for lang, _ in clf.trace("Nguyen"[: step + 1]).top(-1, 4)]  # a prefix's answer
         assert f'Character <b>{step + 1}</b> of 6' in name
         assert {s for s, *_ in _mark_boxes(heat)} == {step}
         assert {s for s, *_ in _mark_boxes(traj)} == {step}
         assert len(units) == min(8, view.trace.layers.shape[0] * view.trace.layers.shape[2])
-        assert "<img" not in heat + traj  # a step sends marks only, never the images again
-    heat_img, traj_img = view.images()
+        assert "<img" not in heat + traj + path  # a step sends marks only, never the images again
+        if view.map is not None:
+            assert f'class="map-current" data-step="{step}"' in path
+    heat_img, traj_img, map_img = view.images()
     assert heat_img.count("<img") == traj_img.count("<img") == 1 and "step-mark" not in heat_img
     box = re.compile(r'max-width:(\d+)px;aspect-ratio:(\d+)/(\d+)')
     assert box.search(heat_img).groups() == box.search(view.step(2)[3]).groups()  # the marks' box = the image's
@@ -347,3 +349,50 @@ def test_model_card_survives_a_checkpoint_without_metrics():
     render.training_curve_figure(empty)
     assert render.test_share_md(empty) == ""
     assert dict(render.facts_table({}, {}).values.tolist())["training time"] == "?"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Calibration and the low-confidence line
+
+
+def test_confidence_html_says_not_sure_plainly():
+    details = {"top_probability": 0.31, "threshold": 0.55, "entropy": 2.01, "low_confidence": True}
+    low = render.confidence_html(details, 18)
+    assert "Not sure:" in low and "none of the 18 languages" in low and 'data-low-confidence="true"' in low
+    assert "31.0%" in low and "55.0%" in low and "2.01 nats" in low and f"{np.log(18):.2f}" in low
+    sure = render.confidence_html({**details, "top_probability": 0.93, "low_confidence": False}, 18)
+    assert "Not sure" not in sure and 'data-low-confidence="false"' in sure and "93.0%" in sure
+
+
+def _calibrated_metrics():
+    from namecls import calibration
+
+    rng = np.random.default_rng(0)
+    logits = 3 * rng.normal(size=(600, 18))
+    targets = np.array([rng.choice(18, p=row) for row in calibration.softmax(logits / 3)])
+    _, fields = calibration.calibrate(logits[:300], targets[:300], logits[300:], targets[300:])
+    return fields
+
+
+def test_reliability_figure_shows_the_bins_before_and_after():
+    metrics = _calibrated_metrics()
+    test = metrics["calibration"]["test"]
+    fig = render.reliability_figure(metrics, "GRU")
+    left, right = fig.axes[:2]
+    for ax, when in ((left, "before"), (right, "after")):
+        filled = [b for b in test[f"reliability_{when}"] if b["count"]]
+        bars = [p for p in ax.patches if p.get_gid() == f"bars-{when}"] or list(ax.containers[0])
+        assert [round(b.get_height(), 6) for b in bars] == [round(b["accuracy"], 6) for b in filled]
+        assert f"ECE {test[f'ece_{when}']:.3f}" in ax.get_title()
+    assert "T = " in right.get_title()
+    empty = render.reliability_figure({}, "")
+    assert any("not calibrated" in t.get_text() for t in empty.axes[0].texts)
+
+
+def test_calibration_md_reports_ece_and_the_flag():
+    metrics = _calibrated_metrics()
+    text = render.calibration_md(metrics)
+    cal, flag = metrics["calibration"], metrics["low_confidence"]
+    assert f"{cal['test']['ece_before']:.3f}" in text and f"**{cal['test']['ece_after']:.3f}**" in text
+    assert f"T = {cal['temperature']:.3f}" in text and render.percent(flag["threshold"]) in text
+    assert render.calibration_md({}) == ""

@@ -42,8 +42,11 @@ def _read(folder):
 @pytest.mark.parametrize("kind", KINDS)
 def test_dry_run_writes_a_complete_checkpoint(dry_run_dir, kind, tmp_path):
     folder = dry_run_dir / kind
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "metrics.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "metrics.json", "model.safetensors",
+                                                        "projection.json", "projection.safetensors"]
     config, metrics = _read(folder)
+    assert config["temperature"] == metrics["calibration"]["temperature"] > 0  # calibrated at training time
+    assert config["low_confidence"]["threshold"] == metrics["low_confidence"]["threshold"]
     data = read_names(write_tiny_data(tmp_path / "names"))  # the same made-up names the dry run read
     assert config["labels"] == data.labels == sorted(tiny_names())
     assert config["alphabet"] == namecls.ALPHABET
