@@ -153,9 +153,9 @@ def test_the_app_in_a_browser(page):
         expect(page.locator("#state-map")).to_contain_text("no hidden-state map")
     shot(page, "2-step-through-gru")
 
-    # Play runs on to the last character and stops by itself.
+    # Play runs on to the last character and stops by itself (intermediate steps can pass between two polls of a
+    # loaded machine, so only the end is checked).
     page.locator("#play").click()
-    expect(display).to_contain_text("Character 5 of 6")
     expect(display).to_contain_text("Character 6 of 6")
     expect(page.locator("#play")).to_contain_text("Play")
 
