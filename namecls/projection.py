@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
 
 from .data import pad_batch
 
@@ -125,6 +124,8 @@ def fit(model: torch.nn.Module, names: list[str], targets, labels: list[str], pe
     the app scatters), so that every language weighs alike; otherwise Russian, half the training names, decides
     the axes and the small languages end up in one crowd. Centroids are always over all training names.
     """
+    from sklearn.decomposition import PCA  # here, not at the top: loading a map (app start-up) needs no sklearn
+
     targets = np.asarray(targets)
     states = top_states(model, names).astype(np.float64)  # (N, H)
     sample_rows = _sample_rows(targets, len(labels), per_language, seed)

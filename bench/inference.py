@@ -1,0 +1,281 @@
+"""Inference speed: single-name latency, batch throughput, and how close batch inference runs to the roofline.
+
+Everything is measured in one run, side by side, and every figure is the median over ``--repeats`` repeats:
+
+- ``predict`` and ``trace`` latency (p50 / p99 over ``--calls`` calls of one real name each) for the RNN and the GRU,
+  at one torch thread and at all cores;
+- ``predict_batch`` throughput on every name of the data set (names per second), next to the TF-IDF + logistic
+  regression baseline's ``predict_proba`` on the same names, and next to the pre-optimisation batch path
+  (per-name tensors in ``pad_batch``, one NumPy top-k per row) kept here as ``legacy``;
+- the achieved GFLOP/s of batch inference (the recurrence's multiply-adds per character, counted on the real name
+  lengths without padding) against the machine's matmul GFLOP/s (a large ``torch.matmul`` timed in the same run).
+
+    python bench/inference.py                              # the committed checkpoints, all 20,070 names
+    python bench/inference.py --fresh                      # untrained models of the default size (2x256 GRU)
+    python bench/inference.py --calls 200 --repeats 2 --limit 3000   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from namecls import data as nd  # noqa: E402
+from namecls.evaluation import tfidf_baseline  # noqa: E402
+from namecls.experiment import model_config  # noqa: E402
+from namecls.inference import Classifier, _top_k, load  # noqa: E402
+from namecls.models import build, config_to_dict  # noqa: E402
+
+TARGETS = {"predict_p50_ms": 1.0, "trace_p50_ms": 3.0, "roofline_share": 0.60}
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (f"{os.cpu_count()} cores, {model}, torch {torch.__version__}, Python {platform.python_version()}; "
+            f"load average before the run {load}")
+
+
+def classifiers(args, labels: list[str]) -> dict[str, Classifier]:
+    if not args.fresh:
+        folder = Path(args.checkpoints) if args.checkpoints else None
+        return {kind: load(folder / kind if folder else kind) for kind in ("rnn", "gru")}
+    out = {}
+    for kind in ("rnn", "gru"):
+        torch.manual_seed(0)
+        model = build(model_config(kind, len(labels))).eval()
+        config = {"labels": labels, "model": config_to_dict(model.config)}
+        out[kind] = Classifier(model, config, {}, Path("<fresh>"))
+    return out
+
+
+def describe(clf: Classifier) -> str:
+    m = clf.config["model"]
+    if m["kind"] == "gru":
+        return f"GRU {m['num_layers']}x{m['hidden_size']} (embedding {m['embedding_size']})"
+    return f"RNN 1x{m['hidden_size']}"
+
+
+def flops_per_name(clf: Classifier, length: int) -> float:
+    """Multiply-adds x 2 of one name of ``length`` characters: the recurrence at every character, the readout once."""
+    m = clf.config["model"]
+    H, C = m["hidden_size"], len(clf.labels)
+    if m["kind"] == "gru":
+        inputs = [m["embedding_size"]] + [H] * (m["num_layers"] - 1)
+        per_char = sum(2 * 3 * H * (i + H) for i in inputs)  # input and hidden projections of the 3 gates
+        readout = 2 * C * (2 * H if m.get("running_max") else H)
+    else:
+        per_char = 2 * H * H  # the one-hot input is a column lookup
+        readout = 2 * C * H
+    return per_char * length + readout
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def latency(fn, names: list[str], calls: int) -> tuple[float, float]:
+    """(p50, p99) in ms of ``calls`` calls of ``fn`` on names taken in turn."""
+    for name in names[:20]:
+        fn(name)  # warm-up
+    seconds = []
+    for i in range(calls):
+        name = names[i % len(names)]
+        start = time.perf_counter()
+        fn(name)
+        seconds.append(time.perf_counter() - start)
+    return 1000 * percentile(seconds, 50), 1000 * percentile(seconds, 99)
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def matmul_gflops(n: int, repeats: int) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)  # warm-up
+    seconds = min(timed(lambda: torch.matmul(a, b)) for _ in range(3))  # best of 3 = one sample of the peak
+    return 2 * n**3 / seconds / 1e9
+
+
+def legacy_predict_batch(clf: Classifier, names: list[str], k: int = 3, batch_size: int = 512):
+    """The batch path before this benchmark: per-name tensors in pad_batch and one argsort per row."""
+    texts = [nd.validate(n).text for n in names]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    results: list = [None] * len(texts)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            chunk = [texts[i] for i in rows]
+            lengths = torch.tensor([len(n) for n in chunk], dtype=torch.long)
+            x = torch.zeros(len(chunk), int(lengths.max()), dtype=torch.long)
+            for row, name in enumerate(chunk):
+                x[row, : len(name)] = torch.tensor(nd.encode(name), dtype=torch.long)
+            probs = torch.softmax(clf.model(x, lengths) / clf.temperature, dim=-1).numpy()
+            for row, p in zip(rows, probs):
+                results[row] = _top_k(p, clf.labels, k)
+    return results
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return f"{value:,.{digits}f}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=os.environ.get("NAMECLS_DATA_DIR", "../shared/data/names"),
+                   help="the names folder (default: $NAMECLS_DATA_DIR or ../shared/data/names)")
+    p.add_argument("--checkpoints", help="folder holding rnn/ and gru/ (default: the committed checkpoints)")
+    p.add_argument("--fresh", action="store_true",
+                   help="time untrained models of the project's default size instead of the checkpoints")
+    p.add_argument("--calls", type=int, default=1000, help="single-name calls per latency sample (default: 1000)")
+    p.add_argument("--repeats", type=int, default=3, help="repeats of every measurement; medians are reported "
+                                                          "(default: 3)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="the larger torch thread count timed beside 1 thread (default: all cores)")
+    p.add_argument("--batch-size", type=int, default=512, help="predict_batch's batch size (default: 512)")
+    p.add_argument("--batch-sizes", type=int, nargs="*", default=[128, 2048],
+                   help="other batch sizes timed beside --batch-size, GRU only (default: 128 2048; none: skip)")
+    p.add_argument("--matmul-size", type=int, default=2048, help="n of the n x n roofline matmul (default: 2048)")
+    p.add_argument("--limit", type=int, help="use only the first N names of the (shuffled) data set")
+    p.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline (its fit takes a while)")
+    p.add_argument("--no-legacy", action="store_true", help="skip the pre-optimisation batch path")
+    args = p.parse_args()
+
+    data = nd.read_names(args.data_dir)
+    perm = np.random.default_rng(0).permutation(len(data.names))
+    names = [data.names[i] for i in perm]
+    targets = [data.targets[i] for i in perm]
+    if args.limit:
+        names, targets = names[: args.limit], targets[: args.limit]
+    models = classifiers(args, data.labels)
+    single = names[:200]  # the names cycled through by the latency loops
+    mean_len = float(np.mean([len(n) for n in names]))
+
+    print(f"# bench/inference.py, {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    print(f"machine: {machine()}")
+    print(f"models: {', '.join(f'{k}: {describe(c)}' for k, c in models.items())}"
+          + (" (untrained, --fresh)" if args.fresh else f" from {args.checkpoints or 'checkpoints/'}"))
+    print(f"names: {len(names):,} (mean length {mean_len:.2f}); medians of {args.repeats} repeats\n")
+
+    # -- Single-name latency at 1 thread and at all cores, interleaved so that both see the same machine --------
+    lat = {}
+    thread_counts = sorted({1, args.threads})
+    for r in range(args.repeats):
+        for threads in thread_counts:
+            torch.set_num_threads(threads)
+            for kind, clf in models.items():
+                for op in ("predict", "trace"):
+                    p50, p99 = latency(getattr(clf, op), single, args.calls)
+                    lat.setdefault((kind, op, threads), []).append((p50, p99))
+    torch.set_num_threads(args.threads)
+    print(f"## Single-name latency (ms; p50 / p99 over {args.calls:,} calls, median of {args.repeats} repeats)\n")
+    print("| model | call | " + " | ".join(f"{t} thread{'s' * (t > 1)} p50 | p99" for t in thread_counts)
+          + " | p50 ratio " + f"{thread_counts[-1]}/1 |" * (len(thread_counts) > 1) + " target p50 |")
+    print("|---|---|" + "---:|---:|" * len(thread_counts) + "---:|" * (len(thread_counts) > 1) + "---:|")
+    medians = {}
+    for kind in models:
+        for op in ("predict", "trace"):
+            cells, p50s = [], []
+            for t in thread_counts:
+                samples = lat[(kind, op, t)]
+                p50 = statistics.median(s[0] for s in samples)
+                p99 = statistics.median(s[1] for s in samples)
+                medians[(kind, op, t)] = p50
+                cells += [fmt(p50, 3), fmt(p99, 3)]
+                p50s.append(p50)
+            ratio = [fmt(p50s[-1] / p50s[0])] if len(p50s) > 1 else []
+            target = TARGETS[f"{op}_p50_ms"] if kind == "gru" else None
+            print(f"| {kind} | {op} | " + " | ".join(cells + ratio)
+                  + f" | {'≤ ' + fmt(target, 1) if target else '—'} |")
+
+    # -- Batch throughput and the roofline, interleaved repeats ---------------------------------------------------
+    baseline = None
+    if not args.no_baseline:
+        start = time.perf_counter()
+        baseline = tfidf_baseline().fit(names, targets)
+        print(f"\n(TF-IDF baseline fitted on the same names in {time.perf_counter() - start:.0f} s; not timed below)")
+    gflop = {kind: sum(flops_per_name(clf, len(n)) for n in names) / 1e9 for kind, clf in models.items()}
+    rows: dict[tuple[int, str], list[float]] = {}  # (threads, path) -> seconds per repeat (matmul: GFLOP/s)
+    for r in range(args.repeats):
+        for threads in thread_counts:
+            torch.set_num_threads(threads)
+            rows.setdefault((threads, "matmul"), []).append(matmul_gflops(args.matmul_size, 1))
+            for kind, clf in models.items():
+                rows.setdefault((threads, f"{kind} predict_batch"), []).append(
+                    timed(lambda: clf.predict_batch(names, 3, args.batch_size)))
+                if not args.no_legacy:
+                    rows.setdefault((threads, f"{kind} legacy"), []).append(
+                        timed(lambda: legacy_predict_batch(clf, names, 3, args.batch_size)))
+            if threads == args.threads:
+                for size in args.batch_sizes:
+                    rows.setdefault((threads, f"gru predict_batch, batch size {size}"), []).append(
+                        timed(lambda: models["gru"].predict_batch(names, 3, size)))
+        if baseline is not None:
+            torch.set_num_threads(args.threads)
+            rows.setdefault((args.threads, "tfidf"), []).append(timed(lambda: baseline.predict_proba(names)))
+    torch.set_num_threads(args.threads)
+    n = len(names)
+    peaks = {t: statistics.median(rows[(t, "matmul")]) for t in thread_counts}
+    print(f"\n## Batch throughput ({n:,} names, batch size {args.batch_size}; median of {args.repeats} repeats)\n")
+    for t in thread_counts:
+        print(f"- roofline at {t} thread{'s' * (t > 1)}: {args.matmul_size}x{args.matmul_size} float32 matmul = "
+              f"**{fmt(peaks[t], 1)} GFLOP/s** (samples: {', '.join(fmt(v, 1) for v in rows[(t, 'matmul')])})")
+    print("\n| threads | path | seconds | names/s | MFLOP/name (mean) | GFLOP/s | share of roofline | vs TF-IDF |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    tfidf_rate = n / statistics.median(rows[(args.threads, "tfidf")]) if baseline is not None else None
+    for (t, key), samples in rows.items():
+        if key == "matmul":
+            continue
+        seconds = statistics.median(samples)
+        rate = n / seconds
+        kind = key.split()[0]
+        if kind in gflop:
+            achieved = gflop[kind] / seconds
+            cells = [fmt(1000 * gflop[kind] / n, 2), fmt(achieved, 1), f"{100 * achieved / peaks[t]:.0f}%"]
+        else:
+            cells = ["—", "—", "—"]
+        versus = f"{rate / tfidf_rate:.2f}x" if tfidf_rate else "—"
+        label = key if key != "tfidf" else "TF-IDF + logreg predict_proba (threads: sklearn's own)"
+        print(f"| {t} | {label} | {seconds:.3f} | {rate:,.0f} | " + " | ".join(cells) + f" | {versus} |")
+    if not args.no_legacy:
+        print()
+        for t in thread_counts:
+            for kind in models:
+                speedup = (statistics.median(rows[(t, f"{kind} legacy")])
+                           / statistics.median(rows[(t, f"{kind} predict_batch")]))
+                print(f"- {t} thread{'s' * (t > 1)}, {kind}: predict_batch is {speedup:.2f}x as fast as the "
+                      f"pre-optimisation batch path")
+
+    print("\n## Targets\n")
+    checks = [
+        ("GRU predict p50 (1 thread)", medians[("gru", "predict", 1)], TARGETS["predict_p50_ms"], "ms"),
+        ("GRU trace p50 (1 thread)", medians[("gru", "trace", 1)], TARGETS["trace_p50_ms"], "ms"),
+    ]
+    for label, value, target, unit in checks:
+        print(f"- {label}: {value:.3f} {unit} (target ≤ {target:g} {unit}): {'met' if value <= target else 'MISSED'}")
+    for t in thread_counts:
+        share = gflop["gru"] / statistics.median(rows[(t, "gru predict_batch")]) / peaks[t]
+        print(f"- GRU batch throughput at {t} thread{'s' * (t > 1)}: {100 * share:.0f}% of that roofline (target ≥ "
+              f"{100 * TARGETS['roofline_share']:.0f}%): {'met' if share >= TARGETS['roofline_share'] else 'MISSED'}")
+
+if __name__ == "__main__":
+    main()
