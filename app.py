@@ -14,6 +14,7 @@ for _key, _value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "
                      ("HF_HUB_DISABLE_TELEMETRY", "1"), ("MPLBACKEND", "Agg")):
     os.environ.setdefault(_key, _value)
 
+import functools  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from typing import Literal  # noqa: E402
 
@@ -28,6 +29,8 @@ except CheckpointError as err:
     raise SystemExit(f"namecls: cannot start: {err}") from None
 
 import gradio as gr  # noqa: E402
+from gradio.components.plot import PlotData  # noqa: E402
+from gradio.processing_utils import encode_plot_to_base64  # noqa: E402
 
 from namecls import render  # noqa: E402
 
@@ -286,37 +289,58 @@ def run_batch(file, text, model):
 # Layout
 
 
-def model_card() -> None:
+CARD_FIGURES = ("confusion", "training", "reliability")
+
+
+@functools.cache
+def card_plots() -> list[PlotData]:
+    """The model card's figures (``CARD_FIGURES`` of each model, in ``MODELS`` order) as PNG plot values.
+
+    Drawn once, on the first visit to the tab: drawing them while building the page added ~2 s to start-up."""
+    plots = []
+    for kind, clf in MODELS.items():
+        label = render.MODEL_LABELS[kind]
+        figures = {"confusion": render.confusion_figure(clf.metrics, clf.labels,
+                                                        f"{label}: confusion matrix (test set)"),
+                   "training": render.training_curve_figure(clf.metrics, f"{label}: training"),
+                   "reliability": render.reliability_figure(clf.metrics, f"{label}: reliability diagram (test set)")}
+        plots += [PlotData(type="matplotlib", plot=encode_plot_to_base64(figures[which], "png"))
+                  for which in CARD_FIGURES]
+    return plots
+
+
+def model_card() -> list[gr.Plot]:
+    """Lay out the model card; returns its empty figures, which ``card_plots`` fills."""
     metrics = {kind: clf.metrics for kind, clf in MODELS.items()}
     gr.Markdown("Scores on each checkpoint's held-out **test split**, read from its `metrics.json`; baselines "
                 "scored on the same split.")
     gr.Dataframe(render.headline_table(metrics), label="Headline numbers (test set)", interactive=False,
                  elem_id="headline")
+    plots = []
     with gr.Tabs():
         for kind, clf in MODELS.items():
             label = render.MODEL_LABELS[kind]
+            figure = {which: dict(label=which.capitalize(), format="png", show_label=False,
+                                  elem_id=f"card-{kind}-{which}") for which in CARD_FIGURES}
             with gr.Tab(label, id=f"card-{kind}"):
                 with gr.Row():
                     with gr.Column(scale=2):
                         gr.Dataframe(render.per_language_table(clf.metrics), label=f"{label}: per language",
                                      interactive=False, max_height=800)
                     with gr.Column(scale=3):
-                        gr.Plot(render.confusion_figure(clf.metrics, clf.labels,
-                                                        f"{label}: confusion matrix (test set)"),
-                                label="Confusion matrix", format="png", show_label=False)
-                gr.Plot(render.training_curve_figure(clf.metrics, f"{label}: training"), label="Training curve",
-                        format="png", show_label=False)
+                        confusion = gr.Plot(**figure["confusion"])
+                training = gr.Plot(**figure["training"])
                 calibration = render.calibration_md(clf.metrics)
-                if calibration:
-                    gr.Markdown(calibration, elem_id=f"calibration-{kind}")
-                    gr.Plot(render.reliability_figure(clf.metrics, f"{label}: reliability diagram (test set)"),
-                            label="Reliability diagram", format="png", show_label=False)
+                gr.Markdown(calibration or "", elem_id=f"calibration-{kind}", visible=bool(calibration))
+                reliability = gr.Plot(visible=bool(calibration), **figure["reliability"])
+                plots += [confusion, training, reliability]
                 gr.Dataframe(render.facts_table(clf.config, clf.metrics), label=f"{label}: data, protocol, settings",
                              interactive=False, wrap=True, column_widths=["22%", "78%"])
                 share = render.test_share_md(clf.metrics)
                 if share:
                     gr.Markdown(share)
     gr.Markdown(render.LIMITATIONS_MD)
+    return plots
 
 
 def build_demo(ui_visibility: str = "private") -> gr.Blocks:
@@ -438,8 +462,8 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
                 b_download = gr.DownloadButton("Download CSV", visible=False, elem_id="batch-download")
 
             # -- Model card -----------------------------------------------------------------------------------
-            with gr.Tab("Model card", id="model-card"):
-                model_card()
+            with gr.Tab("Model card", id="model-card") as card_tab:
+                card = model_card()
 
         # -- Events ---------------------------------------------------------------------------------------------
         gr.api(predict, api_name="predict")
@@ -478,6 +502,8 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
               validator=name_validator, api_name="ui_compare", **ui)
         compare_tab.select(compare_if_stale, [c_name, c_k, compared], compare_outputs, api_name="ui_compare_tab",
                            **ui)
+
+        card_tab.select(card_plots, None, card, api_name="ui_card", show_progress="minimal", **ui)
 
         b_btn.click(run_batch, [b_file, b_text, b_model], [b_summary, b_table, b_download], api_name="ui_batch",
                     **ui)

@@ -199,7 +199,12 @@ def test_the_app_in_a_browser(page):
     page.get_by_role("tab", name="Model card").click()
     expect(page.get_by_text("A surname is not a nationality, an ethnicity")).to_be_visible()
     expect(page.locator("#headline")).to_contain_text("GRU")
+    # The figures are drawn on the first visit to the tab.
+    for which in ("confusion", "training", "reliability"):
+        expect(page.locator(f"#card-rnn-{which} img")).to_be_visible(timeout=30_000)
     shot(page, "6-model-card")
+    page.get_by_role("tab", name="GRU", exact=True).click()
+    expect(page.locator("#card-gru-confusion img")).to_be_visible()
 
     assert page.evaluate("window.__xss") is None  # no injected markup ever ran
     assert page.dialogs == []
