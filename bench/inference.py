@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from common import machine  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from namecls import data as nd  # noqa: E402
@@ -36,20 +37,6 @@ from namecls.inference import Classifier, _top_k, load  # noqa: E402
 from namecls.models import build, config_to_dict  # noqa: E402
 
 TARGETS = {"predict_p50_ms": 1.0, "trace_p50_ms": 3.0, "roofline_share": 0.60}
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return (f"{os.cpu_count()} cores, {model}, torch {torch.__version__}, Python {platform.python_version()}; "
-            f"load average before the run {load}")
 
 
 def classifiers(args, labels: list[str]) -> dict[str, Classifier]:
@@ -171,7 +158,7 @@ def main() -> None:
     mean_len = float(np.mean([len(n) for n in names]))
 
     print(f"# bench/inference.py, {time.strftime('%Y-%m-%d %H:%M %Z')}")
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}, torch {torch.__version__}")
     print(f"models: {', '.join(f'{k}: {describe(c)}' for k, c in models.items())}"
           + (" (untrained, --fresh)" if args.fresh else f" from {args.checkpoints or 'checkpoints/'}"))
     print(f"names: {len(names):,} (mean length {mean_len:.2f}); medians of {args.repeats} repeats\n")

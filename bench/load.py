@@ -27,7 +27,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,9 +35,8 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OFFLINE = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-           "NO_PROXY": "localhost,127.0.0.1", "MPLBACKEND": "Agg"}
+from common import OFFLINE, ROOT, free_port, machine  # noqa: E402
+
 for _key, _value in OFFLINE.items():
     os.environ.setdefault(_key, _value)
 
@@ -77,12 +75,6 @@ def serve(port: int, torch_threads: int, concurrency_limit: int | None) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # The clients
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(torch_threads: int, concurrency_limit: int | None, log_path: Path, timeout: float = 180):
@@ -235,17 +227,6 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
     return values[index]
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return f"{os.cpu_count()} cores, {model}; load average before the run {load}"
 
 
 def main() -> None:

@@ -20,29 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import OFFLINE, ROOT, free_port, machine  # noqa: E402
+
 TARGET_SECONDS = 8.0
-OFFLINE = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-           "NO_PROXY": "localhost,127.0.0.1"}
 os.environ.update({k: os.environ.get(k, v) for k, v in OFFLINE.items()})
-
-
-def machine() -> str:
-    """Cores and CPU model (from /proc/cpuinfo)."""
-    model = "unknown CPU"
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    return f"{os.cpu_count()} cores, {model}; load average before the run {load}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_open(port: int) -> bool:

@@ -9,7 +9,6 @@ Skips when /usr/bin/chromium or Playwright is missing, unless ``NAMECLS_CI=1``: 
 
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
