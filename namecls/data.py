@@ -191,6 +191,9 @@ def pad_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     Padding uses index 0; the models never let a padded step reach a real step's output (they are unidirectional
     and read each name's result at its own last character).
     """
+    if len(names) == 1:  # one name, as in an app request: plain lists are cheaper than the vectorised path
+        codes = encode(names[0])
+        return torch.tensor([codes], dtype=torch.int64), torch.tensor([len(codes)], dtype=torch.int64)
     lengths = np.fromiter(map(len, names), dtype=np.int64, count=len(names))
     try:  # vectorised: one lookup over all the names' characters (per-name tensors cost more than the model)
         codes = _CODES[np.frombuffer("".join(names).encode("ascii"), dtype=np.uint8)]
