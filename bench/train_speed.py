@@ -53,6 +53,8 @@ def main() -> None:
                    help="the names folder (default: $NAMECLS_DATA_DIR or ../shared/data/names)")
     p.add_argument("--epochs", type=int, default=10, help="length of our trainer's schedule (default: 10)")
     p.add_argument("--batch-size", type=int, default=64, help="our trainer's batch size (default: 64)")
+    p.add_argument("--lr", type=float, default=None, help="our trainer's peak learning rate (default: the GRU's)")
+    p.add_argument("--ema", type=float, default=None, help="EMA decay of the weights, 0 for none (default: the GRU's)")
     p.add_argument("--sample", type=int, default=1000, help="names timed in the batch-size-1 loop (default: 1000)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
     args = p.parse_args()
@@ -76,7 +78,8 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = build(model_config("gru", len(data.labels)))
-    tconfig = train_config("gru", epochs=args.epochs, batch_size=args.batch_size, patience=args.epochs)
+    overrides = {key: value for key, value in (("lr", args.lr), ("ema", args.ema)) if value is not None}
+    tconfig = train_config("gru", epochs=args.epochs, batch_size=args.batch_size, patience=args.epochs, **overrides)
     train(model, train_names, train_targets, val_names, val_targets, tconfig, progress=False, on_epoch=check_test)
 
     torch.manual_seed(0)
