@@ -194,6 +194,34 @@ def main() -> None:
             print(f"| {kind} | {op} | " + " | ".join(cells + ratio)
                   + f" | {'≤ ' + fmt(target, 1) if target else '—'} |")
 
+    # -- Where a single GRU prediction's time goes (1 thread) -------------------------------------------------------
+    gru = models["gru"].model
+    encoded = {name: nd.pad_batch([nd.validate(name).text]) for name in single}
+    hidden_weights = [layer.weight_hh_l0 for layer in gru.layers]  # (3H, H) each
+
+    def forward_only(name):
+        with torch.inference_mode():
+            gru(*encoded[name])
+
+    def matvecs_only(name):  # the recurrence's unavoidable work: one (3H, H) matvec per layer and character
+        h = torch.zeros(1, gru.config.hidden_size)
+        with torch.inference_mode():
+            for w in hidden_weights:
+                for _ in range(int(encoded[name][1][0])):
+                    torch.mm(h, w.t())
+
+    torch.set_num_threads(1)
+    parts = {"predict": models["gru"].predict, "model forward on a pre-encoded name": forward_only,
+             "the recurrent matvecs alone": matvecs_only}
+    samples = {label: [] for label in parts}
+    for _ in range(args.repeats):  # interleaved, so that the parts see the same machine
+        for label, fn in parts.items():
+            samples[label].append(latency(fn, single, args.calls)[0])
+    part_p50 = {label: statistics.median(values) for label, values in samples.items()}
+    torch.set_num_threads(args.threads)
+    print("\nWhere a GRU predict's time goes (1 thread, p50 ms, median of the repeats): "
+          + "; ".join(f"{label} {fmt(v, 3)} ({v / part_p50['predict']:.0%})" for label, v in part_p50.items()))
+
     # -- Batch throughput and the roofline, interleaved repeats ---------------------------------------------------
     baseline = None
     if not args.no_baseline:
