@@ -1,7 +1,7 @@
 """The article's protocol over several split seeds: RNN, GRU (project defaults) and the TF-IDF baseline, each on
 identical splits. Prints one row per (seed, model) and a mean ± sd table.
 
-    python bench/accuracy.py --data-dir ../shared/data/names          # seeds 0 1 2, about 40 minutes on 2 cores
+    python bench/accuracy.py --data-dir ../shared/data/names          # seeds 0 1 2, about 20 minutes on 2 cores
 
 Each (seed, model) training is one job; ``--jobs`` runs that many side by side, each on ``--threads`` torch
 threads (default: the cores shared out), which keeps 2 cores busier than one job on 2 threads does. Training
