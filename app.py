@@ -309,6 +309,12 @@ def card_plots() -> list[PlotData]:
     return plots
 
 
+def show_card(drawn: bool) -> list:
+    """The model card's figures on a session's first visit to the tab (then ``drawn``); later visits resend nothing."""
+    figures = [gr.skip()] * (len(MODELS) * len(CARD_FIGURES)) if drawn else card_plots()
+    return [*figures, True]
+
+
 def model_card() -> list[gr.Plot]:
     """Lay out the model card; returns its empty figures, which ``card_plots`` fills."""
     metrics = {kind: clf.metrics for kind, clf in MODELS.items()}
@@ -464,6 +470,7 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
             # -- Model card -----------------------------------------------------------------------------------
             with gr.Tab("Model card", id="model-card") as card_tab:
                 card = model_card()
+                card_drawn = gr.State(False)
 
         # -- Events ---------------------------------------------------------------------------------------------
         gr.api(predict, api_name="predict")
@@ -503,7 +510,8 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
         compare_tab.select(compare_if_stale, [c_name, c_k, compared], compare_outputs, api_name="ui_compare_tab",
                            **ui)
 
-        card_tab.select(card_plots, None, card, api_name="ui_card", show_progress="minimal", **ui)
+        card_tab.select(show_card, card_drawn, [*card, card_drawn], api_name="ui_card", show_progress="minimal",
+                        **ui)
 
         b_btn.click(run_batch, [b_file, b_text, b_model], [b_summary, b_table, b_download], api_name="ui_batch",
                     **ui)

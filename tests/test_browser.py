@@ -204,6 +204,10 @@ def test_the_app_in_a_browser(page):
     shot(page, "6-model-card")
     page.get_by_role("tab", name="GRU", exact=True).click()
     expect(page.locator("#card-gru-confusion img")).to_be_visible()
+    # A second visit resends nothing and keeps the figures.
+    page.get_by_role("tab", name="Classify").click()
+    page.get_by_role("tab", name="Model card").click()
+    expect(page.locator("#card-gru-reliability img")).to_be_visible()
 
     assert page.evaluate("window.__xss") is None  # no injected markup ever ran
     assert page.dialogs == []
