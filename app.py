@@ -289,7 +289,7 @@ def run_batch(file, text, model):
 # Layout
 
 
-CARD_FIGURES = ("confusion", "training", "reliability")
+CARD_FIGURES = render.CARD_FIGURES
 
 
 @functools.cache
@@ -299,11 +299,7 @@ def card_plots() -> list[PlotData]:
     Drawn once, on the first visit to the tab: drawing them while building the page added ~2 s to start-up."""
     plots = []
     for kind, clf in MODELS.items():
-        label = render.MODEL_LABELS[kind]
-        figures = {"confusion": render.confusion_figure(clf.metrics, clf.labels,
-                                                        f"{label}: confusion matrix (test set)"),
-                   "training": render.training_curve_figure(clf.metrics, f"{label}: training"),
-                   "reliability": render.reliability_figure(clf.metrics, f"{label}: reliability diagram (test set)")}
+        figures = render.card_figures(clf.metrics, clf.labels, render.MODEL_LABELS[kind])
         plots += [PlotData(type="matplotlib", plot=encode_plot_to_base64(figures[which], "png"))
                   for which in CARD_FIGURES]
     return plots

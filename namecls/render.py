@@ -737,6 +737,17 @@ def reliability_figure(metrics: dict, title: str = "") -> Figure:
     return fig
 
 
+CARD_FIGURES = ("confusion", "training", "reliability")
+
+
+def card_figures(metrics: dict, labels: list[str], model_label: str) -> dict[str, Figure]:
+    """One checkpoint's model-card figures, keyed by ``CARD_FIGURES``: the test split's confusion matrix, the
+    training curve, and the reliability diagram."""
+    return {"confusion": confusion_figure(metrics, labels, f"{model_label}: confusion matrix (test set)"),
+            "training": training_curve_figure(metrics, f"{model_label}: training"),
+            "reliability": reliability_figure(metrics, f"{model_label}: reliability diagram (test set)")}
+
+
 def calibration_md(metrics: dict) -> str:
     """Calibration and the low-confidence flag of one checkpoint in a few lines of Markdown (empty if none)."""
     cal, flag = metrics.get("calibration") or {}, metrics.get("low_confidence") or {}

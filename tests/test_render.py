@@ -334,10 +334,13 @@ def test_facts_and_limitations(models):
 def test_real_metrics_render(models):
     tables = render.headline_table({k: c.metrics for k, c in models.items()})
     assert isinstance(tables, pd.DataFrame) and tables["model"].tolist()[:2] == ["RNN", "GRU"]
-    for clf in models.values():
+    for kind, clf in models.items():
         assert len(render.per_language_table(clf.metrics)) == len(clf.labels)
-        render.confusion_figure(clf.metrics, clf.labels)
-        render.training_curve_figure(clf.metrics)
+        figures = render.card_figures(clf.metrics, clf.labels, render.MODEL_LABELS[kind])
+        assert list(figures) == list(render.CARD_FIGURES)
+        for fig in figures.values():  # each titled with the model (as a suptitle, or the single axes' title)
+            titles = [fig.get_suptitle(), *(ax.get_title() for ax in fig.axes)]
+            assert any(t.startswith(f"{render.MODEL_LABELS[kind]}: ") for t in titles), titles
 
 
 def test_model_card_survives_a_checkpoint_without_metrics():
