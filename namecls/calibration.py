@@ -111,7 +111,11 @@ def reliability(probs, targets, n_bins: int = N_BINS) -> list[dict]:
 
 def ece(probs, targets, n_bins: int = N_BINS) -> float:
     """Expected calibration error (top-label, ``n_bins`` equal-width bins), in [0, 1]."""
-    bins = reliability(probs, targets, n_bins)
+    return _ece_of(reliability(probs, targets, n_bins))
+
+
+def _ece_of(bins: list[dict]) -> float:
+    """The expected calibration error of :func:`reliability`'s bins."""
     total = sum(b["count"] for b in bins)
     if not total:
         return 0.0
@@ -185,14 +189,13 @@ def calibrate(val_logits, val_targets, test_logits, test_targets, n_bins: int = 
               "n_bins": n_bins}
     calibrated = {}
     for part, (logits, targets) in parts.items():
-        before, after = softmax(logits), softmax(logits, temperature)
+        after = softmax(logits, temperature)
         calibrated[part] = after
-        entry = {"n": int(len(targets)),
-                 "ece_before": ece(before, targets, n_bins), "ece_after": ece(after, targets, n_bins),
+        bins_before, bins_after = reliability(softmax(logits), targets, n_bins), reliability(after, targets, n_bins)
+        entry = {"n": int(len(targets)), "ece_before": _ece_of(bins_before), "ece_after": _ece_of(bins_after),
                  "nll_before": nll(logits, targets), "nll_after": nll(logits, targets, temperature)}
         if part == "test":
-            entry["reliability_before"] = reliability(before, targets, n_bins)
-            entry["reliability_after"] = reliability(after, targets, n_bins)
+            entry["reliability_before"], entry["reliability_after"] = bins_before, bins_after
         report[part] = entry
     rule = choose_threshold(calibrated["validation"], val_targets)
     flags = {**rule, "validation": flag_rates(calibrated["validation"], val_targets, rule),
@@ -200,21 +203,20 @@ def calibrate(val_logits, val_targets, test_logits, test_targets, n_bins: int = 
     return {"temperature": temperature, "low_confidence": rule}, {"calibration": report, "low_confidence": flags}
 
 
-def post_training(model, labels: list[str], split) -> tuple[dict, dict, object]:
-    """Calibration and the hidden-state map for a trained ``model`` on ``split`` (its train/val/test parts).
+def post_training(model, labels: list[str], split, val_logits, test_logits,
+                  with_projection: bool = True) -> tuple[dict, dict, object]:
+    """Calibration and (``with_projection``) the hidden-state map for a trained ``model`` on ``split``, given the
+    model's logits on its validation and test parts.
 
-    Returns ``(config_fields, metrics_fields, projection)``. Used by :func:`namecls.experiment.run` and by this
-    module's command line (on an existing checkpoint): both give the same numbers for the same model and split.
+    Returns ``(config_fields, metrics_fields, projection or None)``. Used by :func:`namecls.experiment.run` and by
+    this module's command line (on an existing checkpoint): both give the same numbers for the same model and split.
     """
     from . import projection
-    from .evaluation import predict_logits
 
-    train_names, train_targets = split.part("train")
-    val_names, val_targets = split.part("val")
-    test_names, test_targets = split.part("test")
-    config_fields, metrics_fields = calibrate(predict_logits(model, val_names), val_targets,
-                                              predict_logits(model, test_names), test_targets)
-    proj = projection.fit(model, train_names, train_targets, labels)
+    config_fields, metrics_fields = calibrate(val_logits, split.part("val")[1], test_logits, split.part("test")[1])
+    if not with_projection:
+        return config_fields, metrics_fields, None
+    proj = projection.fit(model, *split.part("train"), labels)
     metrics_fields["projection"] = {k: proj.summary[k] for k in ("method", "fitted_on", "n_names",
                                                                  "explained_variance_ratio")}
     return config_fields, metrics_fields, proj
@@ -247,6 +249,7 @@ def calibrate_checkpoint(folder: str | os.PathLike, data_dir: str | os.PathLike,
     """
     from . import checkpoint
     from .data import read_names
+    from .evaluation import predict_logits
     from .splits import make_split
 
     folder = Path(folder)
@@ -259,11 +262,10 @@ def calibrate_checkpoint(folder: str | os.PathLike, data_dir: str | os.PathLike,
     if data.labels != config["labels"]:
         raise ValueError(f"{data_dir} has languages {data.labels}, the checkpoint {config['labels']}")
     split = make_split(data, config.get("protocol", "clean"), int(config.get("split_seed", 0)))
-    config_fields, metrics_fields, proj = post_training(model, config["labels"], split)
-    if with_projection:
+    logits = [predict_logits(model, split.part(part)[0]) for part in ("val", "test")]
+    config_fields, metrics_fields, proj = post_training(model, config["labels"], split, *logits, with_projection)
+    if proj is not None:
         checkpoint.save_projection(folder, proj)
-    else:
-        metrics_fields.pop("projection")
     checkpoint.write_json(folder / checkpoint.METRICS_FILE, {**metrics, **metrics_fields})
     checkpoint.write_json(folder / checkpoint.CONFIG_FILE, {**config, **config_fields})
     return {**metrics, **metrics_fields}

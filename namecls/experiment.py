@@ -63,7 +63,8 @@ def run(kind: str, data: NamesData, split: Split, model_overrides: dict | None =
     model, history = train(model, train_names, train_targets, val_names, val_targets, tconfig, progress=progress)
     adjustment = fit_logit_adjustment(model, train_targets, val_names, val_targets) if tconfig.adjust_logits else None
     seconds = time.perf_counter() - start
-    _, calibration_metrics, model.projection = post_training(model, data.labels, split)
+    val_logits, test_logits = predict_logits(model, val_names), predict_logits(model, test_names)
+    _, calibration_metrics, model.projection = post_training(model, data.labels, split, val_logits, test_logits)
     metrics = {
         "model": kind,
         "protocol": split.protocol,
@@ -75,8 +76,8 @@ def run(kind: str, data: NamesData, split: Split, model_overrides: dict | None =
         "best_epoch": max(history, key=lambda r: r[f"val_{tconfig.select_on}"])["epoch"],
         "history": history,
         "logit_adjustment": adjustment,
-        "validation": score(val_targets, predict_logits(model, val_names), data.labels),
-        "test": score(test_targets, predict_logits(model, test_names), data.labels),
+        "validation": score(val_targets, val_logits, data.labels),
+        "test": score(test_targets, test_logits, data.labels),
         "baselines": baselines(train_names, train_targets, test_names, test_targets, data.labels) if with_baselines else {},
         **calibration_metrics,  # "calibration", "low_confidence", "projection"
     }

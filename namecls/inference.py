@@ -107,11 +107,15 @@ class Classifier:
     def __repr__(self) -> str:
         return f"Classifier({self.kind!r}, source={str(self.source)!r})"
 
+    def _softmax(self, logits: torch.Tensor) -> np.ndarray:
+        """Calibrated probabilities over the last dimension of ``logits``."""
+        return torch.softmax(logits / self.temperature, dim=-1).numpy()
+
     @torch.inference_mode()
     def _probs(self, names: list[str]) -> np.ndarray:
         _same_threads()
         x, lengths = pad_batch(names)
-        return torch.softmax(self.model(x, lengths) / self.temperature, dim=-1).numpy()  # (B, C)
+        return self._softmax(self.model(x, lengths))  # (B, C)
 
     def is_low_confidence(self, probs) -> bool | np.ndarray:
         """The checkpoint's low-confidence rule on (calibrated) probabilities: one vector → bool, rows → array."""
@@ -155,7 +159,7 @@ class Classifier:
         _same_threads()
         x, lengths = pad_batch([norm.text])
         steps = self.model.steps(x, lengths)
-        probs = torch.softmax(steps.logits[0] / self.temperature, dim=-1).numpy()  # (T, C)
+        probs = self._softmax(steps.logits[0])  # (T, C)
         layers = steps.hidden[:, 0].numpy()  # (L, T, H)
         points = None if self.projection is None else self.projection.transform(layers[-1])  # (T, 2)
         return Trace(name, norm, list(norm.text), layers, probs, self.labels, points)

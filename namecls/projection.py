@@ -39,6 +39,8 @@ class Projection:
             raise ValueError(f"projection shapes do not fit: mean {self.mean.shape}, components "
                              f"{self.components.shape} (expected (H,) and (2, H))")
         self.summary = summary  # the JSON-able part (projection.json)
+        # transform() works in float64 (every trace request): convert once, here
+        self._mean64, self._components64 = self.mean.astype(np.float64), self.components.T.astype(np.float64)
 
     def __repr__(self) -> str:
         return f"Projection(hidden_size={self.hidden_size}, names={self.summary.get('n_names')})"
@@ -54,7 +56,7 @@ class Projection:
     def transform(self, hidden) -> np.ndarray:
         """(..., H) top-layer states → (..., 2) map coordinates (float32)."""
         h = np.asarray(hidden, dtype=np.float64)
-        return ((h - self.mean.astype(np.float64)) @ self.components.T.astype(np.float64)).astype(np.float32)
+        return ((h - self._mean64) @ self._components64).astype(np.float32)
 
     def centroids(self) -> np.ndarray:
         """(C, 2): the mean map point of each language's training names, in label order (NaN if none)."""

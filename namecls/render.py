@@ -534,7 +534,7 @@ class TraceView:
         return cls(trace, kind, initial_state(classifier),
                    FigureImage.from_figure(heatmap_figure(trace, kind), "heatmap"),
                    FigureImage.from_figure(trajectory_figure(trace), "lines"),
-                   map_image(classifier) if getattr(trace, "map_points", None) is not None else None)
+                   map_image(classifier))
 
     @property
     def length(self) -> int:
