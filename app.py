@@ -164,7 +164,7 @@ def classify(name, model, k):
 def reclassify(name, model, k):
     """Model or top-k changed: classify again if there is a name."""
     if not str(name or "").strip():
-        return gr.skip(), gr.skip(), gr.skip()
+        return gr.skip()  # a single skip leaves every output as it is
     return classify(name, model, k)
 
 
@@ -185,10 +185,9 @@ def new_trace(name, model, k):
 
 def trace_if_stale(name, model, k, view):
     """On opening the tab: trace again only if the name or model changed since the last trace."""
-    if view is not None and view.trace.name == name and view.kind == model:
-        return [gr.skip()] * 12
-    if not str(name or "").strip():
-        return [gr.skip()] * 12
+    unchanged = view is not None and view.trace.name == name and view.kind == model
+    if unchanged or not str(name or "").strip():
+        return gr.skip()
     return new_trace(name, model, k)
 
 
@@ -204,13 +203,13 @@ def _index(position, view, delta: int = 0) -> int:
 def show_step(position, view, k):
     """Re-render one step from the stored trace (no model call)."""
     if view is None:
-        return [gr.skip()] * 6
+        return gr.skip()
     return view.step(_index(position, view), k)
 
 
 def _moved(position, view, k, delta):
     if view is None:
-        return [gr.skip()] * 7
+        return gr.skip()
     step = _index(position, view, delta)
     return (step + 1, *view.step(step, k))
 
@@ -263,7 +262,7 @@ def compare(name, k):
 
 def compare_if_stale(name, k, last):
     if name == last or not str(name or "").strip():
-        return [gr.skip()] * 7
+        return gr.skip()
     return compare(name, k)
 
 
@@ -305,10 +304,9 @@ def card_plots() -> list[PlotData]:
     return plots
 
 
-def show_card(drawn: bool) -> list:
+def show_card(drawn: bool):
     """The model card's figures on a session's first visit to the tab (then ``drawn``); later visits resend nothing."""
-    figures = [gr.skip()] * (len(MODELS) * len(CARD_FIGURES)) if drawn else card_plots()
-    return [*figures, True]
+    return gr.skip() if drawn else [*card_plots(), True]
 
 
 def model_card() -> list[gr.Plot]:
