@@ -27,13 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import machine  # noqa: E402
+from common import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from namecls import data as nd  # noqa: E402
+from namecls import service  # noqa: E402
 from namecls.evaluation import tfidf_baseline  # noqa: E402
 from namecls.experiment import model_config  # noqa: E402
-from namecls.inference import Classifier, _top_k, load  # noqa: E402
+from namecls.inference import Classifier, _top_k  # noqa: E402
 from namecls.models import build, config_to_dict  # noqa: E402
 
 TARGETS = {"predict_p50_ms": 1.0, "trace_p50_ms": 3.0, "roofline_share": 0.60}
@@ -41,8 +42,7 @@ TARGETS = {"predict_p50_ms": 1.0, "trace_p50_ms": 3.0, "roofline_share": 0.60}
 
 def classifiers(args, labels: list[str]) -> dict[str, Classifier]:
     if not args.fresh:
-        folder = Path(args.checkpoints) if args.checkpoints else None
-        return {kind: load(folder / kind if folder else kind) for kind in ("rnn", "gru")}
+        return service.load_models(args.checkpoints or None)
     out = {}
     for kind in ("rnn", "gru"):
         torch.manual_seed(0)
@@ -96,7 +96,7 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def matmul_gflops(n: int, repeats: int) -> float:
+def matmul_gflops(n: int) -> float:
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.matmul(a, b)  # warm-up
     seconds = min(timed(lambda: torch.matmul(a, b)) for _ in range(3))  # best of 3 = one sample of the peak
@@ -233,7 +233,7 @@ def main() -> None:
     for r in range(args.repeats):
         for threads in thread_counts:
             torch.set_num_threads(threads)
-            rows.setdefault((threads, "matmul"), []).append(matmul_gflops(args.matmul_size, 1))
+            rows.setdefault((threads, "matmul"), []).append(matmul_gflops(args.matmul_size))
             for kind, clf in models.items():
                 rows.setdefault((threads, f"{kind} predict_batch"), []).append(
                     timed(lambda: clf.predict_batch(names, 3, args.batch_size)))

@@ -26,7 +26,6 @@ import argparse
 import itertools
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,10 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import OFFLINE, ROOT, free_port, machine  # noqa: E402
-
-for _key, _value in OFFLINE.items():
-    os.environ.setdefault(_key, _value)
+from common import OFFLINE, ROOT, free_port, machine, stop_group
 
 NAMES = ["Nguyen", "Qin", "Slaveya", "Fernando", "Demirkan", "Ślusàrski", "O'Neill", "Mike", "Schmidt", "Rossi",
          "Papadopoulos", "Kowalski", "Yamamoto", "Abadi", "MacDonald", "van der Berg"]
@@ -85,9 +81,9 @@ def start_server(torch_threads: int, concurrency_limit: int | None, log_path: Pa
            "--torch-threads", str(torch_threads)]
     if concurrency_limit is not None:
         cmd += ["--concurrency-limit", str(concurrency_limit)]
-    log = open(log_path, "w")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **OFFLINE}, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with open(log_path, "w") as log:  # the server writes to its own copy of the file
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **OFFLINE}, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
@@ -98,18 +94,8 @@ def start_server(torch_threads: int, concurrency_limit: int | None, log_path: Pa
             return proc, url
         except Exception:
             time.sleep(0.2)
-    stop_server(proc)
+    stop_group(proc, timeout=15)
     raise RuntimeError(f"server not answering after {timeout:.0f} s; see {log_path}")
-
-
-def stop_server(proc) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def diff(got: str, expected: str) -> str:
@@ -123,7 +109,7 @@ def canonical(value) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def request(client, op: str, i: int, session: tuple[str, str]):
+def request(client, op: str, i: int, session: tuple[str, str], answers: dict):
     """(endpoint, key of the serial answer, callable) of a client's i-th request."""
     name, model = NAMES[i % len(NAMES)], ("gru", "rnn")[i // len(NAMES) % 2]
     if op == "echo":
@@ -132,12 +118,9 @@ def request(client, op: str, i: int, session: tuple[str, str]):
         return "/predict", ("predict", name, model), lambda: client.predict(name, model, K, api_name="/predict")
     if op == "trace":
         return "/trace", ("trace", name, model), lambda: client.predict(name, model, api_name="/trace")
-    length = len(SERIAL_LENGTHS[session])
+    length = answers[("length", *session)]
     position = 1 + i % length
     return "/ui_next (step)", ("step", *session, position), lambda: client.predict(position, K, api_name="/ui_next")
-
-
-SERIAL_LENGTHS: dict = {}
 
 
 def serial_answers(url: str) -> dict:
@@ -152,10 +135,9 @@ def serial_answers(url: str) -> dict:
         answers[("trace", name, model)] = canonical(client.predict(name, model, api_name="/trace"))
     for session in SESSIONS:
         traced = client.predict(*session, K, api_name="/ui_trace")
-        chars = client.predict(session[0], session[1], api_name="/trace")["chars"]
-        SERIAL_LENGTHS[session] = chars
+        length = answers[("length", *session)] = len(json.loads(answers[("trace", *session)])["chars"])
         answers[("ui_trace", *session)] = canonical(traced[1:])  # [0] is the slider update
-        for position in range(1, len(chars) + 1):
+        for position in range(1, length + 1):
             answers[("step", *session, position)] = canonical(client.predict(position, K, api_name="/ui_next"))
     return answers
 
@@ -188,7 +170,7 @@ def run_phase(url: str, n_clients: int, n_requests: int, phase: str, answers: di
                 text = f"{NAMES[(i + c) % len(NAMES)]}-{c}-{i}"
                 endpoint, key, call = "/echo", None, (lambda t=text: client.predict(t, api_name="/echo"))
             else:
-                endpoint, key, call = request(client, MIX[(i + c) % len(MIX)], i + 3 * c, session)
+                endpoint, key, call = request(client, MIX[(i + c) % len(MIX)], i + 3 * c, session, answers)
             start = time.perf_counter()
             try:
                 answer = call()
@@ -292,7 +274,7 @@ def main() -> None:
                                 errors, wrong))
             print()
         finally:
-            stop_server(proc)
+            stop_group(proc, timeout=15)
     print("## Targets (/predict at 16 clients: 0 errors, p50 ≤ 1.2x and p99 ≤ 2x the echo floor)\n")
     print("Floor: the echo p50 in the same mix (same load); in brackets, against the echo-only phase.\n")
     for config, n, r50, r99, i50, i99, errors, wrong in summary:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -20,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from common import OFFLINE, ROOT, free_port, machine  # noqa: E402
+from common import OFFLINE, ROOT, free_port, machine, stop_group
 
 TARGET_SECONDS = 8.0
-os.environ.update({k: os.environ.get(k, v) for k, v in OFFLINE.items()})
 
 
 def port_open(port: int) -> bool:
@@ -66,13 +64,7 @@ def one_start(timeout: float, extra_env: dict) -> dict:
         rss = psutil.Process(proc.pid).memory_info().rss / 2**20
         return {"first_predict": first, "listening": listening, "rss_mb": rss}
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_group(proc, timeout=10)
 
 
 def main() -> None:
