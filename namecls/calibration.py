@@ -18,7 +18,8 @@ right*. The entropy of the prediction (nats; at most ln 18 ≈ 2.89) is reported
 18 languages (a Turkish "Demirkan") has no right answer at all, and tends to get a flat, low-topped prediction:
 the flag is the model's only way of saying "not sure". A checkpoint without a fitted rule uses ``DEFAULT_RULE``.
 
-Add all of this to an already-trained checkpoint, without retraining (also refits the hidden-state map):
+Add all of this to an already-trained checkpoint, without retraining (also refits the hidden-state map and the
+explanation data, :mod:`namecls.explain`):
 
     python -m namecls.calibration --checkpoint checkpoints/gru --data-dir ../shared/data/names
 """
@@ -204,22 +205,25 @@ def calibrate(val_logits, val_targets, test_logits, test_targets, n_bins: int = 
 
 
 def post_training(model, labels: list[str], split, val_logits, test_logits,
-                  with_projection: bool = True) -> tuple[dict, dict, object]:
-    """Calibration and (``with_projection``) the hidden-state map for a trained ``model`` on ``split``, given the
-    model's logits on its validation and test parts.
+                  with_projection: bool = True) -> tuple[dict, dict, object, object]:
+    """Calibration and (``with_projection``) the hidden-state map and the explanation data for a trained ``model``
+    on ``split``, given the model's logits on its validation and test parts.
 
-    Returns ``(config_fields, metrics_fields, projection or None)``. Used by :func:`namecls.experiment.run` and by
+    Returns ``(config_fields, metrics_fields, projection or None, explain or None)``. Used by :func:`namecls.experiment.run` and by
     this module's command line (on an existing checkpoint): both give the same numbers for the same model and split.
     """
-    from . import projection
+    from . import explain, projection
 
     config_fields, metrics_fields = calibrate(val_logits, split.part("val")[1], test_logits, split.part("test")[1])
     if not with_projection:
-        return config_fields, metrics_fields, None
-    proj = projection.fit(model, *split.part("train"), labels)
-    metrics_fields["projection"] = {k: proj.summary[k] for k in ("method", "fitted_on", "n_names",
-                                                                 "explained_variance_ratio")}
-    return config_fields, metrics_fields, proj
+        return config_fields, metrics_fields, None, None
+    proj = projection.fit(model, *split.part("train"), labels, validation=split.part("val"))
+    metrics_fields["projection"] = {k: proj.summary[k] for k in ("method", "fitted_on", "n_names", "axis_share",
+                                                                 "axis_share_meaning", "evidence")}
+    fitted = explain.fit(model, *split.part("train"), labels)
+    metrics_fields["explain"] = {k: fitted.summary[k] for k in ("methods", "fitted_on", "n_distinct_train_names",
+                                                                "n_prefix_states", "k")}
+    return config_fields, metrics_fields, proj, fitted
 
 
 def summary_line(metrics: dict) -> str:
@@ -241,10 +245,10 @@ def summary_line(metrics: dict) -> str:
 
 def calibrate_checkpoint(folder: str | os.PathLike, data_dir: str | os.PathLike, with_projection: bool = True,
                          allow_other_data: bool = False) -> dict:
-    """Add the temperature, the low-confidence rule and (``with_projection``) the hidden-state map to an existing
-    checkpoint, on the split its config records (protocol, split seed), without retraining.
+    """Add the temperature, the low-confidence rule and (``with_projection``) the hidden-state map and the explanation
+    data to an existing checkpoint, on the split its config records (protocol, split seed), without retraining.
 
-    Writes ``projection.safetensors`` / ``projection.json``, then ``metrics.json``, then ``config.json``, each
+    Writes ``projection.*`` and ``explain.*``, then ``metrics.json``, then ``config.json``, each
     atomically; the weights are not touched. Returns the updated metrics. Running it twice gives the same files.
     """
     from . import checkpoint
@@ -263,9 +267,11 @@ def calibrate_checkpoint(folder: str | os.PathLike, data_dir: str | os.PathLike,
         raise ValueError(f"{data_dir} has languages {data.labels}, the checkpoint {config['labels']}")
     split = make_split(data, config.get("protocol", "clean"), int(config.get("split_seed", 0)))
     logits = [predict_logits(model, split.part(part)[0]) for part in ("val", "test")]
-    config_fields, metrics_fields, proj = post_training(model, config["labels"], split, *logits, with_projection)
+    config_fields, metrics_fields, proj, fitted = post_training(model, config["labels"], split, *logits,
+                                                                with_projection)
     if proj is not None:
         checkpoint.save_projection(folder, proj)
+        checkpoint.save_explain(folder, fitted)
     checkpoint.write_json(folder / checkpoint.METRICS_FILE, {**metrics, **metrics_fields})
     checkpoint.write_json(folder / checkpoint.CONFIG_FILE, {**config, **config_fields})
     return {**metrics, **metrics_fields}
@@ -273,12 +279,12 @@ def calibrate_checkpoint(folder: str | os.PathLike, data_dir: str | os.PathLike,
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m namecls.calibration",
-                                description="Fit the temperature, the low-confidence rule and the hidden-state map "
-                                            "of existing checkpoints (validation split; no retraining).")
+                                description="Fit the temperature, the low-confidence rule, the hidden-state map "
+                                            "and the explanation data of existing checkpoints (validation split; no retraining).")
     p.add_argument("--checkpoint", nargs="+", required=True, help="checkpoint folder(s), e.g. checkpoints/gru")
     p.add_argument("--data-dir", default=os.environ.get("NAMECLS_DATA_DIR", "data/names"),
                    help="the names folder the checkpoints were trained on (default: $NAMECLS_DATA_DIR or data/names)")
-    p.add_argument("--no-projection", action="store_true", help="calibrate only; leave the map as it is")
+    p.add_argument("--no-projection", action="store_true", help="calibrate only; leave the map and the explanation data as they are")
     p.add_argument("--allow-other-data", action="store_true",
                    help="go on when the data fingerprint differs from the checkpoint's")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")

@@ -4,7 +4,8 @@
 alphabet, labels in output order, normalisation, data fingerprint, protocol and split seed, package versions,
 and (when fitted) the softmax ``temperature`` and the ``low_confidence`` rule (see :mod:`namecls.calibration`).
 An optional hidden-state map rides along as ``projection.safetensors`` + ``projection.json`` (see
-:mod:`namecls.projection`). Every file is written atomically (temporary file, then rename), so an interrupted
+:mod:`namecls.projection`), and the explanation data (reference names, unit order and contexts) as
+``explain.safetensors`` + ``explain.json`` (see :mod:`namecls.explain`). Every file is written atomically (temporary file, then rename), so an interrupted
 run leaves the old one intact.
 """
 
@@ -26,6 +27,7 @@ from .models import build, config_from_dict, config_to_dict
 
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE = "config.json", "model.safetensors", "metrics.json"
 PROJECTION_TENSORS, PROJECTION_JSON = "projection.safetensors", "projection.json"
+EXPLAIN_TENSORS, EXPLAIN_JSON = "explain.safetensors", "explain.json"
 FORMAT_VERSION = 1
 
 
@@ -58,12 +60,12 @@ def versions() -> dict:
 
 
 def save(folder: str | os.PathLike, model: torch.nn.Module, labels: list[str], extra: dict, metrics: dict,
-         projection=None) -> Path:
+         projection=None, explain=None) -> Path:
     """Write ``model`` and its metadata into ``folder`` (created if needed), each file atomically.
 
     ``extra`` holds training facts (protocol, split seed, data fingerprint, training config) merged into config.json.
     ``projection`` (default: ``model.projection``, set by :func:`namecls.experiment.run`) is the hidden-state map;
-    without one, a stale map in ``folder`` is removed. Weights go first and config last, so a loader never pairs a
+    without one, a stale map in ``folder`` is removed. ``explain`` (default: ``model.explain``) likewise. Weights go first and config last, so a loader never pairs a
     new config with old weights after a crash.
     """
     folder = Path(folder)
@@ -79,15 +81,22 @@ def save(folder: str | os.PathLike, model: torch.nn.Module, labels: list[str], e
     }
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     _atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
-    projection = getattr(model, "projection", None) if projection is None else projection
-    if projection is not None:
-        save_projection(folder, projection)
-    else:
-        for stale in (PROJECTION_TENSORS, PROJECTION_JSON):
-            (folder / stale).unlink(missing_ok=True)
+    _save_part(folder, getattr(model, "projection", None) if projection is None else projection, save_projection,
+               (PROJECTION_TENSORS, PROJECTION_JSON))
+    _save_part(folder, getattr(model, "explain", None) if explain is None else explain, save_explain,
+               (EXPLAIN_TENSORS, EXPLAIN_JSON))
     write_json(folder / METRICS_FILE, metrics)
     write_json(folder / CONFIG_FILE, config)
     return folder
+
+
+def _save_part(folder: Path, part, writer, files: tuple[str, str]) -> None:
+    """Write an optional part with ``writer``, or remove a stale copy of its ``files`` when there is none."""
+    if part is not None:
+        writer(folder, part)
+    else:
+        for stale in files:
+            (folder / stale).unlink(missing_ok=True)
 
 
 def save_projection(folder: str | os.PathLike, projection) -> None:
@@ -128,6 +137,46 @@ def load_projection(folder: str | os.PathLike, config: dict):
                                   f"{config['model']['hidden_size']}")
     projection.summary = summary
     return projection
+
+
+def save_explain(folder: str | os.PathLike, explain) -> None:
+    """Write a :class:`namecls.explain.Explain` as ``explain.safetensors`` + ``explain.json``."""
+    folder = Path(folder)
+    tensors = explain.tensors()
+    _atomic_write(folder / EXPLAIN_TENSORS, lambda tmp: save_file(tensors, tmp))
+    write_json(folder / EXPLAIN_JSON, explain.summary)
+
+
+def load_explain(folder: str | os.PathLike, config: dict):
+    """The checkpoint's explanation data (:class:`namecls.explain.Explain`), or None if it has none.
+
+    Raises :class:`CheckpointError` when only one of the two files is there, or either is corrupt or does not fit
+    the model of ``config`` or the other file.
+    """
+    from .explain import Explain, check_summary
+
+    folder = Path(folder)
+    tensors_path, json_path = folder / EXPLAIN_TENSORS, folder / EXPLAIN_JSON
+    if not tensors_path.is_file() and not json_path.is_file():
+        return None
+    for path in (tensors_path, json_path):
+        if not path.is_file():
+            raise _fail(path, "file is missing (the explanation data needs both explain files)")
+    try:
+        arrays = {k: v.numpy() for k, v in load_file(tensors_path).items()}
+        shape = Explain(arrays, {}).unit_order.shape  # checks the arrays against each other
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as err:
+        raise _fail(tensors_path, f"corrupt or incomplete explanation data ({err})") from err
+    expected = (config["model"].get("num_layers", 1), config["model"]["hidden_size"])
+    if shape != expected:
+        raise _fail(tensors_path, f"explanation data is for (layers, units) {shape}, the model has {expected}")
+    try:
+        summary = json.loads(json_path.read_text(encoding="utf-8"))
+        check_summary(summary, config)
+        explain = Explain(arrays, summary)  # checks the name lists against the arrays
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as err:
+        raise _fail(json_path, f"unreadable explanation summary ({err})") from err
+    return explain
 
 
 def _fail(path: Path, problem: str) -> CheckpointError:

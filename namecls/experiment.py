@@ -46,9 +46,9 @@ def run(kind: str, data: NamesData, split: Split, model_overrides: dict | None =
     """Train ``kind`` on ``split``; return (model, metrics dict ready for metrics.json).
 
     After training and the logit adjustment, the softmax temperature and the low-confidence rule are fitted on the
-    validation split and the hidden-state map on the training names; the map is left on ``model.projection``
-    (which :func:`namecls.checkpoint.save` writes), the rest goes into the metrics (and, via
-    :func:`checkpoint_extra`, into config.json).
+    validation split and the hidden-state map and the explanation data on the training names; they are left on
+    ``model.projection`` and ``model.explain`` (which :func:`namecls.checkpoint.save` writes), the rest goes into
+    the metrics (and, via :func:`checkpoint_extra`, into config.json).
     """
     tconfig = train_config(kind, **(train_overrides or {}))
     mconfig = model_config(kind, len(data.labels), **(model_overrides or {}))
@@ -64,7 +64,8 @@ def run(kind: str, data: NamesData, split: Split, model_overrides: dict | None =
     adjustment = fit_logit_adjustment(model, train_targets, val_names, val_targets) if tconfig.adjust_logits else None
     seconds = time.perf_counter() - start
     val_logits, test_logits = predict_logits(model, val_names), predict_logits(model, test_names)
-    _, calibration_metrics, model.projection = post_training(model, data.labels, split, val_logits, test_logits)
+    _, calibration_metrics, model.projection, model.explain = post_training(model, data.labels, split, val_logits,
+                                                                            test_logits)
     metrics = {
         "model": kind,
         "protocol": split.protocol,
@@ -79,7 +80,7 @@ def run(kind: str, data: NamesData, split: Split, model_overrides: dict | None =
         "validation": score(val_targets, val_logits, data.labels),
         "test": score(test_targets, test_logits, data.labels),
         "baselines": baselines(train_names, train_targets, test_names, test_targets, data.labels) if with_baselines else {},
-        **calibration_metrics,  # "calibration", "low_confidence", "projection"
+        **calibration_metrics,  # "calibration", "low_confidence", "projection", "explain"
     }
     return model, metrics
 
