@@ -15,6 +15,7 @@ import torch
 
 from . import checkpoint
 from .data import Normalized, pad_batch, validate
+from .explain import Neighbour, UnitContext  # noqa: F401  (part of the inference API: Trace.neighbours' items)
 
 def _calibration():
     """namecls.calibration, imported on first use (so ``python -m namecls.calibration`` runs it only once)."""
@@ -38,11 +39,36 @@ class Trace:
     probs: np.ndarray  # (T, C): the full prediction after each prefix
     labels: list[str]
     map_points: np.ndarray | None = None  # (T, 2): the top state after each character on the model's 2-D map
+    initial: np.ndarray | None = None  # (L, H): the state before the first character
+    deletion: np.ndarray | None = None  # (T,): leave-one-out effect of each character on the final answer
+    neighbours: list[list[Neighbour]] | None = None  # [T][n]: reference names nearest the top state after each prefix
 
     @property
     def hidden(self) -> np.ndarray:
         """(T, H): the top layer's hidden state after each character."""
         return self.layers[-1]
+
+    @property
+    def target(self) -> int:
+        """Index of the final answer's language (top-1 after the whole name)."""
+        return int(np.argmax(self.probs[-1]))
+
+    @property
+    def attribution(self) -> np.ndarray:
+        """(T,): how much reading character t changed the log-probability of the final answer's language c,
+        log p_t(c) - log p_{t-1}(c). Before any letter, each of the C languages counts as 1/C, so the entries sum to
+        log p_T(c) - log(1/C): exactly what the whole name did to c."""
+        logp = _log(self.probs[:, self.target])  # (T,)
+        return np.diff(logp, prepend=-np.log(len(self.labels)))
+
+    def key_units(self, n: int = 24) -> list[tuple[int, int]]:
+        """The ``n`` (layer, unit) pairs that moved most over the name, sum_t |h_t - h_{t-1}| from the initial
+        state (zeros if unknown), largest first, ties by (layer, unit)."""
+        L, _, H = self.layers.shape
+        start = np.zeros((L, H), dtype=self.layers.dtype) if self.initial is None else self.initial
+        change = np.abs(np.diff(self.layers, axis=1, prepend=start[:, None])).sum(axis=1)  # (L, H)
+        order = np.argsort(-change.ravel(), kind="stable")[: max(0, int(n))]  # stable: ties by (layer, unit)
+        return [divmod(int(i), H) for i in order]
 
     @property
     def entropy(self) -> np.ndarray:
@@ -64,6 +90,11 @@ class Prediction:
     top_probability: float
     entropy: float  # nats, 0 … ln 18
     low_confidence: bool  # the checkpoint's rule fired (Classifier.low_confidence_rule)
+
+
+def _log(p: np.ndarray) -> np.ndarray:
+    """Natural log in float64, a probability that underflowed to 0 read as the smallest float32 (no -inf)."""
+    return np.log(np.maximum(np.asarray(p, dtype=np.float64), np.finfo(np.float32).tiny))
 
 
 def _top_k(probs: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:
@@ -93,7 +124,8 @@ def _same_threads() -> None:
 class Classifier:
     """A loaded checkpoint. Thread-safe for concurrent calls: inference never changes the model."""
 
-    def __init__(self, model: torch.nn.Module, config: dict, metrics: dict, source: Path, projection=None):
+    def __init__(self, model: torch.nn.Module, config: dict, metrics: dict, source: Path, projection=None,
+                 explain=None):
         self.model = model
         self.config = config
         self.metrics = metrics
@@ -103,6 +135,7 @@ class Classifier:
         self.temperature: float = float(config.get("temperature", 1.0))  # absent: an uncalibrated checkpoint
         self.low_confidence_rule: dict = dict(config.get("low_confidence") or _calibration().DEFAULT_RULE)
         self.projection = projection  # namecls.projection.Projection, or None (no map in the checkpoint)
+        self.explain = explain  # namecls.explain.Explain, or None (no reference bank / unit data in the checkpoint)
 
     def __repr__(self) -> str:
         return f"Classifier({self.kind!r}, source={str(self.source)!r})"
@@ -152,9 +185,32 @@ class Classifier:
                 results[row] = top
         return results
 
+    def neighbours(self, state, n: int = 8) -> list[Neighbour]:
+        """The ``n`` reference training names whose final top-layer state is nearest ``state`` (H,), nearest first.
+
+        Raises ``ValueError`` when the checkpoint has no reference bank (``self.explain is None``).
+        """
+        if self.explain is None:
+            raise ValueError(f"{self.source} has no reference bank (explain.safetensors / explain.json)")
+        return self.explain.nearest(np.reshape(state, (1, -1)), n)[0]
+
+    @torch.inference_mode()
+    def _deletion(self, text: str, target: int, final: float) -> np.ndarray:
+        """(T,): log p(target | text) - log p(target | text without character t), one batched pass over the T
+        variants. ``final`` is p(target | text); an empty variant (a one-letter name) counts as uniform, 1/C."""
+        variants = [text[:t] + text[t + 1 :] for t in range(len(text))]
+        logp = np.full(len(text), -np.log(len(self.labels)))  # (T,)
+        rows = [t for t, v in enumerate(variants) if v]
+        if rows:
+            x, lengths = pad_batch([variants[t] for t in rows])
+            logp[rows] = _log(self._softmax(self.model(x, lengths))[:, target])
+        return _log(final) - logp
+
     @torch.inference_mode()
     def trace(self, name: str) -> Trace:
-        """Hidden states and predictions after every prefix of ``name``. Bad input raises ``ValueError``."""
+        """Hidden states and predictions after every prefix of ``name``, with the state before the first character,
+        each character's leave-one-out effect and (with a reference bank) each step's nearest training names.
+        Bad input raises ``ValueError``."""
         norm = validate(name)
         _same_threads()
         x, lengths = pad_batch([norm.text])
@@ -162,7 +218,11 @@ class Classifier:
         probs = self._softmax(steps.logits[0])  # (T, C)
         layers = steps.hidden[:, 0].numpy()  # (L, T, H)
         points = None if self.projection is None else self.projection.transform(layers[-1])  # (T, 2)
-        return Trace(name, norm, list(norm.text), layers, probs, self.labels, points)
+        target = int(np.argmax(probs[-1]))
+        return Trace(name, norm, list(norm.text), layers, probs, self.labels, points,
+                     initial=self.model.initial_state().numpy(),
+                     deletion=self._deletion(norm.text, target, probs[-1, target]),
+                     neighbours=None if self.explain is None else self.explain.nearest(layers[-1]))
 
 
 def load(name_or_path: str | os.PathLike = "gru") -> Classifier:
@@ -170,4 +230,5 @@ def load(name_or_path: str | os.PathLike = "gru") -> Classifier:
     key = str(name_or_path).lower()
     folder = CHECKPOINTS / key if key in MODEL_NAMES else Path(name_or_path)
     model, config, metrics = checkpoint.load(folder)
-    return Classifier(model, config, metrics, folder, checkpoint.load_projection(folder, config))
+    return Classifier(model, config, metrics, folder, checkpoint.load_projection(folder, config),
+                      checkpoint.load_explain(folder, config))

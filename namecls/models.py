@@ -4,7 +4,8 @@ Both read a right-padded batch of character indices ``x`` (B, T) with ``lengths`
 
 - ``forward(x, lengths)`` → logits (B, C) at each name's last character (what training and ``predict`` use);
 - ``steps(x, lengths)`` → :class:`Steps`: logits after every prefix (B, T, C) and hidden states of every layer
-  (L, B, T, H). Steps past a name's length hold padding garbage; callers cut them at ``lengths``.
+  (L, B, T, H). Steps past a name's length hold padding garbage; callers cut them at ``lengths``;
+- ``initial_state()`` → (L, H): the state before the first character.
 
 Both are unidirectional, so a padded step never reaches a real step: a name's outputs in a padded batch equal its
 outputs alone. Both start from a fixed state (zeros or a learned vector), so the same name always gets the same answer.
@@ -94,6 +95,10 @@ class RNNClassifier(nn.Module):
         logits = x_to_o + h_prev @ W_ho.t()  # (B, T, C)
         return Steps(logits, torch.stack(states, dim=1).unsqueeze(0))  # hidden (1, B, T, H)
 
+    def initial_state(self) -> torch.Tensor:
+        """(1, H): the state before the first character, the learned (or zero) ``h0``."""
+        return self.h0.detach().reshape(1, -1)
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return last_step(self.steps(x, lengths).logits, lengths)  # (B, C)
 
@@ -132,6 +137,10 @@ class GRUClassifier(nn.Module):
                                self.training, False, True)  # (B, T, H)
             states.append(out)
         return states
+
+    def initial_state(self) -> torch.Tensor:
+        """(L, H): the state before the first character, zeros in every layer."""
+        return torch.zeros(self.config.num_layers, self.config.hidden_size)
 
     def steps(self, x: torch.Tensor, lengths: torch.Tensor) -> Steps:
         states = self._run(x)

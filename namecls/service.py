@@ -87,8 +87,10 @@ def predict_details(models, name: str, model: str = "gru", k: int = 3) -> dict:
 
 def trace(models, name: str, model: str = "gru") -> dict:
     """The prediction after every prefix and the (top layer's) hidden state after every character, as lists; the
-    prediction's entropy after every prefix, the whole name's low-confidence flag, and the state's position on the
-    model's 2-D map after every character (None if the checkpoint has no map)."""
+    prediction's entropy after every prefix, the whole name's low-confidence flag, the state's position on the
+    model's 2-D map after every character (None if the checkpoint has no map), each character's attribution and
+    leave-one-out effect on the final answer's log-probability, and the nearest reference training names after
+    every character (None if the checkpoint has no reference bank)."""
     clf = pick_model(models, model)
     check_name(name)
     t = clf.trace(name)
@@ -103,6 +105,10 @@ def trace(models, name: str, model: str = "gru") -> dict:
         "entropy": t.entropy.astype(float).tolist(),  # [T]
         "low_confidence": clf.is_low_confidence(t.probs[-1]),
         "map": None if t.map_points is None else t.map_points.astype(float).tolist(),  # [T][2]
+        "attribution": t.attribution.astype(float).tolist(),  # [T]
+        "deletion": None if t.deletion is None else t.deletion.astype(float).tolist(),  # [T]
+        "neighbours": None if t.neighbours is None else  # [T][n]
+        [[{"name": nb.name, "language": nb.language, "distance": nb.distance} for nb in step] for step in t.neighbours],
     }
 
 
