@@ -197,3 +197,39 @@ def test_a_checkpoint_without_a_map_still_steps(dry_run_dir, tmp_path):
     view = render.TraceView.build(clf, "Balin")
     assert view.map is None and view.images()[2] == render.NO_MAP_HTML
     assert view.step(2)[5] == ""
+
+
+def test_sample_names_follow_the_sample(dry_run_dir, tiny):
+    data, split = tiny
+    clf = namecls.load(dry_run_dir / "gru")
+    points, labels = clf.projection.sample()
+    names = clf.projection.sample_names()
+    assert len(names) == len(points)
+    train = dict(zip(*split.part("train")))
+    assert all(data.labels[train[n]] == clf.labels[c] for n, c in zip(names, labels))
+    # each name's final state is its point
+    np.testing.assert_allclose(clf.projection.transform(projection.top_states(clf.model, names)), points, atol=1e-3)
+    older = {**clf.projection.summary, "languages": {lang: {k: v for k, v in entry.items() if k != "names"}
+                                                       for lang, entry in clf.projection.summary["languages"].items()}}
+    assert projection.Projection(clf.projection.mean, clf.projection.components, older).sample_names() == \
+        [""] * len(points)
+
+
+def test_lda_map_is_sklearns_transform_and_the_choice_is_recorded(tiny):
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    data, split = tiny
+    torch.manual_seed(2)
+    model = build(GRUConfig(num_classes=4, hidden_size=8, embedding_size=4, num_layers=1))
+    names, targets = split.part("train")
+    proj = projection.fit(model, names, targets, data.labels, method="lda", validation=split.part("val"))
+    states = projection.top_states(model, names).astype(np.float64)
+    expected = LinearDiscriminantAnalysis(n_components=2, solver="svd").fit(states, targets).transform(states)
+    got = proj.transform(states)
+    for axis in range(2):  # the same axes up to sign
+        np.testing.assert_allclose(np.abs(got[:, axis]), np.abs(expected[:, axis]), rtol=1e-3, atol=1e-3)
+    assert proj.summary["method_name"] == "lda" and "explained_variance_ratio" not in proj.summary
+    assert len(proj.summary["axis_share"]) == 2 and proj.summary["axis_share_meaning"]
+    scores = proj.summary["evidence"]["scores"]
+    assert set(scores) == set(projection.METHODS)
+    assert scores == projection.compare_methods(model, split.part("train"), split.part("val"), data.labels)
