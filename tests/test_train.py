@@ -42,8 +42,9 @@ def _read(folder):
 @pytest.mark.parametrize("kind", KINDS)
 def test_dry_run_writes_a_complete_checkpoint(dry_run_dir, kind, tmp_path):
     folder = dry_run_dir / kind
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "metrics.json", "model.safetensors",
-                                                        "projection.json", "projection.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "explain.json", "explain.safetensors",
+                                                        "metrics.json", "model.safetensors", "projection.json",
+                                                        "projection.safetensors"]
     config, metrics = _read(folder)
     assert config["temperature"] == metrics["calibration"]["temperature"] > 0  # calibrated at training time
     assert config["low_confidence"]["threshold"] == metrics["low_confidence"]["threshold"]
