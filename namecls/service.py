@@ -112,8 +112,12 @@ def trace(models, name: str, model: str = "gru") -> dict:
     }
 
 
+BATCH_KEYS = ("name", "normalized", "top1", "probability", "top_k", "low_confidence", "error")
+
+
 def predict_batch(models, names, model: str = "gru", k: int = 3) -> list[dict]:
-    """One row per name, in order: name, normalized, top1, probability, top_k {language: p}, error.
+    """One row per name, in order: name, normalized, top1, probability, top_k {language: p}, low_confidence
+    (the checkpoint's "not sure" flag, as :func:`predict_details`), error.
 
     A name that cannot be classified gets ``error`` (a message) and empty predictions; it does not fail the batch.
     """
@@ -130,17 +134,18 @@ def predict_batch(models, names, model: str = "gru", k: int = 3) -> list[dict]:
         except ValueError as err:
             shown = name if isinstance(name, str) else repr(name)
             text = normalize(name).text if isinstance(name, str) and len(name) <= 256 else ""
-            rows.append({"name": shown[:100], "normalized": text, "top1": None, "probability": None, "top_k": {},
-                         "error": str(err)})
+            rows.append({"name": shown[:100], "normalized": text, "top_k": {}, "error": str(err)})
             continue
         good.append(len(rows))
         rows.append({"name": name, "normalized": norm.text, "error": None})
     if good:
-        results = clf.predict_batch([rows[i]["normalized"] for i in good], k)
-        for i, top in zip(good, results):
-            rows[i].update(top1=top[0][0], probability=float(top[0][1]), top_k={lang: float(p) for lang, p in top})
-    return [{key: row[key] for key in ("name", "normalized", "top1", "probability", "top_k", "error")}
-            for row in rows]
+        # All C probabilities of each name (sorted): the flag needs the whole distribution, the answer its top k.
+        results = clf.predict_batch([rows[i]["normalized"] for i in good], len(clf.labels))
+        flags = clf.is_low_confidence([[p for _, p in full] for full in results]) if results else []
+        for i, full, flag in zip(good, results, flags):
+            rows[i].update(top1=full[0][0], probability=float(full[0][1]),
+                           top_k={lang: float(p) for lang, p in full[:k]}, low_confidence=bool(flag))
+    return [{key: row.get(key) for key in BATCH_KEYS} for row in rows]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -235,5 +240,5 @@ def write_csv(table: pd.DataFrame, stem: str = "namecls-batch", max_age: float =
     for col in safe.columns:
         if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
             safe[col] = safe[col].map(_defuse)
-    safe.to_csv(path, index=False)
+    safe.to_csv(path, index=False, encoding="utf-8-sig")  # the BOM tells Excel it is UTF-8 (Ślusàrski, Иванов)
     return str(path)

@@ -1,0 +1,76 @@
+"""Tab "Batch": classify a file or a pasted list of names; a table to read and a CSV to download."""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+import pandas as pd
+
+from .. import service
+from .common import MODEL_CHOICES, TOP_K, user_errors
+from .html import MODEL_LABELS, percent
+
+COLUMNS = ["name", "normalised", "top-1", "probability", "how sure", f"top-{TOP_K}", "error"]
+SURE_WORDS = {False: "confident", True: "not sure"}  # the words every tab uses for the checkpoint's flag
+
+
+def batch_table(rows: list[dict]) -> pd.DataFrame:
+    """Result rows of :func:`namecls.service.predict_batch` → the table the tab shows and exports."""
+    records = []
+    for row in rows:
+        ok = row.get("error") is None
+        records.append({
+            "name": row["name"],
+            "normalised": row.get("normalized") or "",
+            "top-1": row["top1"] if ok else "",
+            "probability": round(float(row["probability"]), 4) if ok else math.nan,
+            "how sure": SURE_WORDS[bool(row["low_confidence"])] if ok else "",
+            f"top-{TOP_K}": " · ".join(f"{lang} {percent(p)}" for lang, p in row["top_k"].items()) if ok else "",
+            "error": "" if ok else row["error"],
+        })
+    return pd.DataFrame.from_records(records, columns=COLUMNS)
+
+
+def build(models: dict, ui: dict) -> None:
+    """Lay out the tab and wire its event."""
+    limit_mb = service.MAX_UPLOAD_BYTES / 2**20
+    with gr.Tab("Batch", id="batch"):
+        gr.Markdown(f"Upload a **.csv** (a column headed *name* or *surname*, else the first column) or a **.txt** "
+                    f"file (one name a line) of at most **{limit_mb:g} MB** and **{service.MAX_BATCH_NAMES:,} "
+                    f"names**, or paste names below. *How sure* uses the same rule as the other tabs; names that "
+                    f"cannot be read are reported in the *error* column. The CSV is UTF-8 with a byte-order mark, "
+                    f"so spreadsheets read every letter.")
+        with gr.Row():
+            upload = gr.File(label=f".csv or .txt, ≤ {limit_mb:g} MB, ≤ {service.MAX_BATCH_NAMES:,} names",
+                             file_types=list(service.UPLOAD_TYPES), type="filepath", elem_id="batch-file",
+                             min_width=240)
+            pasted = gr.Textbox(label="…or paste names, one per line", lines=6, max_lines=12, elem_id="batch-text",
+                                min_width=240)
+        with gr.Row():
+            model = gr.Radio(MODEL_CHOICES, value="gru", label="Model", elem_id="batch-model", min_width=140)
+            button = gr.Button("Classify all", variant="primary", elem_id="batch-btn", min_width=140)
+        summary = gr.Markdown(elem_id="batch-summary")
+        table = gr.Dataframe(headers=COLUMNS, interactive=False, elem_id="batch-table", max_height=420, wrap=True)
+        download = gr.DownloadButton("Download CSV", visible=False, elem_id="batch-download")
+
+    def run(file, text, kind):
+        with user_errors():
+            names = service.read_names_file(file) if file else []
+            if text and text.strip():
+                names += service.parse_lines(text)
+            if len(names) > service.MAX_BATCH_NAMES:
+                raise ValueError(f"{len(names):,} names is too many: at most {service.MAX_BATCH_NAMES:,} per batch")
+            if not names:  # not an error: one plain message, and no stale table
+                return {summary: "Nothing to classify yet: upload a .csv or .txt file, or paste names one per line.",
+                        table: pd.DataFrame(columns=COLUMNS), download: gr.DownloadButton(visible=False)}
+            rows = service.predict_batch(models, names, kind, TOP_K)
+        result = batch_table(rows)
+        errors = int((result["error"] != "").sum())
+        unsure = int((result["how sure"] == SURE_WORDS[True]).sum())
+        text_out = (f"**{len(result):,}** names classified with the {MODEL_LABELS[kind]}; **{unsure:,}** not sure"
+                    + (f"; **{errors:,}** could not be read (see the error column)." if errors else "."))
+        return {summary: text_out, table: result,
+                download: gr.DownloadButton(value=service.write_csv(result, f"namecls-{kind}"), visible=True)}
+
+    button.click(run, [upload, pasted, model], [summary, table, download], api_name="ui_batch", **ui)

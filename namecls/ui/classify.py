@@ -1,0 +1,56 @@
+"""Tab "Classify": a name in, its most probable languages out, with how sure the network is."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .. import service
+from .common import EXAMPLES, MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, flag_facts, name_validator, \
+    rejected, user_errors
+from .html import confidence_html, normalisation_html
+
+
+def build(models: dict, ui: dict) -> Picked:
+    """Lay out the tab and wire its events; returns the name and model the other tabs follow."""
+    n_labels = len(models["gru"].labels)
+    facts = {kind: flag_facts(clf) for kind, clf in models.items()}
+    with gr.Tab("Classify", id="classify"):
+        with gr.Row():
+            with gr.Column(scale=5, min_width=280):
+                name = gr.Textbox(label="Surname", placeholder="e.g. O'Connell, then press Enter", elem_id="name",
+                                  max_lines=1, max_length=256, autofocus=True)
+                with gr.Row():
+                    model = gr.Radio(MODEL_CHOICES, value="gru", label="Model", elem_id="model", min_width=140)
+                    k = gr.Slider(1, n_labels, value=TOP_K, step=1, precision=0, label="Top-k", elem_id="k",
+                                  min_width=160)
+                button = gr.Button("Classify", variant="primary", elem_id="classify-btn")
+                norm_line = gr.HTML(elem_id="normalisation")
+                examples = gr.Examples([[e.name] for e in EXAMPLES], inputs=[name], cache_examples=False,
+                                       example_labels=[e.says for e in EXAMPLES], label="Examples: what to expect",
+                                       api_visibility="private", examples_per_page=len(EXAMPLES))
+            with gr.Column(scale=4, min_width=280):
+                label = gr.Label(num_top_classes=n_labels, label="Languages", elem_id="label")
+                confidence = gr.HTML(elem_id="confidence")
+
+    def classify(name_value, kind, k_value):
+        with user_errors():
+            norm = service.check_name(name_value)
+            details = service.predict_details(models, name_value, kind, k_value)
+        return {label: details["top"], norm_line: normalisation_html(norm),
+                confidence: confidence_html(details, facts[details["model"]])}
+
+    def reclassify(name_value, kind, k_value):
+        """Model or top-k changed: classify again if there is a name."""
+        if rejected(name_value) is not None:
+            return gr.skip()
+        return classify(name_value, kind, k_value)
+
+    answer = [label, norm_line, confidence]
+    triggers = [name.submit, button.click]
+    classified = gr.on(triggers, classify, [name, model, k], answer, validator=name_validator,
+                       api_name="ui_classify", **ui)
+    clear_when_rejected(triggers, name, {label: None, norm_line: "", confidence: ""}, **ui)
+    gr.on([model.input, k.release], reclassify, [name, model, k], answer, api_name="ui_reclassify", **ui)
+    example = examples.load_input_event.then(classify, [name, model, k], answer, api_name="ui_example", **ui)
+    return Picked(name, model, (classified, example))
+

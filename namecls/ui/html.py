@@ -1,0 +1,302 @@
+"""Every HTML fragment the app shows, and all of its CSS.
+
+Functions take plain data (a :class:`~namecls.inference.Trace`, numbers, lists) and return a string in which every
+piece of user text is escaped (:func:`esc`); none of them runs a model. Steps are 0-based indices into the name's
+characters: step ``t`` is the state after reading ``chars[t]``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+
+from ..data import Normalized
+from .palette import ATTRIBUTION_SCALE, LANGUAGE_COLORS, STATE_SCALES, gradient_css, scale_color
+
+MODEL_LABELS = {"rnn": "RNN", "gru": "GRU"}
+
+# The whole app's CSS (launch(css=...)). Class names are the fragments' own; ids are the components' elem_id.
+CSS = """
+.gradio-container { max-width: 1200px !important; margin: 0 auto; }
+.small-note { font-size: 0.85rem; color: var(--body-text-color-subdued); }
+.norm-line, .decision { font-size: 0.95rem; padding: 0.2rem 0.1rem; }
+.step-caption { color: var(--body-text-color-subdued); margin-top: 0.1rem; }
+#step-controls { align-items: end; }
+#step-controls button { min-width: 5.5rem; }
+.fig-stack { position: relative; gap: 0 !important; }
+.fig-stack > .fig-marks { position: absolute !important; top: 0; left: 0; width: 100%; pointer-events: none; }
+.tab-container { flex-wrap: wrap; }  /* gradio measures the tab bar on a hidden copy that must not widen the page */
+.scroll-x { overflow-x: auto; max-width: 100%; }
+.letters, .heat { width: auto !important; margin: 0.2rem 0 !important; }
+.letters td, .letters th, .heat td, .heat th { border: none !important; }
+.chips { display: flex; flex-wrap: wrap; gap: 0.25rem 0.8rem; font-size: 0.9rem; margin: 0.2rem 0; }
+.chip { white-space: nowrap; }
+.chip .dot { display: inline-block; width: 0.8em; height: 0.8em; border-radius: 50%; margin-right: 0.3em;
+             vertical-align: -0.05em; }
+.letters { border-collapse: separate; border-spacing: 3px 2px; font-variant-numeric: tabular-nums; }
+.letters th { font-weight: normal; font-size: 0.8rem; color: var(--body-text-color-subdued); text-align: right;
+              padding-right: 0.4rem; white-space: nowrap; }
+.letters td { text-align: center; min-width: 2.1rem; padding: 0.1rem 0.15rem; border-radius: 0.25rem;
+              font-size: 0.8rem; }
+.letters td.ch { font-family: 'IBM Plex Mono', ui-monospace, monospace; font-size: 1.9rem; line-height: 1.2;
+                 font-weight: 600; }
+.letters td.todo { opacity: 0.35; }
+.letters td.current { outline: 3px solid #111; outline-offset: -1px; }
+.heat { border-collapse: collapse; font-size: 0.78rem; font-variant-numeric: tabular-nums; }
+.heat th { font-weight: normal; padding: 0 0.35rem; white-space: nowrap; }
+.heat thead th { font-family: 'IBM Plex Mono', ui-monospace, monospace; font-size: 0.95rem; }
+.heat td.cell { width: 1.9rem; min-width: 1.6rem; height: 1.05rem; }
+.heat .current { outline: 2px solid #111; outline-offset: -2px; }
+.heat td.delta { padding: 0 0.4rem; text-align: right; white-space: nowrap; }
+.heat tr.top td.delta, .heat tr.top th { font-weight: 700; }
+.colorbar { display: flex; align-items: center; gap: 0.4rem; font-size: 0.8rem; margin: 0.3rem 0;
+            flex-wrap: wrap; }
+.colorbar .bar { width: 9rem; height: 0.7rem; border: 1px solid #999; }
+.confidence { padding: 0.35rem 0.6rem; margin: 0.2rem 0; }
+.confidence.low { border-left: 4px solid #d62728; background: rgba(214, 39, 40, 0.08); }
+.confidence.ok { border-left: 4px solid #2ca02c; }
+.contexts { font-size: 0.9rem; columns: 2 16rem; }
+.contexts div { break-inside: avoid; white-space: nowrap; }
+.contexts code b { background: #ffd54f; }
+.map-svg text.lang { font: 700 12px 'Source Sans 3', sans-serif; paint-order: stroke; stroke: #fff;
+                     stroke-width: 3px; }
+.map-svg circle.ref:hover { stroke: #111; stroke-width: 1.5; }
+/* a phone: nothing wider than the screen */
+@media (max-width: 640px) {
+  .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
+  .letters td.ch { font-size: 1.5rem; }
+  .letters td { min-width: 1.6rem; }
+}
+"""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Text helpers
+
+
+def esc(text) -> str:
+    """HTML-escape user text; also ``{ } $``, so gr.HTML's template syntax never sees it."""
+    return (html.escape(str(text), quote=True).replace("{", "&#123;").replace("}", "&#125;")
+            .replace("$", "&#36;"))
+
+
+def percent(p: float) -> str:
+    return f"{100 * p:.1f}%"
+
+
+def display_char(c: str) -> str:
+    """A character as a label: a space becomes a visible '␣'."""
+    return "␣" if c == " " else c
+
+
+def clamp_step(step, length: int) -> int:
+    """A valid 0-based step for a name of ``length`` characters (non-numbers → the last step)."""
+    try:
+        step = int(step)
+    except (TypeError, ValueError):
+        step = length - 1
+    return max(0, min(step, length - 1))
+
+
+def chip(language: str, labels: list[str], text: str | None = None) -> str:
+    """A language's colour dot and its name (or ``text``)."""
+    color = LANGUAGE_COLORS[labels.index(language) % len(LANGUAGE_COLORS)] if language in labels else "#888"
+    return (f'<span class="chip" data-language="{esc(language)}"><span class="dot" style="background:{color}">'
+            f'</span>{esc(text if text is not None else language)}</span>')
+
+
+def legend_html(languages: list[str], labels: list[str]) -> str:
+    """The colour key of a figure: one chip per language, wrapping onto more lines on a narrow screen."""
+    return f'<div class="chips legend">{"".join(chip(lang, labels) for lang in languages)}</div>'
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The answer: normalisation, how sure, when it was decided
+
+
+def normalisation_html(norm: Normalized) -> str:
+    """One line saying what normalisation did, e.g. ``Ślusàrski → Slusarski``, and which characters it dropped."""
+    original, text = esc(norm.original), esc(norm.text)
+    body = f"<code>{text}</code> is read as typed." if not norm.changed and not norm.dropped else \
+        f"<code>{original}</code> → <code>{text}</code>"
+    if norm.dropped:
+        body += " · dropped: " + " ".join(f"<code>{esc(c)}</code>" for c in norm.dropped)
+    return f'<div class="norm-line">Normalisation: {body}</div>'
+
+
+def confidence_html(details: dict, facts: dict) -> str:
+    """How sure the network is, worded the same in every tab. ``details``: top_probability, entropy,
+    low_confidence (as :func:`namecls.service.predict_details`); ``facts``: the checkpoint's flag facts
+    (:func:`namecls.ui.common.flag_facts`: threshold, target_accuracy, accuracy_confident, n_labels)."""
+    top, h = details["top_probability"], details["entropy"]
+    threshold, n = facts["threshold"], facts["n_labels"]
+    small = f'<span class="small-note">(entropy {h:.2f} nats of at most {math.log(n):.2f})</span>'
+    if details["low_confidence"]:
+        return (f'<div class="confidence low" data-low-confidence="true"><b>Not sure.</b> The top probability, '
+                f'{percent(top)}, is below {percent(threshold)}: validation names below that line got the right '
+                f'language at most {percent(facts["target_accuracy"])} of the time. {small}</div>')
+    right = facts.get("accuracy_confident")
+    track = (f": test names at or above it got the right language {percent(right)} of the time"
+             if right is not None else "")
+    return (f'<div class="confidence ok" data-low-confidence="false"><b>Confident.</b> The top probability, '
+            f'{percent(top)}, is at least {percent(threshold)}{track}. A name from none of the {n} languages can '
+            f'still look confident. {small}</div>')
+
+
+def decision_html(trace, model: str = "") -> str:
+    """When the network made up its mind, e.g. 'Vietnamese (71.0%) leads from character 3 of 6 (Ngu) on'."""
+    winners = np.asarray(trace.probs).argmax(axis=1)
+    step = len(winners) - 1
+    while step > 0 and winners[step - 1] == winners[-1]:
+        step -= 1
+    lang, p = trace.top(-1, 1)[0]
+    who = f"{esc(model)}: " if model else ""
+    return (f'<div class="decision">{who}<b>{esc(lang)}</b> ({percent(p)}) leads from character {step + 1} of '
+            f'{len(trace.chars)} (<code>{esc("".join(trace.chars[: step + 1]))}</code>) to the end.</div>')
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Letters: which ones decided it
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.2f}".replace("-", "−")
+
+
+def letters_html(trace, step: int | None = None) -> str:
+    """The name as letter tiles coloured by :attr:`Trace.attribution` (blue: reading the letter raised the final
+    answer's probability; red: lowered it), with the numbers beneath and, when the trace has it, the effect of
+    deleting each letter. ``step``: outline that letter and dim the ones not yet read (Step through)."""
+    chars, read = trace.chars, np.asarray(trace.attribution, dtype=float)
+    deleted = getattr(trace, "deletion", None)
+    step = None if step is None else clamp_step(step, len(chars))
+
+    def cls(i):
+        return "current" if i == step else "todo" if step is not None and i > step else ""
+
+    def cell(i, value, body):
+        return (f'<td class="{cls(i)}{" ch" if body is None else ""}" data-step="{i}" '
+                f'style="background:{scale_color(value, ATTRIBUTION_SCALE)};color:{_ink(value)}" '
+                f'title="{esc(display_char(chars[i]))}: {_signed(value)} nats">'
+                f'{esc(display_char(chars[i])) if body is None else body}</td>')
+
+    rows = ["<tr><th></th>" + "".join(cell(i, v, None) for i, v in enumerate(read)) + "</tr>",
+            "<tr><th>when read</th>" + "".join(cell(i, v, _signed(v)) for i, v in enumerate(read)) + "</tr>"]
+    if deleted is not None:
+        rows.append("<tr><th>if deleted</th>" + "".join(cell(i, v, _signed(v)) for i, v in enumerate(deleted))
+                    + "</tr>")
+    return f'<div class="scroll-x"><table class="letters">{"".join(rows)}</table></div>'
+
+
+def _ink(value: float) -> str:
+    """Text colour readable on the attribution colour of ``value``."""
+    return "#fff" if abs(value) > 0.6 * ATTRIBUTION_SCALE["vmax"] else "#111"
+
+
+def letters_key_html(trace) -> str:
+    """What the colours and numbers of :func:`letters_html` mean, naming the final answer."""
+    language = trace.labels[trace.target]
+    lo, hi = ATTRIBUTION_SCALE["vmin"], ATTRIBUTION_SCALE["vmax"]
+    bar = f'<span class="bar" style="background:{gradient_css(ATTRIBUTION_SCALE)}"></span>'
+    deleted = (" <i>if deleted</i>: how much lower (positive) or higher (negative) its log-probability would be "
+               "without that letter (the network run again on the shortened name)."
+               if getattr(trace, "deletion", None) is not None else "")
+    return (f'<div class="colorbar"><span>{_signed(lo)}</span>{bar}<span>{_signed(hi)} nats</span></div>'
+            f'<div class="small-note">Colours and numbers are about <b>{esc(language)}</b>, the final answer. '
+            f'<i>When read</i>: the change in its log-probability as the network read that letter (blue raised '
+            f'it, red lowered it; +0.69 doubles the probability; before the first letter every language counts as '
+            f'1/{len(trace.labels)}).{deleted}</div>')
+
+
+def name_caption_html(trace, step: int) -> str:
+    """'Character 3 of 6: y · prefix Nguy'."""
+    step = clamp_step(step, len(trace.chars))
+    return (f'<div class="step-caption">Character <b>{step + 1}</b> of {len(trace.chars)}: '
+            f'<code>{esc(display_char(trace.chars[step]))}</code> · prefix '
+            f'<code>{esc("".join(trace.chars[: step + 1]))}</code></div>')
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hidden units
+
+
+def unit_label(layer: int, unit: int, n_layers: int) -> str:
+    """'L2 #119' (0-based layer and unit in, 1-based layer out), or '#119' for a one-layer model."""
+    return f"L{layer + 1} #{unit}" if n_layers > 1 else f"#{unit}"
+
+
+def colorbar_html(kind: str) -> str:
+    """The key of a hidden-state colour scale: its range and what the state is."""
+    scale = STATE_SCALES[kind]
+    return (f'<div class="colorbar"><span>{scale["vmin"]:g}</span><span class="bar" '
+            f'style="background:{gradient_css(scale)}"></span><span>{scale["vmax"]:g}</span>'
+            f'<span class="small-note">{esc(scale["what"])}</span></div>')
+
+
+def heatmap_html(trace, kind: str, units: list[tuple[int, int]], step: int, n_bold: int = 5) -> str:
+    """Units × characters as a table: one labelled row per ``(layer, unit)`` in ``units`` (in the given order),
+    column ``t`` = the unit's value after character ``t`` on the state's colour scale, the current column outlined,
+    and the last column the unit's change at the current character (the ``n_bold`` largest in bold)."""
+    layers = np.asarray(trace.layers)  # (L, T, H)
+    n_layers, T, _ = layers.shape
+    step = clamp_step(step, T)
+    before = layers[:, step - 1] if step > 0 else np.asarray(trace.initial if trace.initial is not None
+                                                             else np.zeros_like(layers[:, 0]))
+    change = {(l, u): float(layers[l, step, u] - before[l, u]) for l, u in units}
+    bold = set(sorted(change, key=lambda lu: -abs(change[lu]))[:n_bold])
+    scale = STATE_SCALES[kind]
+    head = "".join(f'<th class="{"current" if t == step else ""}">{esc(display_char(c))}</th>'
+                   for t, c in enumerate(trace.chars))
+    rows = []
+    for l, u in units:
+        label = unit_label(l, u, n_layers)
+        cells = "".join(
+            f'<td class="cell{" current" if t == step else ""}" style="background:{scale_color(v, scale)}" '
+            f'title="{label} after {esc(display_char(trace.chars[t]))}: {v:.3f}"></td>'
+            for t, v in enumerate(layers[l, :, u]))
+        rows.append(f'<tr class="{"top" if (l, u) in bold else ""}" data-unit="{label}"><th>{label}</th>{cells}'
+                    f'<td class="delta">{_signed(change[(l, u)])}</td></tr>')
+    return (f'<div class="scroll-x"><table class="heat"><thead><tr><th>unit</th>{head}<th>Δ here</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>{colorbar_html(kind)}')
+
+
+def unit_html(trace, kind: str, layer: int, unit: int, contexts: list) -> str:
+    """One unit: its value after each character of the current name, and the training names where it is highest
+    (``contexts``: :meth:`namecls.explain.Explain.unit_contexts`, position = the character it fired on)."""
+    layers = np.asarray(trace.layers)
+    scale, label = STATE_SCALES[kind], unit_label(layer, unit, layers.shape[0])
+    values = layers[layer, :, unit]
+    tiles = "".join(f'<td class="ch" style="background:{scale_color(v, scale)};color:{_state_ink(v, kind)}" '
+                    f'title="{v:.3f}">{esc(display_char(c))}</td>' for c, v in zip(trace.chars, values))
+    numbers = "".join(f"<td>{v:.2f}</td>" for v in values)
+    parts = [f'<div><b>Unit {label}</b> along <code>{esc("".join(trace.chars))}</code>:</div>',
+             f'<div class="scroll-x"><table class="letters"><tr><th></th>{tiles}</tr>'
+             f'<tr><th>value</th>{numbers}</tr></table></div>']
+    if contexts:
+        items = []
+        for c in contexts:
+            name, pos = c.name, int(c.position)
+            shown = f'{esc(name[:pos])}<b>{esc(display_char(name[pos]))}</b>{esc(name[pos + 1:])}'
+            items.append(f'<div><code>{shown}</code> <span class="small-note">{esc(c.language)}, '
+                         f'{c.value:.2f}</span></div>')
+        parts.append(f'<div class="small-note">Training names where {label} is highest (the letter it reached '
+                     f'that value on in bold):</div><div class="contexts">{"".join(items)}</div>')
+    return "".join(parts)
+
+
+def _state_ink(value: float, kind: str) -> str:
+    if kind == "rnn":  # viridis: dark at 0, light at 1
+        return "#fff" if value < 0.55 else "#111"
+    return "#fff" if abs(value) > 0.6 else "#111"
+
+
+def neighbours_html(neighbours, labels: list[str], prefix: str, bank_size: int) -> str:
+    """The training names whose final state lies nearest to the current prefix's state."""
+    if not neighbours:
+        return ""
+    chips = "".join(chip(n.language, labels, f"{n.name} ({n.language}, {n.distance:.2f})") for n in neighbours)
+    return (f'<div class="small-note">Nearest to the state after <code>{esc(prefix)}</code>, among the '
+            f'{bank_size:,} training names of the map (distance between hidden states after their last letter):'
+            f'</div><div class="chips">{chips}</div>')

@@ -1,0 +1,192 @@
+"""Tab "Model card": each checkpoint's scores on its held-out test split, how it was trained, and its limits.
+
+Tables and text here are pure functions of a checkpoint's ``config.json`` and ``metrics.json``; the figures
+(:mod:`namecls.ui.figures`) are drawn on a session's first visit to the tab, once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import gradio as gr
+import pandas as pd
+from gradio.components.plot import PlotData
+from gradio.processing_utils import encode_plot_to_base64
+
+from .figures import CARD_FIGURES, card_figures
+from .html import MODEL_LABELS, percent
+
+LIMITATIONS_MD = """\
+### Limitations — read before you trust an answer
+- **A surname is not a nationality, an ethnicity or a person's origin.** The model guesses which *language's list
+  of surnames* a spelling most resembles. People marry, migrate, transliterate and change names.
+- **18 languages only.** Every input gets one of them, however foreign: a Turkish name like *Demirkan* still comes
+  out as one of these 18, and confidently. The *not sure* flag says the network's top answer is weak; it is **not**
+  a detector of names from elsewhere (on surnames from 12 other countries it fired about as often as on unseen
+  names of the 18 languages).
+- **Skewed data.** Russian is 47% of the data's rows (9,408 of 20,074); Vietnamese has 73 rows, Portuguese 74. Small
+  languages are predicted less reliably: look at the per-language recall, not only the accuracy.
+- **Probabilities are calibrated on average, not per name.** A temperature fitted on validation names makes "80%"
+  right about 80% of the time over many names of these 18 languages (see the reliability diagram); it promises
+  nothing for names from elsewhere. Names shorter than three letters, and
+  letters outside `a-z A-Z .,:;-'` (dropped after transliteration with unidecode), leave little to go on.
+- **Dirty labels.** The source lists contain duplicates, 465 name strings listed under more than one language, and
+  24 lines "To The First Page" in the Russian file.
+"""
+
+PROTOCOL_TEXT = {
+    "clean": "unique (name, language) pairs, split 80/10/10 into train / validation / test, grouped by name string "
+             "(no name is in two parts) and stratified by language",
+    "seed": "the PyTorch tutorial's protocol: a stratified 10% test split over all rows (duplicates included), "
+            "a tenth of the rest held out for validation",
+}
+
+
+HEADLINE_COLUMNS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "balanced_accuracy": "balanced accuracy",
+                    "top3_accuracy": "top-3 accuracy"}
+
+
+def headline_table(metrics_by_model: dict[str, dict]) -> pd.DataFrame:
+    """Test-set headline numbers of each model and of the baselines (listed once if every model shares them)."""
+    rows = []
+    for kind, metrics in metrics_by_model.items():
+        test = metrics.get("test") or {}
+        rows.append({"model": MODEL_LABELS.get(kind, kind), **{v: test.get(k) for k, v in HEADLINE_COLUMNS.items()}})
+    baselines = {kind: m.get("baselines") or {} for kind, m in metrics_by_model.items()}
+    shared = len({repr(sorted(b.items())) for b in baselines.values()}) == 1
+    names = {"majority": "baseline: always the most frequent language",
+             "tfidf_logreg": "baseline: character n-gram TF-IDF + logistic regression"}
+    for kind, base in baselines.items():
+        for key, scores in base.items():
+            label = names.get(key, f"baseline: {key}") + ("" if shared else f" ({MODEL_LABELS.get(kind, kind)} split)")
+            rows.append({"model": label, **{v: scores.get(k) for k, v in HEADLINE_COLUMNS.items()}})
+        if shared:
+            break
+    table = pd.DataFrame(rows, columns=["model", *HEADLINE_COLUMNS.values()])
+    for col in HEADLINE_COLUMNS.values():
+        table[col] = pd.to_numeric(table[col]).round(3)
+    return table
+
+
+def per_language_table(metrics: dict) -> pd.DataFrame:
+    """Precision, recall, F1 and support of each language on the test set."""
+    per = (metrics.get("test") or {}).get("per_language") or {}
+    rows = [{"language": lang, "precision": round(s["precision"], 3), "recall": round(s["recall"], 3),
+             "F1": round(s["f1"], 3), "support": int(s["support"])} for lang, s in per.items()]
+    return pd.DataFrame(rows, columns=["language", "precision", "recall", "F1", "support"])
+
+
+def calibration_md(metrics: dict) -> str:
+    """Calibration and the low-confidence flag of one checkpoint in a few lines of Markdown (empty if none)."""
+    cal, flag = metrics.get("calibration") or {}, metrics.get("low_confidence") or {}
+    if not cal:
+        return ""
+    test, val = cal.get("test") or {}, cal.get("validation") or {}
+    lines = [f"**Calibration** (temperature T = {cal['temperature']:.3f}, fitted on the validation split by minimum "
+             f"NLL): expected calibration error on the test split {test.get('ece_before', float('nan')):.3f} → "
+             f"**{test.get('ece_after', float('nan')):.3f}** (validation {val.get('ece_before', float('nan')):.3f} "
+             f"→ {val.get('ece_after', float('nan')):.3f}); accuracy is unchanged (dividing by T keeps the order)."]
+    if flag:
+        rates = flag.get("test") or {}
+        acc_f, acc_c = rates.get("accuracy_flagged"), rates.get("accuracy_confident")
+        lines.append(f"**Not sure** when the top probability is below **{percent(flag['threshold'])}**: the largest "
+                     f"threshold at which flagged validation names get the right language at most "
+                     f"{percent(flag.get('target_accuracy', 0.5))} of the time. It flags "
+                     f"{percent(rates.get('flag_rate', 0))} of test names (right "
+                     f"{'n/a' if acc_f is None else percent(acc_f)} of the time, against "
+                     f"{'n/a' if acc_c is None else percent(acc_c)} for the others).")
+    return "\n\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _duration(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def facts_table(config: dict, metrics: dict) -> pd.DataFrame:
+    """Architecture, training settings, split sizes and provenance of one checkpoint, as (fact, value) rows."""
+    model = config.get("model", {})
+    train = config.get("train_config") or metrics.get("train_config") or {}
+    sizes = metrics.get("split_sizes") or {}
+    protocol = config.get("protocol", metrics.get("protocol", "?"))
+    rows = [
+        ("architecture", ", ".join(f"{k}={_fmt(v)}" for k, v in model.items() if k != "kind")),
+        ("languages", len(config.get("labels", []))),
+        ("protocol", f"{protocol}: {PROTOCOL_TEXT.get(protocol, '')}".rstrip(": ")),
+        ("split seed", config.get("split_seed", metrics.get("split_seed", "?"))),
+        ("split sizes (names)", ", ".join(f"{k} {v:,}" for k, v in sizes.items())),
+        ("epochs run (selected)", f"{metrics.get('epochs_run', '?')} ({metrics.get('best_epoch', '?')})"),
+        ("training time", _duration(metrics.get("training_seconds"))),
+        ("training settings", ", ".join(f"{k}={_fmt(v)}" for k, v in train.items())),
+        ("normalisation", config.get("normalization", "?")),
+        ("data fingerprint", str(config.get("data_fingerprint", "?"))[:16] + "…"),
+        ("versions", ", ".join(f"{k} {v}" for k, v in (config.get("versions") or {}).items())),
+    ]
+    return pd.DataFrame([(k, str(v)) for k, v in rows], columns=["fact", "value"])
+
+
+def test_share_md(metrics: dict, language: str = "Russian") -> str:
+    """'Russian is 52% of this test set (932 of 1,805 names)', from the per-language support."""
+    per = (metrics.get("test") or {}).get("per_language") or {}
+    total = sum(s["support"] for s in per.values())
+    if not total or language not in per:
+        return ""
+    n = per[language]["support"]
+    return f"{language} is {percent(n / total)} of this test set ({n:,} of {total:,} names)."
+
+
+def build(models: dict, ui: dict) -> None:
+    """Lay out the tab (tables and text at once, figures on the first visit) and wire its event."""
+    with gr.Tab("Model card", id="model-card") as tab:
+        gr.Markdown("Scores on each checkpoint's held-out **test split**, read from its `metrics.json`; baselines "
+                    "scored on the same split.")
+        gr.Dataframe(headline_table({kind: clf.metrics for kind, clf in models.items()}),
+                     label="Headline numbers (test set)", interactive=False, elem_id="headline")
+        plots = []
+        with gr.Tabs():
+            for kind, clf in models.items():
+                label = MODEL_LABELS[kind]
+                figure = {which: dict(label=which.capitalize(), format="png", show_label=False,
+                                      elem_id=f"card-{kind}-{which}") for which in CARD_FIGURES}
+                with gr.Tab(label, id=f"card-{kind}"):
+                    with gr.Row():
+                        with gr.Column(scale=2, min_width=280):
+                            gr.Dataframe(per_language_table(clf.metrics), label=f"{label}: per language",
+                                         interactive=False, max_height=800)
+                        with gr.Column(scale=3, min_width=280):
+                            confusion = gr.Plot(**figure["confusion"])
+                    training = gr.Plot(**figure["training"])
+                    calibration = calibration_md(clf.metrics)
+                    gr.Markdown(calibration, elem_id=f"calibration-{kind}", visible=bool(calibration))
+                    reliability = gr.Plot(visible=bool(calibration), **figure["reliability"])
+                    plots += [confusion, training, reliability]
+                    gr.Dataframe(facts_table(clf.config, clf.metrics), label=f"{label}: data, protocol, settings",
+                                 interactive=False, wrap=True, column_widths=["30%", "70%"])
+                    share = test_share_md(clf.metrics)
+                    if share:
+                        gr.Markdown(share)
+        gr.Markdown(LIMITATIONS_MD)
+        drawn = gr.State(False)
+
+    @functools.cache
+    def figures() -> list[PlotData]:
+        """Every checkpoint's figures as PNG plot values, drawn once per app on the first visit to the tab
+        (drawing them while building the page added ~2 s to start-up)."""
+        return [PlotData(type="matplotlib", plot=encode_plot_to_base64(figure, "png"))
+                for kind, clf in models.items()
+                for figure in card_figures(clf.metrics, clf.labels, MODEL_LABELS[kind]).values()]
+
+    def show(already: bool):
+        """The figures on a session's first visit to the tab (then ``drawn``); later visits resend nothing."""
+        return gr.skip() if already else [*figures(), True]
+
+    tab.select(show, drawn, [*plots, drawn], api_name="ui_card", show_progress="minimal", **ui)

@@ -1,0 +1,44 @@
+"""Colours used everywhere in the app: one fixed colour per language, and the colour scales of the figures.
+
+``LANGUAGE_COLORS`` were picked greedily, each as far as possible (CAM02-UCS distance) from those already chosen,
+among sRGB colours of middle lightness and clear chroma, so that each reads on white and under a white label halo;
+the smallest distance between two of them is ~22 CAM02-UCS units (tests/test_ui.py checks it with colorspacious).
+Not safe for every kind of colour blindness: 18 colours cannot be. Labels and hover text always name the language.
+"""
+
+from __future__ import annotations
+
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
+
+LANGUAGE_COLORS = [
+    "#1a73b3", "#ff0000", "#66cc00", "#f266ff", "#594d1a", "#8c0066", "#00ccbf", "#cc9966", "#8c00f2",
+    "#008c4d", "#a6a6cc", "#f2008c", "#990000", "#8c668c", "#1a5959", "#8c8c00", "#00b3ff", "#b35900",
+]
+
+# The range of each model's hidden state and a colour scale that suits it: the RNN's state is a sigmoid (0 … 1,
+# sequential scale), the GRU's is a tanh-bounded interpolation (−1 … 1, diverging scale centred on 0).
+STATE_SCALES = {
+    "rnn": {"vmin": 0.0, "vmax": 1.0, "cmap": "viridis", "what": "sigmoid state, 0 … 1"},
+    "gru": {"vmin": -1.0, "vmax": 1.0, "cmap": "RdBu_r", "what": "GRU state, −1 … 1"},
+}
+# Letters coloured by how they moved the answer: blue for, red against, white for no change; saturated at ±2 nats.
+ATTRIBUTION_SCALE = {"vmin": -2.0, "vmax": 2.0, "cmap": "RdBu"}
+
+
+def language_color(labels: list[str], language: str) -> str:
+    """The fixed colour of ``language`` (by its position in the checkpoint's label order)."""
+    return LANGUAGE_COLORS[labels.index(language) % len(LANGUAGE_COLORS)]
+
+
+def scale_color(value: float, scale: dict) -> str:
+    """``value`` on ``scale`` (a dict with vmin, vmax, cmap) as a hex colour; values outside are clipped."""
+    lo, hi = scale["vmin"], scale["vmax"]
+    t = min(1.0, max(0.0, (float(value) - lo) / (hi - lo)))
+    return to_hex(colormaps[scale["cmap"]](t))
+
+
+def gradient_css(scale: dict, stops: int = 11) -> str:
+    """A CSS linear-gradient (left to right) of ``scale``'s colour map: the key of a colour bar."""
+    colors = ", ".join(to_hex(colormaps[scale["cmap"]](i / (stops - 1))) for i in range(stops))
+    return f"linear-gradient(to right, {colors})"
