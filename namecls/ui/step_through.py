@@ -171,7 +171,6 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
         first_choice = v.unit_choices()[0][1]
         out = {
             view: v,
-            step: gr.update(maximum=max(n, 2), value=n, interactive=n > 1),
             norm_line: normalisation_html(t.normalized),
             letters_key: letters_key_html(t),
             confidence: confidence_html(details, facts[v.kind]),
@@ -184,6 +183,7 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
             all_units: gr.update(open=False),
             **parts(v, n - 1),
             **unit_parts(v, first_choice),
+            step: gr.update(maximum=max(n, 2), value=n, interactive=n > 1),  # after parts(): it sets the value only
         }
         if old is None or old.kind != v.kind:  # the map's background changes only with the model
             out[map_img] = map_svg(clf.projection, v.kind) if has_map else NO_MAP_HTML
