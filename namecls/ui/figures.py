@@ -39,20 +39,21 @@ def trajectory_figure(trace, k: int = 3, title: str | None = None) -> Figure:
     gid ``STEP_AXES``: :class:`namecls.ui.overlay.FigureImage` marks the current character on them."""
     probs = np.asarray(trace.probs)
     T = probs.shape[0]
-    fig = Figure(figsize=(min(9.0, max(5.6, 1.2 + 0.42 * T)), 2.8), dpi=100)
+    # Narrow and with large type: on a phone the image is shown at about two thirds of its size.
+    fig = Figure(figsize=(min(8.0, max(4.4, 1.0 + 0.36 * T)), 2.7), dpi=100)
     w, h = fig.get_size_inches()
-    ax = fig.add_axes((0.75 / w, 0.45 / h, 1 - 0.95 / w, 1 - 0.85 / h), gid=STEP_AXES)
+    ax = fig.add_axes((0.75 / w, 0.45 / h, 1 - 0.9 / w, 1 - 0.85 / h), gid=STEP_AXES)
     for rank, lang in enumerate(trajectory_languages(trace, k)):
         j = trace.labels.index(lang)
         ax.plot(np.arange(T), probs[:, j], marker="o", ms=5 if rank else 6, lw=1.8 if rank else 3.2,
                 zorder=4 - min(rank, 1), label=lang, color=LANGUAGE_COLORS[j % len(LANGUAGE_COLORS)])
     ax.set_xlim(-0.5, T - 0.5)
     ax.set_ylim(0, 1.02)
-    ax.set_ylabel("probability", fontsize=11)
-    ax.tick_params(axis="y", labelsize=10)
+    ax.set_ylabel("probability", fontsize=12)
+    ax.tick_params(axis="y", labelsize=11)
     ax.grid(axis="y", alpha=0.3)
-    _char_axis(ax, trace.chars)
-    ax.set_title(title or "Probability after each prefix", fontsize=12, loc="left")
+    _char_axis(ax, trace.chars, 15)
+    ax.set_title(title or "Probability after each prefix", fontsize=13, loc="left")
     return fig
 
 
@@ -165,7 +166,7 @@ def map_path_svg(projection, points, chars: list[str], step: int, neighbours: li
     for i, (x, y) in enumerate(xy[: step + 1]):
         parts.append(f'<circle class="map-point" data-step="{i}" cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="#fff" '
                      f'stroke="#111" stroke-width="1.5"/>'
-                     f'<text x="{x + 7:.1f}" y="{y - 6:.1f}" font-size="15" font-weight="700" '
+                     f'<text class="step-letter" x="{x + 7:.1f}" y="{y - 6:.1f}" font-size="15" font-weight="700" '
                      f'font-family="IBM Plex Mono, monospace" fill="#111" stroke="#fff" stroke-width="3" '
                      f'paint-order="stroke">{esc(display_char(chars[i]))}</text>')
     x, y = xy[step]

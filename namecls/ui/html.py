@@ -67,8 +67,12 @@ CSS = """
 /* a phone: nothing wider than the screen */
 @media (max-width: 640px) {
   .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
-  .letters td.ch { font-size: 1.5rem; }
-  .letters td { min-width: 1.6rem; }
+  .letters { border-spacing: 2px 2px; }
+  .letters td.ch { font-size: 1.35rem; }
+  .letters td { min-width: 1.5rem; font-size: 0.7rem; padding: 0.1rem 0.05rem; }
+  .letters th { white-space: normal; font-size: 0.7rem; max-width: 3.2rem; }
+  .map-svg text.lang { font-size: 22px; stroke-width: 4px; }  /* SVG units: the map is drawn at about half size */
+  .map-svg text.step-letter { font-size: 26px; }
 }
 """
 

@@ -67,7 +67,7 @@ class StepView:
 
 
 def _trajectory(trace: Trace, k: int) -> FigureImage:
-    return FigureImage.from_figure(trajectory_figure(trace, k, "Probability of the top languages after each prefix"))
+    return FigureImage.from_figure(trajectory_figure(trace, k, "Probability after each prefix"))
 
 
 def build(models: dict, ui: dict, follow: Picked) -> None:
