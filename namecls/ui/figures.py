@@ -136,9 +136,9 @@ def map_svg(projection, kind: str) -> str:
     axis = projection.summary.get("axis_names") or ["map axis 1", "map axis 2"]
     box = (f'<rect x="{left}" y="{top}" width="{W - left - right}" height="{H - top - bottom}" fill="none" '
            f'stroke="#bbb"/>'
-           f'<text x="{left + (W - left - right) / 2:.0f}" y="{H - 10}" font-size="13" text-anchor="middle" '
+           f'<text class="axis" x="{left + (W - left - right) / 2:.0f}" y="{H - 10}" font-size="13" text-anchor="middle" '
            f'fill="#555">{esc(axis[0])} →</text>'
-           f'<text x="12" y="{top + (H - top - bottom) / 2:.0f}" font-size="13" text-anchor="middle" fill="#555" '
+           f'<text class="axis" x="12" y="{top + (H - top - bottom) / 2:.0f}" font-size="13" text-anchor="middle" fill="#555" '
            f'transform="rotate(-90 12 {top + (H - top - bottom) / 2:.0f})">{esc(axis[1])} →</text>')
     return frame.svg(box + "".join(dots), "map-base", f"aspect-ratio:{W}/{H}")
 

@@ -73,6 +73,7 @@ CSS = """
   .letters th { white-space: normal; font-size: 0.7rem; max-width: 3.2rem; }
   .map-svg text.lang { font-size: 22px; stroke-width: 4px; }  /* SVG units: the map is drawn at about half size */
   .map-svg text.step-letter { font-size: 26px; }
+  .map-svg text.axis { font-size: 22px; }
 }
 """
 
