@@ -6,6 +6,7 @@ Medians are written to ``test-artifacts/timings.json``.
 """
 
 import json
+import math
 import os
 import statistics
 import time
@@ -27,6 +28,19 @@ from namecls import service  # noqa: E402
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PUBLIC = {"/predict", "/predict_details", "/trace", "/predict_batch"}
 N_TIMED = 20
+
+# What a gradio_client call of a UI event returns: the event's ``outputs`` (namecls/ui/*.py), in that order, less
+# the ones the API skips (gr.State, layout such as the units accordion).
+PER_STEP = ["step", "letters", "step_label", "trajectory_marks", "neighbours", "map_marks", "heatmap"]  # ui_next...
+TRACED = ["norm_line", "letters_key", "confidence", "trajectory_img", "trajectory_key", "decision", "unit",
+          "unit_view", "units_img", "map_img", "map_key", "map_note", *PER_STEP]  # ui_trace
+BATCH_COLUMNS = ["name", "normalised", "top-1", "probability", "how sure", "top-3", "error"]
+
+
+def named(outputs, names: list[str]) -> dict:
+    """A UI event's outputs (a tuple from gradio_client) by the names of its components."""
+    assert len(outputs) == len(names), f"{len(outputs)} outputs, expected {names}"
+    return dict(zip(names, outputs))
 
 
 def _launch(demo):
@@ -90,7 +104,7 @@ def test_ui_events_are_not_callable(client):
 @pytest.mark.parametrize("model", ["rnn", "gru"])
 def test_predict_all_18_sum_to_one(client, model):
     top = client.predict("Nguyen", model, 18, api_name="/predict")
-    assert set(top) == set(app.LABELS)
+    assert set(top) == set(app.MODELS[model].labels)
     assert sum(top.values()) == pytest.approx(1.0, abs=1e-4)
     assert list(top.values()) == sorted(top.values(), reverse=True)
     assert top == pytest.approx(service.predict(app.MODELS, "Nguyen", model, 18))
@@ -120,6 +134,17 @@ def test_trace_has_one_step_per_character(client, model, low, high):
         assert out["map"] is None
     else:
         assert len(out["map"]) == T and all(len(point) == 2 for point in out["map"])
+    # Attribution: the change in the final top language's log-probability as each character is read, starting
+    # from the uniform 1/18 before the first one, so the changes add up to log p_T(c) - log(1/18).
+    top = max(range(len(out["labels"])), key=lambda j: out["probs"][-1][j])
+    assert len(out["attribution"]) == T
+    assert sum(out["attribution"]) == pytest.approx(math.log(out["probs"][-1][top]) - math.log(1 / 18), abs=1e-3)
+    if out["deletion"] is not None:
+        assert len(out["deletion"]) == T and all(math.isfinite(v) for v in out["deletion"])
+    if out["neighbours"] is not None:
+        assert len(out["neighbours"]) == T
+        assert all(set(nb) == {"name", "language", "distance"} and nb["language"] in out["labels"]
+                   for step in out["neighbours"] for nb in step)
 
 
 @pytest.mark.parametrize("model", ["rnn", "gru"])
@@ -208,48 +233,68 @@ def test_batch_upload_through_the_ui_event(ui_server, tmp_path):
     good = tmp_path / "people.csv"
     good.write_text("surname,city\nNguyen,Hanoi\n12345,x\n<img src=x onerror=alert(1)>,y\n", encoding="utf-8")
     summary, table, download = c.predict(handle_file(str(good)), "Qin\n", "rnn", api_name="/ui_batch")
-    assert "4" in summary and "1" in summary
+    assert summary.startswith("**4** names classified with the RNN") and "**1** could not be read" in summary
     assert [row[0] for row in table["data"]] == ["Nguyen", "12345", "<img src=x onerror=alert(1)>", "Qin"]
-    assert table["headers"] == ["name", "normalised", "top-1", "probability", "top-3", "error"]
+    assert table["headers"] == BATCH_COLUMNS
+    how_sure = [row[BATCH_COLUMNS.index("how sure")] for row in table["data"]]
+    assert how_sure[1] == "" and all(word in ("confident", "not sure") for word in how_sure[:1] + how_sure[2:])
+    assert "no letters" in table["data"][1][BATCH_COLUMNS.index("error")]
     path = download["value"] if isinstance(download, dict) else download  # an update: {"value": path, ...}
-    assert Path(path).read_text().startswith("name,normalised,top-1,probability,top-3,error\nNguyen,Nguyen,")
+    raw = Path(path).read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 with a byte-order mark: spreadsheets read every letter
+    assert raw[3:].decode("utf-8").startswith(",".join(BATCH_COLUMNS) + "\nNguyen,Nguyen,")
     wrong = tmp_path / "names.pdf"
     wrong.write_text("Nguyen")
     with pytest.raises(AppError, match="(?i)invalid file type|not a .csv"):
         c.predict(handle_file(str(wrong)), "", "gru", api_name="/ui_batch")
-    with pytest.raises(AppError, match="upload a .csv"):
-        c.predict(None, "  ", "gru", api_name="/ui_batch")
+    # Nothing to classify is not an error: a plain message, an empty table and no download.
+    summary, table, download = c.predict(None, "  ", "gru", api_name="/ui_batch")
+    assert summary.startswith("Nothing to classify yet:") and "upload a .csv" in summary
+    assert table["data"] in ([], [[""] * len(BATCH_COLUMNS)]) and table["headers"] == BATCH_COLUMNS
+    assert isinstance(download, dict) and download.get("visible") is False
 
 
 def test_classify_says_how_sure_it_is(ui_server):
     c = Client(ui_server, verbose=False)
-    label, norm, confidence = c.predict("Demirkan", "gru", 3, api_name="/ui_classify")
-    details = service.predict_details(app.MODELS, "Demirkan", "gru", 3)
-    assert label["label"] == next(iter(details["top"]))
-    assert ("Not sure:" in confidence) is details["low_confidence"] and "nats" in confidence
+    for name, model in (("Demirkan", "gru"), ("Yilmaz", "rnn"), ("Nguyen", "rnn")):
+        label, norm, confidence = c.predict(name, model, 3, api_name="/ui_classify")
+        details = service.predict_details(app.MODELS, name, model, 3)
+        assert label["label"] == next(iter(details["top"]))
+        assert ("<b>Not sure.</b>" in confidence) is details["low_confidence"]
+        assert ("<b>Confident.</b>" in confidence) is not details["low_confidence"] and "nats" in confidence
+        assert f'data-low-confidence="{str(details["low_confidence"]).lower()}"' in confidence
 
 
 def test_step_change_path(ui_server):
     """The browser's path: trace once (kept in gr.State), then Next re-renders from the state."""
     c = Client(ui_server, verbose=False)
-    out = c.predict("Nguyen", "gru", 3, api_name="/ui_trace")
-    slider, name_html = out[0], out[1]
-    assert slider["value"] == 6 and slider["maximum"] == 6 and "Character <b>6</b> of 6" in name_html
+    out = named(c.predict("Nguyen", "gru", 3, api_name="/ui_trace"), TRACED)
+    assert out["step"]["value"] == 6 and out["step"]["maximum"] == 6  # a slider update: 6 characters
+    assert "Character <b>6</b> of 6" in out["letters"]
+    assert 'class="current" data-step="5"' in out["letters"]
+    assert 'class="step-mark" data-step="5"' in out["trajectory_marks"]
+    assert "Vietnamese" in out["decision"] and out["trajectory_img"].count("<img") == 1
+    first = named(c.predict(1, api_name="/ui_step"), PER_STEP)
+    assert first["step"] == 1 and "Character <b>1</b> of 6" in first["letters"]
     position, seconds = 1, []
-    c.predict(1, 3, api_name="/ui_step")
     for i in range(N_TIMED):
         start = time.perf_counter()
-        new = c.predict(position, 3, api_name="/ui_next")
+        new = named(c.predict(position, api_name="/ui_next"), PER_STEP)
         seconds.append(time.perf_counter() - start)
         expected = min(position + 1, 6)
-        assert new[0] == expected and f"Character <b>{expected}</b> of 6" in new[1]
-        assert f'data-step="{expected - 1}"' in new[4]  # the heatmap's marked column
+        assert new["step"] == expected and f"Character <b>{expected}</b> of 6" in new["letters"]
+        assert f'class="current" data-step="{expected - 1}"' in new["letters"]  # the outlined letter
+        assert f'class="step-mark" data-step="{expected - 1}"' in new["trajectory_marks"]  # the trajectory's band
+        assert new["heatmap"].count('class="current"') == 1  # the heatmap's marked column (its header)
+        assert new["step_label"]["label"] in app.MODELS["gru"].labels
         if app.MODELS["gru"].projection is not None:  # the map's current point
-            assert f'class="map-current" data-step="{expected - 1}"' in new[6]
+            assert f'class="map-current" data-step="{expected - 1}"' in new["map_marks"]
+            assert f"<code>{'Nguyen'[:expected]}</code>" in new["neighbours"]
         position = 1 if expected == 6 else expected
     _record("step_change_ui_next", seconds)
-    back = c.predict(3, 3, api_name="/ui_prev")
-    assert back[0] == 2
+    back = named(c.predict(3, api_name="/ui_prev"), PER_STEP)
+    assert back["step"] == 2 and 'class="current" data-step="1"' in back["letters"]
+    assert named(c.predict(1, api_name="/ui_prev"), PER_STEP)["step"] == 1  # stays on the first character
 
 
 def test_predict_timing(client):
