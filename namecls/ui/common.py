@@ -96,6 +96,13 @@ def flag_facts(classifier) -> dict:
             "accuracy_confident": rates.get("accuracy_confident"), "n_labels": len(classifier.labels)}
 
 
+def whole_name(classifier, trace) -> dict:
+    """The whole name's top probability, entropy and flag from its trace (what :func:`confidence_html` needs)."""
+    final = trace.probs[-1]
+    return {"top_probability": float(final.max()), "entropy": float(trace.entropy[-1]),
+            "low_confidence": classifier.is_low_confidence(final)}
+
+
 def top_k_dict(pairs) -> dict[str, float]:
     """[(language, probability)] → {language: probability} with plain floats, in the given order (gr.Label)."""
     return {lang: float(p) for lang, p in pairs}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import service
-from .common import TOP_K, Picked, clear_when_rejected, flag_facts, name_validator, top_k_dict, user_errors
+from .common import TOP_K, Picked, clear_when_rejected, flag_facts, name_validator, top_k_dict, user_errors, \
+    whole_name
 from .figures import trajectory_figure, trajectory_languages
 from .html import MODEL_LABELS, confidence_html, decision_html, legend_html, letters_html, letters_key_html
 from .overlay import FigureImage
@@ -43,8 +44,7 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
         out = {compared: (name_value, k_value)}
         for kind, t in traces.items():
             c, label = views[kind], MODEL_LABELS[kind]
-            details = {"top_probability": float(t.probs[-1].max()), "entropy": float(t.entropy[-1]),
-                       "low_confidence": models[kind].is_low_confidence(t.probs[-1])}
+            details = whole_name(models[kind], t)
             figure = FigureImage.from_figure(trajectory_figure(t, int(k_value), f"{label}: after each prefix"))
             out |= {c["label"]: top_k_dict(t.top(-1, int(k_value))),
                     c["confidence"]: confidence_html(details, facts[kind]),

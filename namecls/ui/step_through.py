@@ -15,7 +15,7 @@ import numpy as np
 from .. import service
 from ..inference import Classifier, Trace
 from .common import MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, flag_facts, name_validator, \
-    top_k_dict, user_errors
+    top_k_dict, user_errors, whole_name
 from .figures import map_path_svg, map_svg, trajectory_figure, trajectory_languages, units_figure
 from .html import MODEL_LABELS, clamp_step, confidence_html, decision_html, heatmap_html, legend_html, \
     letters_html, letters_key_html, name_caption_html, neighbours_html, normalisation_html, percent, unit_html, \
@@ -165,8 +165,7 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
             clf = service.pick_model(models, kind)
             v = StepView.build(clf, name_value, int(k_value))
         t, n = v.trace, v.length
-        details = {"top_probability": float(t.probs[-1].max()), "entropy": float(t.entropy[-1]),
-                   "low_confidence": clf.is_low_confidence(t.probs[-1])}
+        details = whole_name(clf, t)
         has_map = clf.projection is not None and t.map_points is not None
         first_choice = v.unit_choices()[0][1]
         out = {
