@@ -1,5 +1,5 @@
 """The hidden-state map (namecls.projection): fitting, storage beside the checkpoint, one point per step in a trace
-and in ``/trace``, and the Step-through tab's map (render.map_figure, map_path_svg, TraceView)."""
+and in ``/trace``, and the Step-through tab's map (namecls.ui.figures.map_svg and map_path_svg, SVG)."""
 
 import json
 import re
@@ -10,10 +10,12 @@ import pytest
 import torch
 
 import namecls
-from namecls import checkpoint, projection, render, service
+from namecls import checkpoint, projection, service
 from namecls.data import read_names
 from namecls.models import GRUConfig, RNNConfig, build
 from namecls.splits import make_split
+from namecls.ui import figures, step_through
+from namecls.ui.palette import LANGUAGE_COLORS
 
 
 @pytest.fixture(scope="module")
@@ -126,65 +128,120 @@ def test_saving_without_a_map_removes_a_stale_one(dry_run_dir, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The map in the Step-through tab
+# The map in the Step-through tab (namecls.ui.figures: SVG)
 
 
-def test_map_figure_scatters_the_sample_over_the_extent(dry_run_dir):
+def _svg_attrs(svg, cls):
+    """The attributes of every element of class ``cls`` in ``svg``, in document order."""
+    tags = re.findall(r"<\w+\s[^>]*>", svg)
+    attrs = [dict(re.findall(r'([\w-]+)="([^"]*)"', tag)) for tag in tags]
+    return [a for a in attrs if cls in a.get("class", "").split()]
+
+
+def _plot_box(svg):
+    """(x, y, width, height) of the map's drawn frame: where the extent's corners must land."""
+    x, y, w, h = re.search(r'<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"', svg).groups()
+    return float(x), float(y), float(w), float(h)
+
+
+def _by_hand(points, extent, box):
+    """Data points → pixels inside the drawn frame (y up), off-map points pinned to its border."""
+    x0, x1, y0, y1 = extent
+    bx, by, bw, bh = box
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    fx, fy = np.clip((p[:, 0] - x0) / (x1 - x0), 0, 1), np.clip((p[:, 1] - y0) / (y1 - y0), 0, 1)
+    return np.stack([bx + fx * bw, by + bh - fy * bh], axis=1)
+
+
+def test_map_svg_draws_each_sample_name_as_a_dot_inside_the_extent(dry_run_dir):
     clf = namecls.load(dry_run_dir / "gru")
-    fig = render.map_figure(clf.projection, "gru")
-    (ax,) = [a for a in fig.axes if a.get_gid() == render.MAP_AXES]
+    svg = figures.map_svg(clf.projection, "gru")
     points, labels = clf.projection.sample()
-    (scatter,) = ax.collections
-    offsets = np.asarray(scatter.get_offsets())
-    assert offsets.shape == points.shape
-    np.testing.assert_allclose(np.sort(offsets, axis=0), np.sort(points, axis=0), atol=1e-6)  # shuffled order
+    names = clf.projection.sample_names()
+    dots = re.findall(r'<circle class="ref" data-i="(\d+)" cx="([\d.-]+)" cy="([\d.-]+)" r="[\d.]+" '
+                      r'fill="(#[0-9a-f]{6})"[^>]*><title>([^<]*)</title></circle>', svg)
+    assert len(dots) == svg.count("<circle") == len(points) == len(names)
+    assert sorted(int(i) for i, *_ in dots) == list(range(len(points)))  # each sample point once
+    box = _plot_box(svg)
+    expected = _by_hand(points, clf.projection.extent, box)
+    for i, cx, cy, fill, title in dots:
+        i = int(i)
+        lang = clf.labels[labels[i]]
+        assert title == f"{names[i]} ({lang})" and names[i]  # hovering a dot names its training name
+        assert fill == LANGUAGE_COLORS[labels[i]]
+        assert (float(cx), float(cy)) == pytest.approx(tuple(expected[i]), abs=0.06)
+        assert box[0] <= float(cx) <= box[0] + box[2] and box[1] <= float(cy) <= box[1] + box[3]
+    frame = figures.map_frame(clf.projection)  # the frame's own transform agrees with the drawn frame
     x0, x1, y0, y1 = clf.projection.extent
-    assert ax.get_xlim() == pytest.approx((x0, x1)) and ax.get_ylim() == pytest.approx((y0, y1))
-    assert {t.get_text() for t in ax.get_legend().get_texts()} == set(clf.labels)
-    centroid_labels = {t.get_text() for t in ax.texts}
-    assert centroid_labels <= set(clf.labels) and centroid_labels
-    assert render.map_image(clf) is render.map_image(clf)  # rendered once per model
+    np.testing.assert_allclose(frame.pixels([[x0, y0], [x1, y1]]),
+                               [[box[0], box[1] + box[3]], [box[0] + box[2], box[1]]], atol=1e-9)
 
 
-def _svg_points(svg):
-    return {int(s): (float(x), float(y)) for s, x, y in
-            re.findall(r'class="map-point" data-step="(\d+)" cx="([\d.-]+)" cy="([\d.-]+)"', svg)}
-
-
-def test_trace_view_draws_the_path_prefix_by_prefix(dry_run_dir):
+def test_map_path_svg_draws_the_path_prefix_by_prefix(dry_run_dir):
     clf = namecls.load(dry_run_dir / "gru")
-    view = render.TraceView.build(clf, "Baggins")
-    heat, traj, map_html = view.images()
-    assert map_html.count("<img") == 1 and "hidden-state map" in map_html
-    image, T = view.map, view.length
-    box = image.axes[0]
+    trace = clf.trace("Baggins")
+    T = len(trace.chars)
+    box = _plot_box(figures.map_svg(clf.projection, "gru"))
+    expected = _by_hand(trace.map_points, clf.projection.extent, box)
+    n_langs = int(np.isfinite(clf.projection.centroids()).all(axis=1).sum())
+    assert n_langs == len(clf.labels) == 4
     for step in range(T):
-        overlay = view.step(step)[5]
-        assert "<img" not in overlay  # a step sends the path only
-        assert re.search(r'class="map-current" data-step="(\d+)"', overlay).group(1) == str(step)
-        points = _svg_points(overlay)
-        assert sorted(points) == list(range(step + 1))  # the prefixes read so far
-        for s, (x, y) in points.items():  # each point sits where the map puts the state after that character
-            px, py = view.trace.map_points[s]
-            px = min(max(px, min(box.xlim)), max(box.xlim))
-            py = min(max(py, min(box.ylim)), max(box.ylim))
-            assert x == pytest.approx(box.x(px) * image.width, abs=0.06)
-            assert y == pytest.approx(box.y_top(py) * image.height, abs=0.06)
-            assert 0 <= x <= image.width and 0 <= y <= image.height
-        assert overlay.count("<text") == step + 1
-    assert view.step(99)[5] == view.step(T - 1)[5]
+        svg = figures.map_path_svg(clf.projection, trace.map_points, trace.chars, step)
+        assert "<img" not in svg
+        points = _svg_attrs(svg, "map-point")
+        assert [int(p["data-step"]) for p in points] == list(range(step + 1))  # the prefixes read so far
+        for p in points:  # each point sits where the map puts the state after that character
+            s = int(p["data-step"])
+            assert (float(p["cx"]), float(p["cy"])) == pytest.approx(tuple(expected[s]), abs=0.06)
+        (current,) = _svg_attrs(svg, "map-current")
+        assert int(current["data-step"]) == step
+        assert (float(current["cx"]), float(current["cy"])) == pytest.approx(tuple(expected[step]), abs=0.06)
+        (future,) = _svg_attrs(svg, "map-future")
+        assert len(future["points"].split()) == T  # the whole name, faint
+        path = _svg_attrs(svg, "map-path")
+        if step == 0:
+            assert path == []
+        else:
+            vertices = [tuple(map(float, v.split(","))) for v in path[0]["points"].split()]
+            assert len(vertices) == step + 1
+            np.testing.assert_allclose(vertices, expected[: step + 1], atol=0.06)
+        letters = re.findall(r'font-family="IBM Plex Mono, monospace"[^>]*>([^<]*)</text>', svg)
+        assert letters == trace.chars[: step + 1]
+        langs = re.findall(r'<text class="lang"[^>]*>([^<]*)</text>', svg)
+        assert sorted(langs) == sorted(clf.labels) and len(langs) == n_langs
+    assert figures.map_path_svg(clf.projection, trace.map_points, trace.chars, 99) == \
+        figures.map_path_svg(clf.projection, trace.map_points, trace.chars, T - 1)
+
+
+def test_neighbour_rings_sit_on_the_neighbours_dots(dry_run_dir):
+    clf = namecls.load(dry_run_dir / "gru")
+    assert clf.explain.bank_names == clf.projection.sample_names()  # the rings rely on the same order
+    trace = clf.trace("Bolgin")
+    dots = {int(i): (cx, cy, title) for i, cx, cy, title in
+            re.findall(r'<circle class="ref" data-i="(\d+)" cx="([\d.-]+)" cy="([\d.-]+)"[^>]*><title>([^<]*)'
+                       r'</title>', figures.map_svg(clf.projection, "gru"))}
+    for step, near in enumerate(trace.neighbours):
+        svg = figures.map_path_svg(clf.projection, trace.map_points, trace.chars, step, [n.index for n in near])
+        rings = _svg_attrs(svg, "map-neighbour")
+        assert len(rings) == len(near) > 0
+        for ring, n in zip(rings, near):
+            cx, cy, title = dots[n.index]
+            assert (ring["cx"], ring["cy"]) == (cx, cy) and title == f"{n.name} ({n.language})"
 
 
 def test_path_points_off_the_map_are_pinned_to_its_border(dry_run_dir):
     clf = namecls.load(dry_run_dir / "gru")
-    image = render.map_image(clf)
-    box = image.axes[0]
-    far = np.array([[1e6, -1e6], [0.0, 0.0]])
-    svg = render.map_path_svg(image, far, ["<", "b"], 1)
-    (x, y) = _svg_points(svg)[0]
-    assert x == pytest.approx(box.x(max(box.xlim)) * image.width, abs=0.06)
-    assert y == pytest.approx(box.y_top(min(box.ylim)) * image.height, abs=0.06)
-    assert "&lt;" in svg and "<text" in svg and ">-<" not in svg  # the character is escaped
+    frame = figures.map_frame(clf.projection)
+    box = _plot_box(figures.map_svg(clf.projection, "gru"))
+    far = np.array([[1e6, -1e6], [-1e6, 1e6], [0.0, 0.0]])
+    pinned = frame.pixels(far)
+    right, bottom, left, top = box[0] + box[2], box[1] + box[3], box[0], box[1]
+    np.testing.assert_allclose(pinned[:2], [[right, bottom], [left, top]], atol=1e-9)  # the border's corners
+    svg = figures.map_path_svg(clf.projection, far, ["<", "b", "&"], 2)
+    points = _svg_attrs(svg, "map-point")
+    for p, (x, y) in zip(points, pinned):
+        assert (float(p["cx"]), float(p["cy"])) == pytest.approx((x, y), abs=0.06)
+    assert "&lt;" in svg and "&amp;</text>" in svg and "><</text>" not in svg  # the characters are escaped
 
 
 def test_a_checkpoint_without_a_map_still_steps(dry_run_dir, tmp_path):
@@ -192,11 +249,11 @@ def test_a_checkpoint_without_a_map_still_steps(dry_run_dir, tmp_path):
     for name in (checkpoint.PROJECTION_JSON, checkpoint.PROJECTION_TENSORS):
         (folder / name).unlink()
     clf = namecls.load(folder)
-    assert clf.trace("Balin").map_points is None
+    assert clf.projection is None and clf.trace("Balin").map_points is None
     assert service.trace({"rnn": clf}, "Balin", "rnn")["map"] is None
-    view = render.TraceView.build(clf, "Balin")
-    assert view.map is None and view.images()[2] == render.NO_MAP_HTML
-    assert view.step(2)[5] == ""
+    view = step_through.StepView.build(clf, "Balin", 3)
+    assert view.length == 5 and view.trace.map_points is None
+    assert step_through._bank_size(clf) == 0 and "no hidden-state map" in step_through.NO_MAP_HTML
 
 
 def test_sample_names_follow_the_sample(dry_run_dir, tiny):

@@ -1,0 +1,1059 @@
+"""The app's views (namecls.ui), checked by content: colours, escaped HTML fragments read back with an HTML parser,
+figure data, the marked column over a rendered figure, the batch table and its CSV, the model card's tables, and
+what the page says about each example against the data and the committed checkpoints.
+
+No server. Edge cases use hand-built traces (any number of layers, units and characters); the rest uses the
+committed checkpoints (``namecls.load``).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+import math
+import re
+from dataclasses import replace
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib import colormaps
+from matplotlib.colors import to_hex, to_rgb
+
+import namecls
+from conftest import require_module
+from namecls import service
+from namecls.explain import Neighbour, UnitContext
+from namecls.inference import Trace
+from namecls.splits import make_split
+from namecls.ui import batch, common, figures, html, model_card, overlay, palette, step_through
+
+LABELS = ["Arabic", "Chinese", "Czech", "Dutch", "English", "French", "German", "Greek", "Irish", "Italian",
+          "Japanese", "Korean", "Polish", "Portuguese", "Russian", "Scottish", "Spanish", "Vietnamese"]
+EVIL = "<img src=x onerror=alert(1)>{{7*7}}$"
+MINUS = "\u2212"
+
+
+def make_trace(chars="Nguyen", layers=2, hidden=7, kind="gru", seed=0, initial=True, deletion=True,
+               name=None) -> Trace:
+    """A random but valid trace over ``chars`` (any characters: the fragments must cope with hostile ones)."""
+    rng = np.random.default_rng(seed)
+    chars = list(chars)
+    T = len(chars)
+    lo = 0.0 if kind == "rnn" else -1.0
+    states = rng.uniform(lo, 1.0, size=(layers, T, hidden)).astype(np.float32)
+    logits = 2 * rng.normal(size=(T, len(LABELS)))
+    probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+    text = "".join(chars)
+    return Trace(text if name is None else name, namecls.normalize(text), chars, states, probs, LABELS,
+                 initial=rng.uniform(lo, 1.0, size=(layers, hidden)).astype(np.float32) if initial else None,
+                 deletion=rng.normal(size=T) if deletion else None)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {kind: namecls.load(kind) for kind in ("rnn", "gru")}
+
+
+def data_axes(fig):
+    return [ax for ax in fig.axes if ax.get_gid() == overlay.STEP_AXES]
+
+
+def signed(text: str) -> float:
+    """A number as the page prints it ('−0.25', '+1.20') back to a float; the minus must be a real minus sign."""
+    assert "-" not in text, f"{text!r}: an ASCII hyphen instead of a minus sign"
+    return float(text.replace(MINUS, "-"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A small DOM, so that fragments are read the way a browser reads them (text unescaped, tags as tags)
+
+
+class Node:
+    def __init__(self, tag: str, attrs: dict, parent: "Node | None" = None):
+        self.tag, self.attrs, self.parent, self.children = tag, attrs, parent, []
+
+    @property
+    def classes(self) -> set[str]:
+        return set((self.attrs.get("class") or "").split())
+
+    @property
+    def text(self) -> str:
+        return "".join(c if isinstance(c, str) else c.text for c in self.children)
+
+    def elements(self):
+        for c in self.children:
+            if isinstance(c, Node):
+                yield c
+                yield from c.elements()
+
+    def find_all(self, tag: str | None = None, cls: str | None = None) -> list["Node"]:
+        return [e for e in self.elements() if (tag is None or e.tag == tag) and (cls is None or cls in e.classes)]
+
+    def find(self, tag: str | None = None, cls: str | None = None) -> "Node":
+        found = self.find_all(tag, cls)
+        assert found, f"no <{tag} class={cls}>"
+        return found[0]
+
+    def kids(self, tag: str) -> list["Node"]:
+        return [c for c in self.children if isinstance(c, Node) and c.tag == tag]
+
+
+VOID = {"img", "br", "hr", "input", "meta", "link", "source", "wbr"}
+
+
+class _Builder(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.root = self.current = Node("#root", {})
+
+    def handle_starttag(self, tag, attrs):
+        node = Node(tag, dict(attrs), self.current)
+        self.current.children.append(node)
+        if tag not in VOID:
+            self.current = node
+
+    def handle_startendtag(self, tag, attrs):
+        self.current.children.append(Node(tag, dict(attrs), self.current))
+
+    def handle_endtag(self, tag):
+        node = self.current
+        while node is not None and node.tag != tag:
+            node = node.parent
+        assert node is not None and node.parent is not None, f"</{tag}> closes nothing"
+        self.current = node.parent
+
+    def handle_data(self, data):
+        self.current.children.append(data)
+
+
+def dom(fragment: str) -> Node:
+    builder = _Builder()
+    builder.feed(fragment)
+    builder.close()
+    assert builder.current is builder.root, f"unclosed <{builder.current.tag}>"
+    return builder.root
+
+
+def assert_shown_as_text(fragment: str, text: str = EVIL) -> Node:
+    """``text`` reads as text in ``fragment``; no tag of it became markup; nothing for gr.HTML's templates."""
+    tree = dom(fragment)
+    assert "img" not in {e.tag for e in tree.elements()} and "<img" not in fragment
+    assert "{" not in fragment and "}" not in fragment and "$" not in fragment
+    assert text in tree.text
+    return tree
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Palette
+
+
+def test_language_colours_are_18_distinct_and_far_apart_in_cam02_ucs():
+    colorspacious = require_module("colorspacious")  # a dev dependency: skipped on a bare machine, fails in CI
+    colours = palette.LANGUAGE_COLORS
+    assert len(colours) == 18 and len({c.lower() for c in colours}) == 18
+    rgb = [np.array(to_rgb(c)) * 255 for c in colours]
+    smallest = min(colorspacious.deltaE(a, b, input_space="sRGB255") for a, b in itertools.combinations(rgb, 2))
+    assert smallest >= 20, f"two language colours are only {smallest:.1f} CAM02-UCS units apart"
+    for i, lang in enumerate(LABELS):
+        assert palette.language_color(LABELS, lang) == colours[i]
+
+
+@pytest.mark.parametrize("scale", [*palette.STATE_SCALES.values(), palette.ATTRIBUTION_SCALE])
+def test_scale_color_maps_the_range_onto_the_colour_map_and_clips(scale):
+    cmap = colormaps[scale["cmap"]]
+    lo, hi = scale["vmin"], scale["vmax"]
+    assert palette.scale_color(lo, scale) == to_hex(cmap(0.0))
+    assert palette.scale_color(hi, scale) == to_hex(cmap(1.0))
+    assert palette.scale_color((lo + hi) / 2, scale) == to_hex(cmap(0.5))
+    assert palette.scale_color(lo - 5, scale) == to_hex(cmap(0.0))  # clipped, not wrapped or extrapolated
+    assert palette.scale_color(hi + 5, scale) == to_hex(cmap(1.0))
+    assert to_hex(cmap(0.0)) != to_hex(cmap(1.0))
+    stops = re.findall(r"#[0-9a-f]{6}", palette.gradient_css(scale, stops=5))
+    assert stops == [to_hex(cmap(i / 4)) for i in range(5)]
+
+
+def test_state_scales_fit_the_models_state_ranges(models):
+    assert (palette.STATE_SCALES["rnn"]["vmin"], palette.STATE_SCALES["rnn"]["vmax"]) == (0, 1)  # sigmoid
+    assert (palette.STATE_SCALES["gru"]["vmin"], palette.STATE_SCALES["gru"]["vmax"]) == (-1, 1)  # tanh-bounded
+    for kind, clf in models.items():  # real states fill their scale without leaving it
+        scale = palette.STATE_SCALES[kind]
+        states = np.concatenate([clf.trace(n).layers.ravel() for n in ("Nguyen", "O'Connell", "Zielinski")])
+        assert scale["vmin"] <= states.min() and states.max() <= scale["vmax"]
+        assert states.max() - states.min() > 0.5 * (scale["vmax"] - scale["vmin"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HTML: escaping
+
+
+@pytest.mark.parametrize("text", ["<>&\"'{}$", EVIL, "${x}{{y}}", "O'Neill & <b>Sons</b>", "plain"])
+def test_esc_escapes_markup_and_template_characters_and_round_trips(text):
+    import html as stdlib_html
+
+    out = html.esc(text)
+    for raw in "<>\"'{}$":
+        assert raw not in out
+    assert re.sub(r"&(#\d+|#x[0-9a-f]+|[a-z]+);", "", out).count("&") == 0  # every & starts an entity
+    assert stdlib_html.unescape(out) == text
+    assert dom(f"<span>{out}</span>").text == text
+
+
+def test_every_fragment_shows_a_hostile_name_as_text():
+    trace = make_trace(EVIL, layers=2, hidden=6, name=EVIL)
+    labels = [*LABELS[:-1], EVIL]  # a hostile language name, too (a checkpoint's labels are text)
+    probs = np.full((6, 18), 0.01, dtype=np.float32)
+    probs[:, -1] = 0.83  # the hostile language wins
+    trace_bad_label = replace(make_trace("Nguyen", layers=1, hidden=4), labels=labels, probs=probs)
+    shown_chars = "".join(html.display_char(c) for c in EVIL)
+
+    assert_shown_as_text(html.normalisation_html(namecls.normalize(EVIL)))
+    assert_shown_as_text(html.letters_html(trace, 3), shown_chars)
+    assert_shown_as_text(html.letters_key_html(trace_bad_label))
+    assert_shown_as_text(html.name_caption_html(trace, len(EVIL) - 1), EVIL)  # the prefix: the whole name
+    assert_shown_as_text(html.decision_html(trace_bad_label, model=EVIL))
+    tree = assert_shown_as_text(html.heatmap_html(trace, "gru", [(0, 1), (1, 2)], 4), shown_chars)
+    assert "".join(th.text for th in tree.find("thead").find_all("th")[1:-1]) == shown_chars
+    contexts = [UnitContext(EVIL, EVIL, 0, 0.9), UnitContext("x" + EVIL, "Irish", 5, 0.8)]
+    assert_shown_as_text(html.unit_html(trace, "gru", 1, 2, contexts), shown_chars)
+    neighbours = [Neighbour(EVIL, EVIL, 0.5, 3)]
+    assert_shown_as_text(html.neighbours_html(neighbours, labels, EVIL, 2266))
+    assert_shown_as_text(html.legend_html([EVIL, "Irish"], labels))
+    assert_shown_as_text(html.chip(EVIL, labels, EVIL))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HTML: how sure, and when it was decided
+
+
+FACTS = {"threshold": 0.748787, "target_accuracy": 0.5, "accuracy_confident": 0.9123, "n_labels": 18}
+
+
+@pytest.mark.parametrize("top, low", [(0.31, True), (0.93, False), (0.74, True), (0.75, False)])
+def test_confidence_html_says_not_sure_exactly_when_flagged(top, low):
+    details = {"top_probability": top, "entropy": 1.234, "low_confidence": low}
+    out = html.confidence_html(details, FACTS)
+    tree = dom(out)
+    box = tree.find("div", "confidence")
+    assert ("Not sure." in tree.text) is low and ("Confident." in tree.text) is (not low)
+    assert box.attrs["data-low-confidence"] == ("true" if low else "false")
+    assert ("low" in box.classes) is low
+    assert "74.9%" in tree.text  # the threshold 0.748787, as a percent
+    assert f"{100 * top:.1f}%" in tree.text
+    assert "1.23 nats" in tree.text and f"{math.log(18):.2f}" in tree.text
+    if low:
+        assert "50.0%" in tree.text  # what "not sure" means: right at most half the time
+    else:
+        assert "91.2%" in tree.text  # how often the unflagged test names were right
+    without = html.confidence_html(details, {**FACTS, "accuracy_confident": None})
+    assert "91.2%" not in without
+
+
+def test_confidence_html_quotes_each_checkpoints_own_threshold(models):
+    for kind, clf in models.items():
+        facts = common.flag_facts(clf)
+        assert facts["threshold"] == pytest.approx(clf.config["low_confidence"]["threshold"])
+        assert facts["n_labels"] == 18
+        assert facts["accuracy_confident"] == clf.metrics["low_confidence"]["test"]["accuracy_confident"]
+        for name in ("Nguyen", "Yilmaz"):
+            d = service.predict_details(models, name, kind, 3)
+            text = dom(html.confidence_html(d, facts)).text
+            assert ("Not sure." in text) is d["low_confidence"]
+            assert f"{100 * clf.config['low_confidence']['threshold']:.1f}%" in text
+
+
+def _decision_trace(winners: list[int], chars="Nguyen") -> Trace:
+    trace = make_trace(chars)
+    probs = np.full((len(chars), 18), 0.01, dtype=np.float32)
+    for t, w in enumerate(winners):
+        probs[t, w] = 0.8
+    return Trace(trace.name, trace.normalized, trace.chars, trace.layers, probs, LABELS)
+
+
+@pytest.mark.parametrize("winners, decided", [
+    ([1, 1, 1, 17, 17, 17], 3),  # Chinese leads for three letters, then Vietnamese
+    ([17, 17, 17, 17, 17, 17], 0),  # from the first letter
+    ([17, 1, 17, 1, 1, 17], 5),  # taken over only at the last letter
+    ([1, 17, 1, 17, 17, 17], 3),  # an early lead that was lost does not count
+])
+def test_decision_step_is_where_the_final_winner_takes_over(winners, decided):
+    trace = _decision_trace(winners)
+    text = dom(html.decision_html(trace, "GRU")).text
+    assert text.startswith("GRU: Vietnamese (80.")
+    assert f"leads from character {decided + 1} of 6 ({'Nguyen'[: decided + 1]}) to the end" in text
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HTML: the letters
+
+
+def _letter_rows(fragment: str) -> list[list[Node]]:
+    table = dom(fragment).find("table", "letters")
+    return [row.kids("td") for row in table.find_all("tr")]
+
+
+def _expected_attribution(trace) -> np.ndarray:
+    """log p_t(c) − log p_{t−1}(c) for the final answer c, with p_{−1}(c) = 1/C: computed here, not by Trace."""
+    c = int(np.argmax(trace.probs[-1]))
+    logp = np.log(trace.probs[:, c].astype(np.float64))
+    return logp - np.concatenate([[np.log(1 / len(trace.labels))], logp[:-1]])
+
+
+@pytest.mark.parametrize("step", [None, 0, 2, 5])
+def test_letters_html_has_one_tile_per_character_with_its_numbers(step):
+    trace = make_trace("De Lao", seed=3)
+    rows = _letter_rows(html.letters_html(trace, step))
+    assert len(rows) == 3  # the letters, "when read", "if deleted"
+    tiles, read, deleted = rows
+    assert [td.text for td in tiles] == ["D", "e", "␣", "L", "a", "o"]
+    expected = _expected_attribution(trace)
+    assert [signed(td.text) for td in read] == pytest.approx(expected, abs=0.005 + 1e-9)
+    assert [signed(td.text) for td in deleted] == pytest.approx(trace.deletion, abs=0.005 + 1e-9)
+    assert all(re.fullmatch(r"[+\u2212]\d+\.\d\d", td.text) for td in read + deleted)
+    assert any(v < 0 for v in expected) and any(td.text.startswith(MINUS) for td in read)
+    for row in rows:
+        assert [int(td.attrs["data-step"]) for td in row] == list(range(6))
+        for i, td in enumerate(row):
+            if step is None:
+                assert not {"current", "todo"} & td.classes
+            else:
+                assert ("current" in td.classes) is (i == step)
+                assert ("todo" in td.classes) is (i > step)
+    # The colour of a tile is its number on the attribution scale.
+    for td, value in zip(tiles, expected):
+        assert palette.scale_color(value, palette.ATTRIBUTION_SCALE) in td.attrs["style"]
+
+
+def test_letters_html_without_deletion_has_two_rows():
+    trace = make_trace("Qin", deletion=False)
+    assert len(_letter_rows(html.letters_html(trace))) == 2
+
+
+def test_letters_html_of_a_real_trace_shows_its_attribution_and_deletion(models):
+    for clf in models.values():
+        trace = clf.trace("O'Neill")
+        tiles, read, deleted = _letter_rows(html.letters_html(trace, 3))
+        assert [td.text for td in tiles] == list("O'Neill")
+        assert [signed(td.text) for td in read] == pytest.approx(_expected_attribution(trace), abs=0.0051)
+        assert [signed(td.text) for td in read] == pytest.approx(trace.attribution, abs=0.0051)
+        assert [signed(td.text) for td in deleted] == pytest.approx(trace.deletion, abs=0.0051)
+        key = dom(html.letters_key_html(trace)).text
+        assert trace.labels[int(np.argmax(trace.probs[-1]))] in key and "1/18" in key
+
+
+def test_name_caption_and_step_clamping():
+    trace = make_trace("O'Neill")
+    text = dom(html.name_caption_html(trace, 1)).text
+    assert text == "Character 2 of 7: ' · prefix O'"
+    assert html.name_caption_html(trace, 99) == html.name_caption_html(trace, 6)
+    assert html.name_caption_html(trace, -3) == html.name_caption_html(trace, 0)
+    assert html.clamp_step("not a number", 7) == 6 and html.clamp_step(None, 7) == 6 and html.clamp_step("2", 7) == 2
+
+
+def test_normalisation_line_shows_what_changed():
+    assert "Ślusàrski → Slusarski" in dom(html.normalisation_html(namecls.normalize("Ślusàrski"))).text
+    assert "dropped" not in html.normalisation_html(namecls.normalize("Ślusàrski"))
+    assert "read as typed" in html.normalisation_html(namecls.normalize("Nguyen"))
+    text = dom(html.normalisation_html(namecls.normalize("Smith 3rd"))).text
+    assert text.endswith("dropped: 3")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HTML: hidden units
+
+
+def _heat_rows(fragment: str):
+    tree = dom(fragment)
+    rows = tree.find("tbody").kids("tr")
+    out = []
+    for tr in rows:
+        cells = tr.find_all("td", "cell")
+        out.append({"label": tr.kids("th")[0].text, "data": tr.attrs["data-unit"], "top": "top" in tr.classes,
+                    "cells": cells, "delta": signed(tr.find("td", "delta").text)})
+    return tree, out
+
+
+@pytest.mark.parametrize("step", [0, 3, 5])
+def test_heatmap_html_rows_deltas_and_bold_rows(step):
+    trace = make_trace("Nguyen", layers=2, hidden=9, seed=step)
+    units = [(1, 3), (0, 8), (0, 0), (1, 7), (0, 4), (1, 1), (0, 2), (1, 8)]  # any order: kept as given
+    tree, rows = _heat_rows(html.heatmap_html(trace, "gru", units, step))
+    assert [r["label"] for r in rows] == [f"L{l + 1} #{u}" for l, u in units]
+    assert [r["data"] for r in rows] == [r["label"] for r in rows]
+    before = trace.initial if step == 0 else trace.layers[:, step - 1]
+    delta = np.array([trace.layers[l, step, u] - before[l, u] for l, u in units])
+    assert [r["delta"] for r in rows] == pytest.approx(delta, abs=0.005 + 1e-6)
+    biggest = set(np.argsort(-np.abs(delta))[:5].tolist())
+    assert {i for i, r in enumerate(rows) if r["top"]} == biggest
+    scale = palette.STATE_SCALES["gru"]
+    for (l, u), r in zip(units, rows):
+        assert len(r["cells"]) == 6
+        for t, td in enumerate(r["cells"]):
+            assert float(td.attrs["title"].rsplit(": ", 1)[1]) == pytest.approx(trace.layers[l, t, u], abs=5e-4)
+            assert ("current" in td.classes) is (t == step)
+            assert scale_color_of(td) == palette.scale_color(trace.layers[l, t, u], scale)
+    head = tree.find("thead").find_all("th")
+    assert [th.text for th in head] == ["unit", *"Nguyen", "Δ here"]
+    assert [("current" in th.classes) for th in head[1:-1]] == [t == step for t in range(6)]
+
+
+def scale_color_of(td: Node) -> str:
+    return re.search(r"background:(#[0-9a-f]{6})", td.attrs["style"]).group(1)
+
+
+def test_heatmap_html_of_a_one_layer_rnn_labels_units_without_a_layer():
+    trace = make_trace("Qin", layers=1, hidden=5, kind="rnn")
+    _, rows = _heat_rows(html.heatmap_html(trace, "rnn", [(0, 4), (0, 0)], 2, n_bold=1))
+    assert [r["label"] for r in rows] == ["#4", "#0"]
+    delta = trace.layers[0, 2, [4, 0]] - trace.layers[0, 1, [4, 0]]
+    assert [r["top"] for r in rows] == [bool(abs(delta[0]) > abs(delta[1])), bool(abs(delta[1]) > abs(delta[0]))]
+    no_initial = make_trace("Qin", layers=1, hidden=5, kind="rnn", initial=False)
+    _, rows = _heat_rows(html.heatmap_html(no_initial, "rnn", [(0, 4)], 0))
+    assert rows[0]["delta"] == pytest.approx(no_initial.layers[0, 0, 4], abs=0.005 + 1e-6)  # from zeros
+
+
+def test_heatmap_html_of_a_real_trace(models):
+    clf = models["gru"]
+    trace = clf.trace("Nguyen")
+    units = trace.key_units(24)
+    _, rows = _heat_rows(html.heatmap_html(trace, "gru", units, 0))
+    assert len(rows) == 24
+    delta = np.array([trace.layers[l, 0, u] - trace.initial[l, u] for l, u in units])
+    assert [r["delta"] for r in rows] == pytest.approx(delta, abs=0.0051)
+
+
+def test_unit_html_shows_the_values_and_bolds_the_letter_each_context_fired_on():
+    trace = make_trace("Nguyen", layers=2, hidden=4, seed=5)
+    contexts = [UnitContext("Nakamura", "Japanese", 2, 0.97), UnitContext("Abe", "Japanese", 0, 0.9),
+                UnitContext("Ito", "Japanese", 2, 0.8), UnitContext("Van Der", "Dutch", 3, 0.7)]
+    tree = dom(html.unit_html(trace, "gru", 1, 3, contexts))
+    assert "Unit L2 #3" in tree.text
+    tiles, numbers = (row.kids("td") for row in tree.find("table", "letters").find_all("tr"))
+    assert [td.text for td in tiles] == list("Nguyen")
+    assert [float(td.text) for td in numbers] == pytest.approx(trace.layers[1, :, 3], abs=0.005 + 1e-6)
+    items = tree.find("div", "contexts").kids("div")
+    assert len(items) == len(contexts)
+    for item, c in zip(items, contexts):
+        code = item.find("code")
+        (bold,) = code.find_all("b")
+        letter = "␣" if c.name[c.position] == " " else c.name[c.position]
+        assert bold.text == letter
+        assert code.text == c.name[: c.position] + letter + c.name[c.position + 1:]
+        before = "".join(x for x in code.children[: code.children.index(bold)] if isinstance(x, str))
+        assert before == c.name[: c.position]
+        assert f"{c.language}, {c.value:.2f}" in item.text
+    assert html.unit_html(trace, "gru", 1, 3, []).count("contexts") == 0
+
+
+def test_unit_html_with_a_checkpoints_own_contexts(models):
+    for kind, clf in models.items():
+        trace = clf.trace("Fujita")
+        layer, unit = trace.key_units(1)[0]
+        contexts = clf.explain.unit_contexts(layer, unit)
+        assert contexts
+        tree = dom(html.unit_html(trace, kind, layer, unit, contexts))
+        label = f"L{layer + 1} #{unit}" if trace.layers.shape[0] > 1 else f"#{unit}"
+        assert f"Unit {label}" in tree.text
+        for item, c in zip(tree.find("div", "contexts").kids("div"), contexts):
+            assert item.find("b").text == html.display_char(c.name[c.position])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HTML: neighbours and legends
+
+
+def test_neighbours_html_lists_each_neighbour_in_its_colour():
+    neighbours = [Neighbour("Nguyen", "Vietnamese", 0.123, 7), Neighbour("Ngo", "Vietnamese", 0.5, 2),
+                  Neighbour("Nam", "Korean", 1.0, 0)]
+    tree = dom(html.neighbours_html(neighbours, LABELS, "Ngu", 2266))
+    chips = tree.find_all("span", "chip")
+    assert [c.text for c in chips] == ["Nguyen (Vietnamese, 0.12)", "Ngo (Vietnamese, 0.50)", "Nam (Korean, 1.00)"]
+    for c, n in zip(chips, neighbours):
+        assert c.attrs["data-language"] == n.language
+        assert c.find("span", "dot").attrs["style"] == f"background:{palette.LANGUAGE_COLORS[LABELS.index(n.language)]}"
+    assert "after Ngu" in tree.text and "2,266 training names" in tree.text
+    assert html.neighbours_html([], LABELS, "Ngu", 2266) == ""
+
+
+def test_legend_html_keys_each_language_in_order_with_its_colour():
+    tree = dom(html.legend_html(["Vietnamese", "Arabic", "Klingon"], LABELS))
+    chips = tree.find_all("span", "chip")
+    assert [c.text for c in chips] == ["Vietnamese", "Arabic", "Klingon"]
+    colours = [re.search(r"background:(#[0-9a-f]{3,6})", c.find("span", "dot").attrs["style"]).group(1)
+               for c in chips]
+    assert colours == [palette.LANGUAGE_COLORS[17], palette.LANGUAGE_COLORS[0], "#888"]  # unknown: grey
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Figures: trajectory and every unit
+
+
+def test_trajectory_languages_are_the_highest_peaks_with_the_final_answer_first():
+    trace = make_trace("Nguyen")
+    probs = np.full((6, 18), 0.02, dtype=np.float32)
+    probs[0, 3] = 0.9  # Dutch peaks highest, early
+    probs[1, 5] = 0.8  # French
+    probs[2, 7] = 0.7  # Greek
+    probs[3, 9] = 0.6  # Italian
+    probs[5, 17] = 0.5  # Vietnamese wins only at the end, with the lowest peak of these
+    trace = Trace(trace.name, trace.normalized, trace.chars, trace.layers, probs, LABELS)
+    assert figures.trajectory_languages(trace, 1) == ["Vietnamese"]
+    assert figures.trajectory_languages(trace, 3) == ["Vietnamese", "Dutch", "French"]
+    assert figures.trajectory_languages(trace, 5) == ["Vietnamese", "Dutch", "French", "Greek", "Italian"]
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_trajectory_figure_draws_k_lines_of_the_languages_probabilities(k):
+    trace = make_trace("De Lao", seed=k)
+    fig = figures.trajectory_figure(trace, k)
+    (ax,) = data_axes(fig)
+    lines = ax.get_lines()
+    chosen = figures.trajectory_languages(trace, k)
+    assert len(lines) == len(chosen) == k
+    assert chosen[0] == LABELS[int(np.argmax(trace.probs[-1]))]  # the final answer first
+    peaks = trace.probs.max(axis=0)
+    others = [LABELS[i] for i in np.argsort(-peaks) if LABELS[i] != chosen[0]][: k - 1]
+    assert chosen[1:] == others
+    for line, lang in zip(lines, chosen):
+        assert line.get_label() == lang
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(6))
+        np.testing.assert_allclose(line.get_ydata(), trace.probs[:, LABELS.index(lang)])
+        assert to_hex(line.get_color()) == palette.LANGUAGE_COLORS[LABELS.index(lang)]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["D", "e", "␣", "L", "a", "o"]
+    assert ax.get_ylim() == (0, 1.02)
+
+
+@pytest.mark.parametrize("kind, n_layers", [("rnn", 1), ("gru", 2), ("gru", 3)])
+def test_units_figure_rows_follow_the_given_order(kind, n_layers):
+    trace = make_trace("Nguyen", layers=n_layers, hidden=6, kind=kind)
+    rng = np.random.default_rng(1)
+    order = np.stack([rng.permutation(6) for _ in range(n_layers)])
+    labelled = [(0, 5), (0, 1), (n_layers - 1, 2)]
+    fig = figures.units_figure(trace, kind, order, labelled)
+    axes = [ax for ax in fig.axes if ax.get_images()]
+    assert len(axes) == n_layers
+    scale = palette.STATE_SCALES[kind]
+    for i, ax in enumerate(axes):
+        (image,) = ax.get_images()
+        np.testing.assert_array_equal(np.asarray(image.get_array()), trace.layers[i][:, order[i]].T)
+        assert image.get_clim() == (scale["vmin"], scale["vmax"]) and image.get_cmap().name == scale["cmap"]
+        want = sorted((int(np.flatnonzero(order[i] == u)[0]), f"#{u}") for l, u in labelled if l == i)
+        assert list(ax.get_yticks()) == [r for r, _ in want]
+        assert [t.get_text() for t in ax.get_yticklabels()] == [s for _, s in want]
+        assert [t.get_text() for t in ax.get_xticklabels()] == list("Nguyen")
+    plain = figures.units_figure(trace, kind)
+    np.testing.assert_array_equal(np.asarray(plain.axes[0].get_images()[0].get_array()), trace.layers[0].T)
+
+
+def test_units_figure_of_a_real_trace_in_the_checkpoints_order(models):
+    clf = models["gru"]
+    trace = clf.trace("O'Neill")
+    fig = figures.units_figure(trace, "gru", clf.explain.unit_order, trace.key_units(4))
+    for i, ax in enumerate([ax for ax in fig.axes if ax.get_images()]):
+        np.testing.assert_array_equal(np.asarray(ax.get_images()[0].get_array()),
+                                      trace.layers[i][:, clf.explain.unit_order[i]].T)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Figures: the map (SVG)
+
+
+def _svg_dots(svg: str) -> list[Node]:
+    return dom(svg).find_all("circle", "ref")
+
+
+def _plot_box(svg: str) -> tuple[float, float, float, float]:
+    rect = dom(svg).find("rect")
+    return tuple(float(rect.attrs[k]) for k in ("x", "y", "width", "height"))
+
+
+def _expected_pixels(points, extent, box) -> np.ndarray:
+    """Data points → pixels of the drawn plot box (y up), points off the map pinned to its border."""
+    x0, x1, y0, y1 = extent
+    bx, by, bw, bh = box
+    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    fx = np.clip((p[:, 0] - x0) / (x1 - x0), 0, 1)
+    fy = np.clip((p[:, 1] - y0) / (y1 - y0), 0, 1)
+    return np.stack([bx + fx * bw, by + bh - fy * bh], axis=1)
+
+
+def test_map_svg_draws_each_sample_name_as_a_titled_dot(models):
+    for clf in models.values():
+        proj = clf.projection
+        svg = figures.map_svg(proj, clf.kind)
+        points, label_index = proj.sample()
+        names = proj.sample_names()
+        dots = _svg_dots(svg)
+        assert len(dots) == len(points) == len(names) and all(names)
+        by_index = {int(d.attrs["data-i"]): d for d in dots}
+        assert sorted(by_index) == list(range(len(points)))
+        box = _plot_box(svg)
+        expected = _expected_pixels(points, proj.extent, box)
+        for i, dot in by_index.items():
+            lang = proj.labels[label_index[i]]
+            assert dot.find("title").text == f"{names[i]} ({lang})"
+            assert dot.attrs["fill"] == palette.LANGUAGE_COLORS[clf.labels.index(lang)]
+            assert float(dot.attrs["cx"]) == pytest.approx(expected[i, 0], abs=0.06)
+            assert float(dot.attrs["cy"]) == pytest.approx(expected[i, 1], abs=0.06)
+        assert [int(d.attrs["data-i"]) for d in dots] != sorted(by_index)  # mixed: no language drawn over all
+        assert svg == figures.map_svg(proj, clf.kind)  # the same mix every time
+
+
+def test_map_path_svg_labels_every_language_and_rings_the_neighbours(models):
+    clf = models["gru"]
+    proj = clf.projection
+    trace = clf.trace("Nguyen")
+    background = {int(d.attrs["data-i"]): d for d in _svg_dots(figures.map_svg(proj, "gru"))}
+    for step in (0, 3, 5):
+        near = trace.neighbours[step]
+        svg = figures.map_path_svg(proj, trace.map_points, trace.chars, step, [n.index for n in near])
+        tree = dom(svg)
+        langs = tree.find_all("text", "lang")
+        assert len(langs) == 18 and sorted(t.text for t in langs) == sorted(clf.labels)
+        for t in langs:
+            assert t.attrs["fill"] == palette.LANGUAGE_COLORS[clf.labels.index(t.text)]
+        rings = tree.find_all("circle", "map-neighbour")
+        assert len(rings) == len(near) == 8
+        for ring, n in zip(rings, near):  # each ring sits on the dot of that training name
+            dot = background[n.index]
+            assert (ring.attrs["cx"], ring.attrs["cy"]) == (dot.attrs["cx"], dot.attrs["cy"])
+            assert dot.find("title").text == f"{n.name} ({n.language})"
+        points = tree.find_all("circle", "map-point")
+        assert [int(p.attrs["data-step"]) for p in points] == list(range(step + 1))
+        assert tree.find("circle", "map-current").attrs["data-step"] == str(step)
+    none = dom(figures.map_path_svg(proj, trace.map_points, trace.chars, 2))
+    assert none.find_all("circle", "map-neighbour") == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Overlay: the current character marked over a rendered figure
+
+
+def _mark_boxes(fragment: str):
+    marks = dom(fragment).find_all("div", "step-mark")
+    out = []
+    for m in marks:
+        style = dict(kv.split(":", 1) for kv in m.attrs["style"].split(";") if kv)
+        out.append((int(m.attrs["data-step"]), int(m.attrs["data-axes"]),
+                    *(float(style[k].rstrip("%")) for k in ("left", "top", "width", "height"))))
+    return out
+
+
+def test_figure_image_is_a_png_of_the_stated_size():
+    from PIL import Image
+
+    fig = figures.trajectory_figure(make_trace("Qin"))
+    image = overlay.FigureImage.from_figure(fig)
+    assert image.src.startswith("data:image/png;base64,")
+    png = Image.open(io.BytesIO(base64.b64decode(image.src.split(",", 1)[1])))
+    assert png.format == "PNG" and png.size == (image.width, image.height)
+    assert (image.width, image.height) == tuple(int(round(v * 100)) for v in fig.get_size_inches())
+    img = dom(image.image_html("alt " + EVIL)).find("img")
+    assert img.attrs["src"] == image.src and img.attrs["alt"] == "alt " + EVIL
+    assert (int(img.attrs["width"]), int(img.attrs["height"])) == (image.width, image.height)
+
+
+@pytest.mark.parametrize("step", [0, 3, 5])
+def test_marked_column_is_the_step_on_the_trajectory_axes(step):
+    fig = figures.trajectory_figure(make_trace("Nguyen"))
+    image = overlay.FigureImage.from_figure(fig)
+    marks = image.overlay_html(step)
+    assert "<img" not in marks  # a step sends the band only, never the image again
+    boxes = _mark_boxes(marks)
+    assert [(s, a) for s, a, *_ in boxes] == [(step, 0)]
+    (ax,) = data_axes(fig)
+    width_px, height_px = fig.get_size_inches() * fig.dpi
+    (_, _, left, top, width, height) = boxes[0]
+    # Independent check: where matplotlib itself puts the edges of column `step`.
+    (x0, _), (x1, _) = ax.transData.transform([(step - 0.5, 0), (step + 0.5, 0)])
+    assert left == pytest.approx(100 * x0 / width_px, abs=0.01)
+    assert width == pytest.approx(100 * (x1 - x0) / width_px, abs=0.01)
+    bbox = ax.get_window_extent()
+    assert top == pytest.approx(100 * (1 - bbox.y1 / height_px), abs=0.01)
+    assert height == pytest.approx(100 * bbox.height / height_px, abs=0.01)
+    size = re.compile(r"max-width:(\d+)px;aspect-ratio:(\d+)/(\d+)")
+    assert size.search(marks).groups() == size.search(image.image_html()).groups()  # the band's box = the image's
+
+
+def test_a_figure_without_step_axes_has_no_marks():
+    image = overlay.FigureImage.from_figure(figures.units_figure(make_trace("Qin", layers=1), "rnn"))
+    assert image.axes == () and _mark_boxes(image.overlay_html(1)) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Batch: the table and its CSV
+
+
+def test_batch_table_rows_and_values():
+    rows = [
+        {"name": "Nguyen", "normalized": "Nguyen", "top1": "Vietnamese", "probability": 0.91234,
+         "top_k": {"Vietnamese": 0.91234, "Chinese": 0.05, "Korean": 0.02}, "low_confidence": False, "error": None},
+        {"name": "Hong", "normalized": "Hong", "top1": "Chinese", "probability": 0.4667,
+         "top_k": {"Chinese": 0.4667, "Korean": 0.3222, "Vietnamese": 0.1}, "low_confidence": True, "error": None},
+        {"name": "123", "normalized": "", "top1": None, "probability": None, "top_k": {}, "low_confidence": None,
+         "error": "name has no letters"},
+    ]
+    table = batch.batch_table(rows)
+    assert list(table.columns) == ["name", "normalised", "top-1", "probability", "how sure", "top-3", "error"]
+    assert table.iloc[0].tolist()[:5] == ["Nguyen", "Nguyen", "Vietnamese", 0.9123, "confident"]
+    assert table.iloc[0]["top-3"] == "Vietnamese 91.2% · Chinese 5.0% · Korean 2.0%"
+    assert table.iloc[0]["error"] == ""
+    assert table.iloc[1]["how sure"] == "not sure"
+    assert table.iloc[2]["error"] == "name has no letters" and table.iloc[2]["top-1"] == ""
+    assert table.iloc[2]["how sure"] == "" and table.iloc[2]["top-3"] == ""
+    assert np.isnan(table.iloc[2]["probability"])
+
+
+NAMES_FOR_CSV = ["Nguyen", "Ślusàrski", "Иванов", "=1+1", "+Ivanov", "-Nguyen", "@Brady", "Hong", "Yilmaz"]
+
+
+def test_batch_table_of_real_predictions_says_how_sure_like_the_other_tabs(models):
+    rows = service.predict_batch(models, NAMES_FOR_CSV, "gru", 3)
+    table = batch.batch_table(rows)
+    assert len(table) == len(NAMES_FOR_CSV) and table["name"].tolist() == NAMES_FOR_CSV
+    for name, row, (_, cells) in zip(NAMES_FOR_CSV, rows, table.iterrows()):
+        if row["error"]:
+            assert cells["error"] == row["error"] and cells["how sure"] == ""
+            with pytest.raises(ValueError):
+                models["gru"].predict_details(name)
+            continue
+        details = models["gru"].predict_details(name, 3)  # one name at a time: an independent path
+        assert cells["how sure"] == ("not sure" if details.low_confidence else "confident")
+        assert cells["how sure"] == ("not sure" if row["low_confidence"] else "confident")
+        assert cells["top-1"] == details.top[0][0]
+        assert cells["probability"] == pytest.approx(details.top_probability, abs=5e-5 + 1e-6)
+        assert cells["top-3"] == " · ".join(f"{lang} {100 * p:.1f}%" for lang, p in details.top)
+
+
+def test_batch_csv_has_a_bom_reads_back_as_the_table_and_defuses_formulas(models):
+    table = batch.batch_table(service.predict_batch(models, NAMES_FOR_CSV, "gru", 3))
+    path = Path(service.write_csv(table, "test"))
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    assert "Ślusàrski".encode() in raw and "Иванов".encode() in raw
+    back = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert list(back.columns) == list(table.columns)
+    assert len(back) == len(table)
+    for col in table.columns:
+        if col == "probability":
+            got = [float(v) if v else math.nan for v in back[col]]
+            np.testing.assert_allclose(got, table[col].to_numpy(float), equal_nan=True)
+            continue
+        expected = ["'" + v if v[:1] in ("=", "+", "-", "@") else v for v in table[col]]
+        assert back[col].tolist() == expected, col
+    assert back["name"].tolist()[3:7] == ["'=1+1", "'+Ivanov", "'-Nguyen", "'@Brady"]
+    assert not any(str(v)[:1] in "=+-@" for col in back.columns for v in back[col] if v)
+    path.unlink()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model card
+
+
+def fake_metrics(n=18, seed=0):
+    rng = np.random.default_rng(seed)
+    cm = rng.integers(0, 20, size=(n, n))
+    cm[3] = 0  # a language absent from the test set
+    per = {lang: {"precision": 0.5, "recall": 0.25, "f1": 1 / 3, "support": int(cm[i].sum())}
+           for i, lang in enumerate(LABELS[:n])}
+    return {
+        "test": {"accuracy": 0.81234, "macro_f1": 0.6, "balanced_accuracy": 0.55, "top3_accuracy": 0.95,
+                 "per_language": per, "confusion_matrix": cm.tolist()},
+        "history": [{"epoch": e, "train_loss": 2.0 / e, "val_accuracy": 0.5 + e / 100, "val_macro_f1": 0.3 + e / 100,
+                     "seconds": 1.0} for e in range(1, 6)],
+        "best_epoch": 4,
+        "baselines": {"majority": {"accuracy": 0.47, "macro_f1": 0.04, "balanced_accuracy": 0.06,
+                                   "top3_accuracy": 0.6},
+                      "tfidf_logreg": {"accuracy": 0.8, "macro_f1": 0.5, "balanced_accuracy": 0.45,
+                                       "top3_accuracy": 0.9}},
+        "split_sizes": {"train": 100, "val": 10, "test": 10},
+        "training_seconds": 123.4,
+    }
+
+
+def test_headline_table_lists_models_then_shared_baselines_once():
+    m = fake_metrics()
+    table = model_card.headline_table({"rnn": m, "gru": fake_metrics(seed=1)})
+    assert table["model"].tolist()[:2] == ["RNN", "GRU"]
+    assert len(table) == 4  # identical baselines are listed once
+    assert table.loc[0, "accuracy"] == 0.812
+    assert table.loc[2, "accuracy"] == 0.47 and "most frequent" in table.loc[2, "model"]
+    assert table.loc[3, "top-3 accuracy"] == 0.9 and "TF-IDF" in table.loc[3, "model"]
+    other = fake_metrics()
+    other["baselines"] = {"majority": {"accuracy": 0.5}}
+    split = model_card.headline_table({"rnn": m, "gru": other})
+    assert len(split) == 5  # different splits: each model's own
+    assert split["model"].tolist()[2:] == ["baseline: always the most frequent language (RNN split)",
+                                           "baseline: character n-gram TF-IDF + logistic regression (RNN split)",
+                                           "baseline: always the most frequent language (GRU split)"]
+
+
+def test_per_language_table_matches_the_metrics():
+    m = fake_metrics()
+    table = model_card.per_language_table(m)
+    assert table["language"].tolist() == LABELS
+    assert table["support"].tolist() == [m["test"]["per_language"][lang]["support"] for lang in LABELS]
+    assert set(table["F1"]) == {0.333} and set(table["recall"]) == {0.25}
+
+
+def test_confusion_figure_colours_rows_by_share_and_prints_counts():
+    m = fake_metrics()
+    fig = figures.confusion_figure(m, LABELS)
+    ax = fig.axes[0]
+    cm = np.asarray(m["test"]["confusion_matrix"], float)
+    expected = np.zeros_like(cm)
+    for i, row in enumerate(cm):
+        if row.sum():
+            expected[i] = row / row.sum()
+    np.testing.assert_allclose(np.asarray(ax.get_images()[0].get_array()), expected)
+    assert len(ax.texts) == int((cm > 0).sum())
+    assert sorted(int(t.get_text()) for t in ax.texts) == sorted(cm[cm > 0].astype(int).tolist())
+    assert [t.get_text() for t in ax.get_yticklabels()] == LABELS
+    assert [t.get_text() for t in ax.get_xticklabels()] == LABELS
+
+
+def test_training_curve_plots_the_history_and_keys_the_kept_epoch():
+    m = fake_metrics()
+    fig = figures.training_curve_figure(m)
+    loss_ax, val_ax = fig.axes[:2]
+    np.testing.assert_allclose(loss_ax.get_lines()[0].get_ydata(), [h["train_loss"] for h in m["history"]])
+    acc, f1 = val_ax.get_lines()[:2]
+    np.testing.assert_allclose(acc.get_ydata(), [h["val_accuracy"] for h in m["history"]])
+    np.testing.assert_allclose(f1.get_ydata(), [h["val_macro_f1"] for h in m["history"]])
+    for ax in (loss_ax, val_ax):
+        (best,) = [line for line in ax.get_lines() if line.get_gid() == "best-epoch"]
+        assert list(best.get_xdata()) == [4, 4] and best.get_linestyle() == "--"
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert "kept: epoch 4" in legend
+    assert [t.get_text() for t in val_ax.get_legend().get_texts()] == ["accuracy", "macro-F1", "kept: epoch 4"]
+    no_best = figures.training_curve_figure({**m, "best_epoch": None})
+    assert not any(line.get_gid() == "best-epoch" for ax in no_best.axes for line in ax.get_lines())
+
+
+def _calibrated_metrics():
+    from namecls import calibration
+
+    rng = np.random.default_rng(0)
+    logits = 3 * rng.normal(size=(600, 18))
+    targets = np.array([rng.choice(18, p=row) for row in calibration.softmax(logits / 3)])
+    _, fields = calibration.calibrate(logits[:300], targets[:300], logits[300:], targets[300:])
+    return fields
+
+
+def test_reliability_figure_shows_the_bins_before_and_after():
+    metrics = _calibrated_metrics()
+    test = metrics["calibration"]["test"]
+    fig = figures.reliability_figure(metrics, "GRU")
+    left, right = fig.axes[:2]
+    for ax, when in ((left, "before"), (right, "after")):
+        filled = [b for b in test[f"reliability_{when}"] if b["count"]]
+        bars = [p for p in ax.patches if p.get_gid() == f"bars-{when}"] or list(ax.containers[0])
+        assert [round(b.get_height(), 6) for b in bars] == [round(b["accuracy"], 6) for b in filled]
+        (dots,) = [line for line in ax.get_lines() if line.get_gid() == f"dots-{when}"]
+        np.testing.assert_allclose(dots.get_xdata(), [b["confidence"] for b in filled])
+        assert f"ECE {test[f'ece_{when}']:.3f}" in ax.get_title()
+    assert f"T = {metrics['calibration']['temperature']:.2f}" in right.get_title()
+    empty = figures.reliability_figure({}, "")
+    assert any("not calibrated" in t.get_text() for t in empty.axes[0].texts)
+
+
+def test_calibration_md_reports_ece_and_the_flag():
+    metrics = _calibrated_metrics()
+    text = model_card.calibration_md(metrics)
+    cal, flag = metrics["calibration"], metrics["low_confidence"]
+    assert f"{cal['test']['ece_before']:.3f}" in text and f"**{cal['test']['ece_after']:.3f}**" in text
+    assert f"T = {cal['temperature']:.3f}" in text and f"**{100 * flag['threshold']:.1f}%**" in text
+    assert f"It flags {100 * flag['test']['flag_rate']:.1f}% of test names" in text
+    assert model_card.calibration_md({}) == ""
+
+
+def test_facts_and_limitations(models):
+    for clf in models.values():
+        facts = dict(model_card.facts_table(clf.config, clf.metrics).values.tolist())
+        assert facts["protocol"].startswith(clf.config["protocol"] + ": ")
+        assert f"hidden_size={clf.config['model']['hidden_size']}" in facts["architecture"]
+        assert "kind=" not in facts["architecture"]
+        assert facts["languages"] == "18"
+        assert facts["split seed"] == str(clf.config["split_seed"])
+        assert facts["data fingerprint"] == clf.config["data_fingerprint"][:16] + "…"
+    text = model_card.LIMITATIONS_MD
+    for must in ("not a nationality", "18 languages", "Demirkan", "47%"):
+        assert must in text
+
+
+def test_test_share_is_the_languages_share_of_the_support():
+    m = fake_metrics()
+    per = m["test"]["per_language"]
+    total = sum(s["support"] for s in per.values())
+    n = per["Russian"]["support"]
+    assert model_card.test_share_md(m) == \
+        f"Russian is {100 * n / total:.1f}% of this test set ({n:,} of {total:,} names)."
+    assert model_card.test_share_md(m, "Klingon") == ""
+
+
+def test_real_metrics_render(models):
+    table = model_card.headline_table({k: c.metrics for k, c in models.items()})
+    assert table["model"].tolist()[:2] == ["RNN", "GRU"]
+    for i, clf in enumerate(models.values()):
+        assert table.loc[i, "accuracy"] == pytest.approx(clf.metrics["test"]["accuracy"], abs=5e-4)
+    for kind, clf in models.items():
+        per = model_card.per_language_table(clf.metrics)
+        assert per["language"].tolist() == clf.labels
+        figs = figures.card_figures(clf.metrics, clf.labels, html.MODEL_LABELS[kind])
+        assert list(figs) == list(figures.CARD_FIGURES)
+        for fig in figs.values():  # each titled with the model (as a suptitle, or the single axes' title)
+            titles = [fig.get_suptitle(), *(ax.get_title() for ax in fig.axes)]
+            assert any(t.startswith(f"{html.MODEL_LABELS[kind]}: ") for t in titles), titles
+        support = sum(s["support"] for s in clf.metrics["test"]["per_language"].values())
+        assert int(model_card.test_share_md(clf.metrics).split(" of ")[-1].split()[0].replace(",", "")) == support
+
+
+def test_model_card_survives_a_checkpoint_without_metrics():
+    empty = {}
+    table = model_card.headline_table({"rnn": empty, "gru": fake_metrics()})
+    assert table["model"].tolist()[:2] == ["RNN", "GRU"] and np.isnan(table.loc[0, "accuracy"])
+    assert model_card.per_language_table(empty).empty
+    assert not np.asarray(figures.confusion_figure(empty, LABELS).axes[0].get_images()[0].get_array()).any()
+    assert all(not ax.get_lines()[0].get_xdata().size for ax in figures.training_curve_figure(empty).axes[:2])
+    assert model_card.test_share_md(empty) == ""
+    assert dict(model_card.facts_table({}, {}).values.tolist())["training time"] == "?"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The examples: what the page says about each is true
+
+
+@pytest.fixture(scope="module")
+def listed(data_dir) -> dict[str, set[str]]:
+    """Each data file's names, normalised, read here from the files (not through namecls.data.read_names)."""
+    return {path.stem: {namecls.normalize(line.strip()).text
+                        for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+            for path in sorted(Path(data_dir).glob("*.txt"))}
+
+
+@pytest.fixture(scope="module")
+def splits(names_data, models):
+    out = {}
+    for kind, clf in models.items():
+        split = make_split(names_data, clf.config["protocol"], int(clf.config["split_seed"]))
+        out[kind] = {part: set(split.part(part)[0]) for part in ("train", "val", "test")}
+    return out
+
+
+@pytest.mark.parametrize("example", common.EXAMPLES, ids=[e.name for e in common.EXAMPLES])
+def test_what_the_page_says_about_each_example_is_true(example, listed, splits, models):
+    text = namecls.normalize(example.name).text
+    assert example.says.startswith(example.name + " ")
+    read_as = re.search(r"read as (\w+)", example.says)
+    if read_as:
+        assert read_as.group(1) == text
+    assert {lang for lang, names in listed.items() if text in names} == set(example.languages)
+    for kind, clf in models.items():
+        if example.held_out:
+            assert text not in splits[kind]["train"], f"{example.name} is a {kind} training name"
+            assert text in splits[kind]["test"], f"{example.name} is not a {kind} test name"
+        details = clf.predict_details(example.name, 3)
+        top = [lang for lang, _ in details.top]
+        if len(example.languages) == 1:
+            assert top[0] == example.languages[0], f"{kind}: {details.top}"
+        elif len(example.languages) == 2:
+            assert set(top[:2]) == set(example.languages), f"{kind}: {details.top}"
+        if example.confident is not None:
+            assert details.low_confidence == (not example.confident), f"{kind}: {details.top_probability:.3f}"
+
+
+def test_examples_make_every_kind_of_claim():
+    kinds = {(bool(e.languages), len(e.languages), e.held_out, e.confident) for e in common.EXAMPLES}
+    assert any(held for _, _, held, _ in kinds) and any(n == 2 for _, n, _, _ in kinds)
+    assert {c for *_, c in kinds} >= {True, False}  # confident and not-sure claims are both checked
+    assert any(not listed and conf for listed, _, _, conf in kinds)  # "confident, and wrong"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Common helpers
+
+
+def test_top_k_dict_keeps_order_and_plain_floats():
+    out = common.top_k_dict([("Vietnamese", np.float32(0.5)), ("Chinese", np.float64(0.25))])
+    assert list(out.items()) == [("Vietnamese", 0.5), ("Chinese", 0.25)]
+    assert all(type(v) is float for v in out.values())
+
+
+def test_rejected_gives_the_reason_or_none():
+    assert common.rejected("Nguyen") is None
+    assert common.rejected("   ") == "name is empty"
+    assert "no letters" in common.rejected("123")
+    assert common.rejected(None)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Step through: the view built once per name
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru"])
+def test_step_view_units_are_the_key_units_in_the_clustered_order(models, kind):
+    clf = models[kind]
+    view = step_through.StepView.build(clf, "O'Connell", 3)
+    trace = view.trace
+    assert view.kind == kind and view.k == 3 and view.length == len("O'Connell")
+    assert set(view.units) == set(trace.key_units(step_through.N_UNITS)) and len(view.units) == 24
+    # Key units from an independent computation: total |change| of each unit over the name, from the initial state.
+    steps = np.concatenate([trace.initial[:, None], trace.layers], axis=1)
+    moved = np.abs(np.diff(steps, axis=1)).sum(axis=1)
+    smallest_kept = min(moved[l, u] for l, u in view.units)
+    assert (moved >= smallest_kept - 1e-6).sum() == 24
+    rank = {(l, int(u)): r for l, order in enumerate(clf.explain.unit_order) for r, u in enumerate(order)}
+    layers = [l for l, _ in view.units]
+    assert layers == sorted(layers)
+    for layer in set(layers):
+        ranks = [rank[lu] for lu in view.units if lu[0] == layer]
+        assert ranks == sorted(ranks) and len(set(ranks)) == len(ranks)
+    n_layers = trace.layers.shape[0]
+    assert view.unit_choices() == [(f"L{l + 1} #{u}" if n_layers > 1 else f"#{u}", f"{l}:{u}")
+                                   for l, u in view.units]
+
+
+def test_step_view_redraws_the_trajectory_only_when_k_changes(models):
+    view = step_through.StepView.build(models["gru"], "Nguyen", 3)
+    assert view.with_k(3) is view
+    five = view.with_k(5)
+    assert five.k == 5 and five.trace is view.trace and five.units == view.units
+    assert five.trajectory.src != view.trajectory.src
+    assert five.with_k(3).trajectory.src == view.trajectory.src  # the same figure for the same k
+    with pytest.raises(ValueError):
+        step_through.StepView.build(models["gru"], "123", 3)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru"])
+def test_explain_bank_is_the_maps_sample_in_the_same_order(models, kind):
+    """The map's neighbour rings take a neighbour's bank index as an index into the projection's sample."""
+    clf = models[kind]
+    points, label_index = clf.projection.sample()
+    assert clf.explain.bank_names == clf.projection.sample_names()
+    assert clf.explain.bank_languages == [clf.labels[i] for i in label_index]
+    assert len(clf.explain.bank_states) == len(points)
+    # The bank's states are the sample names' final states: the projection puts them on the sample's points.
+    np.testing.assert_allclose(clf.projection.transform(clf.explain.bank_states.astype(np.float64)), points,
+                               atol=2e-2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# API endpoints
+
+
+def test_api_endpoints_are_the_services_functions(models):
+    import gradio as gr
+
+    from namecls.ui import api
+
+    endpoints = {f.__name__: f for f in api.endpoints(models)}
+    assert list(endpoints) == ["predict", "predict_details", "trace", "predict_batch"]
+    assert endpoints["predict"]("Nguyen", "rnn", 2) == {lang: p for lang, p in models["rnn"].predict("Nguyen", 2)}
+    hong = endpoints["predict_details"]("Hong")
+    assert hong["low_confidence"] == models["gru"].predict_details("Hong").low_confidence
+    with pytest.raises(gr.Error) as err:
+        endpoints["predict"]("<123>")
+    assert "<123>" in err.value.message  # the reason, as plain text for API clients: not HTML-escaped
