@@ -47,9 +47,9 @@ def build(models: dict, ui: dict) -> Picked:
 
     answer = [label, norm_line, confidence]
     triggers = [name.submit, button.click]
+    clear_when_rejected(triggers, name, {label: None, norm_line: "", confidence: ""}, **ui)  # before it: see there
     classified = gr.on(triggers, classify, [name, model, k], answer, validator=name_validator,
                        api_name="ui_classify", **ui)
-    clear_when_rejected(triggers, name, {label: None, norm_line: "", confidence: ""}, **ui)
     gr.on([model.input, k.release], reclassify, [name, model, k], answer, api_name="ui_reclassify", **ui)
     example = examples.load_input_event.then(classify, [name, model, k], answer, api_name="ui_example", **ui)
     return Picked(name, model, (classified, example))

@@ -80,7 +80,10 @@ def name_validator(name, *others):
 
 def clear_when_rejected(triggers, name: gr.Textbox, cleared: dict, **event) -> None:
     """Beside a name's validated event: when the name is rejected, set ``cleared`` ({component: empty value}), so
-    no answer of an earlier name stays on screen next to it; otherwise change nothing."""
+    no answer of an earlier name stays on screen next to it; otherwise change nothing.
+
+    Call it BEFORE registering the validated event on the same triggers: gradio's frontend runs a trigger's events
+    one after another and stops at a validator's refusal, so an event registered after it never runs then."""
     def clear(value):
         return cleared if rejected(value) is not None else gr.skip()
 

@@ -61,10 +61,10 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
 
     outputs = [compared, *[component for c in views.values() for component in c.values()]]
     triggers = [name.submit, button.click, k.release]
-    gr.on(triggers, compare, [name, k], outputs, validator=name_validator, api_name="ui_compare", **ui)
     clear_when_rejected(triggers, name, {compared: None, **{component: (None if key == "label" else "")
                                                              for c in views.values() for key, component in c.items()}},
-                        **ui)
+                        **ui)  # before the validated event: see there
+    gr.on(triggers, compare, [name, k], outputs, validator=name_validator, api_name="ui_compare", **ui)
     tab.select(compare_if_stale, [name, k, compared], outputs, api_name="ui_compare_tab", **ui)
     for event in follow.events:
         event.success(lambda n: n, follow.name, name, queue=False, **ui)

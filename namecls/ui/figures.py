@@ -134,12 +134,13 @@ def map_svg(projection, kind: str) -> str:
         dots.append(f'<circle class="ref" data-i="{i}" cx="{xy[i, 0]:.1f}" cy="{xy[i, 1]:.1f}" r="3.2" '
                     f'fill="{color}" fill-opacity="0.6"><title>{esc(title)}</title></circle>')
     axis = projection.summary.get("axis_names") or ["map axis 1", "map axis 2"]
+    mid_x, mid_y = left + (W - left - right) / 2, top + (H - top - bottom) / 2
     box = (f'<rect x="{left}" y="{top}" width="{W - left - right}" height="{H - top - bottom}" fill="none" '
            f'stroke="#bbb"/>'
-           f'<text class="axis" x="{left + (W - left - right) / 2:.0f}" y="{H - 10}" font-size="13" text-anchor="middle" '
+           f'<text class="axis" x="{mid_x:.0f}" y="{H - 10}" font-size="13" text-anchor="middle" '
            f'fill="#555">{esc(axis[0])} →</text>'
-           f'<text class="axis" x="12" y="{top + (H - top - bottom) / 2:.0f}" font-size="13" text-anchor="middle" fill="#555" '
-           f'transform="rotate(-90 12 {top + (H - top - bottom) / 2:.0f})">{esc(axis[1])} →</text>')
+           f'<text class="axis" x="12" y="{mid_y:.0f}" font-size="13" text-anchor="middle" fill="#555" '
+           f'transform="rotate(-90 12 {mid_y:.0f})">{esc(axis[1])} →</text>')
     return frame.svg(box + "".join(dots), "map-base", f"aspect-ratio:{W}/{H}")
 
 

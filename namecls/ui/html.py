@@ -138,16 +138,18 @@ def confidence_html(details: dict, facts: dict) -> str:
     (:func:`namecls.ui.common.flag_facts`: threshold, target_accuracy, accuracy_confident, n_labels)."""
     top, h = details["top_probability"], details["entropy"]
     threshold, n = facts["threshold"], facts["n_labels"]
+    digits = 1 if f"{top:.1%}" != f"{threshold:.1%}" else 3  # never "74.9% is below 74.9%"
+    shown, line = f"{100 * top:.{digits}f}%", f"{100 * threshold:.{digits}f}%"
     small = f'<span class="small-note">(entropy {h:.2f} nats of at most {math.log(n):.2f})</span>'
     if details["low_confidence"]:
         return (f'<div class="confidence low" data-low-confidence="true"><b>Not sure.</b> The top probability, '
-                f'{percent(top)}, is below {percent(threshold)}: validation names below that line got the right '
+                f'{shown}, is below {line}: validation names below that line got the right '
                 f'language at most {percent(facts["target_accuracy"])} of the time. {small}</div>')
     right = facts.get("accuracy_confident")
     track = (f": test names at or above it got the right language {percent(right)} of the time"
              if right is not None else "")
     return (f'<div class="confidence ok" data-low-confidence="false"><b>Confident.</b> The top probability, '
-            f'{percent(top)}, is at least {percent(threshold)}{track}. A name from none of the {n} languages can '
+            f'{shown}, is at least {line}{track}. A name from none of the {n} languages can '
             f'still look confident. {small}</div>')
 
 

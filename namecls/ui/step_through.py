@@ -251,11 +251,11 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
     traced = [view, norm_line, letters_key, confidence, trajectory_img, trajectory_key, decision, unit, unit_view,
               units_img, all_units, map_img, map_key, map_note, *per_step]
     triggers = [name.submit, button.click, model.input]
-    gr.on(triggers, new_trace, [name, model, k, view], traced, validator=name_validator, api_name="ui_trace", **ui)
     clear_when_rejected(triggers, name, {norm_line: "", letters: "", letters_key: "", confidence: "",
                                          step_label: None, trajectory_img: "", trajectory_marks: "",
                                          trajectory_key: "", decision: "", neighbours: "", map_marks: "",
-                                         heatmap: "", unit_view: "", units_img: ""}, **ui)
+                                         heatmap: "", unit_view: "", units_img: ""}, **ui)  # before the trace
+    gr.on(triggers, new_trace, [name, model, k, view], traced, validator=name_validator, api_name="ui_trace", **ui)
     tab.select(trace_if_stale, [name, model, k, view], traced, api_name="ui_trace_tab", **ui)
     quiet = dict(show_progress="hidden", **ui)
     step.input(show, [step, view], per_step, api_name="ui_step", trigger_mode="always_last", **quiet)
