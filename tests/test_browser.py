@@ -1,14 +1,19 @@
-"""A real browser on the real app: headless Debian Chromium driven by Playwright.
+"""A real browser on the real app: headless Debian Chromium driven by Playwright, on a laptop and on a phone.
 
-Types a name and sees a top-k label, steps through it (the stepper moves, the marked column follows), plays it,
-switches model, compares, runs a batch with hostile input, and saves a screenshot of every tab into
-``test-artifacts/``. The page must make no request off localhost.
+At 1366×900 and at 390×844 (one browser, a new page per viewport) it classifies by Enter and by an example,
+rejects bad names without leaving a stale answer, steps through a name with the ← / → keys, the buttons and Play,
+switches model, compares, runs a batch with hostile input and an empty one, and opens the model card. On every
+tab nothing may be wider than the screen. Screenshots of every tab, and of Step through for two names with both
+models, go to ``test-artifacts/``. The page must make no request off 127.0.0.1, show no injected markup and log
+no console error (besides the 422 answers of the name validator).
 
 Skips when /usr/bin/chromium or Playwright is missing, unless ``NAMECLS_CI=1``: then it fails.
 """
 
+import json
 import os
 import re
+import statistics
 import time
 from pathlib import Path
 
@@ -24,6 +29,9 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMEOUT = 30_000  # ms: generous, the CI machine is shared with training jobs
+VIEWPORTS = [(1366, 900), (390, 844)]  # a laptop, a phone
+XSS = "<img src=x onerror=window.__xss=1>"
+BATCH_NAMES = ["Nguyen", "O'Neill", "12345", XSS, "😀", "Demirkan"]
 
 
 def _missing(reason: str):
@@ -43,172 +51,342 @@ def url():
     import app
 
     _, address, _ = app.demo.launch(prevent_thread_lock=True, quiet=True, **app.LAUNCH_KWARGS)
-    yield address
+    yield address.rstrip("/")
     app.demo.close()
 
 
 @pytest.fixture(scope="module")
-def page(url):
+def browser(url):
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1280, "height": 900})
-        pg.set_default_timeout(TIMEOUT)
-        pg.external_requests = []
-        pg.on("request", lambda r: None if r.url.startswith((url.rstrip("/"), "data:", "blob:"))
-              else pg.external_requests.append(r.url))
-        pg.dialogs = []
-        pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
-        pg.goto(url)
-        yield pg
-        browser.close()
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
 
 
-def _record(name, seconds):
-    import json
-    import statistics
+def _is_join(address: str) -> bool:
+    """The queue's join call: where the name validator's refusal (HTTP 422) comes from."""
+    return address.split("?", 1)[0].endswith("/gradio_api/queue/join")
 
+
+class Watch:
+    """What a page did besides drawing: requests off 127.0.0.1, console errors, uncaught errors, dialogs and the
+    URLs that answered 422 (the name validator's refusals)."""
+
+    def __init__(self, page, url: str):
+        self.external, self.console, self.page_errors, self.dialogs, self.refused = [], [], [], [], []
+        page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else
+                self.external.append(r.url))
+        page.on("response", lambda r: self.refused.append(r.url) if r.status == 422 else None)
+        page.on("console", lambda m: self.console.append((m.text, (m.location or {}).get("url", "")))
+                if m.type == "error" else None)
+        page.on("pageerror", lambda err: self.page_errors.append(str(err)))
+        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+
+    def console_errors(self) -> list:
+        """Console errors other than the browser's note on a validator refusal (422 from the queue's join call)."""
+        return [(text, where) for text, where in self.console
+                if not ("422" in text and "Failed to load resource" in text and _is_join(where))]
+
+
+@pytest.fixture(params=VIEWPORTS, ids=lambda v: f"{v[0]}x{v[1]}")
+def page(request, browser, url):
+    width, height = request.param
+    pg = browser.new_page(viewport={"width": width, "height": height})
+    pg.set_default_timeout(TIMEOUT)
+    pg.watch = Watch(pg, url)
+    pg.goto(url)
+    pg.locator("#name input, #name textarea").first.wait_for()
+    yield pg
+    pg.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def open_tab(page, name: str) -> None:
+    """Open a top-level tab; on a narrow screen Gradio moves the tabs it cannot fit into a "More tabs" (⋯) menu."""
+    tab = page.locator("#tabs").get_by_role("tab", name=name, exact=True)
+    if tab.count() and tab.first.is_visible():
+        tab.first.click()
+    else:
+        page.get_by_role("button", name="More tabs").click()
+        page.locator(".overflow-dropdown button").filter(has_text=re.compile(rf"^\s*{re.escape(name)}\s*$")).click()
+
+
+# The elements that make the page scroll sideways: those sticking out past the right edge of the screen (unless
+# inside a box within the screen that clips or scrolls its overflow) with no such element inside them, and that
+# do not merely fill a parent widened by something else; widest first.
+WIDEST_JS = """
+() => {
+  const limit = window.innerWidth;
+  const clips = (el) => {  // inside a box within the screen that clips or scrolls its overflow
+    for (let a = el.parentElement; a && a !== document.body; a = a.parentElement)
+      if (getComputedStyle(a).overflowX !== "visible" && a.getBoundingClientRect().right <= limit + 0.5) return true;
+    return false;
+  };
+  const name = (el) => {
+    const cls = typeof el.className === "string" ? el.className.trim().split(/\\s+/).filter(Boolean) : [];
+    return el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") + (cls.length ? "." + cls.slice(0, 3).join(".") : "");
+  };
+  const path = (el) => {
+    const ids = [];
+    for (let a = el; a && a !== document.body; a = a.parentElement) if (a.id) ids.push(a.id);
+    return ids.slice(0, 4).join(" < ");
+  };
+  const out = [];
+  for (const el of document.body.querySelectorAll("*")) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.right <= limit + 0.5 || clips(el)) continue;
+    out.push({el, r, text: `${name(el)} (right edge ${Math.round(r.right)} px, width ${Math.round(r.width)} px; ` +
+                           `in ${path(el)})`});
+  }
+  const fills = (o) => {  // exactly fills its parent's content box: widened along with it
+    const p = o.el.parentElement;
+    if (!p) return false;
+    const s = getComputedStyle(p), b = p.getBoundingClientRect();
+    const left = b.left + parseFloat(s.borderLeftWidth) + parseFloat(s.paddingLeft);
+    const right = b.right - parseFloat(s.borderRightWidth) - parseFloat(s.paddingRight);
+    return Math.abs(o.r.left - left) < 1 && Math.abs(o.r.right - right) < 1;
+  };
+  const wider = (a, b) => b.r.width - a.r.width;
+  const leaves = out.filter((o) => !out.some((p) => p !== o && o.el.contains(p.el)));
+  const culprits = [...leaves.filter((o) => !fills(o)).sort(wider), ...leaves.filter(fills).sort(wider)];
+  return {scrollWidth: document.documentElement.scrollWidth, innerWidth: limit,
+          widest: culprits.slice(0, 5).map((o) => o.text)};
+}
+"""
+
+
+def check_width(page, where: str, problems: list) -> None:
+    """Nothing on the page wider than the screen: ``scrollWidth <= innerWidth``; else note the culprits."""
+    page.wait_for_timeout(150)  # let a layout after the last update settle
+    m = page.evaluate(WIDEST_JS)
+    if m["scrollWidth"] > m["innerWidth"]:
+        problems.append(f"{where}: page is {m['scrollWidth']} px wide on a {m['innerWidth']} px screen; "
+                        f"sticking out: {m['widest']}")
+
+
+def shot(page, name: str) -> None:
+    page.wait_for_timeout(300)  # let images decode and transitions finish
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def blur(page) -> None:
+    """Take the focus off any text box, so that ← / → reach the page's key handler."""
+    page.locator("#letters-key").click(position={"x": 2, "y": 2})
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+
+
+def shown(details: dict):
+    """The confidence line's "top probability, 66.6%" of ``details`` (3 decimals where 1 would equal the line's)."""
+    p = 100 * details["top_probability"]
+    return re.compile(rf"top probability, ({p:.1f}|{p:.3f})%")
+
+
+def _record(name: str, seconds: list[float]) -> None:
     path = ARTIFACTS / "timings.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data[name] = {"median_ms": round(1000 * statistics.median(seconds), 2), "n": len(seconds)}
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def shot(page, name):
-    time.sleep(0.4)  # let images decode and transitions finish
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+# ---------------------------------------------------------------------------------------------------------------
+# The whole flow, at each viewport
 
 
+@pytest.mark.timeout(600)
 def test_the_app_in_a_browser(page):
     from playwright.sync_api import expect
 
-    expect.set_options(timeout=TIMEOUT)
-
-    # -- Classify: type, Enter, see the top-k label and the normalisation line -------------------------------
-    box = page.locator("#name input, #name textarea").first
-    box.fill("Nguyen")
-    box.press("Enter")
-    expect(page.locator("#label")).to_contain_text("%")
-    expect(page.locator("#normalisation")).to_contain_text("Nguyen")
-    languages = page.locator("#label").inner_text()
-    assert re.search(r"(Vietnamese|Chinese|Korean|Russian|English|Arabic|[A-Z][a-z]+)\s", languages)
-
-    page.locator("#name").get_by_role("textbox").fill("")
-    page.get_by_role("button", name="Ślusàrski").click()  # an example
-    expect(page.locator("#normalisation")).to_contain_text("→ Slusarski")
-
-    box.fill("12345")
-    box.press("Enter")
-    expect(page.locator("#name")).to_contain_text("no letters")  # the validator marks the name box
-    box.fill("<img src=x onerror=window.__xss=1>Nguyen")
-    box.press("Enter")
-    expect(page.locator("#normalisation")).to_contain_text("<img src=x onerror=window.__xss=1>Nguyen")
-    assert page.locator("#normalisation img").count() == 0
-    box.fill("Nguyen")
-    box.press("Enter")
-    expect(page.locator("#normalisation")).to_contain_text("read as typed")
-    expect(page.locator("#confidence")).to_contain_text("nats")  # how sure, beside the answer
-    shot(page, "1-classify")
-    gru_answer = page.locator("#label").inner_text()
-    page.locator("#model").get_by_text("RNN").click()  # switching model classifies again
-    expect(page.locator("#label")).not_to_have_text(gru_answer)
-    expect(page.locator("#label")).to_contain_text("%")
-    # Wait until the RNN's event has finished (its confidence line is there): a click on GRU while it is still
-    # running would be dropped (trigger_mode "once").
     import app
-    from namecls import render, service
+    from namecls import service
 
-    rnn_top = service.predict_details(app.MODELS, "Nguyen", "rnn", 5)["top_probability"]
-    expect(page.locator("#confidence")).to_contain_text(f"top probability {render.percent(rnn_top)}")
-    page.locator("#model").get_by_text("GRU").click()
-    expect(page.locator("#label")).to_have_text(gru_answer)
+    expect.set_options(timeout=TIMEOUT)
+    width = page.viewport_size["width"]
+    problems = []  # pages wider than the screen, collected over all tabs
 
-    # -- Step through: the classified name is traced when the tab opens ---------------------------------------
-    page.get_by_role("tab", name="Step through").click()
-    display = page.locator("#trace-display")
-    expect(display).to_contain_text("Character 6 of 6")
+    # -- Classify -----------------------------------------------------------------------------------------------
+    box = page.locator("#name input, #name textarea").first
+    label, confidence, norm = page.locator("#label"), page.locator("#confidence"), page.locator("#normalisation")
+    box.fill("Nguyen")
+    box.press("Enter")  # Enter classifies
+    expect(label).to_contain_text("%")
+    expect(norm).to_contain_text("Nguyen is read as typed")
+    expect(confidence).to_contain_text("nats")
+
+    page.get_by_role("button", name=re.compile(r"^\s*Ślusàrski ·")).click()  # an example fills and classifies
+    expect(box).to_have_value("Ślusàrski")
+    expect(norm).to_contain_text("→ Slusarski")
+    expect(label).to_contain_text("Polish")
+
+    # A rejected name marks the box and leaves no answer of the previous name on screen.
+    for bad, reason in (("", "name is empty"), ("A" * 65, "too long")):
+        box.fill("Qin")
+        box.press("Enter")
+        expect(norm).to_contain_text("Qin is read as typed")
+        expect(label).to_contain_text("%")
+        box.fill(bad)
+        box.press("Enter")
+        expect(page.locator("#name")).to_contain_text(reason)
+        expect(label).not_to_contain_text("%")
+        expect(confidence).to_have_text("")
+        expect(norm).to_have_text("")
+
+    box.fill(XSS + "Nguyen")  # user text is shown as text
+    box.press("Enter")
+    expect(norm).to_contain_text(XSS + "Nguyen")
+    expect(label).to_contain_text("%")
+    assert page.locator("#normalisation img").count() == 0
+
+    box.fill("Nguyen")
+    box.press("Enter")
+    expect(norm).to_contain_text("Nguyen is read as typed")
+    gru = service.predict_details(app.MODELS, "Nguyen", "gru", 3)
+    rnn = service.predict_details(app.MODELS, "Nguyen", "rnn", 3)
+    expect(confidence).to_contain_text(shown(gru))
+    check_width(page, "Classify", problems)
+    shot(page, f"{width}-1-classify")
+    page.locator("#model").get_by_text("RNN", exact=True).click()  # switching model classifies again
+    expect(confidence).to_contain_text(shown(rnn))
+    expect(label).to_contain_text(next(iter(rnn["top"])))
+    page.locator("#model").get_by_text("GRU", exact=True).click()
+    expect(confidence).to_contain_text(shown(gru))
+
+    # -- Step through: the classified name is traced when the tab opens -----------------------------------------
+    open_tab(page, "Step through")
+    display, number = page.locator("#trace-display"), page.locator("#step input[type=number]")
+    trajectory_img = page.locator("#trajectory img")
+    band, current = page.locator("#trajectory .step-mark").first, page.locator("#state-map .map-current")
+    has_map = app.MODELS["gru"].projection is not None
+
+    def at(step: int, of: int) -> None:
+        """The stepper shows character ``step`` (1-based) of ``of`` everywhere."""
+        expect(display).to_contain_text(f"Character {step} of {of}")
+        expect(number).to_have_value(str(step))
+        expect(display.locator("td.ch.current")).to_have_attribute("data-step", str(step - 1))
+        expect(band).to_have_attribute("data-step", str(step - 1))
+        if has_map:
+            expect(current).to_have_attribute("data-step", str(step - 1))
+
+    at(6, 6)
+    expect(trajectory_img).to_have_attribute("alt", re.compile(r"^GRU: .* of Nguyen$"))
     expect(page.locator("#step-label")).to_contain_text("%")
-    expect(page.locator("#heatmap .step-mark").first).to_have_attribute("data-step", "5")
-    number = page.locator("#step input[type=number]")
-    expect(number).to_have_value("6")
-
-    page.locator("#prev").click()
-    expect(display).to_contain_text("Character 5 of 6")
-    expect(number).to_have_value("5")
-    expect(page.locator("#heatmap .step-mark").first).to_have_attribute("data-step", "4")
-    expect(page.locator("#trajectory .step-mark")).to_have_attribute("data-step", "4")
-    page.locator("#prev").click()
-    page.locator("#prev").click()
-    expect(display).to_contain_text("Character 3 of 6")
-    page.locator("#next").click()
-    expect(display).to_contain_text("Character 4 of 6")
-    expect(display.locator(".ch.current")).to_have_text("y")
-    if page.locator("#state-map img").count():  # the hidden-state map: the path so far, the current step marked
-        expect(page.locator("#state-map .map-current")).to_have_attribute("data-step", "3")
-        expect(page.locator("#state-map .map-point")).to_have_count(4)
-    else:
+    expect(page.locator("#heatmap table.heat")).to_be_visible()
+    if not has_map:
         expect(page.locator("#state-map")).to_contain_text("no hidden-state map")
-    shot(page, "2-step-through-gru")
+    check_width(page, "Step through (Nguyen, GRU)", problems)
+    shot(page, f"{width}-2-step-through")
+    shot(page, f"{width}-step-Nguyen-gru")
 
-    # Play runs on to the last character and stops by itself (intermediate steps can pass between two polls of a
-    # loaded machine, so only the end is checked).
+    seconds = []
+
+    def timed(action, step: int, of: int) -> None:
+        start = time.perf_counter()
+        action()
+        at(step, of)
+        seconds.append(time.perf_counter() - start)
+
+    blur(page)
+    timed(lambda: page.keyboard.press("ArrowLeft"), 5, 6)
+    timed(lambda: page.keyboard.press("ArrowLeft"), 4, 6)
+    expect(display.locator("td.ch.current")).to_have_text("y")
+    if has_map:
+        expect(page.locator("#state-map .map-point")).to_have_count(4)  # the path so far
+    timed(lambda: page.keyboard.press("ArrowRight"), 5, 6)
+    timed(lambda: page.locator("#prev").click(), 4, 6)
+    timed(lambda: page.locator("#prev").click(), 3, 6)
+    timed(lambda: page.locator("#next").click(), 4, 6)
+    _record(f"step_change_browser_{width}", seconds)
+    page.locator("#next").click()
+    at(5, 6)
+    page.locator("#next").click()
+    at(6, 6)
+
+    # Play from the last character starts again from the first and stops by itself at the last one.
     page.locator("#play").click()
+    expect(page.locator("#play")).to_contain_text("Pause")
     expect(display).to_contain_text("Character 6 of 6")
     expect(page.locator("#play")).to_contain_text("Play")
+    at(6, 6)
 
-    # Switch model: the RNN's trace replaces the GRU's.
-    page.locator("#trace-model").get_by_text("RNN").click()
-    expect(page.locator("#heatmap img")).to_have_attribute("alt", re.compile("^RNN hidden state"))
-    expect(display).to_contain_text("Character 6 of 6")
-    page.locator("#prev").click()
-    expect(display).to_contain_text("Character 5 of 6")
-    shot(page, "3-step-through-rnn")
+    page.locator("#trace-model").get_by_text("RNN", exact=True).click()  # switching model traces again
+    expect(trajectory_img).to_have_attribute("alt", re.compile(r"^RNN: .* of Nguyen$"))
+    at(6, 6)
+    check_width(page, "Step through (Nguyen, RNN)", problems)
+    shot(page, f"{width}-step-Nguyen-rnn")
 
-    # How long a step change takes as the user sees it: click → the caption shows the new character.
-    seconds = []
-    for i in range(10):
-        target = 4 if i % 2 == 0 else 5
-        start = time.perf_counter()
-        page.locator("#prev" if target == 4 else "#next").click()
-        expect(display).to_contain_text(f"Character {target} of 6")
-        seconds.append(time.perf_counter() - start)
-    _record("step_change_browser_click", seconds)
+    trace_box = page.locator("#trace-name input, #trace-name textarea").first
+    trace_box.fill("Ślusàrski")
+    trace_box.press("Enter")
+    expect(trajectory_img).to_have_attribute("alt", re.compile(r"^RNN: .* of Slusarski$"))
+    at(9, 9)
+    check_width(page, "Step through (Ślusàrski, RNN)", problems)
+    shot(page, f"{width}-step-Slusarski-rnn")
+    page.locator("#trace-model").get_by_text("GRU", exact=True).click()
+    expect(trajectory_img).to_have_attribute("alt", re.compile(r"^GRU: .* of Slusarski$"))
+    at(9, 9)
+    check_width(page, "Step through (Ślusàrski, GRU)", problems)
+    shot(page, f"{width}-step-Slusarski-gru")
 
-    # -- Compare ---------------------------------------------------------------------------------------------
-    page.get_by_role("tab", name="Compare").click()
-    expect(page.locator("#compare-rnn")).to_contain_text("%")
-    expect(page.locator("#compare-gru")).to_contain_text("%")
-    shot(page, "4-compare")
+    trace_box.fill("12345")  # rejected: no stale answer
+    trace_box.press("Enter")
+    expect(page.locator("#trace-name")).to_contain_text("no letters")
+    expect(display).to_have_text("")
+    expect(page.locator("#step-label")).not_to_contain_text("%")
+    expect(page.locator("#trace-confidence")).to_have_text("")
 
-    # -- Batch: pasted names with hostile ones, shown as text; CSV offered ------------------------------------
-    page.get_by_role("tab", name="Batch").click()
-    page.locator("#batch-text textarea").fill("Nguyen\nO'Neill\n12345\n<img src=x onerror=window.__xss=1>\n😀\nDemirkan")
+    # -- Compare: the Classify tab's name, both models -------------------------------------------------------
+    open_tab(page, "Compare")
+    expect(page.locator("#compare-name input, #compare-name textarea").first).to_have_value("Nguyen")
+    for kind in ("rnn", "gru"):
+        expect(page.locator(f"#compare-{kind}")).to_contain_text("%")
+        expect(page.locator(f"#compare-{kind}-letters table.letters")).to_be_visible()
+        expect(page.locator(f"#compare-{kind}-trajectory img")).to_be_visible()
+    check_width(page, "Compare", problems)
+    shot(page, f"{width}-3-compare")
+
+    # -- Batch: pasted names with hostile ones, shown as text; CSV offered; nothing pasted is a plain message ---
+    open_tab(page, "Batch")
+    pasted = page.locator("#batch-text textarea")
+    pasted.fill("\n".join(BATCH_NAMES))
     page.locator("#batch-btn").click()
-    expect(page.locator("#batch-summary")).to_contain_text("6 names classified")
-    table = page.locator("#batch-table")
-    expect(table).to_contain_text("<img src=x onerror=window.__xss=1>")
+    summary, table = page.locator("#batch-summary"), page.locator("#batch-table")
+    expect(summary).to_contain_text("6 names classified")
+    expect(table).to_contain_text(XSS)
     expect(table).to_contain_text("no letters")
+    expect(table).to_contain_text("how sure")
     assert table.locator("img").count() == 0
     expect(page.locator("#batch-download")).to_be_visible()
-    shot(page, "5-batch")
+    check_width(page, "Batch", problems)
+    shot(page, f"{width}-4-batch")
+    pasted.fill("")
+    page.locator("#batch-btn").click()
+    expect(summary).to_contain_text("Nothing to classify yet")
+    expect(table).not_to_contain_text("Nguyen")
+    expect(page.locator("#batch-download")).to_be_hidden()
+    page.wait_for_timeout(300)
+    assert page.locator(".toast-body.error, .toast-body").count() == 0, page.locator(".toast-body").all_inner_texts()
+    assert page.locator("[role=dialog]:visible, .modal:visible").count() == 0
 
-    # -- Model card ------------------------------------------------------------------------------------------
-    page.get_by_role("tab", name="Model card").click()
+    # -- Model card: figures drawn on the first visit, limitations ---------------------------------------------
+    open_tab(page, "Model card")
+    expect(page.locator("#card-rnn-confusion img")).to_be_visible()
+    expect(page.locator("#card-rnn-training img")).to_be_visible()
     expect(page.get_by_text("A surname is not a nationality, an ethnicity")).to_be_visible()
     expect(page.locator("#headline")).to_contain_text("GRU")
-    # The figures are drawn on the first visit to the tab.
-    for which in ("confusion", "training", "reliability"):
-        expect(page.locator(f"#card-rnn-{which} img")).to_be_visible(timeout=30_000)
-    shot(page, "6-model-card")
-    page.get_by_role("tab", name="GRU", exact=True).click()
-    expect(page.locator("#card-gru-confusion img")).to_be_visible()
-    # A second visit resends nothing and keeps the figures.
-    page.get_by_role("tab", name="Classify").click()
-    page.get_by_role("tab", name="Model card").click()
-    expect(page.locator("#card-gru-reliability img")).to_be_visible()
+    check_width(page, "Model card", problems)
+    shot(page, f"{width}-5-model-card")
 
+    # -- The whole page ---------------------------------------------------------------------------------------
+    watch = page.watch
     assert page.evaluate("window.__xss") is None  # no injected markup ever ran
-    assert page.dialogs == []
-    assert page.external_requests == [], page.external_requests
+    assert not problems, "\n".join(problems)
+    assert watch.dialogs == []
+    assert watch.external == [], watch.external
+    assert watch.page_errors == [], watch.page_errors
+    assert watch.console_errors() == [], watch.console_errors()
+    assert watch.refused and all(_is_join(u) for u in watch.refused), watch.refused
