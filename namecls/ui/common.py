@@ -30,17 +30,17 @@ class Example:
 
 
 EXAMPLES = [
-    Example("O'Connell", "O'Connell · Irish, held out from training: both models right and confident",
+    Example("O'Connell", "O'Connell · Irish, unseen in training: both right, confident",
             ("Irish",), held_out=True, confident=True),
-    Example("Fujita", "Fujita · Japanese, held out: both right and confident", ("Japanese",), held_out=True,
+    Example("Fujita", "Fujita · Japanese, unseen: both right, confident", ("Japanese",), held_out=True,
             confident=True),
     Example("Ślusàrski", "Ślusàrski · read as Slusarski: Polish, both right", ("Polish",)),
     Example("Nguyen", "Nguyen · Vietnamese: both right", ("Vietnamese",)),
-    Example("Brady", "Brady · listed as English and as Irish: both models split between the two",
+    Example("Brady", "Brady · English and Irish in the data: both split",
             ("English", "Irish")),
-    Example("Hong", "Hong · listed as Chinese and as Korean: both split between the two", ("Chinese", "Korean")),
-    Example("Yilmaz", "Yilmaz · Turkish, none of the 18: both models not sure", confident=False),
-    Example("Demirkan", "Demirkan · Turkish, none of the 18: both models confident, and wrong", confident=True),
+    Example("Hong", "Hong · Chinese and Korean in the data: both split", ("Chinese", "Korean")),
+    Example("Yilmaz", "Yilmaz · Turkish, none of the 18: both not sure", confident=False),
+    Example("Demirkan", "Demirkan · Turkish: both confident, and wrong", confident=True),
 ]
 
 

@@ -29,7 +29,8 @@ CSS = """
 .fig-stack > .fig-marks { position: absolute !important; top: 0; left: 0; width: 100%; pointer-events: none; }
 .tab-container { flex-wrap: wrap; }  /* gradio measures the tab bar on a hidden copy that must not widen the page */
 .scroll-x { overflow-x: auto; max-width: 100%; contain: inline-size; }  /* wide content scrolls in its box */
-.table-wrap { contain: inline-size; }  /* a wide table scrolls inside its box, not the page */
+.table-wrap { contain: inline-size; }
+#batch-table th, #batch-table th * { word-break: normal !important; overflow-wrap: normal !important; }  /* a wide table scrolls inside its box, not the page */
 .letters, .heat { width: auto !important; margin: 0.2rem 0 !important; border: none !important; }
 .letters td, .letters th, .heat td, .heat th { border: none !important; }
 .chips { display: flex; flex-wrap: wrap; gap: 0.25rem 0.8rem; font-size: 0.9rem; margin: 0.2rem 0; }
