@@ -75,6 +75,9 @@ CSS = """
   .map-svg text.lang { font-size: 22px; stroke-width: 4px; }  /* SVG units: the map is drawn at about half size */
   .map-svg text.step-letter { font-size: 26px; }
   .map-svg text.axis { font-size: 22px; }
+  /* model-card figures keep a readable size and scroll sideways inside their box */
+  [id^="card-"].block { overflow-x: auto !important; contain: inline-size; }
+  [id^="card-"] img { min-width: 620px; max-width: none !important; }
 }
 """
 
