@@ -76,3 +76,38 @@ def _clean_split(data: NamesData, seed: int) -> Split:
     parts = np.array([part_of[n] for n in names])
     train, val, test = (np.flatnonzero(parts == k) for k in range(3))
     return Split("clean", seed, names, targets.tolist(), train, val, test)
+
+
+def make_folds(data: NamesData, n_folds: int = 5, seed: int = 0) -> list[Split]:
+    """``n_folds`` cross-validation splits of the clean protocol's unique (name, language) pairs.
+
+    The test parts come from :class:`~sklearn.model_selection.StratifiedGroupKFold` grouped by name string and
+    stratified by each name's rarest language (as the ``clean`` split does): every name is in exactly one test
+    part, with all its languages. The rest of each fold is split 8:1 into train and validation over unique name
+    strings, with the same stratification. Deterministic for ``seed``; each Split's ``seed`` is that seed.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be at least 2, not {n_folds}")
+    pairs = sorted(set(zip(data.names, data.targets)))
+    names = [n for n, _ in pairs]
+    targets = np.array([t for _, t in pairs])
+    frequency = np.bincount(targets, minlength=len(data.labels))
+    stratum_of: dict[str, int] = {}
+    for name, target in pairs:
+        if name not in stratum_of or frequency[target] < frequency[stratum_of[name]]:
+            stratum_of[name] = int(target)
+    pair_strata = np.array([stratum_of[n] for n in names])
+    kfold = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    folds = []
+    for _, test in kfold.split(np.zeros(len(pairs)), pair_strata, groups=names):
+        test_set = {names[i] for i in test}
+        rest = sorted({n for n in names if n not in test_set})
+        rest_strata = np.array([stratum_of[n] for n in rest])
+        _, val_names = train_test_split(rest, test_size=1 / 9, stratify=rest_strata, random_state=seed)
+        val_set = set(val_names)
+        parts = np.array([2 if n in test_set else 1 if n in val_set else 0 for n in names])
+        train, val, test = (np.flatnonzero(parts == k) for k in range(3))
+        folds.append(Split("clean", seed, names, targets.tolist(), train, val, test))
+    return folds
