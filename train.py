@@ -13,10 +13,10 @@ from pathlib import Path
 
 import torch
 
-from namecls import checkpoint
+from namecls import checkpoint, posthoc
 from namecls.data import download, read_names
 from namecls.evaluation import results_table
-from namecls.experiment import DRY_RUN, checkpoint_extra, run
+from namecls.experiment import DRY_RUN, checkpoint_extra, default_text, run
 from namecls.splits import PROTOCOLS, make_split
 
 
@@ -40,11 +40,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--protocol", choices=PROTOCOLS, default="clean",
                    help="clean: unique names, grouped 80/10/10 split (default); seed: the article's 10%% row split")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and the batch order")
-    p.add_argument("--epochs", type=positive(int), help="maximum number of epochs (default: the model's own)")
-    p.add_argument("--batch-size", type=positive(int), help="names per mini-batch (default: 64)")
-    p.add_argument("--lr", type=positive(float), help="peak learning rate of the one-cycle schedule (default: 3e-3)")
-    p.add_argument("--hidden-size", type=positive(int), help="hidden units per layer (default: 256)")
-    p.add_argument("--layers", type=positive(int), help="GRU layers (default: 2; the RNN has one)")
+    p.add_argument("--epochs", type=positive(int), help=f"maximum number of epochs (default: {default_text('epochs')})")
+    p.add_argument("--batch-size", type=positive(int),
+                   help=f"names per mini-batch (default: {default_text('batch_size')})")
+    p.add_argument("--lr", type=positive(float),
+                   help=f"peak learning rate of the one-cycle schedule (default: {default_text('lr')})")
+    p.add_argument("--hidden-size", type=positive(int),
+                   help=f"hidden units per layer (default: {default_text('hidden_size')})")
+    p.add_argument("--layers", type=positive(int),
+                   help=f"GRU layers (default: {default_text('num_layers')}; the RNN has one)")
     p.add_argument("--backprop", choices=["autograd", "manual"], default="autograd",
                    help="how the RNN's gradients are computed: autograd (default) or manual, the hand-written "
                         "backpropagation through time of namecls/bptt.py (RNN only)")
@@ -78,9 +82,13 @@ def main(argv=None) -> None:
     for kind in ["rnn", "gru"] if args.model == "all" else [args.model]:
         model, metrics = run(kind, data, split, model_overrides, train_overrides,
                              with_baselines=not args.dry_run, progress=not args.no_progress)
-        folder = checkpoint.save(Path(args.out) / kind, model, data.labels, checkpoint_extra(data, split, metrics), metrics)
+        fitted = posthoc.fit_on_split(model, data.labels, split)
+        metrics |= fitted.metrics
+        folder = checkpoint.save(Path(args.out) / kind, model, data.labels, checkpoint_extra(data, split, metrics),
+                                 metrics, fitted)
         print(f"\n{kind.upper()} on the {split.protocol} test split ({metrics['test']['n']} names), "
-              f"{metrics['training_seconds']:.0f} s of training, saved to {folder}\n{results_table(metrics)}\n")
+              f"{metrics['training_seconds']:.0f} s of training, saved to {folder}\n{results_table(metrics)}\n"
+              f"{posthoc.coverage_line(metrics)}\n")
 
 
 if __name__ == "__main__":

@@ -18,22 +18,17 @@ right*. The entropy of the prediction (nats; at most ln 18 ≈ 2.89) is reported
 18 languages (a Turkish "Demirkan") has no right answer at all, and tends to get a flat, low-topped prediction:
 the flag is the model's only way of saying "not sure". A checkpoint without a fitted rule uses ``DEFAULT_RULE``.
 
-Add all of this to an already-trained checkpoint, without retraining (also refits the hidden-state map and the
-explanation data, :mod:`namecls.explain`):
-
-    python -m namecls.calibration --checkpoint checkpoints/gru --data-dir ../shared/data/names
+This module holds the maths only, as pure functions. :mod:`namecls.posthoc` fits it (with everything else fitted
+after training) and ``python -m namecls.refit`` adds it to an already-trained checkpoint.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import math
-import os
-import sys
-from pathlib import Path
 
 import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import entr, log_softmax
 
 N_BINS = 15
 TEMPERATURE_BOUNDS = (0.05, 20.0)
@@ -46,19 +41,14 @@ DEFAULT_RULE = {"score": "top_probability", "threshold": 0.5,
 # Probabilities and scores
 
 
-def _log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    z = z - z.max(axis=axis, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
-
-
 def softmax(logits, temperature: float = 1.0) -> np.ndarray:
     """Row-wise ``softmax(logits / temperature)`` in float64, numerically stable."""
-    return np.exp(_log_softmax(np.asarray(logits, dtype=np.float64) / float(temperature), axis=-1))
+    return np.exp(log_softmax(np.asarray(logits, dtype=np.float64) / float(temperature), axis=-1))
 
 
 def nll(logits, targets, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of ``targets`` under ``softmax(logits / temperature)``."""
-    logp = _log_softmax(np.asarray(logits, dtype=np.float64) / float(temperature), axis=-1)
+    logp = log_softmax(np.asarray(logits, dtype=np.float64) / float(temperature), axis=-1)
     targets = np.asarray(targets)
     return float(-logp[np.arange(len(targets)), targets].mean())
 
@@ -68,8 +58,6 @@ def fit_temperature(logits, targets, bounds: tuple[float, float] = TEMPERATURE_B
 
     NLL is convex in 1/T, so it has a single minimum: the search is deterministic and needs no starting point.
     """
-    from scipy.optimize import minimize_scalar  # here: inference never needs scipy
-
     logits, targets = np.asarray(logits, dtype=np.float64), np.asarray(targets)
     if len(targets) == 0:
         return 1.0
@@ -83,8 +71,7 @@ def fit_temperature(logits, targets, bounds: tuple[float, float] = TEMPERATURE_B
 
 def entropy(probs, axis: int = -1) -> np.ndarray:
     """Shannon entropy in nats of each probability vector (0: certain; ln C: uniform over C languages)."""
-    p = np.asarray(probs, dtype=np.float64)
-    return -(p * np.log(np.clip(p, 1e-300, None))).sum(axis=axis)
+    return entr(np.asarray(probs, dtype=np.float64)).sum(axis=axis)
 
 
 def _bins(confidence: np.ndarray, n_bins: int) -> np.ndarray:
@@ -202,104 +189,3 @@ def calibrate(val_logits, val_targets, test_logits, test_targets, n_bins: int = 
     flags = {**rule, "validation": flag_rates(calibrated["validation"], val_targets, rule),
              "test": flag_rates(calibrated["test"], test_targets, rule)}
     return {"temperature": temperature, "low_confidence": rule}, {"calibration": report, "low_confidence": flags}
-
-
-def post_training(model, labels: list[str], split, val_logits, test_logits,
-                  with_projection: bool = True) -> tuple[dict, dict, object, object]:
-    """Calibration and (``with_projection``) the hidden-state map and the explanation data for a trained ``model``
-    on ``split``, given the model's logits on its validation and test parts.
-
-    Returns ``(config_fields, metrics_fields, projection or None, explain or None)``. Used by :func:`namecls.experiment.run` and by
-    this module's command line (on an existing checkpoint): both give the same numbers for the same model and split.
-    """
-    from . import explain, projection
-
-    config_fields, metrics_fields = calibrate(val_logits, split.part("val")[1], test_logits, split.part("test")[1])
-    if not with_projection:
-        return config_fields, metrics_fields, None, None
-    proj = projection.fit(model, *split.part("train"), labels, validation=split.part("val"))
-    metrics_fields["projection"] = {k: proj.summary[k] for k in ("method", "fitted_on", "n_names", "axis_share",
-                                                                 "axis_share_meaning", "evidence")}
-    fitted = explain.fit(model, *split.part("train"), labels)
-    metrics_fields["explain"] = {k: fitted.summary[k] for k in ("methods", "fitted_on", "n_distinct_train_names",
-                                                                "n_prefix_states", "k")}
-    return config_fields, metrics_fields, proj, fitted
-
-
-def summary_line(metrics: dict) -> str:
-    """'T = 1.31; test ECE 0.052 → 0.018; flagged 9.1% of test names (accuracy 41% vs 94%)'."""
-    cal, flag = metrics.get("calibration") or {}, metrics.get("low_confidence") or {}
-    if not cal:
-        return "not calibrated"
-    test, rates = cal.get("test", {}), flag.get("test", {})
-
-    def pct(v):
-        return "n/a" if v is None else f"{100 * v:.1f}%"
-
-    return (f"T = {cal['temperature']:.3f}; test ECE {test.get('ece_before', float('nan')):.4f} → "
-            f"{test.get('ece_after', float('nan')):.4f} (validation {cal['validation']['ece_before']:.4f} → "
-            f"{cal['validation']['ece_after']:.4f}); low confidence below top probability "
-            f"{flag.get('threshold', float('nan')):.3f}: flags {pct(rates.get('flag_rate'))} of test names "
-            f"(accuracy {pct(rates.get('accuracy_flagged'))} flagged vs {pct(rates.get('accuracy_confident'))} not)")
-
-
-def calibrate_checkpoint(folder: str | os.PathLike, data_dir: str | os.PathLike, with_projection: bool = True,
-                         allow_other_data: bool = False) -> dict:
-    """Add the temperature, the low-confidence rule and (``with_projection``) the hidden-state map and the explanation
-    data to an existing checkpoint, on the split its config records (protocol, split seed), without retraining.
-
-    Writes ``projection.*`` and ``explain.*``, then ``metrics.json``, then ``config.json``, each
-    atomically; the weights are not touched. Returns the updated metrics. Running it twice gives the same files.
-    """
-    from . import checkpoint
-    from .data import read_names
-    from .evaluation import predict_logits
-    from .splits import make_split
-
-    folder = Path(folder)
-    model, config, metrics = checkpoint.load(folder)
-    data = read_names(data_dir)
-    if data.fingerprint != config.get("data_fingerprint") and not allow_other_data:
-        raise ValueError(f"{data_dir} is not the data {folder} was trained on (fingerprint "
-                         f"{data.fingerprint[:12]}… ≠ {str(config.get('data_fingerprint'))[:12]}…): "
-                         "the split would differ. Pass --allow-other-data to go on anyway.")
-    if data.labels != config["labels"]:
-        raise ValueError(f"{data_dir} has languages {data.labels}, the checkpoint {config['labels']}")
-    split = make_split(data, config.get("protocol", "clean"), int(config.get("split_seed", 0)))
-    logits = [predict_logits(model, split.part(part)[0]) for part in ("val", "test")]
-    config_fields, metrics_fields, proj, fitted = post_training(model, config["labels"], split, *logits,
-                                                                with_projection)
-    if proj is not None:
-        checkpoint.save_projection(folder, proj)
-        checkpoint.save_explain(folder, fitted)
-    checkpoint.write_json(folder / checkpoint.METRICS_FILE, {**metrics, **metrics_fields})
-    checkpoint.write_json(folder / checkpoint.CONFIG_FILE, {**config, **config_fields})
-    return {**metrics, **metrics_fields}
-
-
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m namecls.calibration",
-                                description="Fit the temperature, the low-confidence rule, the hidden-state map "
-                                            "and the explanation data of existing checkpoints (validation split; no retraining).")
-    p.add_argument("--checkpoint", nargs="+", required=True, help="checkpoint folder(s), e.g. checkpoints/gru")
-    p.add_argument("--data-dir", default=os.environ.get("NAMECLS_DATA_DIR", "data/names"),
-                   help="the names folder the checkpoints were trained on (default: $NAMECLS_DATA_DIR or data/names)")
-    p.add_argument("--no-projection", action="store_true", help="calibrate only; leave the map and the explanation data as they are")
-    p.add_argument("--allow-other-data", action="store_true",
-                   help="go on when the data fingerprint differs from the checkpoint's")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
-    for folder in args.checkpoint:
-        try:
-            metrics = calibrate_checkpoint(folder, args.data_dir, not args.no_projection, args.allow_other_data)
-        except (OSError, ValueError) as err:
-            raise SystemExit(f"error: {folder}: {err}") from None
-        print(f"{folder}: {summary_line(metrics)}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -3,10 +3,16 @@
 ``config.json`` carries everything needed to rebuild and trust the model: architecture and hyperparameters,
 alphabet, labels in output order, normalisation, data fingerprint, protocol and split seed, package versions,
 and (when fitted) the softmax ``temperature`` and the ``low_confidence`` rule (see :mod:`namecls.calibration`).
-An optional hidden-state map rides along as ``projection.safetensors`` + ``projection.json`` (see
-:mod:`namecls.projection`), and the explanation data (reference names, unit order and contexts) as
-``explain.safetensors`` + ``explain.json`` (see :mod:`namecls.explain`). Every file is written atomically (temporary file, then rename), so an interrupted
-run leaves the old one intact.
+The other post-training fits (:class:`namecls.posthoc.Posthoc`) ride along, each optional:
+
+- ``conformal.safetensors`` + ``conformal.json``: prediction sets (:mod:`namecls.conformal`);
+- ``training_names.json``: the training split's names and languages (:mod:`namecls.seen`);
+- ``projection.safetensors`` + ``projection.json``: the hidden-state map (:mod:`namecls.projection`);
+- ``explain.safetensors`` + ``explain.json``: reference names, unit order and contexts (:mod:`namecls.explain`);
+- ``novelty.safetensors`` + ``novelty.json``: the "from elsewhere" score (``namecls.novelty``).
+
+Every file is written atomically (temporary file, then rename), so an interrupted run leaves the old one intact;
+:func:`save` writes the whole set, config.json last.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from .models import build, config_from_dict, config_to_dict
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE = "config.json", "model.safetensors", "metrics.json"
 PROJECTION_TENSORS, PROJECTION_JSON = "projection.safetensors", "projection.json"
 EXPLAIN_TENSORS, EXPLAIN_JSON = "explain.safetensors", "explain.json"
+CONFORMAL_TENSORS, CONFORMAL_JSON = "conformal.safetensors", "conformal.json"
+NOVELTY_TENSORS, NOVELTY_JSON = "novelty.safetensors", "novelty.json"
+TRAINING_NAMES_JSON = "training_names.json"
 FORMAT_VERSION = 1
 
 
@@ -60,13 +69,14 @@ def versions() -> dict:
 
 
 def save(folder: str | os.PathLike, model: torch.nn.Module, labels: list[str], extra: dict, metrics: dict,
-         projection=None, explain=None) -> Path:
-    """Write ``model`` and its metadata into ``folder`` (created if needed), each file atomically.
+         posthoc=None) -> Path:
+    """Write ``model``, its metadata and its post-training fits into ``folder`` (created if needed).
 
-    ``extra`` holds training facts (protocol, split seed, data fingerprint, training config) merged into config.json.
-    ``projection`` (default: ``model.projection``, set by :func:`namecls.experiment.run`) is the hidden-state map;
-    without one, a stale map in ``folder`` is removed. ``explain`` (default: ``model.explain``) likewise. Weights go first and config last, so a loader never pairs a
-    new config with old weights after a crash.
+    ``extra`` holds training facts (protocol, split seed, data fingerprint, training config) merged into config.json;
+    ``posthoc`` (a :class:`namecls.posthoc.Posthoc`, or None) adds its temperature and low-confidence rule to
+    config.json and its parts as files. Every file of the set is rewritten, and a part the new set lacks is
+    removed, so no stale file of an older set survives. Weights go first and config last, so a loader never pairs
+    a new config with old weights after a crash.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -77,34 +87,119 @@ def save(folder: str | os.PathLike, model: torch.nn.Module, labels: list[str], e
         "labels": list(labels),
         "normalization": NORMALIZATION,
         **extra,
+        **(posthoc.config_fields() if posthoc is not None else {}),
         "versions": versions(),
     }
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     _atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
-    _save_part(folder, getattr(model, "projection", None) if projection is None else projection, save_projection,
-               (PROJECTION_TENSORS, PROJECTION_JSON))
-    _save_part(folder, getattr(model, "explain", None) if explain is None else explain, save_explain,
-               (EXPLAIN_TENSORS, EXPLAIN_JSON))
+    for attribute, files in PARTS.items():
+        part = getattr(posthoc, attribute, None)
+        if part is None:
+            for stale in files:
+                (folder / stale).unlink(missing_ok=True)
+        elif len(files) == 2:
+            _save_pair(folder, part, *files)
+        else:
+            write_json(folder / files[0], part.summary)
     write_json(folder / METRICS_FILE, metrics)
     write_json(folder / CONFIG_FILE, config)
     return folder
 
 
-def _save_part(folder: Path, part, writer, files: tuple[str, str]) -> None:
-    """Write an optional part with ``writer``, or remove a stale copy of its ``files`` when there is none."""
-    if part is not None:
-        writer(folder, part)
-    else:
-        for stale in files:
-            (folder / stale).unlink(missing_ok=True)
+# Posthoc attribute -> its files: (tensors, json) written from .tensors() and .summary, or (json,) from .summary.
+PARTS = {"conformal": (CONFORMAL_TENSORS, CONFORMAL_JSON), "training_names": (TRAINING_NAMES_JSON,),
+         "projection": (PROJECTION_TENSORS, PROJECTION_JSON), "explain": (EXPLAIN_TENSORS, EXPLAIN_JSON),
+         "novelty": (NOVELTY_TENSORS, NOVELTY_JSON)}
 
 
-def save_projection(folder: str | os.PathLike, projection) -> None:
-    """Write a :class:`namecls.projection.Projection` as ``projection.safetensors`` + ``projection.json``."""
+def _save_pair(folder: Path, part, tensors_file: str, json_file: str) -> None:
+    tensors = {k: v.contiguous() for k, v in part.tensors().items()}
+    _atomic_write(folder / tensors_file, lambda tmp: save_file(tensors, tmp))
+    write_json(folder / json_file, part.summary)
+
+
+def _read_pair(folder: Path, tensors_file: str, json_file: str, what: str):
+    """(tensors, summary) of an optional pair of files, or None when neither is there; both must be readable."""
+    tensors_path, json_path = folder / tensors_file, folder / json_file
+    if not tensors_path.is_file() and not json_path.is_file():
+        return None
+    for path in (tensors_path, json_path):
+        if not path.is_file():
+            raise _fail(path, f"file is missing ({what} needs both {tensors_file} and {json_file})")
+    try:
+        tensors = load_file(tensors_path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _fail(tensors_path, f"corrupt or truncated {what} ({err})") from err
+    return tensors, _read_json(json_path, what)
+
+
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
+        raise _fail(path, f"unreadable {what} ({err})") from err
+
+
+def load_conformal(folder: str | os.PathLike, config: dict):
+    """The checkpoint's prediction sets (:class:`namecls.conformal.Conformal`), or None if it has none."""
+    from .conformal import Conformal
+
     folder = Path(folder)
-    tensors = projection.tensors()
-    _atomic_write(folder / PROJECTION_TENSORS, lambda tmp: save_file(tensors, tmp))
-    write_json(folder / PROJECTION_JSON, projection.summary)
+    pair = _read_pair(folder, CONFORMAL_TENSORS, CONFORMAL_JSON, "prediction-set data")
+    if pair is None:
+        return None
+    try:
+        return Conformal.from_saved(*pair)
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
+        raise _fail(folder / CONFORMAL_JSON, f"prediction-set data do not fit together ({err})") from err
+
+
+def load_training_names(folder: str | os.PathLike, config: dict):
+    """The checkpoint's training-name table (:class:`namecls.seen.TrainingNames`), or None if it has none."""
+    from .seen import TrainingNames
+
+    path = Path(folder) / TRAINING_NAMES_JSON
+    if not path.is_file():
+        return None
+    try:
+        return TrainingNames.from_saved(_read_json(path, "training names"), config["labels"])
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
+        raise _fail(path, f"malformed training names ({err})") from err
+
+
+def load_novelty(folder: str | os.PathLike, config: dict):
+    """The checkpoint's novelty score (``namecls.novelty.Novelty``), or None if it has none."""
+    folder = Path(folder)
+    pair = _read_pair(folder, NOVELTY_TENSORS, NOVELTY_JSON, "novelty data")
+    if pair is None:
+        return None
+    from .novelty import Novelty  # only a checkpoint with novelty files needs the module
+
+    try:
+        return Novelty.from_saved(*pair)
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
+        raise _fail(folder / NOVELTY_JSON, f"novelty data do not fit together ({err})") from err
+
+
+def load_posthoc(folder: str | os.PathLike, config: dict, metrics: dict):
+    """The checkpoint's :class:`namecls.posthoc.Posthoc`: config.json's temperature and rule (defaults when absent:
+    an uncalibrated checkpoint), each part's files (None when absent), and the metrics fields it reported."""
+    from .calibration import DEFAULT_RULE
+    from .posthoc import Posthoc
+
+    return Posthoc(
+        temperature=float(config.get("temperature", 1.0)),
+        low_confidence=dict(config.get("low_confidence") or DEFAULT_RULE),
+        conformal=load_conformal(folder, config),
+        training_names=load_training_names(folder, config),
+        projection=load_projection(folder, config),
+        explain=load_explain(folder, config),
+        novelty=load_novelty(folder, config),
+        metrics={k: metrics[k] for k in METRICS_KEYS if k in metrics},
+    )
+
+
+METRICS_KEYS = ("calibration", "low_confidence", "conformal", "projection", "explain", "novelty")
 
 
 def load_projection(folder: str | os.PathLike, config: dict):
@@ -137,14 +232,6 @@ def load_projection(folder: str | os.PathLike, config: dict):
                                   f"{config['model']['hidden_size']}")
     projection.summary = summary
     return projection
-
-
-def save_explain(folder: str | os.PathLike, explain) -> None:
-    """Write a :class:`namecls.explain.Explain` as ``explain.safetensors`` + ``explain.json``."""
-    folder = Path(folder)
-    tensors = explain.tensors()
-    _atomic_write(folder / EXPLAIN_TENSORS, lambda tmp: save_file(tensors, tmp))
-    write_json(folder / EXPLAIN_JSON, explain.summary)
 
 
 def load_explain(folder: str | os.PathLike, config: dict):

@@ -1,7 +1,9 @@
-"""One training run end to end: build the model, train it on a split, calibrate it and map its hidden states
-(:mod:`namecls.calibration`, :mod:`namecls.projection`), score it and the baselines on the test part.
+"""One training run: build the model, train it on a split, score it and the baselines on the test part; and the
+project's default hyperparameters per model (the dataclasses below are their one source: ``train.py --help``
+prints them from here).
 
-``train.py`` and the benchmarks call :func:`run` so that every number comes from the same code.
+``train.py`` and the benchmarks call :func:`run` so that every number comes from the same code; ``train.py`` then
+fits the post-training parts (:mod:`namecls.posthoc`) and saves the checkpoint.
 """
 
 from __future__ import annotations
@@ -13,17 +15,16 @@ from dataclasses import asdict, replace
 import torch
 
 from .adjust import fit_logit_adjustment
-from .calibration import post_training
 from .data import NamesData
 from .evaluation import baselines, predict_logits, score
-from .models import CONFIGS, build
+from .models import GRUConfig, RNNConfig, build
 from .splits import Split
 from .training import TrainConfig, train
 
 log = logging.getLogger(__name__)
 
 # The project's defaults per model, chosen on the clean protocol's validation split (see README, "Training").
-MODEL_DEFAULTS = {"rnn": {"hidden_size": 512}, "gru": {"hidden_size": 256, "num_layers": 2, "dropout": 0.4}}
+MODEL_DEFAULTS = {"rnn": RNNConfig(hidden_size=512), "gru": GRUConfig(hidden_size=256, num_layers=2, dropout=0.4)}
 TRAIN_DEFAULTS = {
     "rnn": TrainConfig(epochs=40, lr=1e-2, class_weight_power=0.25),
     "gru": TrainConfig(epochs=30, lr=3e-3, class_weight_power=0.0, ema=0.998),
@@ -32,24 +33,34 @@ DRY_RUN = {"model": {"hidden_size": 16, "num_layers": 1, "embedding_size": 8}, "
 
 
 def model_config(kind: str, num_classes: int, **overrides):
-    cls = CONFIGS[kind]
-    known = {k: v for k, v in {**MODEL_DEFAULTS[kind], **overrides}.items() if k in cls.__dataclass_fields__}
-    return cls(num_classes=num_classes, **known)
+    """``kind``'s default architecture for ``num_classes`` languages, with the ``overrides`` it has fields for."""
+    defaults = MODEL_DEFAULTS[kind]
+    known = {k: v for k, v in overrides.items() if k in defaults.__dataclass_fields__}
+    return replace(defaults, num_classes=num_classes, **known)
 
 
 def train_config(kind: str, **overrides) -> TrainConfig:
+    """``kind``'s default training settings with ``overrides``."""
     return replace(TRAIN_DEFAULTS[kind], **overrides)
+
+
+def default_text(name: str) -> str:
+    """Each model's default of model or training field ``name``, for a help text: 'RNN 512, GRU 256' (a model
+    without the field is left out; one value when both agree)."""
+    values = {}
+    for kind in MODEL_DEFAULTS:
+        for defaults in (MODEL_DEFAULTS[kind], TRAIN_DEFAULTS[kind]):
+            if name in defaults.__dataclass_fields__:
+                values[kind] = getattr(defaults, name)
+    if len(set(values.values())) == 1 and len(values) == len(MODEL_DEFAULTS):
+        return f"{next(iter(values.values())):g}"
+    return ", ".join(f"{kind.upper()} {value:g}" for kind, value in values.items())
 
 
 def run(kind: str, data: NamesData, split: Split, model_overrides: dict | None = None,
         train_overrides: dict | None = None, with_baselines: bool = True, progress: bool = True):
-    """Train ``kind`` on ``split``; return (model, metrics dict ready for metrics.json).
-
-    After training and the logit adjustment, the softmax temperature and the low-confidence rule are fitted on the
-    validation split and the hidden-state map and the explanation data on the training names; they are left on
-    ``model.projection`` and ``model.explain`` (which :func:`namecls.checkpoint.save` writes), the rest goes into
-    the metrics (and, via :func:`checkpoint_extra`, into config.json).
-    """
+    """Train ``kind`` on ``split`` (then fold the logit adjustment in); return (model, metrics: the training run
+    and the validation, test and baseline scores). The post-training fits are :func:`namecls.posthoc.fit`'s."""
     tconfig = train_config(kind, **(train_overrides or {}))
     mconfig = model_config(kind, len(data.labels), **(model_overrides or {}))
     torch.manual_seed(tconfig.seed)
@@ -64,8 +75,6 @@ def run(kind: str, data: NamesData, split: Split, model_overrides: dict | None =
     adjustment = fit_logit_adjustment(model, train_targets, val_names, val_targets) if tconfig.adjust_logits else None
     seconds = time.perf_counter() - start
     val_logits, test_logits = predict_logits(model, val_names), predict_logits(model, test_names)
-    _, calibration_metrics, model.projection, model.explain = post_training(model, data.labels, split, val_logits,
-                                                                            test_logits)
     metrics = {
         "model": kind,
         "protocol": split.protocol,
@@ -80,28 +89,16 @@ def run(kind: str, data: NamesData, split: Split, model_overrides: dict | None =
         "validation": score(val_targets, val_logits, data.labels),
         "test": score(test_targets, test_logits, data.labels),
         "baselines": baselines(train_names, train_targets, test_names, test_targets, data.labels) if with_baselines else {},
-        **calibration_metrics,  # "calibration", "low_confidence", "projection", "explain"
     }
     return model, metrics
 
 
 def checkpoint_extra(data: NamesData, split: Split, metrics: dict) -> dict:
-    """The training facts config.json records beside the architecture."""
+    """The training facts config.json records beside the architecture (the post-training fields come from
+    :meth:`namecls.posthoc.Posthoc.config_fields`)."""
     return {
         "protocol": split.protocol,
         "split_seed": split.seed,
         "data_fingerprint": data.fingerprint,
         "train_config": metrics["train_config"],
-        **calibration_fields(metrics),
     }
-
-
-def calibration_fields(metrics: dict) -> dict:
-    """config.json's ``temperature`` and ``low_confidence`` rule, from metrics with a ``calibration`` entry."""
-    fields = {}
-    if metrics.get("calibration"):
-        fields["temperature"] = metrics["calibration"]["temperature"]
-    if metrics.get("low_confidence"):
-        rule = metrics["low_confidence"]
-        fields["low_confidence"] = {k: v for k, v in rule.items() if k not in ("validation", "test")}
-    return fields

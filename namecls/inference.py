@@ -1,7 +1,12 @@
 """The public inference API: load a checkpoint, predict languages, and trace a name character by character.
 
 Every probability is calibrated: logits are divided by the checkpoint's ``temperature`` (fitted on validation data,
-:mod:`namecls.calibration`; 1 when the checkpoint has none) before the softmax.
+:mod:`namecls.calibration`; 1 when the checkpoint has none) before the softmax. Prediction sets
+(:mod:`namecls.conformal`) and "seen in training" (:mod:`namecls.seen`) come from the checkpoint's post-training
+fits (:class:`namecls.posthoc.Posthoc`).
+
+A name is validated and normalised once: every method takes a raw ``str`` or an already validated
+:class:`namecls.data.Normalized` (what :func:`namecls.service.check_name` returns), which it uses as it is.
 """
 
 from __future__ import annotations
@@ -13,16 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint
+from . import calibration, checkpoint
+from .conformal import CONFIG as CONFORMAL
 from .data import Normalized, pad_batch, validate
 from .explain import Neighbour, UnitContext  # noqa: F401  (part of the inference API: Trace.neighbours' items)
-
-def _calibration():
-    """namecls.calibration, imported on first use (so ``python -m namecls.calibration`` runs it only once)."""
-    from . import calibration
-
-    return calibration
-
+from .posthoc import Posthoc
 
 CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 MODEL_NAMES = ("rnn", "gru")
@@ -42,6 +42,8 @@ class Trace:
     initial: np.ndarray | None = None  # (L, H): the state before the first character
     deletion: np.ndarray | None = None  # (T,): leave-one-out effect of each character on the final answer
     neighbours: list[list[Neighbour]] | None = None  # [T][n]: reference names nearest the top state after each prefix
+    sets: list[list[str]] | None = None  # [T]: the prediction set (default coverage) after each prefix
+    seen_as: list[str] | None = None  # the whole name's languages in the training split ([] unseen; None: no table)
 
     @property
     def hidden(self) -> np.ndarray:
@@ -73,7 +75,7 @@ class Trace:
     @property
     def entropy(self) -> np.ndarray:
         """(T,): the entropy (nats) of the prediction after each prefix."""
-        return _calibration().entropy(self.probs)
+        return calibration.entropy(self.probs)
 
     def top(self, step: int = -1, k: int = 3) -> list[tuple[str, float]]:
         """The k most probable languages after prefix ``step`` (default: the whole name)."""
@@ -90,6 +92,9 @@ class Prediction:
     top_probability: float
     entropy: float  # nats, 0 … ln 18
     low_confidence: bool  # the checkpoint's rule fired (Classifier.low_confidence_rule)
+    set: list[str] | None = None  # the prediction set at ``coverage``, most probable first (None: no conformal data)
+    coverage: float = CONFORMAL.coverage
+    seen_as: list[str] | None = None  # languages of this exact name in the training split ([] unseen; None: no table)
 
 
 def _log(p: np.ndarray) -> np.ndarray:
@@ -124,18 +129,21 @@ def _same_threads() -> None:
 class Classifier:
     """A loaded checkpoint. Thread-safe for concurrent calls: inference never changes the model."""
 
-    def __init__(self, model: torch.nn.Module, config: dict, metrics: dict, source: Path, projection=None,
-                 explain=None):
+    def __init__(self, model: torch.nn.Module, config: dict, metrics: dict, source: Path,
+                 posthoc: Posthoc | None = None):
         self.model = model
         self.config = config
         self.metrics = metrics
         self.source = source
         self.labels: list[str] = list(config["labels"])
         self.kind: str = config["model"]["kind"]
-        self.temperature: float = float(config.get("temperature", 1.0))  # absent: an uncalibrated checkpoint
-        self.low_confidence_rule: dict = dict(config.get("low_confidence") or _calibration().DEFAULT_RULE)
-        self.projection = projection  # namecls.projection.Projection, or None (no map in the checkpoint)
-        self.explain = explain  # namecls.explain.Explain, or None (no reference bank / unit data in the checkpoint)
+        self.posthoc = posthoc or Posthoc()  # none given: uncalibrated (T = 1, default rule), no optional parts
+        self.temperature: float = float(self.posthoc.temperature)
+        self.low_confidence_rule: dict = self.posthoc.low_confidence
+        self.projection = self.posthoc.projection  # namecls.projection.Projection, or None (no map)
+        self.explain = self.posthoc.explain  # namecls.explain.Explain, or None (no reference bank / unit data)
+        self.conformal = self.posthoc.conformal  # namecls.conformal.Conformal, or None (no prediction sets)
+        self.training_names = self.posthoc.training_names  # namecls.seen.TrainingNames, or None
 
     def __repr__(self) -> str:
         return f"Classifier({self.kind!r}, source={str(self.source)!r})"
@@ -143,6 +151,11 @@ class Classifier:
     def _softmax(self, logits: torch.Tensor) -> np.ndarray:
         """Calibrated probabilities over the last dimension of ``logits``."""
         return torch.softmax(logits / self.temperature, dim=-1).numpy()
+
+    @staticmethod
+    def _normalized(name: str | Normalized) -> Normalized:
+        """``name`` as validated and normalised text (a :class:`Normalized` is taken as already validated)."""
+        return name if isinstance(name, Normalized) else validate(name)
 
     @torch.inference_mode()
     def _probs(self, names: list[str]) -> np.ndarray:
@@ -152,21 +165,47 @@ class Classifier:
 
     def is_low_confidence(self, probs) -> bool | np.ndarray:
         """The checkpoint's low-confidence rule on (calibrated) probabilities: one vector → bool, rows → array."""
-        flags = _calibration().low_confidence(probs, self.low_confidence_rule)
+        flags = calibration.low_confidence(probs, self.low_confidence_rule)
         return bool(flags) if np.ndim(flags) == 0 else flags
 
-    def predict_details(self, name: str, k: int = 3) -> Prediction:
-        """:meth:`predict` plus the top probability, the entropy and the low-confidence flag."""
-        norm = validate(name)
+    def sets(self, probs, coverage: float = CONFORMAL.coverage) -> list[list[str]] | None:
+        """The prediction set of each row of (calibrated) ``probs`` (N, C) at ``coverage``, most probable first;
+        None when the checkpoint has no conformal data."""
+        if self.conformal is None:
+            return None
+        return [[self.labels[i] for i in row] for row in self.conformal.sets(probs, coverage)]
+
+    def predict_set(self, name: str | Normalized, coverage: float = CONFORMAL.coverage) -> list[str]:
+        """The languages that hold the right one with probability ``coverage`` (on average over names like the test
+        names), most probable first, never empty. ``ValueError`` for bad input or a checkpoint without sets."""
+        if self.conformal is None:
+            raise ValueError(f"{self.source} has no prediction-set data (conformal.safetensors / conformal.json)")
+        return self.sets(self._probs([self._normalized(name).text]), coverage)[0]
+
+    def seen_as(self, name: str | Normalized) -> list[str] | None:
+        """The languages this exact (normalised) name has in the training split, in label order; [] when it is not
+        a training name; None when the checkpoint has no training-name table."""
+        if self.training_names is None:
+            return None
+        return self.training_names.seen_as(self._normalized(name).text)
+
+    def predict_details(self, name: str | Normalized, k: int = 3,
+                        coverage: float = CONFORMAL.coverage) -> Prediction:
+        """:meth:`predict` plus the top probability, the entropy, the low-confidence flag, the prediction set at
+        ``coverage`` and the languages the name had in training."""
+        norm = self._normalized(name)
         probs = self._probs([norm.text])[0]
-        return Prediction(name, norm.text, _top_k(probs, self.labels, k), float(probs.max()),
-                          float(_calibration().entropy(probs)), self.is_low_confidence(probs))
+        sets = self.sets(probs, coverage)
+        return Prediction(norm.original, norm.text, _top_k(probs, self.labels, k), float(probs.max()),
+                          float(calibration.entropy(probs)), self.is_low_confidence(probs),
+                          None if sets is None else sets[0], coverage, self.seen_as(norm))
 
-    def predict(self, name: str, k: int = 3) -> list[tuple[str, float]]:
+    def predict(self, name: str | Normalized, k: int = 3) -> list[tuple[str, float]]:
         """Top-k (language, probability) for one name, most probable first. Bad input raises ``ValueError``."""
-        return _top_k(self._probs([validate(name).text])[0], self.labels, k)
+        return _top_k(self._probs([self._normalized(name).text])[0], self.labels, k)
 
-    def predict_batch(self, names: list[str], k: int = 3, batch_size: int = 512) -> list[list[tuple[str, float]]]:
+    def predict_batch(self, names: list[str | Normalized], k: int = 3,
+                      batch_size: int = 512) -> list[list[tuple[str, float]]]:
         """:meth:`predict` for many names, computed in length-sorted batches; results in input order.
 
         Raises ``ValueError`` naming the first bad name's position.
@@ -174,7 +213,7 @@ class Classifier:
         texts = []
         for i, name in enumerate(names):
             try:
-                texts.append(validate(name).text)
+                texts.append(self._normalized(name).text)
             except ValueError as err:
                 raise ValueError(f"name #{i} ({str(name)[:40]!r}): {err}") from None
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -207,11 +246,12 @@ class Classifier:
         return _log(final) - logp
 
     @torch.inference_mode()
-    def trace(self, name: str) -> Trace:
+    def trace(self, name: str | Normalized) -> Trace:
         """Hidden states and predictions after every prefix of ``name``, with the state before the first character,
-        each character's leave-one-out effect and (with a reference bank) each step's nearest training names.
-        Bad input raises ``ValueError``."""
-        norm = validate(name)
+        each character's leave-one-out effect, (with a reference bank) each step's nearest training names, (with
+        conformal data) the prediction set after each prefix at the default coverage, and the languages the whole
+        name had in training. Bad input raises ``ValueError``."""
+        norm = self._normalized(name)
         _same_threads()
         x, lengths = pad_batch([norm.text])
         steps = self.model.steps(x, lengths)
@@ -219,10 +259,11 @@ class Classifier:
         layers = steps.hidden[:, 0].numpy()  # (L, T, H)
         points = None if self.projection is None else self.projection.transform(layers[-1])  # (T, 2)
         target = int(np.argmax(probs[-1]))
-        return Trace(name, norm, list(norm.text), layers, probs, self.labels, points,
+        return Trace(norm.original, norm, list(norm.text), layers, probs, self.labels, points,
                      initial=self.model.initial_state().numpy(),
                      deletion=self._deletion(norm.text, target, probs[-1, target]),
-                     neighbours=None if self.explain is None else self.explain.nearest(layers[-1]))
+                     neighbours=None if self.explain is None else self.explain.nearest(layers[-1]),
+                     sets=self.sets(probs), seen_as=self.seen_as(norm))
 
 
 def load(name_or_path: str | os.PathLike = "gru") -> Classifier:
@@ -230,5 +271,4 @@ def load(name_or_path: str | os.PathLike = "gru") -> Classifier:
     key = str(name_or_path).lower()
     folder = CHECKPOINTS / key if key in MODEL_NAMES else Path(name_or_path)
     model, config, metrics = checkpoint.load(folder)
-    return Classifier(model, config, metrics, folder, checkpoint.load_projection(folder, config),
-                      checkpoint.load_explain(folder, config))
+    return Classifier(model, config, metrics, folder, checkpoint.load_posthoc(folder, config, metrics))

@@ -11,8 +11,8 @@ with 256-512 dimensions and ~2,000 sampled names it overfits the sample (GRU 5-N
 separation 3.4 vs 1.4; RNN 0.36 vs 0.41, 1.3 vs 1.2). ``bench/projection_choice.py`` prints the table;
 ``projection.json`` records it under ``"evidence"``.
 
-Fitted once at training time (:func:`fit`, called by :func:`namecls.experiment.run`, or added to an existing
-checkpoint by ``python -m namecls.calibration``) and stored beside the weights as plain data, never pickle:
+Fitted once after training (:func:`fit`, called by :func:`namecls.posthoc.fit`, or refitted on an existing
+checkpoint by ``python -m namecls.refit``) and stored beside the weights as plain data, never pickle:
 
 - ``projection.safetensors``: ``mean`` (H,) and ``components`` (2, H), float32 — ``xy = (h - mean) @ components.T``;
 - ``projection.json``: what was fitted on what, each axis's share, the evidence for the method, the plotting

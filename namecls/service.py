@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .data import ALPHABET, normalize, validate
+from .conformal import CONFIG as CONFORMAL
+from .data import ALPHABET, Normalized, normalize, validate
 from .inference import MODEL_NAMES, Classifier, load
 
 MAX_BATCH_NAMES = 10_000  # names per batch, uploaded, pasted or sent to /predict_batch
@@ -50,29 +51,47 @@ def check_k(k, n_labels: int) -> int:
     return int(value)
 
 
-def check_name(name):
-    """:func:`namecls.data.validate` with a clearer message for input made only of emoji or symbols."""
-    if isinstance(name, str) and name.strip() and len(name) <= 256:
-        norm = normalize(name)
-        if not norm.text.strip(_PUNCTUATION) and not norm.dropped:
-            raise ValueError("name has no letters the models can read (emoji and other symbols are dropped)")
-    return validate(name)
+def check_coverage(coverage) -> float:
+    """``coverage`` as a float in the range the prediction sets accept (0.5 … 0.99 by default)."""
+    low, high = CONFORMAL.coverage_range
+    try:
+        value = float(coverage)
+    except (TypeError, ValueError):
+        raise ValueError(f"coverage must be a number from {low} to {high}, not {coverage!r}") from None
+    if isinstance(coverage, bool) or not low <= value <= high:  # NaN fails the comparison too
+        raise ValueError(f"coverage must be a number from {low} to {high}, not {coverage!r}")
+    return value
+
+
+def check_name(name) -> Normalized:
+    """:func:`namecls.data.validate` with a clearer message for input made only of emoji or symbols; the result is
+    what the Classifier methods take, so the name is normalised once per request."""
+    try:
+        return validate(name)
+    except ValueError:
+        if isinstance(name, str) and name.strip() and len(name) <= 256:
+            norm = normalize(name)  # only on the error path: which message fits
+            if not norm.text.strip(_PUNCTUATION) and not norm.dropped:
+                raise ValueError("name has no letters the models can read (emoji and other symbols are "
+                                 "dropped)") from None
+        raise
 
 
 def predict(models, name: str, model: str = "gru", k: int = 3) -> dict[str, float]:
     """{language: probability} for the k most probable languages, most probable first."""
     clf = pick_model(models, model)
     k = check_k(k, len(clf.labels))
-    check_name(name)
-    return {lang: float(p) for lang, p in clf.predict(name, k)}
+    return {lang: float(p) for lang, p in clf.predict(check_name(name), k)}
 
 
-def predict_details(models, name: str, model: str = "gru", k: int = 3) -> dict:
-    """:func:`predict` plus how sure the network is: top probability, entropy (nats) and the low-confidence flag."""
+def predict_details(models, name: str, model: str = "gru", k: int = 3, coverage: float = CONFORMAL.coverage) -> dict:
+    """:func:`predict` plus how sure the network is: top probability, entropy (nats), the low-confidence flag,
+    the prediction set at ``coverage`` (languages, most probable first; None without conformal data) and the
+    languages this exact name had in the training split (``seen_as``; [] unseen, None without the table)."""
     clf = pick_model(models, model)
     k = check_k(k, len(clf.labels))
-    check_name(name)
-    d = clf.predict_details(name, k)
+    coverage = check_coverage(coverage)
+    d = clf.predict_details(check_name(name), k, coverage)
     return {
         "name": name,
         "normalized": d.normalized,
@@ -82,6 +101,9 @@ def predict_details(models, name: str, model: str = "gru", k: int = 3) -> dict:
         "entropy": d.entropy,
         "low_confidence": d.low_confidence,
         "threshold": float(clf.low_confidence_rule["threshold"]),
+        "set": d.set,
+        "coverage": d.coverage,
+        "seen_as": d.seen_as,
     }
 
 
@@ -89,11 +111,11 @@ def trace(models, name: str, model: str = "gru") -> dict:
     """The prediction after every prefix and the (top layer's) hidden state after every character, as lists; the
     prediction's entropy after every prefix, the whole name's low-confidence flag, the state's position on the
     model's 2-D map after every character (None if the checkpoint has no map), each character's attribution and
-    leave-one-out effect on the final answer's log-probability, and the nearest reference training names after
-    every character (None if the checkpoint has no reference bank)."""
+    leave-one-out effect on the final answer's log-probability, the nearest reference training names after
+    every character (None if the checkpoint has no reference bank), the prediction set after every prefix at the
+    default coverage (None without conformal data), and the whole name's languages in the training split."""
     clf = pick_model(models, model)
-    check_name(name)
-    t = clf.trace(name)
+    t = clf.trace(check_name(name))
     return {
         "name": name,
         "normalized": t.normalized.text,
@@ -109,15 +131,19 @@ def trace(models, name: str, model: str = "gru") -> dict:
         "deletion": None if t.deletion is None else t.deletion.astype(float).tolist(),  # [T]
         "neighbours": None if t.neighbours is None else  # [T][n]
         [[{"name": nb.name, "language": nb.language, "distance": nb.distance} for nb in step] for step in t.neighbours],
+        "sets": t.sets,  # [T][m]
+        "coverage": CONFORMAL.coverage,
+        "seen_as": t.seen_as,
     }
 
 
-BATCH_KEYS = ("name", "normalized", "top1", "probability", "top_k", "low_confidence", "error")
+BATCH_KEYS = ("name", "normalized", "top1", "probability", "top_k", "low_confidence", "set", "seen_as", "error")
 
 
 def predict_batch(models, names, model: str = "gru", k: int = 3) -> list[dict]:
     """One row per name, in order: name, normalized, top1, probability, top_k {language: p}, low_confidence
-    (the checkpoint's "not sure" flag, as :func:`predict_details`), error.
+    (the checkpoint's "not sure" flag, as :func:`predict_details`), set (the prediction set at the default
+    coverage), seen_as (its languages in the training split), error.
 
     A name that cannot be classified gets ``error`` (a message) and empty predictions; it does not fail the batch.
     """
@@ -136,15 +162,20 @@ def predict_batch(models, names, model: str = "gru", k: int = 3) -> list[dict]:
             text = normalize(name).text if isinstance(name, str) and len(name) <= 256 else ""
             rows.append({"name": shown[:100], "normalized": text, "top_k": {}, "error": str(err)})
             continue
-        good.append(len(rows))
+        good.append((len(rows), norm))
         rows.append({"name": name, "normalized": norm.text, "error": None})
     if good:
-        # All C probabilities of each name (sorted): the flag needs the whole distribution, the answer its top k.
-        results = clf.predict_batch([rows[i]["normalized"] for i in good], len(clf.labels))
-        flags = clf.is_low_confidence([[p for _, p in full] for full in results]) if results else []
-        for i, full, flag in zip(good, results, flags):
+        # All C probabilities of each name (sorted): the flag and the set need the whole distribution, the answer
+        # its top k. Sorted rows are a valid probability matrix for both (the set is read back as languages).
+        results = clf.predict_batch([norm for _, norm in good], len(clf.labels))
+        sorted_probs = [[p for _, p in full] for full in results]
+        flags = clf.is_low_confidence(sorted_probs)
+        sizes = None if clf.conformal is None else clf.conformal.sizes(sorted_probs).tolist()
+        for j, ((i, norm), full, flag) in enumerate(zip(good, results, flags)):
             rows[i].update(top1=full[0][0], probability=float(full[0][1]),
-                           top_k={lang: float(p) for lang, p in full[:k]}, low_confidence=bool(flag))
+                           top_k={lang: float(p) for lang, p in full[:k]}, low_confidence=bool(flag),
+                           set=None if sizes is None else [lang for lang, _ in full[: sizes[j]]],
+                           seen_as=clf.seen_as(norm))
     return [{key: row.get(key) for key in BATCH_KEYS} for row in rows]
 
 

@@ -1,5 +1,5 @@
 """Calibration (namecls.calibration): temperature scaling, ECE and reliability bins, the low-confidence flag, the
-checkpoint fields, and the command that adds them to an existing checkpoint.
+checkpoint fields, and the command that refits them on an existing checkpoint (python -m namecls.refit).
 
 The last tests need the real committed checkpoints (``namecls.load("gru")``): they skip while the committed ones
 are dry-run models (hidden size < 64), unless ``NAMECLS_CI=1``.
@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import namecls
-from namecls import calibration, service
+from namecls import calibration, refit, service
 from namecls.data import pad_batch
 from namecls.evaluation import predict_logits
 from conftest import IN_CI, require
@@ -168,7 +168,7 @@ def test_service_predict_details(dry_run_dir):
     models = service.load_models(dry_run_dir)
     out = service.predict_details(models, "Balin", "gru", 2)
     assert list(out) == ["name", "normalized", "model", "top", "top_probability", "entropy", "low_confidence",
-                         "threshold"]
+                         "threshold", "set", "coverage", "seen_as"]
     assert out["top"] == pytest.approx(service.predict(models, "Balin", "gru", 2))
     assert out["top_probability"] == pytest.approx(next(iter(out["top"].values())))
     assert isinstance(out["low_confidence"], bool) and out["entropy"] >= 0
@@ -181,7 +181,7 @@ def test_service_predict_details(dry_run_dir):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Adding calibration to an existing checkpoint
+# Refitting calibration on an existing checkpoint
 
 
 def test_calibrate_checkpoint_matches_training_and_is_idempotent(dry_run_dir, tmp_path):
@@ -195,7 +195,7 @@ def test_calibrate_checkpoint_matches_training_and_is_idempotent(dry_run_dir, tm
     del config["temperature"], config["low_confidence"]
     (folder / "config.json").write_text(json.dumps(config))
 
-    calibration.main(["--checkpoint", str(folder), "--data-dir", str(data_dir), "--threads", "1"])
+    refit.main(["--checkpoint", str(folder), "--data-dir", str(data_dir), "--threads", "1"])
     first = {name: (folder / name).read_bytes() for name in ("config.json", "metrics.json", "projection.json",
                                                             "projection.safetensors")}
     metrics = json.loads(first["metrics.json"])
@@ -208,7 +208,7 @@ def test_calibrate_checkpoint_matches_training_and_is_idempotent(dry_run_dir, tm
     trained_map = json.loads((dry_run_dir / "gru" / "projection.json").read_text())
     assert _close(json.loads(first["projection.json"]), trained_map, tol=1e-3)
 
-    calibration.main(["--checkpoint", str(folder), "--data-dir", str(data_dir), "--threads", "1"])
+    refit.main(["--checkpoint", str(folder), "--data-dir", str(data_dir), "--threads", "1"])
     assert {name: (folder / name).read_bytes() for name in first} == first  # idempotent
     assert not list(folder.glob("*.tmp"))
     clf = namecls.load(folder)
@@ -234,7 +234,7 @@ def test_calibrate_checkpoint_refuses_other_data(dry_run_dir, tmp_path):
     (other / "Orcish.txt").write_text("Gorbag\nUkbag\n")
     before = (folder / "config.json").read_bytes()
     with pytest.raises(SystemExit, match="not the data"):
-        calibration.main(["--checkpoint", str(folder), "--data-dir", str(other), "--threads", "1"])
+        refit.main(["--checkpoint", str(folder), "--data-dir", str(other), "--threads", "1"])
     assert (folder / "config.json").read_bytes() == before
 
 
@@ -260,7 +260,7 @@ def real_models():
         pytest.skip("the committed checkpoints are dry-run models (hidden size < 64)")
     for kind, clf in models.items():
         require("temperature" in clf.config and clf.projection is not None,
-                f"checkpoints/{kind} is not calibrated: run python -m namecls.calibration --checkpoint "
+                f"checkpoints/{kind} is not calibrated: run python -m namecls.refit --checkpoint "
                 f"checkpoints/{kind} --data-dir ../shared/data/names")
     return models
 
