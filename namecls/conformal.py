@@ -218,7 +218,7 @@ def fit(val_probs, val_targets, config: ConformalConfig = CONFIG, penalty: float
         "penalty": float(penalty),
         "free_ranks": int(config.free_ranks),
         "default_coverage": config.coverage,
-        "config": asdict(config),
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},  # as JSON reads it
         "penalty_choice": None if evidence is None else {
             "rule": ("2-fold cross-fitting on validation rows (even/odd), at the default coverage: the penalty with "
                      f"the smallest mean set size among those that shrink APS's (penalty 0) by at least "

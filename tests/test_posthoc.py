@@ -1,0 +1,127 @@
+"""The post-training step (namecls.posthoc): every fitted value survives a checkpoint round trip, "seen in
+training" agrees with a scan of the training split, and train.py --help prints each model's real defaults."""
+
+import numpy as np
+import pytest
+import torch
+
+import namecls
+from namecls import checkpoint, experiment, posthoc, seen, service
+from namecls.data import read_names
+from namecls.inference import CHECKPOINTS
+from namecls.splits import make_split
+
+from conftest import require, run_train
+
+
+def _scan(names, targets, labels, text):
+    """The languages of ``text`` in a training split, by looking at every row."""
+    return [labels[c] for c in sorted({int(t) for n, t in zip(names, targets) if n == text})]
+
+
+def test_seen_as_matches_a_scan_of_the_training_split(names_data):
+    require((CHECKPOINTS / "gru" / "training_names.json").is_file(), "checkpoints/gru has no training names")
+    clf = namecls.load("gru")
+    split = make_split(names_data, clf.config["protocol"], clf.config["split_seed"])
+    train_names, train_targets = split.part("train")
+    multi = [n for n in set(train_names) if len(_scan(train_names, train_targets, clf.labels, n)) > 1][:5]
+    assert multi, "the training split has names with several languages"
+    for text in train_names[::997] + multi:
+        assert clf.seen_as(text) == _scan(train_names, train_targets, clf.labels, text)
+    train_set = set(train_names)
+    for part in ("val", "test"):  # grouped by name: none of them was a training name
+        for text in split.part(part)[0][::101]:
+            assert text not in train_set and clf.seen_as(text) == []
+    assert len(clf.training_names) == len(train_set)
+    assert clf.seen_as("Ślusàrski") == clf.seen_as("Slusarski")  # compared after normalisation
+    details = service.predict_details({"gru": clf}, train_names[0], "gru")
+    assert details["seen_as"] == _scan(train_names, train_targets, clf.labels, train_names[0])
+    assert service.trace({"gru": clf}, train_names[0], "gru")["seen_as"] == details["seen_as"]
+    rows = service.predict_batch({"gru": clf}, [train_names[0], "Xqzvbt"], "gru")
+    assert rows[0]["seen_as"] == details["seen_as"] and rows[1]["seen_as"] == []
+
+
+def test_training_names_refuse_malformed_input():
+    labels = ["A", "B"]
+    table = seen.fit(["Li", "Li", "Wu"], [1, 0, 1], labels)
+    assert table.seen_as("Li") == ["A", "B"] and table.seen_as("Wu") == ["B"] and table.seen_as("Xu") == []
+    assert seen.TrainingNames.from_saved(table.summary, labels) == table
+    with pytest.raises(ValueError):
+        seen.TrainingNames(["Li", "Li"], [[0], [1]], labels)  # a name twice
+    with pytest.raises(ValueError):
+        seen.TrainingNames(["Li"], [[2]], labels)  # no such label
+    with pytest.raises(ValueError, match="labels"):
+        seen.TrainingNames.from_saved(table.summary, ["B", "A"])
+
+
+@pytest.fixture(scope="module")
+def fitted(dry_run_dir):
+    """(model, labels, Posthoc) fitted in this process on the dry run's data and its GRU."""
+    model, config, _ = checkpoint.load(dry_run_dir / "gru")
+    data = read_names(dry_run_dir.parent / "names")
+    split = make_split(data, config["protocol"], config["split_seed"])
+    return model, config["labels"], posthoc.fit_on_split(model, config["labels"], split)
+
+
+def test_every_posthoc_value_round_trips_through_a_checkpoint(fitted, tmp_path):
+    model, labels, original = fitted
+    checkpoint.save(tmp_path / "m", model, labels, {}, original.metrics, original)
+    model2, config, metrics = checkpoint.load(tmp_path / "m")
+    back = checkpoint.load_posthoc(tmp_path / "m", config, metrics)
+    assert back.temperature == original.temperature and back.low_confidence == original.low_confidence
+    np.testing.assert_array_equal(back.conformal.scores, original.conformal.scores)
+    assert back.conformal.summary == original.conformal.summary
+    assert back.training_names == original.training_names
+    np.testing.assert_array_equal(back.projection.mean, original.projection.mean)
+    np.testing.assert_array_equal(back.projection.components, original.projection.components)
+    assert back.projection.summary == original.projection.summary
+    for key, value in original.explain.tensors().items():
+        assert torch.equal(back.explain.tensors()[key], value), key
+    assert back.explain.summary == original.explain.summary
+    if original.novelty is None:
+        assert back.novelty is None
+    else:
+        assert back.novelty.summary == original.novelty.summary
+        for key, value in original.novelty.tensors().items():
+            assert torch.equal(back.novelty.tensors()[key], value), key
+    assert back.metrics == original.metrics
+    clf = namecls.load(tmp_path / "m")
+    assert clf.predict_set("Balin") == [clf.labels[i] for i in original.conformal.sets(
+        np.array([dict(clf.predict("Balin", len(labels)))[lang] for lang in labels]))[0]]
+
+
+def test_saving_without_posthoc_removes_every_stale_part(fitted, tmp_path):
+    model, labels, original = fitted
+    folder = checkpoint.save(tmp_path / "m", model, labels, {}, original.metrics, original)
+    checkpoint.save(folder, model, labels, {}, {})
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "metrics.json", "model.safetensors"]
+    clf = namecls.load(folder)
+    assert clf.conformal is None and clf.seen_as("Balin") is None and clf.predict_details("Balin").set is None
+    with pytest.raises(ValueError, match="prediction-set"):
+        clf.predict_set("Balin")
+
+
+def test_a_corrupt_part_is_a_checkpoint_error(fitted, tmp_path):
+    model, labels, original = fitted
+    folder = checkpoint.save(tmp_path / "m", model, labels, {}, original.metrics, original)
+    (folder / checkpoint.TRAINING_NAMES_JSON).write_text('{"names": ["Li"], "languages": [[0]]}')
+    with pytest.raises(namecls.CheckpointError, match="training_names.json"):
+        namecls.load(folder)
+    (folder / checkpoint.TRAINING_NAMES_JSON).unlink()
+    (folder / checkpoint.CONFORMAL_TENSORS).write_bytes(b"garbage")
+    with pytest.raises(namecls.CheckpointError, match="conformal.safetensors"):
+        namecls.load(folder)
+    (folder / checkpoint.CONFORMAL_TENSORS).unlink()
+    with pytest.raises(namecls.CheckpointError, match="missing"):
+        namecls.load(folder)
+
+
+def test_train_help_prints_each_models_real_defaults():
+    result = run_train("--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "RNN 0.01, GRU 0.003" in text and "RNN 512, GRU 256" in text and "RNN 40, GRU 30" in text
+    rnn, gru = experiment.model_config("rnn", 18), experiment.model_config("gru", 18)
+    assert (rnn.hidden_size, gru.hidden_size) == (512, 256)
+    assert (experiment.train_config("rnn").lr, experiment.train_config("gru").lr) == (0.01, 0.003)
+    assert f"RNN {rnn.hidden_size:g}, GRU {gru.hidden_size:g}" in text
