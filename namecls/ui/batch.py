@@ -11,8 +11,7 @@ from .. import service
 from .common import MODEL_CHOICES, TOP_K, user_errors
 from .html import MODEL_LABELS, percent
 
-COLUMNS = ["name", "normalised", "top-1", "probability", "how sure", f"top-{TOP_K}", "error"]
-SURE_WORDS = {False: "confident", True: "not sure"}  # the words every tab uses for the checkpoint's flag
+COLUMNS = ["name", "normalised", "top-1", "probability", "prediction set", "in training as", f"top-{TOP_K}", "error"]
 
 
 def batch_table(rows: list[dict]) -> pd.DataFrame:
@@ -25,7 +24,8 @@ def batch_table(rows: list[dict]) -> pd.DataFrame:
             "normalised": row.get("normalized") or "",
             "top-1": row["top1"] if ok else "",
             "probability": round(float(row["probability"]), 4) if ok else math.nan,
-            "how sure": SURE_WORDS[bool(row["low_confidence"])] if ok else "",
+            "prediction set": " or ".join(row["set"]) if ok else "",
+            "in training as": ", ".join(row["seen_as"] or []) if ok else "",
             f"top-{TOP_K}": " · ".join(f"{lang} {percent(p)}" for lang, p in row["top_k"].items()) if ok else "",
             "error": "" if ok else row["error"],
         })
@@ -38,9 +38,9 @@ def build(models: dict, ui: dict) -> None:
     with gr.Tab("Batch", id="batch"):
         gr.Markdown(f"Upload a **.csv** (a column headed *name* or *surname*, else the first column) or a **.txt** "
                     f"file (one name a line) of at most **{limit_mb:g} MB** and **{service.MAX_BATCH_NAMES:,} "
-                    f"names**, or paste names below. *How sure* uses the same rule as the other tabs; names that "
-                    f"cannot be read are reported in the *error* column. The CSV is UTF-8 with a byte-order mark, "
-                    f"so spreadsheets read every letter.")
+                    f"names**, or paste names below. The *prediction set* and *in training as* columns give the "
+                    f"same answers as the other tabs; names that cannot be read are reported in the *error* "
+                    f"column. The CSV is UTF-8 with a byte-order mark, so spreadsheets read every letter.")
         with gr.Row():
             upload = gr.File(label=f".csv or .txt, ≤ {limit_mb:g} MB, ≤ {service.MAX_BATCH_NAMES:,} names",
                              file_types=list(service.UPLOAD_TYPES), type="filepath", elem_id="batch-file",
@@ -67,8 +67,10 @@ def build(models: dict, ui: dict) -> None:
             rows = service.predict_batch(models, names, kind, TOP_K)
         result = batch_table(rows)
         errors = int((result["error"] != "").sum())
-        unsure = int((result["how sure"] == SURE_WORDS[True]).sum())
-        text_out = (f"**{len(result):,}** names classified with the {MODEL_LABELS[kind]}; **{unsure:,}** not sure"
+        several = int(result["prediction set"].str.contains(" or ").sum())
+        seen = int((result["in training as"] != "").sum())
+        text_out = (f"**{len(result):,}** names classified with the {MODEL_LABELS[kind]}; **{several:,}** with more "
+                    f"than one language in their prediction set; **{seen:,}** in the training lists"
                     + (f"; **{errors:,}** could not be read (see the error column)." if errors else "."))
         return {summary: text_out, table: result,
                 download: gr.DownloadButton(value=service.write_csv(result, f"namecls-{kind}"), visible=True)}

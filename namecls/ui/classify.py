@@ -1,19 +1,20 @@
-"""Tab "Classify": a name in, its most probable languages out, with how sure the network is."""
+"""Tab "Classify": a name in, its most probable languages out, with its prediction set and whether the name is in
+the training lists."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from .. import service
-from .common import EXAMPLES, MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, flag_facts, name_validator, \
+from .common import EXAMPLES, MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, name_validator, set_facts, \
     rejected, user_errors
-from .html import confidence_html, normalisation_html
+from .html import answer_html, normalisation_html
 
 
 def build(models: dict, ui: dict) -> Picked:
     """Lay out the tab and wire its events; returns the name and model the other tabs follow."""
     n_labels = len(models["gru"].labels)
-    facts = {kind: flag_facts(clf) for kind, clf in models.items()}
+    facts = {kind: set_facts(clf) for kind, clf in models.items()}
     with gr.Tab("Classify", id="classify"):
         with gr.Row():
             with gr.Column(scale=5, min_width=280):
@@ -30,14 +31,14 @@ def build(models: dict, ui: dict) -> Picked:
                                        api_visibility="private", examples_per_page=len(EXAMPLES))
             with gr.Column(scale=4, min_width=280):
                 label = gr.Label(num_top_classes=n_labels, label="Languages", elem_id="label")
-                confidence = gr.HTML(elem_id="confidence")
+                answer = gr.HTML(elem_id="answer")
 
     def classify(name_value, kind, k_value):
         with user_errors():
             norm = service.check_name(name_value)
             details = service.predict_details(models, name_value, kind, k_value)
         return {label: details["top"], norm_line: normalisation_html(norm),
-                confidence: confidence_html(details, facts[details["model"]])}
+                answer: answer_html(details, facts[details["model"]])}
 
     def reclassify(name_value, kind, k_value):
         """Model or top-k changed: classify again if there is a name."""
@@ -45,12 +46,12 @@ def build(models: dict, ui: dict) -> Picked:
             return gr.skip()
         return classify(name_value, kind, k_value)
 
-    answer = [label, norm_line, confidence]
+    outputs = [label, norm_line, answer]
     triggers = [name.submit, button.click]
-    clear_when_rejected(triggers, name, {label: None, norm_line: "", confidence: ""}, **ui)  # before it: see there
-    classified = gr.on(triggers, classify, [name, model, k], answer, validator=name_validator,
+    clear_when_rejected(triggers, name, {label: None, norm_line: "", answer: ""}, **ui)  # before it: see there
+    classified = gr.on(triggers, classify, [name, model, k], outputs, validator=name_validator,
                        api_name="ui_classify", **ui)
-    gr.on([model.input, k.release], reclassify, [name, model, k], answer, api_name="ui_reclassify", **ui)
-    example = examples.load_input_event.then(classify, [name, model, k], answer, api_name="ui_example", **ui)
+    gr.on([model.input, k.release], reclassify, [name, model, k], outputs, api_name="ui_reclassify", **ui)
+    example = examples.load_input_event.then(classify, [name, model, k], outputs, api_name="ui_example", **ui)
     return Picked(name, model, (classified, example))
 

@@ -18,29 +18,32 @@ TOP_K = 3  # the top-k every tab starts with (the trajectory draws as many langu
 @dataclass(frozen=True)
 class Example:
     """An example name and what the page says about it. ``tests/test_ui.py`` checks every claim against the data
-    and the committed checkpoints: ``languages`` are the data files listing the name (none: from elsewhere),
-    ``held_out`` that it is in neither checkpoint's training split, ``confident`` the flag of both models (None:
-    no claim). One language: both models' top-1 is it; two: both models' top two are exactly those."""
+    and the committed checkpoints: ``languages`` are the data files listing the name (none: from elsewhere);
+    ``held_out``: in neither checkpoint's training split (so "seen in training" is empty); otherwise a name of the
+    data is in the training lists under exactly ``languages``. One language: both models' top-1 is it; two: both
+    models' top two are exactly those. ``single``: both models' 90% prediction set is one language (False: several;
+    None: no claim)."""
 
     name: str
     says: str
     languages: tuple[str, ...] = ()
     held_out: bool = False
-    confident: bool | None = None
+    single: bool | None = None
 
 
 EXAMPLES = [
-    Example("O'Connell", "O'Connell · Irish, unseen in training: both right, confident",
-            ("Irish",), held_out=True, confident=True),
-    Example("Fujita", "Fujita · Japanese, unseen: both right, confident", ("Japanese",), held_out=True,
-            confident=True),
-    Example("Ślusàrski", "Ślusàrski · read as Slusarski: Polish, both right", ("Polish",)),
-    Example("Nguyen", "Nguyen · Vietnamese: both right", ("Vietnamese",)),
-    Example("Brady", "Brady · English and Irish in the data: both split",
-            ("English", "Irish")),
-    Example("Hong", "Hong · Chinese and Korean in the data: both split", ("Chinese", "Korean")),
-    Example("Yilmaz", "Yilmaz · Turkish, none of the 18: both not sure", confident=False),
-    Example("Demirkan", "Demirkan · Turkish: both confident, and wrong", confident=True),
+    Example("O'Connell", "O'Connell · Irish, unseen in training: both say Irish alone", ("Irish",), held_out=True,
+            single=True),
+    Example("Fujita", "Fujita · Japanese, unseen: both say Japanese alone", ("Japanese",), held_out=True,
+            single=True),
+    Example("Ślusàrski", "Ślusàrski · read as Slusarski: Polish, in the training lists", ("Polish",)),
+    Example("Nguyen", "Nguyen · Vietnamese, in the training lists", ("Vietnamese",)),
+    Example("Brady", "Brady · English and Irish in the data: both sets hold both", ("English", "Irish"),
+            single=False),
+    Example("Hong", "Hong · Chinese and Korean in the data: both sets hold both", ("Chinese", "Korean"),
+            single=False),
+    Example("Yilmaz", "Yilmaz · Turkish: both give several languages", single=False),
+    Example("Demirkan", "Demirkan · Turkish: both say Russian alone, wrongly", single=True),
 ]
 
 
@@ -90,20 +93,23 @@ def clear_when_rejected(triggers, name: gr.Textbox, cleared: dict, **event) -> N
     gr.on(triggers, clear, name, list(cleared), queue=False, show_progress="hidden", **event)
 
 
-def flag_facts(classifier) -> dict:
-    """What the page says about a checkpoint's "not sure" rule: its threshold, the accuracy it was chosen for
-    (validation) and the accuracy of the names it leaves unflagged (test)."""
-    rule = classifier.low_confidence_rule
-    rates = ((classifier.metrics.get("low_confidence") or {}).get("test") or {})
-    return {"threshold": float(rule["threshold"]), "target_accuracy": float(rule.get("target_accuracy", 0.5)),
-            "accuracy_confident": rates.get("accuracy_confident"), "n_labels": len(classifier.labels)}
+def set_facts(classifier) -> dict:
+    """What the page says about a checkpoint's prediction sets: the coverage asked, the coverage measured on the
+    held-out test split, and the language it covers worst (among those with at least 5 test names)."""
+    conformal = (classifier.metrics.get("conformal") or {})
+    test = conformal.get("test") or {}
+    worst = min(((lang, s["coverage"], s["support"]) for lang, s in (test.get("per_language") or {}).items()
+                 if s.get("support", 0) >= 5), key=lambda row: row[1], default=None)
+    return {"coverage": conformal.get("coverage_asked", 0.9), "test_coverage": test.get("coverage"),
+            "worst": worst, "n_labels": len(classifier.labels)}
 
 
-def whole_name(classifier, trace) -> dict:
-    """The whole name's top probability, entropy and flag from its trace (what :func:`confidence_html` needs)."""
+def whole_name(trace) -> dict:
+    """The whole name's answer from its trace, as :func:`namecls.ui.html.answer_html` reads it: the prediction set
+    after the last letter, the languages it is filed under in the training lists, top probability and entropy."""
     final = trace.probs[-1]
-    return {"top_probability": float(final.max()), "entropy": float(trace.entropy[-1]),
-            "low_confidence": classifier.is_low_confidence(final)}
+    return {"set": trace.sets[-1] if trace.sets else [trace.top(-1, 1)[0][0]], "seen_as": trace.seen_as,
+            "top_probability": float(final.max()), "entropy": float(trace.entropy[-1])}
 
 
 def top_k_dict(pairs) -> dict[str, float]:

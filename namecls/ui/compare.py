@@ -1,21 +1,22 @@
-"""Tab "Compare": the RNN and the GRU side by side on one name: answers, how sure, which letters decided it."""
+"""Tab "Compare": the RNN and the GRU side by side on one name: answers, prediction sets, which letters decided
+it."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from .. import service
-from .common import TOP_K, Picked, clear_when_rejected, flag_facts, name_validator, top_k_dict, user_errors, \
+from .common import TOP_K, Picked, clear_when_rejected, set_facts, name_validator, top_k_dict, user_errors, \
     whole_name
 from .figures import trajectory_figure, trajectory_languages
-from .html import MODEL_LABELS, confidence_html, decision_html, legend_html, letters_html, letters_key_html
+from .html import MODEL_LABELS, answer_html, decision_html, legend_html, letters_html, letters_key_html
 from .overlay import FigureImage
 
 
 def build(models: dict, ui: dict, follow: Picked) -> None:
     """Lay out the tab and wire its events; the tab takes over the name classified in ``follow``."""
     n_labels = len(models["gru"].labels)
-    facts = {kind: flag_facts(clf) for kind, clf in models.items()}
+    facts = {kind: set_facts(clf) for kind, clf in models.items()}
     with gr.Tab("Compare", id="compare") as tab:
         with gr.Row():
             name = gr.Textbox(value="Nguyen", label="Surname", elem_id="compare-name", max_lines=1, max_length=256,
@@ -31,7 +32,7 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
                     views[kind] = {
                         "label": gr.Label(num_top_classes=n_labels, label=MODEL_LABELS[kind],
                                           elem_id=f"compare-{kind}"),
-                        "confidence": gr.HTML(elem_id=f"compare-{kind}-confidence"),
+                        "answer": gr.HTML(elem_id=f"compare-{kind}-answer"),
                         "letters": gr.HTML(elem_id=f"compare-{kind}-letters"),
                         "trajectory": gr.HTML(elem_id=f"compare-{kind}-trajectory"),
                         "decision": gr.HTML(elem_id=f"compare-{kind}-decision"),
@@ -44,10 +45,10 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
         out = {compared: (name_value, k_value)}
         for kind, t in traces.items():
             c, label = views[kind], MODEL_LABELS[kind]
-            details = whole_name(models[kind], t)
+            details = whole_name(t)
             figure = FigureImage.from_figure(trajectory_figure(t, int(k_value), f"{label}: after each prefix"))
             out |= {c["label"]: top_k_dict(t.top(-1, int(k_value))),
-                    c["confidence"]: confidence_html(details, facts[kind]),
+                    c["answer"]: answer_html(details, facts[kind]),
                     c["letters"]: letters_html(t) + letters_key_html(t),
                     c["trajectory"]: figure.image_html(f"{label}: probability of the top languages after each prefix")
                     + legend_html(trajectory_languages(t, int(k_value)), t.labels),

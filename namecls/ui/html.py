@@ -29,8 +29,8 @@ CSS = """
 .fig-stack > .fig-marks { position: absolute !important; top: 0; left: 0; width: 100%; pointer-events: none; }
 .tab-container { flex-wrap: wrap; }  /* gradio measures the tab bar on a hidden copy that must not widen the page */
 .scroll-x { overflow-x: auto; max-width: 100%; contain: inline-size; }  /* wide content scrolls in its box */
-.table-wrap { contain: inline-size; }
-#batch-table th, #batch-table th * { word-break: normal !important; overflow-wrap: normal !important; }  /* a wide table scrolls inside its box, not the page */
+.table-wrap { contain: inline-size; }  /* a wide table scrolls inside its box, not the page */
+#batch-table th, #batch-table th * { word-break: normal !important; overflow-wrap: normal !important; }
 .letters, .heat { width: auto !important; margin: 0.2rem 0 !important; border: none !important; }
 .letters td, .letters th, .heat td, .heat th { border: none !important; }
 .chips { display: flex; flex-wrap: wrap; gap: 0.25rem 0.8rem; font-size: 0.9rem; margin: 0.2rem 0; }
@@ -56,9 +56,9 @@ CSS = """
 .colorbar { display: flex; align-items: center; gap: 0.4rem; font-size: 0.8rem; margin: 0.3rem 0;
             flex-wrap: wrap; }
 .colorbar .bar { width: 9rem; height: 0.7rem; border: 1px solid #999; }
-.confidence { padding: 0.35rem 0.6rem; margin: 0.2rem 0; }
-.confidence.low { border-left: 4px solid #d62728; background: rgba(214, 39, 40, 0.08); }
-.confidence.ok { border-left: 4px solid #2ca02c; }
+.answer { padding: 0.35rem 0.6rem; margin: 0.2rem 0; border-left: 4px solid #4c5bd4; }
+.answer[data-set-size="1"] { border-left-color: #2ca02c; }
+.answer .answer-set { font-size: 1.1rem; }
 .contexts { font-size: 0.9rem; columns: 2 16rem; }
 .contexts div { break-inside: avoid; white-space: nowrap; }
 .contexts code b { background: #ffd54f; }
@@ -136,25 +136,43 @@ def normalisation_html(norm: Normalized) -> str:
     return f'<div class="norm-line">Normalisation: {body}</div>'
 
 
-def confidence_html(details: dict, facts: dict) -> str:
-    """How sure the network is, worded the same in every tab. ``details``: top_probability, entropy,
-    low_confidence (as :func:`namecls.service.predict_details`); ``facts``: the checkpoint's flag facts
-    (:func:`namecls.ui.common.flag_facts`: threshold, target_accuracy, accuracy_confident, n_labels)."""
-    top, h = details["top_probability"], details["entropy"]
-    threshold, n = facts["threshold"], facts["n_labels"]
-    digits = 1 if f"{top:.1%}" != f"{threshold:.1%}" else 3  # never "74.9% is below 74.9%"
-    shown, line = f"{100 * top:.{digits}f}%", f"{100 * threshold:.{digits}f}%"
-    small = f'<span class="small-note">(entropy {h:.2f} nats of at most {math.log(n):.2f})</span>'
-    if details["low_confidence"]:
-        return (f'<div class="confidence low" data-low-confidence="true"><b>Not sure.</b> The top probability, '
-                f'{shown}, is below {line}: validation names below that line got the right '
-                f'language at most {percent(facts["target_accuracy"])} of the time. {small}</div>')
-    right = facts.get("accuracy_confident")
-    track = (f": test names at or above it got the right language {percent(right)} of the time"
-             if right is not None else "")
-    return (f'<div class="confidence ok" data-low-confidence="false"><b>Confident.</b> The top probability, '
-            f'{shown}, is at least {line}{track}. A name from none of the {n} languages can '
-            f'still look confident. {small}</div>')
+def languages_text(languages: list[str]) -> str:
+    """'Vietnamese', 'Vietnamese or Chinese', 'Polish, English or Czech' (escaped, in bold)."""
+    bold = [f"<b>{esc(lang)}</b>" for lang in languages]
+    return bold[0] if len(bold) == 1 else ", ".join(bold[:-1]) + " or " + bold[-1]
+
+
+def answer_html(details: dict, facts: dict) -> str:
+    """The whole name's answer, worded the same in every tab: its prediction set with what the set's coverage
+    means as measured, whether the name is in the training lists, and the top probability and entropy.
+    ``details``: set, seen_as, top_probability, entropy (:func:`namecls.ui.common.whole_name` or
+    :func:`namecls.service.predict_details`); ``facts``: :func:`namecls.ui.common.set_facts`."""
+    languages, seen = details["set"], details.get("seen_as")
+    measured, worst = facts.get("test_coverage"), facts.get("worst")
+    coverage = f"{100 * facts['coverage']:g}%"
+    alone = " alone" if len(languages) == 1 else ""
+    record = ""
+    if measured is not None:
+        record = (f"Over held-out test names, a {coverage} set held the right language "
+                  f"{percent(measured)} of the time")
+        if worst is not None:
+            lang, cov, n = worst
+            record += (f"; far less often for some small languages ({esc(lang)}: {round(cov * n)} of {n}), so the "
+                       f"promise is about names overall, not every language")
+        record += "."
+    if seen is None:
+        seen_line = ""
+    elif seen:
+        seen_line = f"In the training lists as: {', '.join(esc(lang) for lang in seen)}."
+    else:
+        seen_line = "Not in the training lists: the answer is the network's generalisation."
+    n = facts["n_labels"]
+    return (f'<div class="answer" data-set-size="{len(languages)}" data-seen="{"true" if seen else "false"}">'
+            f'<div class="answer-set">{languages_text(languages)}{alone} <span class="small-note">'
+            f'({coverage} prediction set)</span></div>'
+            f'<div class="small-note">{record}</div><div class="seen">{seen_line}</div>'
+            f'<div class="small-note">Top probability {percent(details["top_probability"])}; entropy '
+            f'{details["entropy"]:.2f} nats of at most {math.log(n):.2f}.</div></div>')
 
 
 def decision_html(trace, model: str = "") -> str:
@@ -223,11 +241,12 @@ def letters_key_html(trace) -> str:
 
 
 def name_caption_html(trace, step: int) -> str:
-    """'Character 3 of 6: y · prefix Nguy'."""
+    """'Character 3 of 6: y · prefix Nguy · prediction set: Vietnamese or Chinese'."""
     step = clamp_step(step, len(trace.chars))
+    shown = (f" · prediction set: {languages_text(trace.sets[step])}" if getattr(trace, "sets", None) else "")
     return (f'<div class="step-caption">Character <b>{step + 1}</b> of {len(trace.chars)}: '
             f'<code>{esc(display_char(trace.chars[step]))}</code> · prefix '
-            f'<code>{esc("".join(trace.chars[: step + 1]))}</code></div>')
+            f'<code>{esc("".join(trace.chars[: step + 1]))}</code>{shown}</div>')
 
 
 # ---------------------------------------------------------------------------------------------------------------

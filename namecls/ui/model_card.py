@@ -20,10 +20,9 @@ LIMITATIONS_MD = """\
 ### Limitations — read before you trust an answer
 - **A surname is not a nationality, an ethnicity or a person's origin.** The model guesses which *language's list
   of surnames* a spelling most resembles. People marry, migrate, transliterate and change names.
-- **18 languages only.** Every input gets one of them, however foreign: a Turkish name like *Demirkan* still comes
-  out as one of these 18, and confidently. The *not sure* flag says the network's top answer is weak; it is **not**
-  a detector of names from elsewhere (on surnames from 12 other countries it fired about as often as on unseen
-  names of the 18 languages).
+- **18 languages only.** Every input gets one or more of them, however foreign: a Turkish name like *Demirkan*
+  gets "Russian" alone from both models. A prediction set's promise holds for names like the training ones; it
+  says nothing about names from elsewhere, and a one-language set is no proof the name is from that language.
 - **Skewed data.** Russian is 47% of the data's rows (9,408 of 20,074); Vietnamese has 73 rows, Portuguese 74. Small
   languages are predicted less reliably: look at the per-language recall, not only the accuracy.
 - **Probabilities are calibrated on average, not per name.** A temperature fitted on validation names makes "80%"
@@ -68,12 +67,37 @@ def headline_table(metrics_by_model: dict[str, dict]) -> pd.DataFrame:
     return table
 
 
+PER_LANGUAGE_COLUMNS = ["language", "precision", "recall", "F1", "set coverage", "mean set size", "support"]
+
+
 def per_language_table(metrics: dict) -> pd.DataFrame:
-    """Precision, recall, F1 and support of each language on the test set."""
+    """Precision, recall, F1 and support of each language on the test set, and how often its names' prediction sets
+    held it (and how large they were), when the checkpoint has prediction sets."""
     per = (metrics.get("test") or {}).get("per_language") or {}
+    sets = (((metrics.get("conformal") or {}).get("test") or {}).get("per_language")) or {}
     rows = [{"language": lang, "precision": round(s["precision"], 3), "recall": round(s["recall"], 3),
-             "F1": round(s["f1"], 3), "support": int(s["support"])} for lang, s in per.items()]
-    return pd.DataFrame(rows, columns=["language", "precision", "recall", "F1", "support"])
+             "F1": round(s["f1"], 3), "set coverage": round(sets[lang]["coverage"], 3) if lang in sets else None,
+             "mean set size": round(sets[lang]["mean_size"], 2) if lang in sets else None,
+             "support": int(s["support"])} for lang, s in per.items()]
+    return pd.DataFrame(rows, columns=PER_LANGUAGE_COLUMNS)
+
+
+def sets_md(metrics: dict) -> str:
+    """The prediction sets of one checkpoint in a few lines of Markdown (empty if it has none)."""
+    conformal = metrics.get("conformal") or {}
+    test = conformal.get("test") or {}
+    if not test:
+        return ""
+    asked = conformal.get("coverage_asked", 0.9)
+    per = test.get("per_language") or {}
+    low = sorted((s["coverage"], lang) for lang, s in per.items())[:3]
+    return (f"**Prediction sets** (split conformal, fitted on the validation split): each answer's set takes the "
+            f"most probable languages in order until their probability reaches a level fitted on validation names "
+            f"so that {percent(asked)} of such names would have their language in the set. On the test split the sets held the right language **{percent(test['coverage'])}** "
+            f"of the time, with {test['mean_size']:.2f} languages on average and one language "
+            f"{percent(test['singletons'])} of the time. The promise is over names, not per language: "
+            + ", ".join(f"{lang} {percent(cov)} ({per[lang]['support']} names)" for cov, lang in low)
+            + " are the least covered (see the table).")
 
 
 def calibration_md(metrics: dict) -> str:
@@ -89,8 +113,8 @@ def calibration_md(metrics: dict) -> str:
     if flag:
         rates = flag.get("test") or {}
         acc_f, acc_c = rates.get("accuracy_flagged"), rates.get("accuracy_confident")
-        lines.append(f"**Not sure** when the top probability is below **{percent(flag['threshold'])}**: the largest "
-                     f"threshold at which flagged validation names get the right language at most "
+        lines.append(f"The API's **`low_confidence` flag** is set when the top probability is below "
+                     f"**{percent(flag['threshold'])}**: the largest threshold at which flagged validation names get the right language at most "
                      f"{percent(flag.get('target_accuracy', 0.5))} of the time. It flags "
                      f"{percent(rates.get('flag_rate', 0))} of test names (right "
                      f"{'n/a' if acc_f is None else percent(acc_f)} of the time, against "
@@ -165,6 +189,8 @@ def build(models: dict, ui: dict) -> None:
                         with gr.Column(scale=3, min_width=280):
                             confusion = gr.Plot(**figure["confusion"])
                     training = gr.Plot(**figure["training"])
+                    sets = sets_md(clf.metrics)
+                    gr.Markdown(sets, elem_id=f"sets-{kind}", visible=bool(sets))
                     calibration = calibration_md(clf.metrics)
                     gr.Markdown(calibration, elem_id=f"calibration-{kind}", visible=bool(calibration))
                     reliability = gr.Plot(visible=bool(calibration), **figure["reliability"])

@@ -14,10 +14,10 @@ import numpy as np
 
 from .. import service
 from ..inference import Classifier, Trace
-from .common import MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, flag_facts, name_validator, \
+from .common import MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, set_facts, name_validator, \
     top_k_dict, user_errors, whole_name
 from .figures import map_path_svg, map_svg, trajectory_figure, trajectory_languages, units_figure
-from .html import MODEL_LABELS, clamp_step, confidence_html, decision_html, heatmap_html, legend_html, \
+from .html import MODEL_LABELS, answer_html, clamp_step, decision_html, heatmap_html, legend_html, \
     letters_html, letters_key_html, name_caption_html, neighbours_html, normalisation_html, percent, unit_html, \
     unit_label
 from .overlay import FigureImage
@@ -73,7 +73,7 @@ def _trajectory(trace: Trace, k: int) -> FigureImage:
 def build(models: dict, ui: dict, follow: Picked) -> None:
     """Lay out the tab and wire its events; the tab takes over the name and model classified in ``follow``."""
     n_labels = len(models["gru"].labels)
-    facts = {kind: flag_facts(clf) for kind, clf in models.items()}
+    facts = {kind: set_facts(clf) for kind, clf in models.items()}
     with gr.Tab("Step through", id="step-through") as tab:
         with gr.Row():
             name = gr.Textbox(value="Nguyen", label="Surname", elem_id="trace-name", max_lines=1, max_length=256,
@@ -92,7 +92,7 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
             step = gr.Slider(1, 6, value=6, step=1, precision=0, label="Character (← / → keys)", elem_id="step",
                              scale=4, min_width=200)
         letters_key = gr.HTML(elem_id="letters-key")
-        confidence = gr.HTML(elem_id="trace-confidence")
+        answer = gr.HTML(elem_id="trace-answer")
         with gr.Row():
             with gr.Column(scale=2, min_width=240):
                 step_label = gr.Label(num_top_classes=n_labels, label="Prediction for this prefix",
@@ -165,14 +165,14 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
             clf = service.pick_model(models, kind)
             v = StepView.build(clf, name_value, int(k_value))
         t, n = v.trace, v.length
-        details = whole_name(clf, t)
+        details = whole_name(t)
         has_map = clf.projection is not None and t.map_points is not None
         first_choice = v.unit_choices()[0][1]
         out = {
             view: v,
             norm_line: normalisation_html(t.normalized),
             letters_key: letters_key_html(t),
-            confidence: confidence_html(details, facts[v.kind]),
+            answer: answer_html(details, facts[v.kind]),
             trajectory_img: v.trajectory.image_html(f"{MODEL_LABELS[v.kind]}: probability of the top languages "
                                                     f"after each prefix of {''.join(t.chars)}"),
             trajectory_key: legend_html(trajectory_languages(t, v.k), t.labels),
@@ -248,10 +248,10 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
         return {units_img: FigureImage.from_figure(figure).image_html(f"{MODEL_LABELS[v.kind]}: every hidden unit")}
 
     per_step = [step, letters, step_label, trajectory_marks, neighbours, map_marks, heatmap]
-    traced = [view, norm_line, letters_key, confidence, trajectory_img, trajectory_key, decision, unit, unit_view,
+    traced = [view, norm_line, letters_key, answer, trajectory_img, trajectory_key, decision, unit, unit_view,
               units_img, all_units, map_img, map_key, map_note, *per_step]
     triggers = [name.submit, button.click, model.input]
-    clear_when_rejected(triggers, name, {norm_line: "", letters: "", letters_key: "", confidence: "",
+    clear_when_rejected(triggers, name, {norm_line: "", letters: "", letters_key: "", answer: "",
                                          step_label: None, trajectory_img: "", trajectory_marks: "",
                                          trajectory_key: "", decision: "", neighbours: "", map_marks: "",
                                          heatmap: "", unit_view: "", units_img: ""}, **ui)  # before the trace
