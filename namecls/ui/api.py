@@ -38,9 +38,12 @@ def endpoints(models: dict) -> list:
             k: how many languages to return, 1 to 18
         Returns:
             {"name", "normalized", "model", "top": {language: probability}, "top_probability", "entropy" (nats),
-            "low_confidence" (true: the top probability is below "threshold", chosen on validation names so that
-            names below it get the right language at most half the time; it does not detect names from outside
-            the 18 languages), "threshold"}
+            "set": [languages] (the prediction set, most probable first: over held-out names like the training
+            ones, such sets hold the right language "coverage" of the time; less for some small languages),
+            "coverage" (0.9), "seen_as": [languages] (the exact normalised name's languages in the training
+            lists; [] when it is not in them), "low_confidence" (true: the top probability is below "threshold",
+            chosen on validation names so that names below it get the right language at most half the time; it
+            does not detect names from outside the 18 languages), "threshold"}
         """
         with user_errors(html=False):
             return service.predict_details(models, name, model, k)
@@ -60,7 +63,8 @@ def endpoints(models: dict) -> list:
             training names, or null), "attribution": [T] (for the final top language, the change in its
             log-probability as each character is read), "deletion": [T] (its log-probability minus that of the
             name without that character, or null), "neighbours": [T][n] ({"name", "language", "distance"}: the
-            nearest training names to the state after each prefix, or null)}
+            nearest training names to the state after each prefix, or null), "sets": [T][m] (the prediction set
+            after each prefix), "coverage", "seen_as" (as /predict_details)}
         """
         with user_errors(html=False):
             return service.trace(models, name, model)
@@ -74,7 +78,7 @@ def endpoints(models: dict) -> list:
             k: how many languages per name, 1 to 18
         Returns:
             one row per name, in order: {"name", "normalized", "top1", "probability", "top_k": {language: p},
-            "low_confidence" (as /predict_details), "error"}
+            "set", "seen_as", "low_confidence" (as /predict_details), "error"}
         """
         with user_errors(html=False):
             return service.predict_batch(models, names, model, k)
