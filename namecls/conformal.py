@@ -97,9 +97,10 @@ def qhat(scores_sorted: np.ndarray, coverage: float) -> float:
 
 
 def set_sizes(probs, threshold: float, penalty: float = 0.0, free_ranks: int = CONFIG.free_ranks) -> np.ndarray:
-    """(N,): how many of each row's most probable labels are in its set at ``threshold`` (the top one scores 0)."""
+    """(N,): how many of each row's most probable labels are in its set at ``threshold``. The top label scores 0
+    and every threshold is a score (>= 0) or infinite, so a set is never empty."""
     _, score = sorted_scores(probs, penalty, free_ranks)
-    return np.maximum(1, (score <= threshold).sum(axis=1))  # max: a negative threshold is never asked, but be safe
+    return (score <= threshold).sum(axis=1)
 
 
 def set_report(sizes: np.ndarray, covered: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict:

@@ -70,6 +70,8 @@ def fit(model, labels: list[str], split, val_logits, test_logits, with_maps: boo
         "fitted_on": "validation", "penalty_choice": sets.summary["penalty_choice"],
         "test": sets.report(test_probs, test_targets, labels, coverage),
         "validation": sets.report(val_probs, val_targets, labels, coverage),
+        "validation_meaning": "in-sample: the split the scores were fitted on (its coverage is near the asked one "
+                              "by construction); the test split is the honest measure",
     }
     fitted = Posthoc(temperature, config_fields["low_confidence"], sets,
                      seen.fit(train_names, train_targets, labels), metrics=metrics)
