@@ -85,7 +85,8 @@ def fit(model, labels: list[str], split, val_logits, test_logits, with_maps: boo
                           ("methods", "fitted_on", "n_distinct_train_names", "n_prefix_states", "k")}
     novelty = _novelty_module()
     if novelty is not None:
-        fitted.novelty = novelty.fit(model, train_names, train_targets, labels)
+        fitted.novelty = novelty.fit(model, train_names, train_targets, labels, val_names=val_names,
+                                     temperature=temperature)
         metrics["novelty"] = fitted.novelty.summary
     return fitted
 
