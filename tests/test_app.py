@@ -24,6 +24,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
 from namecls import service  # noqa: E402
+from namecls.ui.html import languages_text  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PUBLIC = {"/predict", "/predict_details", "/trace", "/predict_batch"}
@@ -32,9 +33,9 @@ N_TIMED = 20
 # What a gradio_client call of a UI event returns: the event's ``outputs`` (namecls/ui/*.py), in that order, less
 # the ones the API skips (gr.State, layout such as the units accordion).
 PER_STEP = ["step", "letters", "step_label", "trajectory_marks", "neighbours", "map_marks", "heatmap"]  # ui_next...
-TRACED = ["norm_line", "letters_key", "confidence", "trajectory_img", "trajectory_key", "decision", "unit",
+TRACED = ["norm_line", "letters_key", "answer", "trajectory_img", "trajectory_key", "decision", "unit",
           "unit_view", "units_img", "map_img", "map_key", "map_note", *PER_STEP]  # ui_trace
-BATCH_COLUMNS = ["name", "normalised", "top-1", "probability", "how sure", "top-3", "error"]
+BATCH_COLUMNS = ["name", "normalised", "top-1", "probability", "prediction set", "in training as", "top-3", "error"]
 
 
 def named(outputs, names: list[str]) -> dict:
@@ -155,6 +156,8 @@ def test_predict_details_returns_the_flag_and_the_entropy(client, model):
     assert out["low_confidence"] is expected["low_confidence"]
     assert out["entropy"] == pytest.approx(expected["entropy"]) and 0 <= out["entropy"] <= 2.9
     assert out["low_confidence"] == (out["top_probability"] < out["threshold"])
+    assert out["set"] == expected["set"] == app.MODELS[model].predict_set("Demirkan")
+    assert out["seen_as"] == expected["seen_as"] == []  # a Turkish name: in no training list
     with pytest.raises(AppError, match="no letters"):
         client.predict("12345", model, 3, api_name="/predict_details")
 
@@ -236,9 +239,18 @@ def test_batch_upload_through_the_ui_event(ui_server, tmp_path):
     assert summary.startswith("**4** names classified with the RNN") and "**1** could not be read" in summary
     assert [row[0] for row in table["data"]] == ["Nguyen", "12345", "<img src=x onerror=alert(1)>", "Qin"]
     assert table["headers"] == BATCH_COLUMNS
-    how_sure = [row[BATCH_COLUMNS.index("how sure")] for row in table["data"]]
-    assert how_sure[1] == "" and all(word in ("confident", "not sure") for word in how_sure[:1] + how_sure[2:])
-    assert "no letters" in table["data"][1][BATCH_COLUMNS.index("error")]
+    column = {name: [row[BATCH_COLUMNS.index(name)] for row in table["data"]] for name in BATCH_COLUMNS}
+    assert column["prediction set"][1] == column["in training as"][1] == ""
+    assert "no letters" in column["error"][1]
+    several = seen = 0
+    for i, name in ((0, "Nguyen"), (2, "<img src=x onerror=alert(1)>"), (3, "Qin")):  # each name on its own
+        details = service.predict_details(app.MODELS, name, "rnn", 3)
+        assert column["prediction set"][i] == " or ".join(details["set"]), name
+        assert column["in training as"][i] == ", ".join(details["seen_as"]), name
+        several, seen = several + (len(details["set"]) > 1), seen + bool(details["seen_as"])
+    assert column["in training as"][0] == "Vietnamese"  # Nguyen is a Vietnamese training name of both models
+    assert (f"**{several}** with more than one language in their prediction set; **{seen}** in the training "
+            f"lists") in summary
     path = download["value"] if isinstance(download, dict) else download  # an update: {"value": path, ...}
     raw = Path(path).read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 with a byte-order mark: spreadsheets read every letter
@@ -254,23 +266,35 @@ def test_batch_upload_through_the_ui_event(ui_server, tmp_path):
     assert isinstance(download, dict) and download.get("visible") is False
 
 
-def test_classify_says_how_sure_it_is(ui_server):
+def test_classify_gives_the_prediction_set_and_the_training_lists(ui_server):
     c = Client(ui_server, verbose=False)
-    for name, model in (("Demirkan", "gru"), ("Yilmaz", "rnn"), ("Nguyen", "rnn")):
-        label, norm, confidence = c.predict(name, model, 3, api_name="/ui_classify")
+    for name, model in (("Demirkan", "gru"), ("Yilmaz", "rnn"), ("Nguyen", "rnn"), ("Nguyen", "gru"),
+                        ("Brady", "gru")):
+        label, norm, answer = c.predict(name, model, 3, api_name="/ui_classify")
         details = service.predict_details(app.MODELS, name, model, 3)
         assert label["label"] == next(iter(details["top"]))
-        assert ("<b>Not sure.</b>" in confidence) is details["low_confidence"]
-        assert ("<b>Confident.</b>" in confidence) is not details["low_confidence"] and "nats" in confidence
-        assert f'data-low-confidence="{str(details["low_confidence"]).lower()}"' in confidence
+        alone = " alone" if len(details["set"]) == 1 else ""
+        assert f'<div class="answer-set">{languages_text(details["set"])}{alone} <span' in answer
+        assert f'data-set-size="{len(details["set"])}"' in answer and "(90% prediction set)" in answer
+        measured = app.MODELS[model].metrics["conformal"]["test"]["coverage"]
+        assert f"a 90% set held the right language {100 * measured:.1f}% of the time" in answer
+        if details["seen_as"]:
+            assert f"In the training lists as: {', '.join(details['seen_as'])}." in answer
+        else:
+            assert "Not in the training lists" in answer
+        assert f"Top probability {100 * details['top_probability']:.1f}%" in answer and "nats" in answer
 
 
 def test_step_change_path(ui_server):
     """The browser's path: trace once (kept in gr.State), then Next re-renders from the state."""
     c = Client(ui_server, verbose=False)
     out = named(c.predict("Nguyen", "gru", 3, api_name="/ui_trace"), TRACED)
+    sets = service.trace(app.MODELS, "Nguyen", "gru")["sets"]  # the prediction set after each prefix
     assert out["step"]["value"] == 6 and out["step"]["maximum"] == 6  # a slider update: 6 characters
     assert "Character <b>6</b> of 6" in out["letters"]
+    assert f" · prediction set: {languages_text(sets[5])}</div>" in out["letters"]
+    assert f"{languages_text(sets[5])}{' alone' if len(sets[5]) == 1 else ''} <span" in out["answer"]
+    assert "In the training lists as: Vietnamese." in out["answer"]
     assert 'class="current" data-step="5"' in out["letters"]
     assert 'class="step-mark" data-step="5"' in out["trajectory_marks"]
     assert "Vietnamese" in out["decision"] and out["trajectory_img"].count("<img") == 1
@@ -283,6 +307,7 @@ def test_step_change_path(ui_server):
         seconds.append(time.perf_counter() - start)
         expected = min(position + 1, 6)
         assert new["step"] == expected and f"Character <b>{expected}</b> of 6" in new["letters"]
+        assert f" · prediction set: {languages_text(sets[expected - 1])}</div>" in new["letters"]
         assert f'class="current" data-step="{expected - 1}"' in new["letters"]  # the outlined letter
         assert f'class="step-mark" data-step="{expected - 1}"' in new["trajectory_marks"]  # the trajectory's band
         assert new["heatmap"].count('class="current"') == 1  # the heatmap's marked column (its header)

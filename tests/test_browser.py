@@ -182,9 +182,24 @@ def blur(page) -> None:
 
 
 def shown(details: dict):
-    """The confidence line's "top probability, 66.6%" of ``details`` (3 decimals where 1 would equal the line's)."""
-    p = 100 * details["top_probability"]
-    return re.compile(rf"top probability, ({p:.1f}|{p:.3f})%")
+    """The answer's "Top probability 66.6%" of ``details``."""
+    return f"Top probability {100 * details['top_probability']:.1f}%;"
+
+
+def joined(languages: list[str]) -> str:
+    """A prediction set as the page words it: "Vietnamese", "Vietnamese or Chinese", "Polish, English or Czech"."""
+    return languages[0] if len(languages) == 1 else ", ".join(languages[:-1]) + " or " + languages[-1]
+
+
+def set_line(details: dict) -> str:
+    """The answer's first line for ``details`` (a prediction set and the languages in the training lists)."""
+    languages = details["set"]
+    return f"{joined(languages)}{' alone' if len(languages) == 1 else ''} (90% prediction set)"
+
+
+def seen_line(details: dict) -> str:
+    seen = details["seen_as"]
+    return f"In the training lists as: {', '.join(seen)}." if seen else "Not in the training lists"
 
 
 def _record(name: str, seconds: list[float]) -> None:
@@ -204,6 +219,7 @@ def test_the_app_in_a_browser(page):
 
     import app
     from namecls import service
+    from namecls.ui import common
 
     expect.set_options(timeout=TIMEOUT)
     width = page.viewport_size["width"]
@@ -211,12 +227,12 @@ def test_the_app_in_a_browser(page):
 
     # -- Classify -----------------------------------------------------------------------------------------------
     box = page.locator("#name input, #name textarea").first
-    label, confidence, norm = page.locator("#label"), page.locator("#confidence"), page.locator("#normalisation")
+    label, answer, norm = page.locator("#label"), page.locator("#answer"), page.locator("#normalisation")
     box.fill("Nguyen")
     box.press("Enter")  # Enter classifies
     expect(label).to_contain_text("%")
     expect(norm).to_contain_text("Nguyen is read as typed")
-    expect(confidence).to_contain_text("nats")
+    expect(answer).to_contain_text("nats")
 
     page.get_by_role("button", name=re.compile(r"^\s*Ślusàrski ·")).click()  # an example fills and classifies
     expect(box).to_have_value("Ślusàrski")
@@ -233,7 +249,7 @@ def test_the_app_in_a_browser(page):
         box.press("Enter")
         expect(page.locator("#name")).to_contain_text(reason)
         expect(label).not_to_contain_text("%")
-        expect(confidence).to_have_text("")
+        expect(answer).to_have_text("")
         expect(norm).to_have_text("")
 
     box.fill(XSS + "Nguyen")  # user text is shown as text
@@ -247,14 +263,23 @@ def test_the_app_in_a_browser(page):
     expect(norm).to_contain_text("Nguyen is read as typed")
     gru = service.predict_details(app.MODELS, "Nguyen", "gru", 3)
     rnn = service.predict_details(app.MODELS, "Nguyen", "rnn", 3)
-    expect(confidence).to_contain_text(shown(gru))
+    for details in (gru, rnn):  # each model's whole answer, worded as predict_details says
+        assert details["seen_as"] == ["Vietnamese"]
+    expect(answer.locator(".answer-set")).to_have_text(set_line(gru))
+    expect(answer.locator(".seen")).to_have_text(seen_line(gru))
+    expect(answer).to_contain_text(shown(gru))
+    measured = {kind: app.MODELS[kind].metrics["conformal"]["test"]["coverage"] for kind in ("rnn", "gru")}
+    expect(answer).to_contain_text(f"held the right language {100 * measured['gru']:.1f}% of the time")
     check_width(page, "Classify", problems)
     shot(page, f"{width}-1-classify")
     page.locator("#model").get_by_text("RNN", exact=True).click()  # switching model classifies again
-    expect(confidence).to_contain_text(shown(rnn))
+    expect(answer).to_contain_text(shown(rnn))
+    expect(answer.locator(".answer-set")).to_have_text(set_line(rnn))
+    expect(answer).to_contain_text(f"held the right language {100 * measured['rnn']:.1f}% of the time")
     expect(label).to_contain_text(next(iter(rnn["top"])))
     page.locator("#model").get_by_text("GRU", exact=True).click()
-    expect(confidence).to_contain_text(shown(gru))
+    expect(answer).to_contain_text(shown(gru))
+    expect(answer.locator(".answer-set")).to_have_text(set_line(gru))
 
     # -- Step through: the classified name is traced when the tab opens -----------------------------------------
     open_tab(page, "Step through")
@@ -262,18 +287,31 @@ def test_the_app_in_a_browser(page):
     trajectory_img = page.locator("#trajectory img")
     band, current = page.locator("#trajectory .step-mark").first, page.locator("#state-map .map-current")
     has_map = app.MODELS["gru"].projection is not None
+    traced = {}  # the name and model on the stepper now: its trace (service.trace), for the caption's sets
+
+    def tracing(name: str, kind: str) -> None:
+        traced.update(service.trace(app.MODELS, name, kind))
 
     def at(step: int, of: int) -> None:
-        """The stepper shows character ``step`` (1-based) of ``of`` everywhere."""
+        """The stepper shows character ``step`` (1-based) of ``of`` everywhere, and the prefix's prediction set."""
         expect(display).to_contain_text(f"Character {step} of {of}")
+        chars = traced["chars"]
+        assert len(chars) == of
+        expect(display.locator(".step-caption")).to_have_text(
+            f"Character {step} of {of}: {chars[step - 1]} · prefix {''.join(chars[:step])} · "
+            f"prediction set: {joined(traced['sets'][step - 1])}")
         expect(number).to_have_value(str(step))
         expect(display.locator("td.ch.current")).to_have_attribute("data-step", str(step - 1))
         expect(band).to_have_attribute("data-step", str(step - 1))
         if has_map:
             expect(current).to_have_attribute("data-step", str(step - 1))
 
+    tracing("Nguyen", "gru")
     at(6, 6)
     expect(trajectory_img).to_have_attribute("alt", re.compile(r"^GRU: .* of Nguyen$"))
+    trace_answer = page.locator("#trace-answer")
+    expect(trace_answer.locator(".answer-set")).to_have_text(set_line(gru))  # the same answer as Classify's
+    expect(trace_answer.locator(".seen")).to_have_text(seen_line(gru))
     expect(page.locator("#step-label")).to_contain_text("%")
     expect(page.locator("#heatmap table.heat")).to_be_visible()
     if not has_map:
@@ -315,7 +353,9 @@ def test_the_app_in_a_browser(page):
 
     page.locator("#trace-model").get_by_text("RNN", exact=True).click()  # switching model traces again
     expect(trajectory_img).to_have_attribute("alt", re.compile(r"^RNN: .* of Nguyen$"))
+    tracing("Nguyen", "rnn")
     at(6, 6)
+    expect(trace_answer.locator(".answer-set")).to_have_text(set_line(rnn))
     check_width(page, "Step through (Nguyen, RNN)", problems)
     shot(page, f"{width}-step-Nguyen-rnn")
 
@@ -323,12 +363,17 @@ def test_the_app_in_a_browser(page):
     trace_box.fill("Ślusàrski")
     trace_box.press("Enter")
     expect(trajectory_img).to_have_attribute("alt", re.compile(r"^RNN: .* of Slusarski$"))
+    tracing("Ślusàrski", "rnn")
     at(9, 9)
     check_width(page, "Step through (Ślusàrski, RNN)", problems)
     shot(page, f"{width}-step-Slusarski-rnn")
     page.locator("#trace-model").get_by_text("GRU", exact=True).click()
     expect(trajectory_img).to_have_attribute("alt", re.compile(r"^GRU: .* of Slusarski$"))
+    tracing("Ślusàrski", "gru")
     at(9, 9)
+    slusarski = service.predict_details(app.MODELS, "Ślusàrski", "gru", 3)
+    expect(trace_answer.locator(".answer-set")).to_have_text(set_line(slusarski))
+    expect(trace_answer.locator(".seen")).to_have_text(seen_line(slusarski))
     check_width(page, "Step through (Ślusàrski, GRU)", problems)
     shot(page, f"{width}-step-Slusarski-gru")
 
@@ -337,7 +382,7 @@ def test_the_app_in_a_browser(page):
     expect(page.locator("#trace-name")).to_contain_text("no letters")
     expect(display).to_have_text("")
     expect(page.locator("#step-label")).not_to_contain_text("%")
-    expect(page.locator("#trace-confidence")).to_have_text("")
+    expect(trace_answer).to_have_text("")
 
     # -- Compare: the Classify tab's name, both models -------------------------------------------------------
     open_tab(page, "Compare")
@@ -346,6 +391,9 @@ def test_the_app_in_a_browser(page):
         expect(page.locator(f"#compare-{kind}")).to_contain_text("%")
         expect(page.locator(f"#compare-{kind}-letters table.letters")).to_be_visible()
         expect(page.locator(f"#compare-{kind}-trajectory img")).to_be_visible()
+        details = {"rnn": rnn, "gru": gru}[kind]
+        expect(page.locator(f"#compare-{kind}-answer .answer-set")).to_have_text(set_line(details))
+        expect(page.locator(f"#compare-{kind}-answer .seen")).to_have_text(seen_line(details))
     check_width(page, "Compare", problems)
     shot(page, f"{width}-3-compare")
 
@@ -358,7 +406,18 @@ def test_the_app_in_a_browser(page):
     expect(summary).to_contain_text("6 names classified")
     expect(table).to_contain_text(XSS)
     expect(table).to_contain_text("no letters")
-    expect(table).to_contain_text("how sure")
+    expect(table).to_contain_text("prediction set")
+    expect(table).to_contain_text("in training as")
+    answered = [service.predict_details(app.MODELS, n, "gru", 3) for n in BATCH_NAMES if not common.rejected(n)]
+    several = sum(len(d["set"]) > 1 for d in answered)
+    seen = sum(bool(d["seen_as"]) for d in answered)
+    assert len(answered) == 4 and several and seen
+    expect(summary).to_have_text(f"6 names classified with the GRU; {several} with more than one language in their "
+                                 f"prediction set; {seen} in the training lists; 2 could not be read (see the "
+                                 f"error column).")
+    for d in answered:
+        if len(d["set"]) > 1:
+            expect(table).to_contain_text(" or ".join(d["set"]))
     assert table.locator("img").count() == 0
     expect(page.locator("#batch-download")).to_be_visible()
     check_width(page, "Batch", problems)
@@ -378,6 +437,10 @@ def test_the_app_in_a_browser(page):
     expect(page.locator("#card-rnn-training img")).to_be_visible()
     expect(page.get_by_text("A surname is not a nationality, an ethnicity")).to_be_visible()
     expect(page.locator("#headline")).to_contain_text("GRU")
+    sets = app.MODELS["rnn"].metrics["conformal"]["test"]
+    expect(page.locator("#sets-rnn")).to_contain_text(
+        f"On the test split the sets held the right language {100 * sets['coverage']:.1f}% of the time")
+    expect(page.locator("#sets-rnn")).to_contain_text(f"{sets['mean_size']:.2f} languages on average")
     check_width(page, "Model card", problems)
     shot(page, f"{width}-5-model-card")
 

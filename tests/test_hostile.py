@@ -117,6 +117,8 @@ def test_hostile_names_in_one_batch(client):
             continue
         assert row["error"] is None and row["name"] == name and row["normalized"] == norm.text
         assert row["top_k"] == pytest.approx(service.predict(app.MODELS, name, "gru", 3), abs=1e-6)  # batched
+        alone = service.predict_details(app.MODELS, name, "gru", 3)  # the set and lists the other tabs show
+        assert row["set"] == alone["set"] and row["seen_as"] == alone["seen_as"], name
     assert_alive(client)
 
 
@@ -210,11 +212,19 @@ def test_step_through_and_compare_show_html_names_as_text(client):
     assert any("&lt;img src=x onerror=alert(1)&gt;" in html for html in _html_outputs(outputs))  # shown, as text
     for html in htmls:
         assert_no_markup(html)
+    answers = [h for h in htmls if 'class="answer"' in h]
+    assert len(answers) == 3  # Step through's, and each model's in Compare
+    assert all("(90% prediction set)" in h for h in answers)
 
 
 def test_batch_table_holds_html_names_as_plain_strings(client):
     summary, table, _ = client.predict(None, f"{EVIL}\nQin\n", "gru", api_name="/ui_batch")
     assert [row[0] for row in table["data"]] == [EVIL, "Qin"]
+    headers = table["headers"]
+    for row, name in zip(table["data"], (EVIL, "Qin")):  # the set and lists of the letters it holds, as text
+        details = service.predict_details(app.MODELS, name, "gru", 3)
+        assert row[headers.index("prediction set")] == " or ".join(details["set"])
+        assert row[headers.index("in training as")] == ", ".join(details["seen_as"])
     assert EVIL not in summary
     tables = [c["props"] for c in app.demo.config["components"] if c["type"] == "dataframe"]
     assert tables and all(t["datatype"] in ("str", ["str"] * len(t.get("headers") or [])) for t in tables)

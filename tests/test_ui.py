@@ -226,43 +226,127 @@ def test_every_fragment_shows_a_hostile_name_as_text():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# HTML: how sure, and when it was decided
+# HTML: the answer (prediction set, training lists), and when it was decided
 
 
-FACTS = {"threshold": 0.748787, "target_accuracy": 0.5, "accuracy_confident": 0.9123, "n_labels": 18}
+FACTS = {"coverage": 0.9, "test_coverage": 0.89584, "worst": ("Scottish", 0.1, 10), "n_labels": 18}
 
 
-@pytest.mark.parametrize("top, low", [(0.31, True), (0.93, False), (0.74, True), (0.75, False)])
-def test_confidence_html_says_not_sure_exactly_when_flagged(top, low):
-    details = {"top_probability": top, "entropy": 1.234, "low_confidence": low}
-    out = html.confidence_html(details, FACTS)
-    tree = dom(out)
-    box = tree.find("div", "confidence")
-    assert ("Not sure." in tree.text) is low and ("Confident." in tree.text) is (not low)
-    assert box.attrs["data-low-confidence"] == ("true" if low else "false")
-    assert ("low" in box.classes) is low
-    assert "74.9%" in tree.text  # the threshold 0.748787, as a percent
-    assert f"{100 * top:.1f}%" in tree.text
-    assert "1.23 nats" in tree.text and f"{math.log(18):.2f}" in tree.text
-    if low:
-        assert "50.0%" in tree.text  # what "not sure" means: right at most half the time
-    else:
-        assert "91.2%" in tree.text  # how often the unflagged test names were right
-    without = html.confidence_html(details, {**FACTS, "accuracy_confident": None})
-    assert "91.2%" not in without
+def _answer_parts(fragment: str) -> dict:
+    """What :func:`html.answer_html` shows, read back from its DOM: the box, the set's languages (the bold words of
+    its first line) and the text of each line."""
+    tree = dom(fragment)
+    box = tree.find("div", "answer")
+    first = box.find("div", "answer-set")
+    return {"box": box, "set": [b.text for b in first.find_all("b")], "set_line": first.text,
+            "seen": box.find("div", "seen").text, "text": tree.text}
 
 
-def test_confidence_html_quotes_each_checkpoints_own_threshold(models):
-    for kind, clf in models.items():
-        facts = common.flag_facts(clf)
-        assert facts["threshold"] == pytest.approx(clf.config["low_confidence"]["threshold"])
-        assert facts["n_labels"] == 18
-        assert facts["accuracy_confident"] == clf.metrics["low_confidence"]["test"]["accuracy_confident"]
-        for name in ("Nguyen", "Yilmaz"):
-            d = service.predict_details(models, name, kind, 3)
-            text = dom(html.confidence_html(d, facts)).text
-            assert ("Not sure." in text) is d["low_confidence"]
-            assert f"{100 * clf.config['low_confidence']['threshold']:.1f}%" in text
+@pytest.mark.parametrize("languages", [["Vietnamese"], ["Vietnamese", "Chinese"], ["Polish", "English", "Czech"]])
+@pytest.mark.parametrize("seen", [["Chinese", "Korean"], [], None], ids=["seen", "unseen", "no-table"])
+def test_answer_html_shows_the_set_the_measured_coverage_and_the_training_lists(languages, seen):
+    details = {"set": languages, "seen_as": seen, "top_probability": 0.6666, "entropy": 1.234}
+    parts = _answer_parts(html.answer_html(details, FACTS))
+    assert parts["set"] == languages  # exactly the set's languages, in order
+    joined = languages[0] if len(languages) == 1 else ", ".join(languages[:-1]) + " or " + languages[-1]
+    alone = " alone" if len(languages) == 1 else ""
+    assert parts["set_line"] == f"{joined}{alone} (90% prediction set)"
+    assert parts["box"].attrs["data-set-size"] == str(len(languages))
+    # The promise as measured on the test split, and the worst-covered small language as a count of names.
+    assert "a 90% set held the right language 89.6% of the time" in parts["text"]
+    assert "(Scottish: 1 of 10)" in parts["text"]
+    if seen:
+        assert parts["seen"] == f"In the training lists as: {', '.join(seen)}."
+        assert parts["box"].attrs["data-seen"] == "true"
+    elif seen == []:
+        assert parts["seen"] == "Not in the training lists: the answer is the network's generalisation."
+        assert parts["box"].attrs["data-seen"] == "false"
+    else:  # no training-names table: no claim either way
+        assert parts["seen"] == "" and "training lists" not in parts["text"]
+    assert "Top probability 66.7%" in parts["text"]
+    assert f"entropy 1.23 nats of at most {math.log(18):.2f}" in parts["text"]
+
+
+def test_answer_html_without_a_measured_coverage_or_a_worst_language_claims_neither():
+    details = {"set": ["Irish"], "seen_as": [], "top_probability": 0.93, "entropy": 0.3}
+    no_worst = dom(html.answer_html(details, {**FACTS, "worst": None})).text
+    assert "89.6% of the time." in no_worst and "far less often" not in no_worst
+    nothing = dom(html.answer_html(details, {**FACTS, "test_coverage": None, "worst": None})).text
+    assert "held the right language" not in nothing and "Irish alone (90% prediction set)" in nothing
+    other = dom(html.answer_html(details, {**FACTS, "coverage": 0.8, "n_labels": 5})).text
+    assert "(80% prediction set)" in other and "a 80% set held" in other and f"at most {math.log(5):.2f}" in other
+
+
+def test_answer_html_shows_hostile_languages_as_text():
+    details = {"set": [EVIL, "Irish"], "seen_as": [EVIL], "top_probability": 0.5, "entropy": 1.0}
+    tree = assert_shown_as_text(html.answer_html(details, {**FACTS, "worst": (EVIL, 0.5, 8)}))
+    box = tree.find("div", "answer")
+    assert [b.text for b in box.find("div", "answer-set").find_all("b")] == [EVIL, "Irish"]
+    assert box.find("div", "seen").text == f"In the training lists as: {EVIL}."
+    assert f"({EVIL}: 4 of 8)" in tree.text
+
+
+def _metrics_file(kind: str) -> dict:
+    """A committed checkpoint's metrics.json, read here (not through namecls.load)."""
+    import json
+
+    from namecls.inference import CHECKPOINTS
+
+    return json.loads((CHECKPOINTS / kind / "metrics.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru"])
+def test_set_facts_are_the_checkpoints_measured_coverage_and_worst_small_language(models, kind):
+    conformal = _metrics_file(kind)["conformal"]
+    per = conformal["test"]["per_language"]
+    small = {lang: s for lang, s in per.items() if s["support"] >= 5}
+    worst = min(small, key=lambda lang: small[lang]["coverage"])
+    facts = common.set_facts(models[kind])
+    assert facts == {"coverage": conformal["coverage_asked"], "test_coverage": conformal["test"]["coverage"],
+                     "worst": (worst, small[worst]["coverage"], small[worst]["support"]), "n_labels": 18}
+    assert facts["coverage"] == 0.9
+    assert common.set_facts(_NoMetrics(models[kind])) == \
+        {"coverage": 0.9, "test_coverage": None, "worst": None, "n_labels": 18}
+
+
+class _NoMetrics:
+    """A classifier whose checkpoint has no metrics (set_facts must not need them)."""
+
+    def __init__(self, clf):
+        self.labels, self.metrics = clf.labels, {}
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru"])
+@pytest.mark.parametrize("name", ["Nguyen", "Yilmaz", "Brady", "Fujita", "Demirkan"])
+def test_answer_html_of_real_names_says_what_predict_details_and_the_trace_say(models, kind, name):
+    clf = models[kind]
+    facts = common.set_facts(clf)
+    details = service.predict_details(models, name, kind, 3)
+    direct = clf.predict_details(name, 3)
+    assert details["set"] == direct.set and details["seen_as"] == direct.seen_as
+    parts = _answer_parts(html.answer_html(details, facts))
+    assert parts["set"] == direct.set and parts["box"].attrs["data-set-size"] == str(len(direct.set))
+    measured = _metrics_file(kind)["conformal"]["test"]["coverage"]
+    assert f"a 90% set held the right language {100 * measured:.1f}% of the time" in parts["text"]
+    assert parts["seen"] == (f"In the training lists as: {', '.join(direct.seen_as)}." if direct.seen_as else
+                             "Not in the training lists: the answer is the network's generalisation.")
+    # Step through and Compare word the answer from the trace: the same set, lists and numbers.
+    trace = clf.trace(name)
+    whole = common.whole_name(trace)
+    assert whole["set"] == direct.set == trace.sets[-1] and whole["seen_as"] == direct.seen_as
+    assert whole["top_probability"] == pytest.approx(direct.top_probability, abs=1e-5)
+    assert whole["entropy"] == pytest.approx(direct.entropy, abs=1e-4)
+    assert dom(html.answer_html(whole, facts)).text == parts["text"]
+
+
+def test_whole_name_without_sets_falls_back_to_the_top_language():
+    trace = make_trace("Nguyen")  # no sets, no training-names table
+    whole = common.whole_name(trace)
+    assert whole["set"] == [trace.labels[int(np.argmax(trace.probs[-1]))]] and whole["seen_as"] is None
+    assert whole["top_probability"] == pytest.approx(float(trace.probs[-1].max()))
+    with_sets = replace(trace, sets=[["Irish"]] * 5 + [["Chinese", "Korean"]], seen_as=["Korean"])
+    assert common.whole_name(with_sets)["set"] == ["Chinese", "Korean"]
+    assert common.whole_name(with_sets)["seen_as"] == ["Korean"]
 
 
 def _decision_trace(winners: list[int], chars="Nguyen") -> Trace:
@@ -351,6 +435,32 @@ def test_name_caption_and_step_clamping():
     assert html.name_caption_html(trace, 99) == html.name_caption_html(trace, 6)
     assert html.name_caption_html(trace, -3) == html.name_caption_html(trace, 0)
     assert html.clamp_step("not a number", 7) == 6 and html.clamp_step(None, 7) == 6 and html.clamp_step("2", 7) == 2
+    assert "prediction set" not in text  # a trace without sets claims none
+
+
+def _caption_set(fragment: str) -> list[str]:
+    """The languages the caption gives as the prefix's prediction set (the bold words after "prediction set:")."""
+    caption = dom(fragment).find("div", "step-caption")
+    assert " · prediction set: " in caption.text
+    tail = fragment.split("prediction set:", 1)[1]
+    return [b.text for b in dom(tail.rsplit("</div>", 1)[0]).find_all("b")]
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru"])
+@pytest.mark.parametrize("name", ["Nguyen", "Yilmaz", "Ślusàrski"])
+def test_name_caption_gives_each_prefixs_prediction_set(models, kind, name):
+    trace = models[kind].trace(name)
+    assert trace.sets is not None and len(trace.sets) == len(trace.chars)
+    # Independent: the set of each prefix, asked of the classifier for that prefix alone.
+    for step in range(len(trace.chars)):
+        shown = _caption_set(html.name_caption_html(trace, step))
+        assert shown == trace.sets[step], step
+        assert shown == models[kind].predict_set("".join(trace.chars[: step + 1])), step
+    text = dom(html.name_caption_html(trace, 0)).text
+    first = trace.sets[0]
+    joined = first[0] if len(first) == 1 else ", ".join(first[:-1]) + " or " + first[-1]
+    assert text == f"Character 1 of {len(trace.chars)}: {trace.chars[0]} · prefix {trace.chars[0]} · " \
+                   f"prediction set: {joined}"
 
 
 def test_normalisation_line_shows_what_changed():
@@ -690,42 +800,60 @@ def test_a_figure_without_step_axes_has_no_marks():
 def test_batch_table_rows_and_values():
     rows = [
         {"name": "Nguyen", "normalized": "Nguyen", "top1": "Vietnamese", "probability": 0.91234,
-         "top_k": {"Vietnamese": 0.91234, "Chinese": 0.05, "Korean": 0.02}, "low_confidence": False, "error": None},
+         "top_k": {"Vietnamese": 0.91234, "Chinese": 0.05, "Korean": 0.02}, "low_confidence": False,
+         "set": ["Vietnamese"], "seen_as": ["Vietnamese"], "error": None},
         {"name": "Hong", "normalized": "Hong", "top1": "Chinese", "probability": 0.4667,
-         "top_k": {"Chinese": 0.4667, "Korean": 0.3222, "Vietnamese": 0.1}, "low_confidence": True, "error": None},
+         "top_k": {"Chinese": 0.4667, "Korean": 0.3222, "Vietnamese": 0.1}, "low_confidence": True,
+         "set": ["Chinese", "Korean", "Vietnamese"], "seen_as": ["Chinese", "Korean"], "error": None},
+        {"name": "Qinx", "normalized": "Qinx", "top1": "Chinese", "probability": 0.5,
+         "top_k": {"Chinese": 0.5, "Korean": 0.3, "Vietnamese": 0.1}, "low_confidence": True,
+         "set": ["Chinese", "Korean"], "seen_as": [], "error": None},
         {"name": "123", "normalized": "", "top1": None, "probability": None, "top_k": {}, "low_confidence": None,
-         "error": "name has no letters"},
+         "set": None, "seen_as": None, "error": "name has no letters"},
     ]
     table = batch.batch_table(rows)
-    assert list(table.columns) == ["name", "normalised", "top-1", "probability", "how sure", "top-3", "error"]
-    assert table.iloc[0].tolist()[:5] == ["Nguyen", "Nguyen", "Vietnamese", 0.9123, "confident"]
+    assert list(table.columns) == ["name", "normalised", "top-1", "probability", "prediction set", "in training as",
+                                   "top-3", "error"]
+    assert table.iloc[0].tolist()[:6] == ["Nguyen", "Nguyen", "Vietnamese", 0.9123, "Vietnamese", "Vietnamese"]
     assert table.iloc[0]["top-3"] == "Vietnamese 91.2% · Chinese 5.0% · Korean 2.0%"
     assert table.iloc[0]["error"] == ""
-    assert table.iloc[1]["how sure"] == "not sure"
-    assert table.iloc[2]["error"] == "name has no letters" and table.iloc[2]["top-1"] == ""
-    assert table.iloc[2]["how sure"] == "" and table.iloc[2]["top-3"] == ""
-    assert np.isnan(table.iloc[2]["probability"])
+    assert table.iloc[1]["prediction set"] == "Chinese or Korean or Vietnamese"
+    assert table.iloc[1]["in training as"] == "Chinese, Korean"
+    assert table.iloc[2]["prediction set"] == "Chinese or Korean" and table.iloc[2]["in training as"] == ""
+    assert table.iloc[3]["error"] == "name has no letters" and table.iloc[3]["top-1"] == ""
+    assert table.iloc[3]["prediction set"] == "" and table.iloc[3]["in training as"] == ""
+    assert table.iloc[3]["top-3"] == ""
+    assert np.isnan(table.iloc[3]["probability"])
+    assert "how sure" not in table.columns and not hasattr(batch, "SURE_WORDS")
 
 
 NAMES_FOR_CSV = ["Nguyen", "Ślusàrski", "Иванов", "=1+1", "+Ivanov", "-Nguyen", "@Brady", "Hong", "Yilmaz"]
 
 
-def test_batch_table_of_real_predictions_says_how_sure_like_the_other_tabs(models):
-    rows = service.predict_batch(models, NAMES_FOR_CSV, "gru", 3)
+@pytest.mark.parametrize("kind", ["rnn", "gru"])
+def test_batch_table_of_real_predictions_gives_the_same_sets_and_lists_as_the_other_tabs(models, kind):
+    rows = service.predict_batch(models, NAMES_FOR_CSV, kind, 3)
     table = batch.batch_table(rows)
     assert len(table) == len(NAMES_FOR_CSV) and table["name"].tolist() == NAMES_FOR_CSV
+    answered = 0
     for name, row, (_, cells) in zip(NAMES_FOR_CSV, rows, table.iterrows()):
         if row["error"]:
-            assert cells["error"] == row["error"] and cells["how sure"] == ""
+            assert cells["error"] == row["error"]
+            assert cells["prediction set"] == "" and cells["in training as"] == "" and cells["top-1"] == ""
             with pytest.raises(ValueError):
-                models["gru"].predict_details(name)
+                models[kind].predict_details(name)
             continue
-        details = models["gru"].predict_details(name, 3)  # one name at a time: an independent path
-        assert cells["how sure"] == ("not sure" if details.low_confidence else "confident")
-        assert cells["how sure"] == ("not sure" if row["low_confidence"] else "confident")
-        assert cells["top-1"] == details.top[0][0]
+        answered += 1
+        details = models[kind].predict_details(name, 3)  # one name at a time: an independent path
+        assert cells["prediction set"] == " or ".join(details.set) == " or ".join(row["set"])
+        assert cells["in training as"] == ", ".join(details.seen_as) == ", ".join(row["seen_as"])
+        assert cells["top-1"] == details.top[0][0] == details.set[0]  # the set starts with the top language
         assert cells["probability"] == pytest.approx(details.top_probability, abs=5e-5 + 1e-6)
         assert cells["top-3"] == " · ".join(f"{lang} {100 * p:.1f}%" for lang, p in details.top)
+    assert answered >= 6
+    # The real rows include both kinds of answer, so the columns are not trivially constant.
+    assert table["prediction set"].str.contains(" or ").any() and (table["in training as"] != "").any()
+    assert ((table["in training as"] == "") & (table["error"] == "")).any()
 
 
 def test_batch_csv_has_a_bom_reads_back_as_the_table_and_defuses_formulas(models):
@@ -771,6 +899,11 @@ def fake_metrics(n=18, seed=0):
                                        "top3_accuracy": 0.9}},
         "split_sizes": {"train": 100, "val": 10, "test": 10},
         "training_seconds": 123.4,
+        "conformal": {"coverage_asked": 0.9, "test": {
+            "n": 120, "coverage": 0.9012, "mean_size": 1.4567, "singletons": 0.7321,
+            "per_language": {lang: {"coverage": round(1 - i / 40, 4) if i != 5 else 0.1234,
+                                    "mean_size": 1 + i / 7, "support": 10 + i}
+                             for i, lang in enumerate(LABELS[:n]) if i != 3}}},  # one language without sets
     }
 
 
@@ -794,9 +927,38 @@ def test_headline_table_lists_models_then_shared_baselines_once():
 def test_per_language_table_matches_the_metrics():
     m = fake_metrics()
     table = model_card.per_language_table(m)
+    assert list(table.columns) == ["language", "precision", "recall", "F1", "set coverage", "mean set size",
+                                   "support"]
     assert table["language"].tolist() == LABELS
     assert table["support"].tolist() == [m["test"]["per_language"][lang]["support"] for lang in LABELS]
     assert set(table["F1"]) == {0.333} and set(table["recall"]) == {0.25}
+    sets = m["conformal"]["test"]["per_language"]
+    for _, row in table.iterrows():
+        if row["language"] in sets:
+            assert row["set coverage"] == round(sets[row["language"]]["coverage"], 3)
+            assert row["mean set size"] == round(sets[row["language"]]["mean_size"], 2)
+        else:  # a language the sets' metrics do not cover: no number rather than a wrong one
+            assert pd.isna(row["set coverage"]) and pd.isna(row["mean set size"])
+    assert table.loc[table["language"] == LABELS[5], "set coverage"].item() == 0.123
+    without = model_card.per_language_table({k: v for k, v in m.items() if k != "conformal"})
+    assert without["set coverage"].isna().all() and without["mean set size"].isna().all()
+    assert without["F1"].tolist() == table["F1"].tolist()
+
+
+def test_sets_md_gives_the_measured_coverage_size_and_least_covered_languages():
+    m = fake_metrics()
+    test = m["conformal"]["test"]
+    text = model_card.sets_md(m)
+    assert "90.0% of such names" in text
+    assert "held the right language **90.1%** of the time" in text
+    assert "with 1.46 languages on average and one language 73.2% of the time" in text
+    # The three least covered, computed here: LABELS[5] (0.1234), then the two last labels.
+    low = sorted(test["per_language"], key=lambda lang: test["per_language"][lang]["coverage"])[:3]
+    assert low == [LABELS[5], LABELS[17], LABELS[16]]
+    listed = ", ".join(f"{lang} {100 * test['per_language'][lang]['coverage']:.1f}% "
+                       f"({test['per_language'][lang]['support']} names)" for lang in low)
+    assert listed + " are the least covered" in text
+    assert model_card.sets_md({}) == "" and model_card.sets_md({"conformal": {"coverage_asked": 0.9}}) == ""
 
 
 def test_confusion_figure_colours_rows_by_share_and_prints_counts():
@@ -902,6 +1064,20 @@ def test_real_metrics_render(models):
     for kind, clf in models.items():
         per = model_card.per_language_table(clf.metrics)
         assert per["language"].tolist() == clf.labels
+        sets = _metrics_file(kind)["conformal"]["test"]  # read from the file, not through namecls.load
+        assert per["set coverage"].tolist() == [round(sets["per_language"][lang]["coverage"], 3)
+                                                for lang in clf.labels]
+        assert per["mean set size"].tolist() == [round(sets["per_language"][lang]["mean_size"], 2)
+                                                 for lang in clf.labels]
+        text = model_card.sets_md(clf.metrics)
+        assert f"**{100 * sets['coverage']:.1f}%**" in text and f"{sets['mean_size']:.2f} languages" in text
+        assert f"one language {100 * sets['singletons']:.1f}% of the time" in text
+        worst = min(sets["per_language"], key=lambda lang: sets["per_language"][lang]["coverage"])
+        w = sets["per_language"][worst]
+        assert "least covered" in text and f"{worst} {100 * w['coverage']:.1f}% ({w['support']} names)" in text
+        # and the per-language supports of the sets are the test split's
+        assert {lang: s["support"] for lang, s in sets["per_language"].items()} == \
+            {lang: s["support"] for lang, s in clf.metrics["test"]["per_language"].items()}
         figs = figures.card_figures(clf.metrics, clf.labels, html.MODEL_LABELS[kind])
         assert list(figs) == list(figures.CARD_FIGURES)
         for fig in figs.values():  # each titled with the model (as a suptitle, or the single axes' title)
@@ -916,6 +1092,7 @@ def test_model_card_survives_a_checkpoint_without_metrics():
     table = model_card.headline_table({"rnn": empty, "gru": fake_metrics()})
     assert table["model"].tolist()[:2] == ["RNN", "GRU"] and np.isnan(table.loc[0, "accuracy"])
     assert model_card.per_language_table(empty).empty
+    assert model_card.sets_md(empty) == ""
     assert not np.asarray(figures.confusion_figure(empty, LABELS).axes[0].get_images()[0].get_array()).any()
     assert all(not ax.get_lines()[0].get_xdata().size for ax in figures.training_curve_figure(empty).axes[:2])
     assert model_card.test_share_md(empty) == ""
@@ -943,33 +1120,66 @@ def splits(names_data, models):
     return out
 
 
+@pytest.fixture(scope="module")
+def trained_as(names_data, models) -> dict[str, dict[str, set[str]]]:
+    """Each model's training split as {normalised name: its languages}, scanned here from the split."""
+    out = {}
+    for kind, clf in models.items():
+        split = make_split(names_data, clf.config["protocol"], int(clf.config["split_seed"]))
+        names, targets = split.part("train")
+        table: dict[str, set[str]] = {}
+        for name, target in zip(names, targets):
+            table.setdefault(name, set()).add(names_data.labels[int(target)])
+        out[kind] = table
+    return out
+
+
 @pytest.mark.parametrize("example", common.EXAMPLES, ids=[e.name for e in common.EXAMPLES])
-def test_what_the_page_says_about_each_example_is_true(example, listed, splits, models):
+def test_what_the_page_says_about_each_example_is_true(example, listed, splits, trained_as, models):
     text = namecls.normalize(example.name).text
     assert example.says.startswith(example.name + " ")
     read_as = re.search(r"read as (\w+)", example.says)
     if read_as:
         assert read_as.group(1) == text
     assert {lang for lang, names in listed.items() if text in names} == set(example.languages)
+    alone = re.search(r"both say (\w+) alone", example.says)  # "both say Irish alone": both sets are exactly that
+    assert (alone is not None) <= (example.single is True)
     for kind, clf in models.items():
+        in_training = trained_as[kind].get(text, set())
         if example.held_out:
             assert text not in splits[kind]["train"], f"{example.name} is a {kind} training name"
             assert text in splits[kind]["test"], f"{example.name} is not a {kind} test name"
+        elif example.languages:  # a name of the data: in the training lists under exactly its languages
+            assert in_training == set(example.languages), f"{kind}: {example.name} trained as {in_training}"
         details = clf.predict_details(example.name, 3)
+        assert set(details.seen_as) == in_training and details.seen_as == sorted(details.seen_as, key=LABELS.index)
+        if "in the training lists" in example.says:
+            assert details.seen_as, f"{kind}: {example.name} is not in the training lists"
+        if "unseen" in example.says:
+            assert details.seen_as == [], f"{kind}: {example.name} is in the training lists"
         top = [lang for lang, _ in details.top]
         if len(example.languages) == 1:
             assert top[0] == example.languages[0], f"{kind}: {details.top}"
         elif len(example.languages) == 2:
             assert set(top[:2]) == set(example.languages), f"{kind}: {details.top}"
-        if example.confident is not None:
-            assert details.low_confidence == (not example.confident), f"{kind}: {details.top_probability:.3f}"
+            assert set(example.languages) <= set(details.set), f"{kind}: set {details.set}"  # both sets hold both
+        if example.single is True:
+            assert len(details.set) == 1, f"{kind}: set {details.set}"
+        elif example.single is False:
+            assert len(details.set) > 1, f"{kind}: set {details.set}"
+        if alone:
+            assert details.set == [alone.group(1)], f"{kind}: set {details.set}"
+        assert details.set == clf.predict_set(example.name) and details.set[0] == top[0]
 
 
 def test_examples_make_every_kind_of_claim():
-    kinds = {(bool(e.languages), len(e.languages), e.held_out, e.confident) for e in common.EXAMPLES}
+    kinds = {(bool(e.languages), len(e.languages), e.held_out, e.single) for e in common.EXAMPLES}
     assert any(held for _, _, held, _ in kinds) and any(n == 2 for _, n, _, _ in kinds)
-    assert {c for *_, c in kinds} >= {True, False}  # confident and not-sure claims are both checked
-    assert any(not listed and conf for listed, _, _, conf in kinds)  # "confident, and wrong"
+    assert any(listed and not held for listed, _, held, _ in kinds)  # "in the training lists" is claimed
+    assert {s for *_, s in kinds} >= {True, False}  # one-language and several-language sets are both claimed
+    assert any(not listed and single for listed, _, _, single in kinds)  # "one language, and wrong"
+    assert all(e.single is False for e in common.EXAMPLES if len(e.languages) == 2)  # "both sets hold both"
+    assert not hasattr(common.EXAMPLES[0], "confident")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1053,7 +1263,9 @@ def test_api_endpoints_are_the_services_functions(models):
     assert list(endpoints) == ["predict", "predict_details", "trace", "predict_batch"]
     assert endpoints["predict"]("Nguyen", "rnn", 2) == {lang: p for lang, p in models["rnn"].predict("Nguyen", 2)}
     hong = endpoints["predict_details"]("Hong")
-    assert hong["low_confidence"] == models["gru"].predict_details("Hong").low_confidence
+    direct = models["gru"].predict_details("Hong")
+    assert hong["low_confidence"] == direct.low_confidence
+    assert hong["set"] == direct.set and hong["seen_as"] == direct.seen_as
     with pytest.raises(gr.Error) as err:
         endpoints["predict"]("<123>")
     assert "<123>" in err.value.message  # the reason, as plain text for API clients: not HTML-escaped
