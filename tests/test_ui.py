@@ -254,7 +254,7 @@ def test_answer_html_shows_the_set_the_measured_coverage_and_the_training_lists(
     assert parts["box"].attrs["data-set-size"] == str(len(languages))
     # The promise as measured on the test split, and the worst-covered small language as a count of names.
     assert "a 90% set held the right language 89.6% of the time" in parts["text"]
-    assert "(Scottish: 1 of 10)" in parts["text"]
+    assert "(Scottish: right for 1 of 10 test names)" in parts["text"]
     if seen:
         assert parts["seen"] == f"In the training lists as: {', '.join(seen)}."
         assert parts["box"].attrs["data-seen"] == "true"
@@ -263,8 +263,21 @@ def test_answer_html_shows_the_set_the_measured_coverage_and_the_training_lists(
         assert parts["box"].attrs["data-seen"] == "false"
     else:  # no training-names table: no claim either way
         assert parts["seen"] == "" and "training lists" not in parts["text"]
+        assert parts["box"].attrs["data-seen"] == "unknown"
     assert "Top probability 66.7%" in parts["text"]
     assert f"entropy 1.23 nats of at most {math.log(18):.2f}" in parts["text"]
+
+
+def test_answer_html_without_prediction_sets_names_the_top_language_and_promises_nothing():
+    details = {"set": None, "seen_as": None, "top": {"Irish": 0.9, "English": 0.05}, "top_probability": 0.9,
+               "entropy": 0.3}
+    box = dom(html.answer_html(details, FACTS))
+    assert [b.text for b in box.find_all("b")] == ["Irish"]
+    assert "no prediction sets" in box.text and "held the right language" not in box.text
+    row = {"name": "O'Neill", "normalized": "O'Neill", "top1": "Irish", "probability": 0.9,
+           "top_k": {"Irish": 0.9}, "set": None, "seen_as": None, "error": None}
+    table = batch.batch_table([row])
+    assert table.loc[0, "prediction set"] == "" and table.loc[0, "in training as"] == ""
 
 
 def test_answer_html_without_a_measured_coverage_or_a_worst_language_claims_neither():
@@ -283,7 +296,7 @@ def test_answer_html_shows_hostile_languages_as_text():
     box = tree.find("div", "answer")
     assert [b.text for b in box.find("div", "answer-set").find_all("b")] == [EVIL, "Irish"]
     assert box.find("div", "seen").text == f"In the training lists as: {EVIL}."
-    assert f"({EVIL}: 4 of 8)" in tree.text
+    assert f"({EVIL}: right for 4 of 8 test names)" in tree.text
 
 
 def _metrics_file(kind: str) -> dict:
@@ -949,7 +962,7 @@ def test_sets_md_gives_the_measured_coverage_size_and_least_covered_languages():
     m = fake_metrics()
     test = m["conformal"]["test"]
     text = model_card.sets_md(m)
-    assert "90.0% of such names" in text
+    assert "90% of such names" in text
     assert "held the right language **90.1%** of the time" in text
     assert "with 1.46 languages on average and one language 73.2% of the time" in text
     # The three least covered, computed here: LABELS[5] (0.1234), then the two last labels.
@@ -1072,7 +1085,8 @@ def test_real_metrics_render(models):
         text = model_card.sets_md(clf.metrics)
         assert f"**{100 * sets['coverage']:.1f}%**" in text and f"{sets['mean_size']:.2f} languages" in text
         assert f"one language {100 * sets['singletons']:.1f}% of the time" in text
-        worst = min(sets["per_language"], key=lambda lang: sets["per_language"][lang]["coverage"])
+        worst = min((lang for lang, s in sets["per_language"].items() if s["support"] >= 5),
+                    key=lambda lang: sets["per_language"][lang]["coverage"])
         w = sets["per_language"][worst]
         assert "least covered" in text and f"{worst} {100 * w['coverage']:.1f}% ({w['support']} names)" in text
         # and the per-language supports of the sets are the test split's

@@ -24,7 +24,7 @@ def batch_table(rows: list[dict]) -> pd.DataFrame:
             "normalised": row.get("normalized") or "",
             "top-1": row["top1"] if ok else "",
             "probability": round(float(row["probability"]), 4) if ok else math.nan,
-            "prediction set": " or ".join(row["set"]) if ok else "",
+            "prediction set": " or ".join(row["set"] or []) if ok else "",
             "in training as": ", ".join(row["seen_as"] or []) if ok else "",
             f"top-{TOP_K}": " · ".join(f"{lang} {percent(p)}" for lang, p in row["top_k"].items()) if ok else "",
             "error": "" if ok else row["error"],

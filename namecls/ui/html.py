@@ -21,6 +21,7 @@ MODEL_LABELS = {"rnn": "RNN", "gru": "GRU"}
 CSS = """
 .gradio-container { max-width: 1200px !important; margin: 0 auto; }
 .small-note { font-size: 0.85rem; color: var(--body-text-color-subdued); }
+.nowrap { white-space: nowrap; }
 .norm-line, .decision { font-size: 0.95rem; padding: 0.2rem 0.1rem; }
 .step-caption { color: var(--body-text-color-subdued); margin-top: 0.1rem; }
 #step-controls { align-items: end; }
@@ -147,7 +148,9 @@ def answer_html(details: dict, facts: dict) -> str:
     means as measured, whether the name is in the training lists, and the top probability and entropy.
     ``details``: set, seen_as, top_probability, entropy (:func:`namecls.ui.common.whole_name` or
     :func:`namecls.service.predict_details`); ``facts``: :func:`namecls.ui.common.set_facts`."""
-    languages, seen = details["set"], details.get("seen_as")
+    languages, seen = details.get("set"), details.get("seen_as")
+    if not languages:  # a checkpoint without prediction sets: its top language, no promise
+        return _answer_without_set(details, facts)
     measured, worst = facts.get("test_coverage"), facts.get("worst")
     coverage = f"{100 * facts['coverage']:g}%"
     alone = " alone" if len(languages) == 1 else ""
@@ -157,7 +160,8 @@ def answer_html(details: dict, facts: dict) -> str:
                   f"{percent(measured)} of the time")
         if worst is not None:
             lang, cov, n = worst
-            record += (f"; far less often for some small languages ({esc(lang)}: {round(cov * n)} of {n}), so the "
+            record += (f"; far less often for some small languages ({esc(lang)}: right for {round(cov * n)} of "
+                       f"{n} test names), so the "
                        f"promise is about names overall, not every language")
         record += "."
     if seen is None:
@@ -167,12 +171,26 @@ def answer_html(details: dict, facts: dict) -> str:
     else:
         seen_line = "Not in the training lists: the answer is the network's generalisation."
     n = facts["n_labels"]
-    return (f'<div class="answer" data-set-size="{len(languages)}" data-seen="{"true" if seen else "false"}">'
-            f'<div class="answer-set">{languages_text(languages)}{alone} <span class="small-note">'
+    return (f'<div class="answer" data-set-size="{len(languages)}" data-seen="{_seen_flag(seen)}">'
+            f'<div class="answer-set">{languages_text(languages)}{alone} <span class="small-note nowrap">'
             f'({coverage} prediction set)</span></div>'
             f'<div class="small-note">{record}</div><div class="seen">{seen_line}</div>'
             f'<div class="small-note">Top probability {percent(details["top_probability"])}; entropy '
             f'{details["entropy"]:.2f} nats of at most {math.log(n):.2f}.</div></div>')
+
+
+def _seen_flag(seen) -> str:
+    return "unknown" if seen is None else "true" if seen else "false"
+
+
+def _answer_without_set(details: dict, facts: dict) -> str:
+    top = details.get("top") or {}
+    language = next(iter(top), "?")
+    return (f'<div class="answer" data-set-size="0" data-seen="{_seen_flag(details.get("seen_as"))}">'
+            f'<div class="answer-set"><b>{esc(language)}</b> <span class="small-note">(this checkpoint has no '
+            f'prediction sets)</span></div><div class="small-note">Top probability '
+            f'{percent(details["top_probability"])}; entropy {details["entropy"]:.2f} nats of at most '
+            f'{math.log(facts["n_labels"]):.2f}.</div></div>')
 
 
 def decision_html(trace, model: str = "") -> str:

@@ -90,14 +90,14 @@ def sets_md(metrics: dict) -> str:
         return ""
     asked = conformal.get("coverage_asked", 0.9)
     per = test.get("per_language") or {}
-    low = sorted((s["coverage"], lang) for lang, s in per.items())[:3]
+    low = sorted((s["coverage"], lang) for lang, s in per.items() if s.get("support", 0) >= 5)[:3]  # as answer_html
     return (f"**Prediction sets** (split conformal, fitted on the validation split): each answer's set takes the "
             f"most probable languages in order until their probability reaches a level fitted on validation names "
-            f"so that {percent(asked)} of such names would have their language in the set. On the test split the sets held the right language **{percent(test['coverage'])}** "
+            f"so that {100 * asked:g}% of such names would have their language in the set. On the test split the sets held the right language **{percent(test['coverage'])}** "
             f"of the time, with {test['mean_size']:.2f} languages on average and one language "
             f"{percent(test['singletons'])} of the time. The promise is over names, not per language: "
             + ", ".join(f"{lang} {percent(cov)} ({per[lang]['support']} names)" for cov, lang in low)
-            + " are the least covered (see the table).")
+            + " are the least covered among languages with at least 5 test names (see the table).")
 
 
 def calibration_md(metrics: dict) -> str:
@@ -182,12 +182,9 @@ def build(models: dict, ui: dict) -> None:
                 figure = {which: dict(label=which.capitalize(), format="png", show_label=False,
                                       elem_id=f"card-{kind}-{which}") for which in CARD_FIGURES}
                 with gr.Tab(label, id=f"card-{kind}"):
-                    with gr.Row():
-                        with gr.Column(scale=2, min_width=280):
-                            gr.Dataframe(per_language_table(clf.metrics), label=f"{label}: per language",
-                                         interactive=False, max_height=800)
-                        with gr.Column(scale=3, min_width=280):
-                            confusion = gr.Plot(**figure["confusion"])
+                    gr.Dataframe(per_language_table(clf.metrics), label=f"{label}: per language (test set)",
+                                 interactive=False, max_height=800)
+                    confusion = gr.Plot(**figure["confusion"])
                     training = gr.Plot(**figure["training"])
                     sets = sets_md(clf.metrics)
                     gr.Markdown(sets, elem_id=f"sets-{kind}", visible=bool(sets))
