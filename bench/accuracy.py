@@ -189,7 +189,7 @@ def summarize(table: pd.DataFrame, per_name: pd.DataFrame | None, n_classes: int
         out.append("\nfewer than 2 complete " + label + "s: no paired intervals")
         return "\n".join(out)
     paired = table[table.split.isin(complete)]
-    diff_rows, verdicts = [], []
+    diff_rows, verdicts, boot_verdicts = [], [], []
     for model in ("gru", "rnn"):
         boot = None
         if per_name is not None:
@@ -211,12 +211,21 @@ def summarize(table: pd.DataFrame, per_name: pd.DataFrame | None, n_classes: int
                 row["pooled bootstrap (names)"] = f"{p:+.4f} [{blo:+.4f}, {bhi:+.4f}]"
             diff_rows.append(row)
             verdicts.append((model, m, mean, lo, hi, excludes))
+            if boot is not None:
+                boot_verdicts.append((model, m, boot[m][0], boot[m][1], boot[m][2], boot[m][1] > 0 or boot[m][2] < 0))
     out.append(f"\npaired differences model − TF-IDF+LR per {label} (same test names), 95% t interval over the "
                f"{len(complete)} {label} differences (t, {len(complete) - 1} df)"
                + ("; bootstrap: 2,000 resamples of test name strings pooled across folds" if per_name is not None else "")
                + "\n")
     out.append(pd.DataFrame(diff_rows).to_string(index=False))
     out.append("\n" + verdict(verdicts, len(complete), label))
+    names = {"accuracy": "accuracy", "macro_f1": "macro-F1", "set_accuracy": "set accuracy"}
+    disagree = [f"{mo.upper()} {names[m]} (bootstrap interval {'excludes' if bex else 'contains'} 0)"
+                for (mo, m, *_, ex), (*_, bex) in zip(verdicts, boot_verdicts) if ex != bex]
+    if disagree:
+        out.append("The pooled bootstrap over test names (it holds each fold's trained models fixed, so it leaves out "
+                   "the spread between init seeds and training runs that the t interval carries) disagrees on: "
+                   + "; ".join(disagree) + ".")
     return "\n".join(out)
 
 
