@@ -44,6 +44,8 @@ class Trace:
     neighbours: list[list[Neighbour]] | None = None  # [T][n]: reference names nearest the top state after each prefix
     sets: list[list[str]] | None = None  # [T]: the prediction set (default coverage) after each prefix
     seen_as: list[str] | None = None  # the whole name's languages in the training split ([] unseen; None: no table)
+    novelty: float | None = None  # the whole name's novelty score (None: no novelty model), as predict_details
+    unfamiliar: bool | None = None
 
     @property
     def hidden(self) -> np.ndarray:
@@ -95,6 +97,8 @@ class Prediction:
     set: list[str] | None = None  # the prediction set at ``coverage``, most probable first (None: no conformal data)
     coverage: float = CONFORMAL.coverage
     seen_as: list[str] | None = None  # languages of this exact name in the training split ([] unseen; None: no table)
+    novelty: float | None = None  # how unusual the name is for the training lists (None: no novelty model)
+    unfamiliar: bool | None = None  # novelty above the checkpoint's threshold (None: no novelty model)
 
 
 def _log(p: np.ndarray) -> np.ndarray:
@@ -144,6 +148,7 @@ class Classifier:
         self.explain = self.posthoc.explain  # namecls.explain.Explain, or None (no reference bank / unit data)
         self.conformal = self.posthoc.conformal  # namecls.conformal.Conformal, or None (no prediction sets)
         self.training_names = self.posthoc.training_names  # namecls.seen.TrainingNames, or None
+        self.novelty = self.posthoc.novelty  # namecls.novelty.Novelty, or None (no novelty score)
 
     def __repr__(self) -> str:
         return f"Classifier({self.kind!r}, source={str(self.source)!r})"
@@ -189,16 +194,26 @@ class Classifier:
             return None
         return self.training_names.seen_as(self._normalized(name).text)
 
+    @torch.inference_mode()
+    def novelty_of(self, name: str | Normalized) -> tuple[float, bool] | tuple[None, None]:
+        """(novelty score, unfamiliar flag) of ``name``: how unusual it is for the training lists (:mod:`namecls.
+        novelty`); (None, None) when the checkpoint has no novelty model."""
+        if self.novelty is None:
+            return None, None
+        _same_threads()
+        score = float(self.novelty.score_model(self.model, [self._normalized(name).text])[0])
+        return score, self.novelty.unfamiliar(score)
+
     def predict_details(self, name: str | Normalized, k: int = 3,
                         coverage: float = CONFORMAL.coverage) -> Prediction:
         """:meth:`predict` plus the top probability, the entropy, the low-confidence flag, the prediction set at
-        ``coverage`` and the languages the name had in training."""
+        ``coverage``, the languages the name had in training and its novelty."""
         norm = self._normalized(name)
         probs = self._probs([norm.text])[0]
         sets = self.sets(probs, coverage)
         return Prediction(norm.original, norm.text, _top_k(probs, self.labels, k), float(probs.max()),
                           float(calibration.entropy(probs)), self.is_low_confidence(probs),
-                          None if sets is None else sets[0], coverage, self.seen_as(norm))
+                          None if sets is None else sets[0], coverage, self.seen_as(norm), *self.novelty_of(norm))
 
     def predict(self, name: str | Normalized, k: int = 3) -> list[tuple[str, float]]:
         """Top-k (language, probability) for one name, most probable first. Bad input raises ``ValueError``."""
@@ -259,11 +274,15 @@ class Classifier:
         layers = steps.hidden[:, 0].numpy()  # (L, T, H)
         points = None if self.projection is None else self.projection.transform(layers[-1])  # (T, 2)
         target = int(np.argmax(probs[-1]))
+        novelty = unfamiliar = None
+        if self.novelty is not None:  # from the final state and logits this pass already has
+            novelty = float(self.novelty.score([norm.text], layers[-1][-1:], steps.logits[0][-1:].numpy())[0])
+            unfamiliar = self.novelty.unfamiliar(novelty)
         return Trace(norm.original, norm, list(norm.text), layers, probs, self.labels, points,
                      initial=self.model.initial_state().numpy(),
                      deletion=self._deletion(norm.text, target, probs[-1, target]),
                      neighbours=None if self.explain is None else self.explain.nearest(layers[-1]),
-                     sets=self.sets(probs), seen_as=self.seen_as(norm))
+                     sets=self.sets(probs), seen_as=self.seen_as(norm), novelty=novelty, unfamiliar=unfamiliar)
 
 
 def load(name_or_path: str | os.PathLike = "gru") -> Classifier:

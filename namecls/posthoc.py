@@ -8,7 +8,7 @@ holding each fitted thing as an explicit value:
 - ``training_names``: the training split's names and languages, for "seen in training" (:mod:`namecls.seen`);
 - ``projection``: the hidden-state map (:mod:`namecls.projection`), fitted on training names;
 - ``explain``: reference bank, unit order and unit contexts (:mod:`namecls.explain`), fitted on training names;
-- ``novelty``: how far a name is from the training names (``namecls.novelty``), None while that module is absent;
+- ``novelty``: how unusual a name is for the training names (:mod:`namecls.novelty`), fitted on training names;
 
 plus ``metrics``, the fields it adds to metrics.json (scores on validation and test). ``train.py`` and
 ``python -m namecls.refit`` both call :func:`fit_on_split` and :func:`namecls.checkpoint.save`, so a checkpoint
@@ -17,10 +17,9 @@ refitted without retraining holds the same numbers as a freshly trained one.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass, field
 
-from . import calibration, conformal, seen
+from . import calibration, conformal, novelty, seen
 
 
 @dataclass
@@ -39,15 +38,6 @@ class Posthoc:
     def config_fields(self) -> dict:
         """What config.json records: the temperature and the low-confidence rule."""
         return {"temperature": self.temperature, "low_confidence": self.low_confidence}
-
-
-def _novelty_module():
-    """``namecls.novelty`` when it is installed with a ``fit``; else None (the checkpoint then has no novelty)."""
-    if importlib.util.find_spec("namecls.novelty") is None:
-        return None
-    from . import novelty
-
-    return novelty if hasattr(novelty, "fit") else None
 
 
 def fit(model, labels: list[str], split, val_logits, test_logits, with_maps: bool = True) -> Posthoc:
@@ -83,11 +73,9 @@ def fit(model, labels: list[str], split, val_logits, test_logits, with_maps: boo
     fitted.explain = explain.fit(model, train_names, train_targets, labels)
     metrics["explain"] = {k: fitted.explain.summary[k] for k in
                           ("methods", "fitted_on", "n_distinct_train_names", "n_prefix_states", "k")}
-    novelty = _novelty_module()
-    if novelty is not None:
-        fitted.novelty = novelty.fit(model, train_names, train_targets, labels, val_names=val_names,
-                                     temperature=temperature)
-        metrics["novelty"] = fitted.novelty.summary
+    fitted.novelty = novelty.fit(model, train_names, train_targets, labels, val_names=val_names,
+                                 temperature=temperature)
+    metrics["novelty"] = fitted.novelty.summary
     return fitted
 
 

@@ -104,6 +104,8 @@ def predict_details(models, name: str, model: str = "gru", k: int = 3, coverage:
         "set": d.set,
         "coverage": d.coverage,
         "seen_as": d.seen_as,
+        "novelty": d.novelty,
+        "unfamiliar": d.unfamiliar,
     }
 
 
@@ -134,6 +136,8 @@ def trace(models, name: str, model: str = "gru") -> dict:
         "sets": t.sets,  # [T][m]
         "coverage": CONFORMAL.coverage,
         "seen_as": t.seen_as,
+        "novelty": t.novelty,
+        "unfamiliar": t.unfamiliar,
     }
 
 

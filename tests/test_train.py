@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import namecls
-from namecls import posthoc
 from namecls.data import read_names
 from namecls.evaluation import predict_logits, score
 from namecls.splits import make_split
@@ -43,11 +42,10 @@ def _read(folder):
 @pytest.mark.parametrize("kind", KINDS)
 def test_dry_run_writes_a_complete_checkpoint(dry_run_dir, kind, tmp_path):
     folder = dry_run_dir / kind
-    novelty = ["novelty.json", "novelty.safetensors"] if posthoc._novelty_module() else []
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["config.json", "conformal.json", "conformal.safetensors", "explain.json", "explain.safetensors",
          "metrics.json", "model.safetensors", "projection.json", "projection.safetensors", "training_names.json",
-         *novelty])
+         "novelty.json", "novelty.safetensors"])
     config, metrics = _read(folder)
     assert config["temperature"] == metrics["calibration"]["temperature"] > 0  # calibrated at training time
     assert config["low_confidence"]["threshold"] == metrics["low_confidence"]["threshold"]

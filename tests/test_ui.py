@@ -268,6 +268,28 @@ def test_answer_html_shows_the_set_the_measured_coverage_and_the_training_lists(
     assert f"entropy 1.23 nats of at most {math.log(18):.2f}" in parts["text"]
 
 
+@pytest.mark.parametrize("kind", ["rnn", "gru"])
+@pytest.mark.parametrize("name", ["Yilmaz", "Nguyen"])
+def test_novelty_line_says_no_more_than_the_measured_auroc(models, kind, name):
+    clf = models[kind]
+    facts = common.set_facts(clf)
+    score = float(clf.novelty.score_model(clf.model, [name])[0])  # the checkpoint's own scorer, run here
+    details = {"novelty": score, "unfamiliar": score > clf.novelty.threshold}
+    box = dom(html.novelty_html(details, facts)).find("div", "novelty")
+    assert box.attrs["data-unfamiliar"] == str(details["unfamiliar"]).lower()
+    shown = f"{score:.2f}".replace("-", "−")
+    assert f"novelty {shown}" in box.text
+    if details["unfamiliar"]:
+        auroc = _metrics_file(kind)["novelty"]["measured"]["heldout"]["auroc_vs_in_language"]
+        assert "Unusual spelling for these lists" in box.text and "not proof" in box.text
+        assert f"only {100 * auroc:.1f}% of the time" in box.text
+    else:
+        line = f"{clf.novelty.threshold:.2f}".replace("-", "−")
+        assert f"flagged above {line}, a level 5% of validation names exceed" in box.text
+    assert "foreign name" not in box.text.replace("ranked a foreign name above", "")  # no detection claim
+    assert html.novelty_html({"novelty": None, "unfamiliar": None}, facts) == ""
+
+
 def test_answer_html_without_prediction_sets_names_the_top_language_and_promises_nothing():
     details = {"set": None, "seen_as": None, "top": {"Irish": 0.9, "English": 0.05}, "top_probability": 0.9,
                "entropy": 0.3}
@@ -310,16 +332,21 @@ def _metrics_file(kind: str) -> dict:
 
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 def test_set_facts_are_the_checkpoints_measured_coverage_and_worst_small_language(models, kind):
-    conformal = _metrics_file(kind)["conformal"]
+    conformal, novelty = _metrics_file(kind)["conformal"], _metrics_file(kind)["novelty"]
     per = conformal["test"]["per_language"]
     small = {lang: s for lang, s in per.items() if s["support"] >= 5}
     worst = min(small, key=lambda lang: small[lang]["coverage"])
     facts = common.set_facts(models[kind])
     assert facts == {"coverage": conformal["coverage_asked"], "test_coverage": conformal["test"]["coverage"],
-                     "worst": (worst, small[worst]["coverage"], small[worst]["support"]), "n_labels": 18}
-    assert facts["coverage"] == 0.9
+                     "worst": (worst, small[worst]["coverage"], small[worst]["support"]), "n_labels": 18,
+                     "unusual_share": pytest.approx(1 - novelty["threshold"]["quantile"]),
+                     "novelty_threshold": novelty["threshold"]["value"],
+                     "novelty_auroc_in_language": novelty["measured"]["heldout"]["auroc_vs_in_language"],
+                     "novelty_auroc_test": novelty["measured"]["heldout"]["auroc_vs_test_split"]}
+    assert facts["coverage"] == 0.9 and facts["unusual_share"] == pytest.approx(0.05)
     assert common.set_facts(_NoMetrics(models[kind])) == \
-        {"coverage": 0.9, "test_coverage": None, "worst": None, "n_labels": 18}
+        {"coverage": 0.9, "test_coverage": None, "worst": None, "n_labels": 18, "unusual_share": pytest.approx(0.05),
+         "novelty_threshold": None, "novelty_auroc_in_language": None, "novelty_auroc_test": None}
 
 
 class _NoMetrics:

@@ -100,15 +100,23 @@ def set_facts(classifier) -> dict:
     test = conformal.get("test") or {}
     worst = min(((lang, s["coverage"], s["support"]) for lang, s in (test.get("per_language") or {}).items()
                  if s.get("support", 0) >= 5), key=lambda row: row[1], default=None)
+    novelty = classifier.metrics.get("novelty") or {}
+    heldout = (novelty.get("measured") or {}).get("heldout") or {}
     return {"coverage": conformal.get("coverage_asked", 0.9), "test_coverage": test.get("coverage"),
-            "worst": worst, "n_labels": len(classifier.labels)}
+            "worst": worst, "n_labels": len(classifier.labels),
+            "unusual_share": 1 - (novelty.get("threshold") or {}).get("quantile", 0.95),
+            "novelty_threshold": (novelty.get("threshold") or {}).get("value"),
+            "novelty_auroc_in_language": heldout.get("auroc_vs_in_language"),
+            "novelty_auroc_test": heldout.get("auroc_vs_test_split")}
 
 
 def whole_name(trace) -> dict:
     """The whole name's answer from its trace, as :func:`namecls.ui.html.answer_html` reads it: the prediction set
-    after the last letter, the languages it is filed under in the training lists, top probability and entropy."""
+    after the last letter, the languages it is filed under in the training lists, its novelty, top probability and
+    entropy."""
     final = trace.probs[-1]
     return {"set": trace.sets[-1] if trace.sets else [trace.top(-1, 1)[0][0]], "seen_as": trace.seen_as,
+            "novelty": trace.novelty, "unfamiliar": trace.unfamiliar,
             "top_probability": float(final.max()), "entropy": float(trace.entropy[-1])}
 
 

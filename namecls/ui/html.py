@@ -175,8 +175,30 @@ def answer_html(details: dict, facts: dict) -> str:
             f'<div class="answer-set">{languages_text(languages)}{alone} <span class="small-note nowrap">'
             f'({coverage} prediction set)</span></div>'
             f'<div class="small-note">{record}</div><div class="seen">{seen_line}</div>'
+            f'{novelty_html(details, facts)}'
             f'<div class="small-note">Top probability {percent(details["top_probability"])}; entropy '
             f'{details["entropy"]:.2f} nats of at most {math.log(n):.2f}.</div></div>')
+
+
+def novelty_html(details: dict, facts: dict) -> str:
+    """The name's novelty in words no stronger than its measured power: "unusual spelling for these 18 lists", never
+    "from another language" (on held-out surnames the score separates foreign names from unseen names of the 18
+    languages only weakly). Empty when the checkpoint has no novelty score."""
+    score, unfamiliar = details.get("novelty"), details.get("unfamiliar")
+    if score is None:
+        return ""
+    share, shown = f"{100 * facts.get('unusual_share', 0.05):g}%", _number(score)
+    if not unfamiliar:
+        line = facts.get("novelty_threshold")
+        above = "" if line is None else f"; flagged above {_number(line)}, a level {share} of validation names exceed"
+        return (f'<div class="novelty small-note" data-unfamiliar="false">Spelling usual enough for these lists '
+                f'(novelty {shown}{above}).</div>')
+    auroc = facts.get("novelty_auroc_in_language")
+    weak = (f" On held-out surnames it ranked a foreign name above an unseen name of the 18 languages only "
+            f"{percent(auroc)} of the time." if auroc is not None else "")
+    return (f'<div class="novelty" data-unfamiliar="true"><b>Unusual spelling for these lists</b> (novelty '
+            f'{shown}, higher than all but {share} of validation names). That is not proof it comes from '
+            f'another language.{weak}</div>')
 
 
 def _seen_flag(seen) -> str:
@@ -211,6 +233,11 @@ def decision_html(trace, model: str = "") -> str:
 
 def _signed(value: float) -> str:
     return f"{value:+.2f}".replace("-", "−")
+
+
+def _number(value: float) -> str:
+    """A number to two decimals with a true minus sign."""
+    return f"{value:.2f}".replace("-", "−")
 
 
 def letters_html(trace, step: int | None = None) -> str:

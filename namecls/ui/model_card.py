@@ -93,7 +93,8 @@ def sets_md(metrics: dict) -> str:
     low = sorted((s["coverage"], lang) for lang, s in per.items() if s.get("support", 0) >= 5)[:3]  # as answer_html
     return (f"**Prediction sets** (split conformal, fitted on the validation split): each answer's set takes the "
             f"most probable languages in order until their probability reaches a level fitted on validation names "
-            f"so that {100 * asked:g}% of such names would have their language in the set. On the test split the sets held the right language **{percent(test['coverage'])}** "
+            f"so that {100 * asked:g}% of such names would have their language in the set. On the test split the "
+            f"sets held the right language **{percent(test['coverage'])}** "
             f"of the time, with {test['mean_size']:.2f} languages on average and one language "
             f"{percent(test['singletons'])} of the time. The promise is over names, not per language: "
             + ", ".join(f"{lang} {percent(cov)} ({per[lang]['support']} names)" for cov, lang in low)
@@ -114,7 +115,8 @@ def calibration_md(metrics: dict) -> str:
         rates = flag.get("test") or {}
         acc_f, acc_c = rates.get("accuracy_flagged"), rates.get("accuracy_confident")
         lines.append(f"The API's **`low_confidence` flag** is set when the top probability is below "
-                     f"**{percent(flag['threshold'])}**: the largest threshold at which flagged validation names get the right language at most "
+                     f"**{percent(flag['threshold'])}**: the largest threshold at which flagged validation names get "
+                     f"the right language at most "
                      f"{percent(flag.get('target_accuracy', 0.5))} of the time. It flags "
                      f"{percent(rates.get('flag_rate', 0))} of test names (right "
                      f"{'n/a' if acc_f is None else percent(acc_f)} of the time, against "
