@@ -26,12 +26,13 @@ def build(models: dict, ui: dict) -> Picked:
                                   min_width=160)
                 button = gr.Button("Classify", variant="primary", elem_id="classify-btn")
                 norm_line = gr.HTML(elem_id="normalisation")
-                examples = gr.Examples([[e.name] for e in EXAMPLES], inputs=[name], cache_examples=False,
-                                       example_labels=[e.says for e in EXAMPLES], label="Examples: what to expect",
-                                       api_visibility="private", examples_per_page=len(EXAMPLES))
             with gr.Column(scale=4, min_width=280):
                 label = gr.Label(num_top_classes=n_labels, label="Languages", elem_id="label")
                 answer = gr.HTML(elem_id="answer")
+        # Below the answer, not beside the box: on a phone the columns stack and the answer comes first.
+        examples = gr.Examples([[e.name] for e in EXAMPLES], inputs=[name], cache_examples=False,
+                               example_labels=[e.says for e in EXAMPLES], label="Examples: what to expect",
+                               api_visibility="private", examples_per_page=len(EXAMPLES))
 
     def classify(name_value, kind, k_value):
         with user_errors():
