@@ -274,7 +274,7 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
 
 
 NO_MAP_HTML = ('<div class="small-note">This checkpoint has no hidden-state map. Add one with '
-               '<code>python -m namecls.calibration --checkpoint &lt;folder&gt; --data-dir &lt;names&gt;</code>.</div>')
+               '<code>python -m namecls.refit --checkpoint &lt;folder&gt; --data-dir &lt;names&gt;</code>.</div>')
 
 
 def _bank_size(classifier) -> int:
