@@ -24,8 +24,9 @@ except CheckpointError as err:
     raise SystemExit(f"namecls: cannot start: {err}") from None
 
 import gradio as gr  # noqa: E402
+from starlette.middleware import Middleware  # noqa: E402
 
-from namecls.ui import api, batch, classify, compare, model_card, step_through  # noqa: E402
+from namecls.ui import api, batch, classify, compare, model_card, server, step_through  # noqa: E402
 from namecls.ui.html import CSS  # noqa: E402
 
 INTRO = f"""\
@@ -55,18 +56,21 @@ KEYS_JS = """
 }
 """
 
-# Everything launch() needs besides host and port; tests launch with the same settings.
-# state_session_capacity: a session's Step-through state (a traced name and its trajectory PNG) is ~0.1-0.5 MB;
-# keep at most 1,000 sessions.
-LAUNCH_KWARGS = dict(theme=THEME, css=CSS, js=KEYS_JS, max_file_size=service.MAX_UPLOAD_BYTES, ssr_mode=False,
-                     footer_links=["api", "gradio"], run_history=False, state_session_capacity=1000)
+
+
+def launch_kwargs() -> dict:
+    """Everything launch() needs besides host and port, fresh each time (gradio changes app_kwargs in place);
+    tests launch with the same settings. The limits and their worst cases are in namecls/ui/server.py."""
+    return dict(theme=THEME, css=CSS, js=KEYS_JS, max_file_size=service.MAX_UPLOAD_BYTES, ssr_mode=False,
+                footer_links=["api", "gradio"], run_history=False, state_session_capacity=server.SESSION_CAPACITY,
+                app_kwargs={"middleware": [Middleware(server.UploadLimit)]})
 
 
 def build_demo(ui_visibility: str = "private") -> gr.Blocks:
     """The app. ``ui_visibility`` is the API visibility of the UI's own events: "private" in production;
     tests and benchmarks pass "undocumented" to drive the exact UI path with gradio_client."""
     ui = dict(api_visibility=ui_visibility)
-    with gr.Blocks(title="namecls: where does a surname come from?") as demo:
+    with gr.Blocks(title="namecls: where does a surname come from?", delete_cache=server.DELETE_CACHE) as demo:
         gr.Markdown(INTRO)
         with gr.Tabs(elem_id="tabs"):
             picked = classify.build(MODELS, ui)
@@ -77,6 +81,7 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
         for endpoint in api.endpoints(MODELS):
             gr.api(endpoint, api_name=endpoint.__name__)
     demo.queue(default_concurrency_limit=4)
+    server.start_sweeper(demo)
     return demo
 
 
@@ -88,4 +93,4 @@ if __name__ == "__main__":
     # One torch thread per request: requests run side by side on the queue's worker threads, and intra-op threads
     # of concurrent requests only wait for each other (measured in bench/README.md). NAMECLS_TORCH_THREADS overrides.
     torch.set_num_threads(int(os.environ.get("NAMECLS_TORCH_THREADS") or 1))
-    demo.launch(**LAUNCH_KWARGS)
+    demo.launch(**launch_kwargs())

@@ -66,7 +66,7 @@ def serve(port: int, torch_threads: int, concurrency_limit: int | None) -> None:
         gr.api(echo, api_name="echo")
     if concurrency_limit is not None:
         demo.queue(default_concurrency_limit=concurrency_limit)
-    demo.launch(server_name="127.0.0.1", server_port=port, quiet=True, **app.LAUNCH_KWARGS)
+    demo.launch(server_name="127.0.0.1", server_port=port, quiet=True, **app.launch_kwargs())
 
 
 # ---------------------------------------------------------------------------------------------------------------

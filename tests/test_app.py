@@ -45,7 +45,7 @@ def named(outputs, names: list[str]) -> dict:
 
 
 def _launch(demo):
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.LAUNCH_KWARGS)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs())
     return url
 
 

@@ -50,7 +50,7 @@ def url():
         _missing(f"Python Playwright is not installed ({err})")
     import app
 
-    _, address, _ = app.demo.launch(prevent_thread_lock=True, quiet=True, **app.LAUNCH_KWARGS)
+    _, address, _ = app.demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs())
     yield address.rstrip("/")
     app.demo.close()
 

@@ -47,7 +47,7 @@ HOSTILE_NAMES = [
 @pytest.fixture(scope="module")
 def server():
     demo = app.build_demo(ui_visibility="undocumented")  # the UI's own events callable too
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.LAUNCH_KWARGS)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs())
     yield url
     demo.close()
 

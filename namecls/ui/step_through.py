@@ -14,7 +14,8 @@ import numpy as np
 
 from .. import service
 from ..inference import Classifier, Trace
-from .common import MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, set_facts, name_validator, \
+from . import server
+from .common import MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, name_validator, set_facts, \
     top_k_dict, user_errors, whole_name
 from .figures import map_path_svg, map_svg, trajectory_figure, trajectory_languages, units_figure
 from .html import MODEL_LABELS, answer_html, clamp_step, decision_html, heatmap_html, legend_html, \
@@ -128,7 +129,7 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
                 unit_view = gr.HTML(elem_id="unit-view")
         with gr.Accordion("All hidden units (clustered)", open=False) as all_units:
             units_img = gr.HTML(elem_id="all-units")
-        view = gr.State(None, time_to_live=3600)  # the current StepView
+        view = gr.State(None, time_to_live=server.STATE_SECONDS)  # the current StepView
         playing = gr.State(False)
         timer = gr.Timer(0.8, active=False)
 

@@ -1,0 +1,121 @@
+"""What keeps the server bounded: per-session memory, the disk cache, and the size of an upload request.
+
+Every setting has a cap and a lifetime, and its worst case is written beside it. Measured on this app (2 cores,
+gradio 6.31): a fresh session costs ~0.21 MB (gradio's per-session copy of the page's config); a traced name in
+Step through (the session's ``StepView``: a trace of ≤ 64 letters and its trajectory PNG) ≤ 0.3 MB; one
+``/predict_batch`` result of 10,000 names ~7.8 MB, which gradio would otherwise keep per session until the session
+is evicted (``bench/soak.py`` measures all of it).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .. import service
+
+# Sessions gradio keeps (oldest dropped first). Worst case 500 × (0.21 MB + 0.3 MB Step-through state) ≈ 260 MB.
+SESSION_CAPACITY = 500
+# Lifetime of a session's Step-through state (a gr.State); an idle session's state goes after it.
+STATE_SECONDS = 1800
+# How often every session's copy of its last output values (a 10,000-row table, a map) is dropped. Those copies only
+# serve gradio's deep links, which this app does not use. Worst case between two sweeps: the events that finish
+# in that time (the queue runs at most 4 at once, a 10,000-name batch takes ≥ 1 s) × 7.8 MB ≈ 4 × 2 × 7.8 ≈ 65 MB.
+SWEEP_SECONDS = 2.0
+# gradio's cache of uploads and returned files (Blocks(delete_cache=...)): every 10 minutes, files older than
+# 10 minutes go. Worst case on disk: what arrives in 20 minutes, each request ≤ MAX_REQUEST_BYTES.
+CACHE_SECONDS = 600
+DELETE_CACHE = (CACHE_SECONDS, CACHE_SECONDS)
+# One upload request: at most this many files and bytes (gradio's own cap is per file, up to 1,000 files a request).
+MAX_FILES_PER_REQUEST = 1
+MAX_REQUEST_BYTES = service.MAX_UPLOAD_BYTES + 64 * 1024  # one file plus its multipart headers
+
+
+def drop_stored_outputs(demo) -> int:
+    """Forget every session's stored copy of its last output values; returns how many were dropped.
+
+    gradio keeps, per session, the last value of every output (``SessionState.config_values``) — for the public
+    API too, so each script that calls ``/predict_batch`` once would hold its 7.8 MB result until its session is
+    evicted. Inputs always come with the request and gr.State lives elsewhere (``state_data``), so nothing the app
+    reads is lost.
+    """
+    holder = getattr(demo, "state_holder", None)
+    if holder is None:
+        return 0
+    with holder.lock:
+        sessions = list(holder.session_data.values())
+    dropped = 0
+    for session in sessions:
+        for config in list(session.config_values.values()):
+            props = config.get("props") if isinstance(config, dict) else None
+            if props and props.get("value") is not None:
+                props["value"] = None
+                dropped += 1
+    return dropped
+
+
+def start_sweeper(demo, seconds: float = SWEEP_SECONDS) -> threading.Thread:
+    """A daemon thread that runs :func:`drop_stored_outputs` every ``seconds`` for the life of the process."""
+    def sweep():
+        while True:
+            time.sleep(seconds)
+            drop_stored_outputs(demo)
+
+    thread = threading.Thread(target=sweep, name="namecls-output-sweeper", daemon=True)
+    thread.start()
+    return thread
+
+
+class UploadLimit:
+    """ASGI middleware: an upload request (``POST …/upload``) with more than ``max_files`` files or ``max_bytes``
+    bytes is refused with 413 and a one-line reason, before gradio reads or stores any of it."""
+
+    def __init__(self, app, max_files: int = MAX_FILES_PER_REQUEST, max_bytes: int = MAX_REQUEST_BYTES):
+        self.app, self.max_files, self.max_bytes = app, max_files, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].rstrip("/").endswith("/upload"):
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await _refuse(send, f"an upload request may hold at most {self.max_bytes:,} bytes")
+        boundary = _boundary(headers.get(b"content-type", b""))
+        seen, parts, tail = 0, 0, b""
+        body = []
+        while True:  # read the whole (small, capped) body, counting bytes and file parts as they arrive
+            message = await receive()
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                return await _refuse(send, f"an upload request may hold at most {self.max_bytes:,} bytes")
+            if boundary:
+                window = tail + chunk
+                parts += window.count(b"--" + boundary) - tail.count(b"--" + boundary)
+                tail = window[-(len(boundary) + 2):]
+            body.append(chunk)
+            if not message.get("more_body"):
+                break
+        if boundary and parts - 1 > self.max_files:  # n parts have n + 1 boundary lines
+            return await _refuse(send, f"an upload request may hold at most {self.max_files} file(s)")
+        replay = iter([{"type": "http.request", "body": b"".join(body), "more_body": False}])
+
+        async def receive_again():
+            return next(replay, {"type": "http.disconnect"})
+
+        return await self.app(scope, receive_again, send)
+
+
+def _boundary(content_type: bytes) -> bytes:
+    for piece in content_type.split(b";"):
+        key, _, value = piece.strip().partition(b"=")
+        if key.lower() == b"boundary":
+            return value.strip(b'"')
+    return b""
+
+
+async def _refuse(send, reason: str) -> None:
+    body = reason.encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
