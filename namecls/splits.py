@@ -56,17 +56,23 @@ def _seed_split(data: NamesData, seed: int) -> Split:
     return Split("seed", seed, data.names, data.targets, np.sort(train), np.sort(val), np.sort(test))
 
 
-def _clean_split(data: NamesData, seed: int) -> Split:
+def _unique_pairs(data: NamesData) -> tuple[list[str], np.ndarray, dict[str, int]]:
+    """The data's unique (name, language) pairs as (names, targets), sorted, and each name's stratum: its rarest
+    language (465 names carry more than one), which keeps the small languages represented in every part."""
     pairs = sorted(set(zip(data.names, data.targets)))
     names = [n for n, _ in pairs]
     targets = np.array([t for _, t in pairs])
-    # Split name strings, not rows, so no name is in two parts. Each name is stratified by its rarest language
-    # (465 names carry more than one), which keeps the small languages represented in every part.
     frequency = np.bincount(targets, minlength=len(data.labels))
     stratum_of: dict[str, int] = {}
     for name, target in pairs:
         if name not in stratum_of or frequency[target] < frequency[stratum_of[name]]:
             stratum_of[name] = int(target)
+    return names, targets, stratum_of
+
+
+def _clean_split(data: NamesData, seed: int) -> Split:
+    # Split name strings, not rows, so no name is in two parts, stratified by each name's rarest language.
+    names, targets, stratum_of = _unique_pairs(data)
     unique = sorted(stratum_of)
     strata = np.array([stratum_of[n] for n in unique])
     rest, test_names = train_test_split(unique, test_size=0.1, stratify=strata, random_state=seed)
@@ -90,18 +96,11 @@ def make_folds(data: NamesData, n_folds: int = 5, seed: int = 0) -> list[Split]:
 
     if n_folds < 2:
         raise ValueError(f"n_folds must be at least 2, not {n_folds}")
-    pairs = sorted(set(zip(data.names, data.targets)))
-    names = [n for n, _ in pairs]
-    targets = np.array([t for _, t in pairs])
-    frequency = np.bincount(targets, minlength=len(data.labels))
-    stratum_of: dict[str, int] = {}
-    for name, target in pairs:
-        if name not in stratum_of or frequency[target] < frequency[stratum_of[name]]:
-            stratum_of[name] = int(target)
+    names, targets, stratum_of = _unique_pairs(data)
     pair_strata = np.array([stratum_of[n] for n in names])
     kfold = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     folds = []
-    for _, test in kfold.split(np.zeros(len(pairs)), pair_strata, groups=names):
+    for _, test in kfold.split(np.zeros(len(names)), pair_strata, groups=names):
         test_set = {names[i] for i in test}
         rest = sorted({n for n in names if n not in test_set})
         rest_strata = np.array([stratum_of[n] for n in rest])
