@@ -11,15 +11,31 @@ The other post-training fits (:class:`namecls.posthoc.Posthoc`) ride along, each
 - ``explain.safetensors`` + ``explain.json``: reference names, unit order and contexts (:mod:`namecls.explain`);
 - ``novelty.safetensors`` + ``novelty.json``: the "from elsewhere" score (``namecls.novelty``).
 
-Every file is written atomically (temporary file, then rename), so an interrupted run leaves the old one intact;
-:func:`save` writes the whole set, config.json last.
+A checkpoint is replaced as a set (:func:`save`): the new folder is written beside the old one, each file fsynced,
+then swapped in with one atomic exchange of the two directories (Linux ``renameat2(RENAME_EXCHANGE)``), or, where
+that is not available, two renames (old folder aside to ``<name>.old-<random>``, new folder into place), so a crash
+at any point leaves either the complete old set or the complete new set, never new weights beside an old config.
+After a crash in the instant between those two renames the folder itself is missing and its old set waits beside it
+as ``<name>.old-<random>``: :func:`load` then reads that set (and logs a warning), and the next :func:`save` puts a
+new set in place and removes it. One writer per checkpoint folder at a time (train.py and ``namecls.refit`` are).
+
+:func:`load` refuses, with a :class:`CheckpointError` that names the file and the fix, anything it cannot trust:
+missing or truncated files, non-finite tensors (model and post-training parts), a temperature outside
+:data:`TEMPERATURE_RANGE`, labels that are not distinct non-empty strings, JSON files larger than their cap in
+:data:`JSON_MAX_BYTES` or nested deeper than :data:`JSON_MAX_DEPTH`.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import logging
+import math
 import os
 import platform
+import secrets
+import shutil
+import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -39,28 +55,72 @@ NOVELTY_TENSORS, NOVELTY_JSON = "novelty.safetensors", "novelty.json"
 TRAINING_NAMES_JSON = "training_names.json"
 FORMAT_VERSION = 1
 
+# Largest JSON file load() reads, per file name (bytes; checked before reading). Each is at least 8x the committed
+# checkpoints' file (sizes of checkpoints/gru and rnn in parentheses); training_names.json grows with the training
+# split (20,074 names: 0.52 MB), explain.json with the reference bank. tests/test_checkpoint.py checks the margin.
+JSON_MAX_BYTES = {
+    CONFIG_FILE: 1 << 20,  # 1 MiB (1.6 kB)
+    METRICS_FILE: 4 << 20,  # 4 MiB (45 kB)
+    CONFORMAL_JSON: 1 << 20,  # 1 MiB (1.9 kB)
+    NOVELTY_JSON: 1 << 20,  # 1 MiB (5.3 kB)
+    PROJECTION_JSON: 8 << 20,  # 8 MiB (175 kB)
+    EXPLAIN_JSON: 8 << 20,  # 8 MiB (279 kB)
+    TRAINING_NAMES_JSON: 16 << 20,  # 16 MiB (520 kB)
+}
+JSON_MAX_DEPTH = 32  # nesting levels of any checkpoint JSON (the committed files have at most 5)
+# The softmax temperature config.json may hold: well inside float32's normal range, so that logits / T stays finite
+# (1e-300 is 0 in float32 and makes every probability NaN). Fitted temperatures lie in calibration's (0.05, 20).
+TEMPERATURE_RANGE = (1e-3, 1e3)  # low <= T < high
+
+log = logging.getLogger(__name__)
+
 
 class CheckpointError(ValueError):
     """A checkpoint folder that is missing, incomplete, corrupt, or disagrees with itself."""
 
 
+def _write(path: Path, write) -> None:
+    """Create ``path`` with ``write(path)`` and flush it to disk."""
+    write(path)
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the entries of directory ``path`` (new files, renames) durable; a no-op where directories cannot be
+    opened (Windows)."""
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _atomic_write(path: Path, write) -> None:
+    """Replace the single file ``path`` atomically (temporary file beside it, fsync, rename)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     os.close(fd)
     try:
-        write(tmp)
+        _write(Path(tmp), write)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def write_json(path: Path, obj) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
+def _dump_json(obj):
+    def write(path):
+        with open(path, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2, ensure_ascii=False)
             f.write("\n")
-    _atomic_write(path, write)
+    return write
+
+
+def write_json(path: Path, obj) -> None:
+    """Write ``obj`` as the JSON file ``path``, atomically (one file; :func:`save` replaces whole checkpoints)."""
+    _atomic_write(Path(path), _dump_json(obj))
 
 
 def versions() -> dict:
@@ -70,16 +130,15 @@ def versions() -> dict:
 
 def save(folder: str | os.PathLike, model: torch.nn.Module, labels: list[str], extra: dict, metrics: dict,
          posthoc=None) -> Path:
-    """Write ``model``, its metadata and its post-training fits into ``folder`` (created if needed).
+    """Write ``model``, its metadata and its post-training fits as the checkpoint folder ``folder``.
 
     ``extra`` holds training facts (protocol, split seed, data fingerprint, training config) merged into config.json;
     ``posthoc`` (a :class:`namecls.posthoc.Posthoc`, or None) adds its temperature and low-confidence rule to
-    config.json and its parts as files. Every file of the set is rewritten, and a part the new set lacks is
-    removed, so no stale file of an older set survives. Weights go first and config last, so a loader never pairs
-    a new config with old weights after a crash.
+    config.json and its parts as files. The folder is replaced as a whole (:func:`replace_folder`): afterwards it
+    holds exactly the new set, a part the new set lacks is gone, and a crash at any step leaves the old set or the
+    new one, never a mix.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     config = {
         "format_version": FORMAT_VERSION,
         "model": config_to_dict(model.config),
@@ -91,18 +150,18 @@ def save(folder: str | os.PathLike, model: torch.nn.Module, labels: list[str], e
         "versions": versions(),
     }
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
-    for attribute, files in PARTS.items():
+    files = {WEIGHTS_FILE: lambda path: save_file(tensors, path)}
+    for attribute, names in PARTS.items():
         part = getattr(posthoc, attribute, None)
         if part is None:
-            for stale in files:
-                (folder / stale).unlink(missing_ok=True)
-        elif len(files) == 2:
-            _save_pair(folder, part, *files)
-        else:
-            write_json(folder / files[0], part.summary)
-    write_json(folder / METRICS_FILE, metrics)
-    write_json(folder / CONFIG_FILE, config)
+            continue
+        if len(names) == 2:
+            part_tensors = {k: v.contiguous() for k, v in part.tensors().items()}
+            files[names[0]] = lambda path, t=part_tensors: save_file(t, path)
+        files[names[-1]] = _dump_json(part.summary)
+    files[METRICS_FILE] = _dump_json(metrics)
+    files[CONFIG_FILE] = _dump_json(config)
+    replace_folder(folder.resolve() if folder.is_symlink() else folder, files)
     return folder
 
 
@@ -112,10 +171,85 @@ PARTS = {"conformal": (CONFORMAL_TENSORS, CONFORMAL_JSON), "training_names": (TR
          "novelty": (NOVELTY_TENSORS, NOVELTY_JSON)}
 
 
-def _save_pair(folder: Path, part, tensors_file: str, json_file: str) -> None:
-    tensors = {k: v.contiguous() for k, v in part.tensors().items()}
-    _atomic_write(folder / tensors_file, lambda tmp: save_file(tensors, tmp))
-    write_json(folder / json_file, part.summary)
+def _sibling(target: Path, role: str) -> Path:
+    """An unused name beside ``target``: ``<name>.new-<random>`` (being written) or ``<name>.old-<random>`` (put
+    aside). Same directory, hence same file system: renames between them are atomic."""
+    while True:
+        path = target.with_name(f"{target.name}.{role}-{secrets.token_hex(4)}")
+        if not os.path.lexists(path):
+            return path
+
+
+def _siblings(target: Path, role: str) -> list[Path]:
+    return sorted(p for p in target.parent.glob(glob.escape(target.name) + f".{role}-*") if p.is_dir())
+
+
+_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
+_renameat2 = None
+if sys.platform.startswith("linux"):
+    try:
+        import ctypes
+
+        _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+        _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    except (OSError, AttributeError):  # no glibc 2.28+: two renames instead
+        _renameat2 = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the directories ``a`` and ``b`` in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False when
+    that is not possible here (another OS, an old C library, a file system without it, or ``b`` missing)."""
+    if _renameat2 is None:
+        return False
+    import ctypes
+    import errno
+
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOENT, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def replace_folder(target: Path, files: dict) -> None:
+    """Make ``target`` a folder holding exactly ``files`` ({file name: write(path)}), replacing any old one as a set.
+
+    1. Write every file into a new sibling folder ``<name>.new-<random>`` and fsync the files and the folder.
+    2. Swap it in: one atomic exchange with the old folder where the system has one (nothing is ever missing), else
+       rename the old folder aside to ``<name>.old-<random>`` and the new one into place (between those two renames
+       the folder is missing; :func:`load` then reads the set put aside), then fsync the parent.
+    3. Remove the old set, and any ``.new-*``/``.old-*`` sibling an earlier crash left behind.
+
+    On an exception before the swap the old folder is untouched and the new one is removed; one between the two
+    renames puts the old folder back.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(target) and not target.is_dir():
+        raise NotADirectoryError(f"{target} is not a folder: not replacing it with a checkpoint")
+    staging, aside = _sibling(target, "new"), None
+    os.mkdir(staging)
+    try:
+        for name, write in files.items():
+            _write(staging / name, write)
+        _fsync_dir(staging)
+        if _exchange(staging, target):  # staging now holds the old set
+            aside = staging
+        else:
+            if os.path.lexists(target):
+                aside = _sibling(target, "old")
+                os.rename(target, aside)
+            os.rename(staging, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        if aside is not None and aside != staging and not os.path.lexists(target):
+            os.rename(aside, target)  # the swap did not happen: the old set goes back
+        if os.path.lexists(staging) and staging != aside:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    for leftover in ([aside] if aside is not None else []) + _siblings(target, "old") + _siblings(target, "new"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _read_pair(folder: Path, tensors_file: str, json_file: str, what: str):
@@ -130,14 +264,53 @@ def _read_pair(folder: Path, tensors_file: str, json_file: str, what: str):
         tensors = load_file(tensors_path)
     except (SafetensorError, OSError, ValueError) as err:
         raise _fail(tensors_path, f"corrupt or truncated {what} ({err})") from err
+    _check_finite(tensors_path, tensors, what)
     return tensors, _read_json(json_path, what)
 
 
+def _check_finite(path: Path, tensors: dict, what: str) -> None:
+    """Refuse a NaN or an infinity in any floating tensor of ``path``."""
+    for key in sorted(tensors):
+        value = tensors[key]
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise _fail(path, f"{what}: tensor {key!r} has {bad} non-finite value(s) (NaN or infinity)")
+
+
+def _depth(value) -> int:
+    """Nesting depth of a parsed JSON value (0 for a scalar), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
 def _read_json(path: Path, what: str):
+    """Parse the JSON file ``path``, refusing one over its size cap (:data:`JSON_MAX_BYTES`, checked before reading)
+    or nested deeper than :data:`JSON_MAX_DEPTH` (a very deep file stops the parser with RecursionError)."""
+    cap = JSON_MAX_BYTES.get(path.name, min(JSON_MAX_BYTES.values()))
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > cap:
+            raise _fail(path, f"{what} file is {size:,} bytes, more than the {cap:,} this version reads "
+                              f"(namecls.checkpoint.JSON_MAX_BYTES)")
+        with open(path, "rb") as f:
+            raw = f.read(cap + 1)
+        if len(raw) > cap:  # grew since stat()
+            raise _fail(path, f"{what} file is more than the {cap:,} bytes this version reads")
+        value = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise _fail(path, f"{what} is nested too deeply (more than {JSON_MAX_DEPTH} levels)") from None
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
         raise _fail(path, f"unreadable {what} ({err})") from err
+    if _depth(value) > JSON_MAX_DEPTH:
+        raise _fail(path, f"{what} is nested too deeply ({_depth(value)} levels, at most {JSON_MAX_DEPTH})")
+    return value
 
 
 def load_conformal(folder: str | os.PathLike, config: dict):
@@ -187,6 +360,7 @@ def load_posthoc(folder: str | os.PathLike, config: dict, metrics: dict):
     from .calibration import DEFAULT_RULE
     from .posthoc import Posthoc
 
+    folder = _resolve(Path(folder))
     return Posthoc(
         temperature=float(config.get("temperature", 1.0)),
         low_confidence=dict(config.get("low_confidence") or DEFAULT_RULE),
@@ -219,13 +393,17 @@ def load_projection(folder: str | os.PathLike, config: dict):
             raise _fail(path, "file is missing (the hidden-state map needs both projection files)")
     try:
         tensors = load_file(tensors_path)
-        projection = Projection(tensors["mean"].numpy(), tensors["components"].numpy(), {})
-    except (SafetensorError, OSError, KeyError, ValueError) as err:
+    except (SafetensorError, OSError, ValueError) as err:
         raise _fail(tensors_path, f"corrupt or incomplete projection ({err})") from err
+    _check_finite(tensors_path, tensors, "projection")
     try:
-        summary = json.loads(json_path.read_text(encoding="utf-8"))
+        projection = Projection(tensors["mean"].numpy(), tensors["components"].numpy(), {})
+    except (KeyError, ValueError, TypeError) as err:
+        raise _fail(tensors_path, f"corrupt or incomplete projection ({err})") from err
+    summary = _read_json(json_path, "projection summary")
+    try:
         check_summary(summary, projection.hidden_size, config["labels"])
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as err:
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
         raise _fail(json_path, f"unreadable projection summary ({err})") from err
     if projection.hidden_size != config["model"]["hidden_size"]:
         raise _fail(tensors_path, f"projection is for hidden size {projection.hidden_size}, the model has "
@@ -250,18 +428,23 @@ def load_explain(folder: str | os.PathLike, config: dict):
         if not path.is_file():
             raise _fail(path, "file is missing (the explanation data needs both explain files)")
     try:
-        arrays = {k: v.numpy() for k, v in load_file(tensors_path).items()}
+        tensors = load_file(tensors_path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise _fail(tensors_path, f"corrupt or incomplete explanation data ({err})") from err
+    _check_finite(tensors_path, tensors, "explanation data")
+    try:
+        arrays = {k: v.numpy() for k, v in tensors.items()}
         shape = Explain(arrays, {}).unit_order.shape  # checks the arrays against each other
     except (SafetensorError, OSError, KeyError, ValueError, TypeError) as err:
         raise _fail(tensors_path, f"corrupt or incomplete explanation data ({err})") from err
     expected = (config["model"].get("num_layers", 1), config["model"]["hidden_size"])
     if shape != expected:
         raise _fail(tensors_path, f"explanation data is for (layers, units) {shape}, the model has {expected}")
+    summary = _read_json(json_path, "explanation summary")
     try:
-        summary = json.loads(json_path.read_text(encoding="utf-8"))
         check_summary(summary, config)
         explain = Explain(arrays, summary)  # checks the name lists against the arrays
-    except (json.JSONDecodeError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as err:
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
         raise _fail(json_path, f"unreadable explanation summary ({err})") from err
     return explain
 
@@ -272,35 +455,76 @@ def _fail(path: Path, problem: str) -> CheckpointError:
     )
 
 
+def _resolve(folder: Path) -> Path:
+    """``folder``, or when it is missing the set a crash mid-swap left beside it (``<name>.old-*``, see
+    :func:`replace_folder`): the newest of those that has a config.json."""
+    if folder.is_dir() or not folder.parent.is_dir():
+        return folder
+    aside = [p for p in _siblings(folder, "old") if (p / CONFIG_FILE).is_file()]
+    if not aside:
+        return folder
+    found = max(aside, key=lambda p: p.stat().st_mtime)
+    log.warning("%s is missing: a save was interrupted while swapping it; reading the previous set from %s. "
+                "Re-run the save (train.py / python -m namecls.refit), or rename %s back to %s.",
+                folder, found, found.name, folder.name)
+    return found
+
+
+def _check_config(config_path: Path, config, num_classes: int) -> None:
+    """Refuse labels that are not num_classes distinct non-empty strings, a temperature outside TEMPERATURE_RANGE
+    (or not a normal float32), and a malformed low-confidence rule."""
+    labels = config["labels"]
+    if not isinstance(labels, list) or not all(isinstance(label, str) and label.strip() for label in labels):
+        raise _fail(config_path, f"labels must be a list of non-empty strings, not {_short(labels)}")
+    if len(labels) != num_classes or len(set(labels)) != len(labels):
+        raise _fail(config_path, f"labels list {_short(labels)} does not match num_classes={num_classes} "
+                                 "(or repeats a language)")
+    temperature = config.get("temperature", 1.0)
+    low, high = TEMPERATURE_RANGE
+    if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+            or not low <= temperature < high or not _normal_float32(temperature)):
+        raise _fail(config_path, f"temperature must be a number from {low:g} to below {high:g} (a normal float32), "
+                                 f"not {_short(temperature)}")
+    rule = config.get("low_confidence")
+    if rule is not None and not (isinstance(rule, dict) and isinstance(rule.get("threshold"), (int, float))
+                                 and rule.get("score", "top_probability") in ("top_probability", "entropy")):
+        raise _fail(config_path, f"low_confidence must be {{'score', 'threshold'}}, not {_short(rule)}")
+
+
+def _normal_float32(value: float) -> bool:
+    import numpy as np
+
+    as32 = np.float32(value)
+    return bool(np.isfinite(as32)) and math.isfinite(float(value)) and abs(as32) >= np.finfo(np.float32).tiny
+
+
+def _short(value, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text):,} characters)"
+
+
 def load(folder: str | os.PathLike) -> tuple[torch.nn.Module, dict, dict]:
     """Rebuild a model from ``folder``; return (model in eval mode, config dict, metrics dict).
 
-    Raises :class:`CheckpointError` naming the file and what is wrong with it.
+    Raises :class:`CheckpointError` naming the file and what is wrong with it. When ``folder`` is missing because a
+    save was interrupted mid-swap, reads the previous set put aside beside it (see :func:`replace_folder`).
     """
-    folder = Path(folder)
+    folder = _resolve(Path(folder))
     if not folder.is_dir():
         raise _fail(folder / CONFIG_FILE, "checkpoint folder not found")
     config_path, weights_path, metrics_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE, folder / METRICS_FILE
     for path in (config_path, weights_path):
         if not path.is_file():
             raise _fail(path, "file is missing")
+    config = _read_json(config_path, "config")
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
         model_config = config_from_dict(config["model"])
-        labels = config["labels"]
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError, ValueError) as err:
+        config["labels"]
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
         raise _fail(config_path, f"unreadable or incomplete config ({err})") from err
     if config.get("alphabet") != ALPHABET:
         raise _fail(config_path, "alphabet differs from this version of namecls")
-    if not isinstance(labels, list) or len(labels) != model_config.num_classes or len(set(labels)) != len(labels):
-        raise _fail(config_path, f"labels list {labels!r} does not match num_classes={model_config.num_classes}")
-    temperature = config.get("temperature", 1.0)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < 1e3:
-        raise _fail(config_path, f"temperature must be a positive number, not {temperature!r}")
-    rule = config.get("low_confidence")
-    if rule is not None and not (isinstance(rule, dict) and isinstance(rule.get("threshold"), (int, float))
-                                 and rule.get("score", "top_probability") in ("top_probability", "entropy")):
-        raise _fail(config_path, f"low_confidence must be {{'score', 'threshold'}}, not {rule!r}")
+    _check_config(config_path, config, model_config.num_classes)
     try:
         tensors = load_file(weights_path)
     except (SafetensorError, OSError, ValueError) as err:
@@ -315,12 +539,12 @@ def load(folder: str | os.PathLike) -> tuple[torch.nn.Module, dict, dict]:
         diff = sorted(f"{k}: expected {expected.get(k)}, found {found.get(k)}"
                       for k in set(expected) | set(found) if expected.get(k) != found.get(k))
         raise _fail(weights_path, "weights do not match config.json (" + "; ".join(diff[:4]) + ")")
+    _check_finite(weights_path, tensors, "weights")
     model.load_state_dict(tensors)
     model.eval()
     metrics = {}
     if metrics_path.is_file():
-        try:
-            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise _fail(metrics_path, f"unreadable metrics ({err})") from err
+        metrics = _read_json(metrics_path, "metrics")
+        if not isinstance(metrics, dict):
+            raise _fail(metrics_path, f"metrics must be a JSON object, not {type(metrics).__name__}")
     return model, config, metrics

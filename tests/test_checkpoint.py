@@ -374,3 +374,93 @@ def test_predict_batch_error_names_the_index(clf):
 def test_invalid_model_section(broken, edit):
     _edit_config(broken, edit)
     _load_error(broken, "config.json")
+
+
+# --- refusals of hostile or damaged checkpoints (issue 12) -------------------------------------------------------
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_weights(broken, value):
+    from safetensors.torch import load_file, save_file
+
+    path = broken / "model.safetensors"
+    tensors = load_file(path)
+    key = sorted(tensors)[-1]
+    tensors[key].view(-1)[0] = value
+    save_file(tensors, path)
+    message = _load_error(broken, "model.safetensors")
+    assert key in message and "finite" in message
+
+
+@pytest.mark.parametrize("bad", [1e-300, 1e-40, 1e-30, 1e3, 5e3, 1e308, 10 ** 400, "inf", "nan", [1.0], {}],
+                         ids=["1e-300", "subnormal", "tiny-normal", "1e3", "5e3", "1e308", "huge-int", "inf", "nan",
+                              "list", "dict"])
+def test_temperature_must_be_a_normal_float32_in_range(broken, bad):
+    """1e-300 becomes 0 in float32 (every probability NaN); 1e-40 is subnormal; 1e-30 overflows logits / T."""
+    path = broken / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["temperature"] = "__T__"
+    text = {"inf": "Infinity", "nan": "NaN"}[bad] if isinstance(bad, str) else json.dumps(bad)
+    path.write_text(json.dumps(config).replace('"__T__"', text), encoding="utf-8")
+    assert "temperature" in _load_error(broken, "config.json")
+
+
+@pytest.mark.parametrize("good", [0.05, 1, 1.31, 20.0])
+def test_a_good_temperature_loads(broken, good):
+    _edit_config(broken, lambda c: c.update(temperature=good))
+    assert namecls.load(broken).temperature == good
+
+
+@pytest.mark.parametrize("edit", [
+    lambda c: c["labels"].__setitem__(0, ["Arabic"]),
+    lambda c: c["labels"].__setitem__(0, {"name": "Arabic"}),
+    lambda c: c["labels"].__setitem__(0, 7),
+    lambda c: c["labels"].__setitem__(0, None),
+    lambda c: c["labels"].__setitem__(0, ""),
+    lambda c: c["labels"].__setitem__(0, "  "),
+    lambda c: c.update(labels={str(i): label for i, label in enumerate(c["labels"])}),
+    lambda c: c.update(labels="".join(c["labels"])[:18]),
+], ids=["a-list", "a-dict", "an-int", "null", "empty", "blank", "labels-a-dict", "labels-a-string"])
+def test_labels_must_be_distinct_non_empty_strings(broken, edit):
+    _edit_config(broken, edit)
+    assert "labels" in _load_error(broken, "config.json")
+
+
+def _deep(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize("levels", [100_000, 100])
+def test_config_nested_too_deep(broken, levels):
+    """100,000 levels raised RecursionError from json; 100 parse but are far beyond any real config."""
+    path = broken / "config.json"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.rstrip().rstrip("}") + f', "deep": {_deep(levels)}}}', encoding="utf-8")
+    assert "deep" in _load_error(broken, "config.json")
+
+
+def test_config_too_large(broken):
+    path = broken / "config.json"
+    _edit_config(broken, lambda c: c.update(padding="x" * (checkpoint.JSON_MAX_BYTES["config.json"] + 1)))
+    message = _load_error(broken, "config.json")
+    assert "bytes" in message and f"{path.stat().st_size:,}" in message
+
+
+@pytest.mark.parametrize("damage", ["deep", "large", "not-an-object"])
+def test_metrics_too_deep_too_large_or_not_an_object(broken, damage):
+    path = broken / "metrics.json"
+    if damage == "deep":
+        path.write_text('{"test": ' + _deep(100_000) + "}", encoding="utf-8")
+    elif damage == "large":
+        path.write_text(json.dumps({"pad": "x" * (checkpoint.JSON_MAX_BYTES["metrics.json"] + 1)}), encoding="utf-8")
+    else:
+        path.write_text('"calibration"', encoding="utf-8")
+    _load_error(broken, "metrics.json")
+
+
+def test_every_json_file_has_a_size_cap_with_margin():
+    """Each cap is at least 8x the committed file (and the committed files load)."""
+    for kind in ("rnn", "gru"):
+        folder = CHECKPOINTS / kind
+        require((folder / "config.json").is_file(), f"no committed checkpoints/{kind}")
+        for path in folder.glob("*.json"):
+            assert path.stat().st_size * 8 <= checkpoint.JSON_MAX_BYTES[path.name], path

@@ -125,3 +125,50 @@ def test_train_help_prints_each_models_real_defaults():
     assert (rnn.hidden_size, gru.hidden_size) == (512, 256)
     assert (experiment.train_config("rnn").lr, experiment.train_config("gru").lr) == (0.01, 0.003)
     assert f"RNN {rnn.hidden_size:g}, GRU {gru.hidden_size:g}" in text
+
+
+@pytest.mark.parametrize("file_name", [checkpoint.CONFORMAL_TENSORS, checkpoint.PROJECTION_TENSORS,
+                                       checkpoint.EXPLAIN_TENSORS, checkpoint.NOVELTY_TENSORS])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_non_finite_posthoc_tensors_are_a_checkpoint_error(dry_run_dir, tmp_path, file_name, value):
+    """A NaN or inf in any floating tensor of a part's file is refused, naming the file and the tensor."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = shutil.copytree(dry_run_dir / "gru", tmp_path / "gru")
+    path = folder / file_name
+    require(path.is_file(), f"the dry run wrote no {file_name}")
+    tensors = load_file(path)
+    floating = sorted(k for k, v in tensors.items() if v.is_floating_point())
+    assert floating, file_name
+    for key in floating:
+        damaged = dict(tensors)
+        damaged[key] = tensors[key].clone()
+        damaged[key].view(-1)[-1] = value
+        save_file(damaged, path)
+        with pytest.raises(namecls.CheckpointError) as info:
+            namecls.load(folder)
+        assert str(path) in str(info.value) and key in str(info.value), (key, str(info.value))
+
+
+@pytest.mark.parametrize("file_name", [checkpoint.TRAINING_NAMES_JSON, checkpoint.PROJECTION_JSON,
+                                       checkpoint.EXPLAIN_JSON, checkpoint.CONFORMAL_JSON, checkpoint.NOVELTY_JSON])
+@pytest.mark.parametrize("damage", ["deep", "large"])
+def test_posthoc_json_too_deep_or_too_large_is_a_checkpoint_error(dry_run_dir, tmp_path, file_name, damage):
+    import json
+    import shutil
+
+    folder = shutil.copytree(dry_run_dir / "gru", tmp_path / "gru")
+    path = folder / file_name
+    require(path.is_file(), f"the dry run wrote no {file_name}")
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    if damage == "deep":
+        path.write_text(json.dumps(summary)[:-1] + ', "deep": ' + "[" * 100_000 + "]" * 100_000 + "}",
+                        encoding="utf-8")
+    else:
+        summary["padding"] = "x" * (checkpoint.JSON_MAX_BYTES[file_name] + 1)
+        path.write_text(json.dumps(summary), encoding="utf-8")
+    with pytest.raises(namecls.CheckpointError) as info:
+        namecls.load(folder)
+    assert str(path) in str(info.value)
