@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -28,6 +30,40 @@ def positive(cast):
             raise argparse.ArgumentTypeError(f"must be positive, got {text}")
         return value
     return parse
+
+
+def check_out(out: str) -> str | None:
+    """Why the checkpoints cannot be written under ``out``, or None if they can; leaves nothing behind.
+
+    Tried for real (root may write where permission bits say no, and not write in /proc): each missing folder of
+    the path is created, a file written in the last one, then all of it removed again.
+    """
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        return "it is a file, not a folder"
+    missing = []
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            if not folder.is_dir():
+                return f"{str(folder)!r} is a file, not a folder"
+            break
+        missing.append(folder)
+    created = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            created.append(folder)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        return f"cannot create it or write in it ({err.strerror or err})"
+    finally:
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+    return None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,6 +99,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.backprop == "manual" and args.model != "rnn":
         raise SystemExit(f"--backprop manual is written for the RNN only: add --model rnn (got --model {args.model})")
+    problem = check_out(args.out)
+    if problem is not None:  # before the data and any training: one line, exit status 2 (a usage error)
+        print(f"train.py: error: --out {args.out}: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
     try:
