@@ -91,20 +91,34 @@ def normalize(name: str) -> Normalized:
     return Normalized(original=name, text=" ".join("".join(kept).split()), dropped=tuple(dropped))
 
 
-def validate(name: str) -> Normalized:
-    """Normalise ``name`` and raise ``ValueError`` saying why if no model can read it."""
+def check_raw(name) -> str:
+    """``name`` itself, if it is a string short enough to transliterate; else ``ValueError`` saying why.
+
+    The cheap checks of :func:`validate`, made before any normalisation."""
     if not isinstance(name, str):
         raise ValueError(f"a name must be a string, not {type(name).__name__}")
     if len(name) > 4 * MAX_NAME_LENGTH:  # refuse absurd input before transliterating it
         raise ValueError(f"name is too long: {len(name)} characters (at most {MAX_NAME_LENGTH})")
-    norm = normalize(name)
+    return name
+
+
+def check_normalized(norm: Normalized) -> Normalized:
+    """``norm`` itself if a model can read it (some letter, at most MAX_NAME_LENGTH characters); else ``ValueError``.
+
+    Takes the result of :func:`normalize`, so a caller that also needs the normalised text (e.g. for a batch
+    row's error) transliterates the name once."""
     if not norm.text.strip(" .,:;-'"):
-        if not name.strip():
+        if not str(norm.original).strip():
             raise ValueError("name is empty")
         raise ValueError(f"name has no letters after normalisation (dropped: {''.join(norm.dropped)!r})")
     if len(norm.text) > MAX_NAME_LENGTH:
         raise ValueError(f"name is too long: {len(norm.text)} characters after normalisation (at most {MAX_NAME_LENGTH})")
     return norm
+
+
+def validate(name: str) -> Normalized:
+    """Normalise ``name`` and raise ``ValueError`` saying why if no model can read it."""
+    return check_normalized(normalize(check_raw(name)))
 
 
 @dataclass

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import csv
 import io
+import numbers
 import os
 import tempfile
 import time
+import unicodedata
 import uuid
 from pathlib import Path
 
 import pandas as pd
 
 from .conformal import CONFIG as CONFORMAL
-from .data import ALPHABET, Normalized, normalize, validate
+from .data import ALPHABET, Normalized, check_normalized, check_raw, normalize
 from .inference import MODEL_NAMES, Classifier, load
 
 MAX_BATCH_NAMES = 10_000  # names per batch, uploaded, pasted or sent to /predict_batch
@@ -33,22 +35,29 @@ def load_models(folder: str | os.PathLike | None = None) -> dict[str, Classifier
     return {kind: load(kind if folder is None else Path(folder) / kind) for kind in MODEL_NAMES}
 
 
+def _preview(value, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for a message (a huge value is not echoed back whole)."""
+    try:
+        text = repr(value)
+    except ValueError:  # e.g. an int with more digits than Python will print
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def pick_model(models: dict[str, Classifier], model) -> Classifier:
-    key = str(model).strip().lower()
-    if key not in models:
-        raise ValueError(f"unknown model {model!r}: choose one of {', '.join(repr(m) for m in models)}")
-    return models[key]
+    """The classifier named ``model``: exactly one of the keys of ``models`` ("rnn", "gru"), in any case; nothing
+    around it (no surrounding spaces or newlines)."""
+    if isinstance(model, str) and model.isascii() and model.lower() in models:
+        return models[model.lower()]
+    raise ValueError(f"unknown model {_preview(model)}: choose one of {', '.join(repr(m) for m in models)}")
 
 
 def check_k(k, n_labels: int) -> int:
-    """``k`` as an int in 1 … n_labels (an integral float such as 3.0 is accepted)."""
-    try:
-        value = float(k)
-    except (TypeError, ValueError):
-        raise ValueError(f"k must be a whole number from 1 to {n_labels}, not {k!r}") from None
-    if not value.is_integer() or not 1 <= value <= n_labels:
-        raise ValueError(f"k must be a whole number from 1 to {n_labels}, not {k!r}")
-    return int(value)
+    """``k`` as an int in 1 … n_labels. Only an integer is accepted: not a bool, a float (even 3.0), a string
+    ("3", "1e1", "1_0") or anything else. (JSON ``3`` arrives as an int from gradio_client and raw REST alike.)"""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n_labels:
+        raise ValueError(f"k must be a whole number from 1 to {n_labels}, not {_preview(k)}")
+    return int(k)
 
 
 def check_coverage(coverage) -> float:
@@ -66,14 +75,17 @@ def check_coverage(coverage) -> float:
 def check_name(name) -> Normalized:
     """:func:`namecls.data.validate` with a clearer message for input made only of emoji or symbols; the result is
     what the Classifier methods take, so the name is normalised once per request."""
+    return _check_normalized(normalize(check_raw(name)))
+
+
+def _check_normalized(norm: Normalized) -> Normalized:
+    """:func:`namecls.data.check_normalized` with :func:`check_name`'s messages; no second normalisation."""
     try:
-        return validate(name)
+        return check_normalized(norm)
     except ValueError:
-        if isinstance(name, str) and name.strip() and len(name) <= 256:
-            norm = normalize(name)  # only on the error path: which message fits
-            if not norm.text.strip(_PUNCTUATION) and not norm.dropped:
-                raise ValueError("name has no letters the models can read (emoji and other symbols are "
-                                 "dropped)") from None
+        if norm.original.strip() and not norm.text.strip(_PUNCTUATION) and not norm.dropped:
+            raise ValueError("name has no letters the models can read (emoji and other symbols are "
+                             "dropped)") from None
         raise
 
 
@@ -159,12 +171,14 @@ def predict_batch(models, names, model: str = "gru", k: int = 3) -> list[dict]:
         raise ValueError(f"{len(names):,} names is too many: at most {MAX_BATCH_NAMES:,} per batch")
     rows, good = [], []
     for name in names:
-        try:
-            norm = check_name(name)
+        norm = None
+        try:  # one normalisation per name, good or bad: the row's "normalized" text is the one checked
+            norm = normalize(check_raw(name))
+            _check_normalized(norm)
         except ValueError as err:
-            shown = name if isinstance(name, str) else repr(name)
-            text = normalize(name).text if isinstance(name, str) and len(name) <= 256 else ""
-            rows.append({"name": shown[:100], "normalized": text, "top_k": {}, "error": str(err)})
+            shown = name if isinstance(name, str) else _preview(name, 100)
+            rows.append({"name": shown[:100], "normalized": "" if norm is None else norm.text, "top_k": {},
+                         "error": str(err)})
             continue
         good.append((len(rows), norm))
         rows.append({"name": name, "normalized": norm.text, "error": None})
@@ -251,10 +265,23 @@ def _check_count(n: int) -> None:
 _EXPORT_DIR: Path | None = None
 
 
+_FORMULA_SIGNS = ("=", "+", "-", "@")  # a cell starting with one (even after blanks) may run as a formula
+
+
 def _defuse(value):
-    """Keep a spreadsheet from running a cell as a formula (user text starting with = + - @)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+    """Keep a spreadsheet from running a cell as a formula: user text whose first character, after any leading
+    whitespace or invisible format characters, is = + - @ or a full-width or small form of one (＝ ＋ － ＠ ﹦ …),
+    or that starts with a tab or carriage return, gets a leading apostrophe."""
+    if not isinstance(value, str):
+        return value
+    if value[:1] in ("\t", "\r"):
         return "'" + value
+    for char in value:
+        if char.isspace() or unicodedata.category(char) == "Cf":
+            continue
+        if unicodedata.normalize("NFKC", char)[:1] in _FORMULA_SIGNS:
+            return "'" + value
+        break
     return value
 
 

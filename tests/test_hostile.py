@@ -140,6 +140,39 @@ def test_wrong_types_get_clear_errors(client, args, message):
     assert_alive(client)
 
 
+@pytest.mark.parametrize("endpoint", ["/predict", "/predict_details", "/predict_batch"])
+def test_k_is_an_int_from_gradio_client_and_raw_rest(server, client, endpoint):
+    """k = 3 works from gradio_client and as JSON 3 over REST (both arrive as an int); a float (even 3.0), a bool,
+    a string or a 400-digit number gets the clear message."""
+    first = ["Nguyen"] if endpoint == "/predict_batch" else "Nguyen"
+    assert client.predict(first, "gru", 3, api_name=endpoint)
+    for k in (3.0, True, "3", "1e1", "1_0", 10**400):
+        with pytest.raises(AppError, match="k must be a whole number from 1 to 18"):
+            client.predict(first, "gru", k, api_name=endpoint)
+    url = server.rstrip("/") + "/gradio_api/call" + endpoint
+    for k, ok in (("3", True), ("3.0", False), ("1e1", False), ("true", False), ("1" + "0" * 400, False)):
+        body = '{"data": [%s, "gru", %s]}' % (json.dumps(first), k)
+        response = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=60)
+        assert response.status_code == 200, response.text
+        stream = httpx.get(f"{url}/{response.json()['event_id']}", timeout=60).text
+        assert stream.startswith("event: complete" if ok else "event: error"), (k, stream[:300])
+        if not ok:
+            message = json.loads(stream.split("data:", 1)[1])["error"]
+            assert message.startswith("k must be a whole number from 1 to 18") and len(message) < 200
+    assert_alive(client)
+
+
+@pytest.mark.parametrize("model", ["gru\n", " gru ", "\trnn", "gru\x00", "ｇｒｕ", "GRU" * 10_000])
+def test_model_is_exactly_rnn_or_gru(client, model):
+    with pytest.raises(AppError, match="choose one of 'rnn', 'gru'") as info:
+        client.predict("Nguyen", model, 3, api_name="/predict")
+    assert len(str(info.value)) < 300
+    with pytest.raises(AppError, match="choose one of 'rnn', 'gru'"):
+        client.predict(["Nguyen"], model, 3, api_name="/predict_batch")
+    assert client.predict("Nguyen", "GRU", 3, api_name="/predict") == client.predict("Nguyen", "gru", 3,
+                                                                                   api_name="/predict")
+
+
 def test_batch_of_hostile_values_reports_each_row(client):
     names = [None, 3, ["x"], {"a": 1}, "", "😀", "x" * 10_000, "Nguyen", "<b>Li</b>"]
     rows = client.predict(names, "rnn", 3, api_name="/predict_batch")

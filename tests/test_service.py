@@ -1,6 +1,7 @@
 """The app's endpoint logic (namecls.service) without a server: checked inputs, JSON-able outputs, batch files."""
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -13,14 +14,14 @@ def models():
     return service.load_models()
 
 
-@pytest.mark.parametrize("model", ["rnn", "gru", "GRU", " Rnn "])
+@pytest.mark.parametrize("model", ["rnn", "gru", "GRU", "Rnn"])
 def test_predict_returns_k_sorted_probabilities(models, model):
     top = service.predict(models, "Nguyen", model, 18)
     assert len(top) == 18 and set(top) == set(models["gru"].labels)
     assert sum(top.values()) == pytest.approx(1.0, abs=1e-4)
     assert list(top.values()) == sorted(top.values(), reverse=True)
     assert all(type(p) is float for p in top.values())
-    assert len(service.predict(models, "Nguyen", model, 3.0)) == 3
+    assert len(service.predict(models, "Nguyen", model, 3)) == 3
 
 
 def test_trace_is_plain_lists_one_step_per_character(models):
@@ -51,15 +52,16 @@ def test_emoji_message_does_not_show_an_empty_dropped_list():
     assert "no letters" in str(err.value) and "''" not in str(err.value)
 
 
-@pytest.mark.parametrize("k", [0, 19, -1, 2.5, "three", None])
+@pytest.mark.parametrize("k", [0, 19, -1, 2.5, 3.0, "3", True, "three", None])  # more in tests/test_inputs.py
 def test_bad_k(models, k):
     with pytest.raises(ValueError, match="k must be"):
         service.predict(models, "Nguyen", "gru", k)
 
 
-def test_bad_model(models):
-    with pytest.raises(ValueError, match="unknown model 'lstm'"):
-        service.predict(models, "Nguyen", "lstm", 3)
+@pytest.mark.parametrize("model", ["lstm", " rnn ", "gru\n"])
+def test_bad_model(models, model):
+    with pytest.raises(ValueError, match=re.escape(f"unknown model {model!r}: choose one of 'rnn', 'gru'")):
+        service.predict(models, "Nguyen", model, 3)
 
 
 def test_predict_batch_reports_bad_rows_in_place(models):
