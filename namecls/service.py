@@ -74,7 +74,10 @@ def check_coverage(coverage) -> float:
 
 def check_name(name) -> Normalized:
     """:func:`namecls.data.validate` with a clearer message for input made only of emoji or symbols; the result is
-    what the Classifier methods take, so the name is normalised once per request."""
+    what the Classifier methods take, so the name is normalised once per request. A :class:`Normalized` (from an
+    earlier call) is checked again but not normalised again."""
+    if isinstance(name, Normalized):
+        return _check_normalized(name)
     return _check_normalized(normalize(check_raw(name)))
 
 
@@ -105,7 +108,7 @@ def predict_details(models, name: str, model: str = "gru", k: int = 3, coverage:
     coverage = check_coverage(coverage)
     d = clf.predict_details(check_name(name), k, coverage)
     return {
-        "name": name,
+        "name": getattr(name, "original", name),  # a Normalized from check_name: what was typed
         "normalized": d.normalized,
         "model": clf.kind,
         "top": {lang: float(p) for lang, p in d.top},
@@ -131,7 +134,7 @@ def trace(models, name: str, model: str = "gru") -> dict:
     clf = pick_model(models, model)
     t = clf.trace(check_name(name))
     return {
-        "name": name,
+        "name": getattr(name, "original", name),  # a Normalized from check_name: what was typed
         "normalized": t.normalized.text,
         "model": clf.kind,
         "labels": list(t.labels),

@@ -37,7 +37,7 @@ def build(models: dict, ui: dict) -> Picked:
     def classify(name_value, kind, k_value):
         with user_errors():
             norm = service.check_name(name_value)
-            details = service.predict_details(models, name_value, kind, k_value)
+            details = service.predict_details(models, norm, kind, k_value)
         return {label: details["top"], norm_line: normalisation_html(norm),
                 answer: answer_html(details, facts[details["model"]])}
 

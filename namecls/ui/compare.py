@@ -40,8 +40,8 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
 
     def compare(name_value, k_value):
         with user_errors():
-            service.check_name(name_value)
-            traces = {kind: clf.trace(name_value) for kind, clf in models.items()}
+            norm = service.check_name(name_value)
+            traces = {kind: clf.trace(norm) for kind, clf in models.items()}
         out = {compared: (name_value, k_value)}
         for kind, t in traces.items():
             c, label = views[kind], MODEL_LABELS[kind]

@@ -13,6 +13,7 @@ import gradio as gr
 import numpy as np
 
 from .. import service
+from ..data import Normalized
 from ..inference import Classifier, Trace
 from . import server
 from .common import MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, name_validator, set_facts, \
@@ -46,7 +47,7 @@ class StepView:
     trajectory: FigureImage
 
     @classmethod
-    def build(cls, classifier: Classifier, name: str, k: int) -> "StepView":
+    def build(cls, classifier: Classifier, name: str | Normalized, k: int) -> "StepView":
         trace = classifier.trace(name)  # ValueError on bad input
         explain = getattr(classifier, "explain", None)
         units = trace.key_units(N_UNITS)
@@ -162,9 +163,9 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
     def new_trace(name_value, kind, k_value, old):
         """Trace a name once into the session's state; show its last character."""
         with user_errors():
-            service.check_name(name_value)
+            norm = service.check_name(name_value)
             clf = service.pick_model(models, kind)
-            v = StepView.build(clf, name_value, int(k_value))
+            v = StepView.build(clf, norm, int(k_value))
         t, n = v.trace, v.length
         details = whole_name(t)
         has_map = clf.projection is not None and t.map_points is not None
