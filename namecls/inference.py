@@ -12,6 +12,7 @@ A name is validated and normalised once: every method takes a raw ``str`` or an 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,9 +132,10 @@ def _same_threads() -> None:
 
 
 class Classifier:
-    """A loaded checkpoint. Thread-safe for concurrent calls: inference never changes the model."""
+    """A loaded checkpoint (or a model trained in memory by :func:`namecls.fit`, whose ``source`` is None).
+    Thread-safe for concurrent calls: inference never changes the model."""
 
-    def __init__(self, model: torch.nn.Module, config: dict, metrics: dict, source: Path,
+    def __init__(self, model: torch.nn.Module, config: dict, metrics: dict, source: Path | None,
                  posthoc: Posthoc | None = None):
         self.model = model
         self.config = config
@@ -151,7 +153,23 @@ class Classifier:
         self.novelty = self.posthoc.novelty  # namecls.novelty.Novelty, or None (no novelty score)
 
     def __repr__(self) -> str:
-        return f"Classifier({self.kind!r}, source={str(self.source)!r})"
+        return f"Classifier({self.kind!r}, source={None if self.source is None else str(self.source)!r})"
+
+    @property
+    def _where(self) -> str:
+        """What error messages call this classifier: its checkpoint, or 'this classifier' (trained in memory)."""
+        return "this classifier" if self.source is None else str(self.source)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write this classifier as the checkpoint folder ``folder`` (:func:`namecls.checkpoint.save`: the same
+        files, replaced as a set); :func:`load` reads it back."""
+        extra = {k: v for k, v in self.config.items() if k not in checkpoint.GENERATED_CONFIG_KEYS}
+        return checkpoint.save(folder, self.model, self.labels, extra, self.metrics, self.posthoc)
+
+    def save_zip(self, path: str | os.PathLike) -> Path:
+        """Write this classifier as the checkpoint zip ``path`` (:func:`namecls.checkpoint.save_zip`); :func:`load`
+        reads it back."""
+        return checkpoint.save_zip(self, path)
 
     def _softmax(self, logits: torch.Tensor) -> np.ndarray:
         """Calibrated probabilities over the last dimension of ``logits``."""
@@ -184,7 +202,7 @@ class Classifier:
         """The languages that hold the right one with probability ``coverage`` (on average over names like the test
         names), most probable first, never empty. ``ValueError`` for bad input or a checkpoint without sets."""
         if self.conformal is None:
-            raise ValueError(f"{self.source} has no prediction-set data (conformal.safetensors / conformal.json)")
+            raise ValueError(f"{self._where} has no prediction-set data (conformal.safetensors / conformal.json)")
         return self.sets(self._probs([self._normalized(name).text]), coverage)[0]
 
     def seen_as(self, name: str | Normalized) -> list[str] | None:
@@ -245,7 +263,7 @@ class Classifier:
         Raises ``ValueError`` when the checkpoint has no reference bank (``self.explain is None``).
         """
         if self.explain is None:
-            raise ValueError(f"{self.source} has no reference bank (explain.safetensors / explain.json)")
+            raise ValueError(f"{self._where} has no reference bank (explain.safetensors / explain.json)")
         return self.explain.nearest(np.reshape(state, (1, -1)), n)[0]
 
     @torch.inference_mode()
@@ -286,8 +304,15 @@ class Classifier:
 
 
 def load(name_or_path: str | os.PathLike = "gru") -> Classifier:
-    """Load ``"rnn"`` / ``"gru"`` (the committed checkpoints) or any checkpoint folder."""
+    """Load ``"rnn"`` / ``"gru"`` (the committed checkpoints), any checkpoint folder, or a checkpoint zip
+    (:func:`namecls.checkpoint.save_zip`; extracted into a temporary folder with the checks of
+    :func:`namecls.checkpoint.extract_zip`, read, and the folder removed)."""
     key = str(name_or_path).lower()
     folder = CHECKPOINTS / key if key in MODEL_NAMES else Path(name_or_path)
+    if folder.is_file():
+        with tempfile.TemporaryDirectory(prefix="namecls-load-", ignore_cleanup_errors=True) as tmp:
+            extracted = checkpoint.extract_zip(folder, tmp)
+            model, config, metrics = checkpoint.load(extracted)
+            return Classifier(model, config, metrics, folder, checkpoint.load_posthoc(extracted, config, metrics))
     model, config, metrics = checkpoint.load(folder)
     return Classifier(model, config, metrics, folder, checkpoint.load_posthoc(folder, config, metrics))
