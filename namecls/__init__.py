@@ -4,11 +4,14 @@ the recurrent network reaches its answer, one character at a time.
     >>> import namecls
     >>> clf = namecls.load("gru")
     >>> clf.predict("Qin", k=3)
+    >>> mine = namecls.fit(languages=["Chinese", "Japanese", "Korean"], time_budget=30)  # train in memory
 """
 
 from .checkpoint import CheckpointError
 from .data import ALPHABET, MAX_NAME_LENGTH, Normalized, normalize
+from .fit import FitConfig, fit
 from .inference import Classifier, Trace, load
 
-__all__ = ["ALPHABET", "MAX_NAME_LENGTH", "CheckpointError", "Classifier", "Normalized", "Trace", "load", "normalize"]
+__all__ = ["ALPHABET", "MAX_NAME_LENGTH", "CheckpointError", "Classifier", "FitConfig", "Normalized", "Trace", "fit",
+           "load", "normalize"]
 __version__ = "0.1.0"

@@ -1,0 +1,265 @@
+"""Train a classifier in memory with one call: :func:`fit`.
+
+    >>> import namecls
+    >>> clf = namecls.fit(time_budget=30)                      # a GRU on all 18 languages, about 30 s
+    >>> clf.predict("Qin", k=3)
+    >>> clf.save_zip("my-gru.zip"); namecls.load("my-gru.zip")  # the same answers
+
+It trains on the clean protocol's train split (:func:`namecls.splits.make_split`; with ``languages``, that split
+restricted to them, so a name's part is the same as in the full split), keeps the best weights on its validation
+split, folds in the validation-chosen logit adjustment (as ``train.py`` does) and fits the fast post-training parts
+(:func:`namecls.posthoc.fit` with ``with_maps=False``: temperature, low-confidence rule, prediction sets and the
+training-name table). The map, the explanation data and the novelty score are not fitted: those attributes are None.
+
+Defaults come from :data:`FIT_DEFAULTS` (one :class:`FitConfig` per model kind), chosen for time to accuracy rather
+than for the last point of accuracy (the committed checkpoints use :mod:`namecls.experiment`'s defaults).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .data import DATA_URL, read_names
+from .inference import Classifier
+
+# Training needs scikit-learn, pandas and tqdm (splits, evaluation, training): imported by fit() when it runs, so
+# that ``import namecls`` stays as light as it was.
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """:func:`fit`'s defaults for one model kind: the architecture and the training settings."""
+
+    hidden_size: int
+    num_layers: int = 1  # GRU layers (the RNN has one)
+    embedding_size: int = 64  # GRU only
+    dropout: float = 0.1  # GRU only
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 1e-2  # peak of the one-cycle schedule
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    class_weight_power: float = 0.0
+    ema: float = 0.0  # no weight averaging: its warm-up costs more than it gives in a few hundred steps
+    patience: int = 8
+    progress_every: int = 200  # batches between two on_progress calls (one more after each epoch)
+    # torch CPU threads while fit() runs (restored afterwards; None: leave them). One: these small recurrent
+    # layers gain little from a second thread, and on a loaded machine two threads ran ~10x slower than one
+    # (spinning at every parallel op). It also makes a seeded fit the same on machines with other core counts.
+    threads: int | None = 1
+
+    def model_fields(self) -> dict:
+        return {"hidden_size": self.hidden_size, "num_layers": self.num_layers,
+                "embedding_size": self.embedding_size, "dropout": self.dropout}
+
+    def train_fields(self) -> dict:
+        return {k: getattr(self, k) for k in ("epochs", "batch_size", "lr", "weight_decay", "label_smoothing",
+                                               "class_weight_power", "ema", "patience")}
+
+
+# Chosen for validation accuracy (clean protocol, all 18 languages) after fit(time_budget=30) on 2 cores shared
+# with other jobs (load 5-18, so seconds per epoch varied 2-5x between runs). Two runs each, val accuracy:
+#   GRU 1x128, batch 128, lr 1e-2   0.822, 0.817  (1.7-2.4 s an epoch)   <- default (as defaults, epochs 15:
+#                                                                            0.828, 0.828 at 2.8-3.3 s)
+#   GRU 1x128, batch 64,  lr 1e-2   0.817, 0.810  (1.6-10.8 s)
+#   GRU 1x128, batch 256, lr 2e-2   0.792, 0.816  (2.8-3.2 s)
+#   GRU 1x192, batch 128, lr 1e-2   0.815, 0.818  (2.7-8.0 s)
+#   GRU 1x256, batch 256, lr 1e-2   0.816, 0.841  (3.9-6.4 s)
+#   GRU 1x256, batch 128, lr 1e-2   0.811, 0.820  (5.0-8.7 s)
+#   GRU 2x256, batch 64,  lr 3e-3   0.798, 0.803  (9.8-11.5 s; the committed checkpoint's shape, no EMA)
+#   GRU 1x256, batch 128, 2 threads 0.767, 0.669  (14.9 s; second run not one epoch): hence FitConfig.threads = 1
+#   RNN 256,   batch 64,  lr 1e-2   0.793, 0.800  (1.0 s)                <- RNN default
+# The smallest GRU is the cheapest per epoch, so it degrades least on a slower or busier machine.
+FIT_DEFAULTS = {
+    "gru": FitConfig(hidden_size=128, num_layers=1, batch_size=128, lr=1e-2, epochs=15),
+    "rnn": FitConfig(hidden_size=256, batch_size=64, lr=1e-2, epochs=15, class_weight_power=0.25),
+}
+
+
+def default_data_dir() -> tuple[Path, str]:
+    """The names folder :func:`fit` reads when given none, and where that choice came from."""
+    env = os.environ.get("NAMECLS_DATA_DIR")
+    if env:
+        return Path(env), "$NAMECLS_DATA_DIR"
+    return PROJECT_ROOT.parent / "shared" / "data" / "names", "the default beside the project"
+
+
+def find_data(data_dir: str | os.PathLike | None) -> Path:
+    """``data_dir`` (or :func:`default_data_dir`) if it holds ``*.txt`` files; else FileNotFoundError saying how to
+    get the data."""
+    folder, origin = (Path(data_dir), "data_dir") if data_dir is not None else default_data_dir()
+    if folder.is_dir() and any(folder.glob("*.txt")):
+        return folder
+    raise FileNotFoundError(
+        f"no names data in {folder} ({origin}): pass data_dir= a folder with one <Language>.txt per language, set "
+        f"NAMECLS_DATA_DIR, or download it (SHA-256 checked) with namecls.data.download({str(folder)!r}) or "
+        f"`python train.py --download --data-dir {folder}` (fetches {DATA_URL})")
+
+
+def choose_languages(labels: list[str], languages) -> list[str]:
+    """The chosen labels in the data's order (all of them when ``languages`` is None); ValueError listing the
+    choices for an unknown name, a repeated one, or fewer than two."""
+    if languages is None:
+        return list(labels)
+    if isinstance(languages, str) or not all(isinstance(x, str) for x in languages):
+        raise ValueError(f"languages must be a list of language names, not {languages!r}; choose from "
+                         f"{', '.join(labels)}")
+    languages = list(languages)
+    unknown = [x for x in languages if x not in labels]
+    if unknown:
+        raise ValueError(f"unknown language(s) {', '.join(map(repr, unknown))}: choose from {', '.join(labels)}")
+    if len(set(languages)) != len(languages):
+        raise ValueError(f"languages repeats a name: {languages}")
+    if len(languages) < 2:
+        raise ValueError(f"choose at least 2 languages, not {len(languages)}; from {', '.join(labels)}")
+    return [label for label in labels if label in set(languages)]
+
+
+def restrict(split, labels: list[str], chosen: list[str]):
+    """``split`` with only the rows of the ``chosen`` languages, their targets renumbered in ``chosen``'s order.
+    Each remaining row stays in its part."""
+    new_index = {labels.index(label): i for i, label in enumerate(chosen)}
+    rows = [i for i, t in enumerate(split.targets) if t in new_index]
+    position = {old: new for new, old in enumerate(rows)}
+    parts = [np.array([position[i] for i in getattr(split, part) if i in position], dtype=np.int64)
+             for part in ("train", "val", "test")]
+    return type(split)(split.protocol, split.seed, [split.names[i] for i in rows],
+                 [new_index[split.targets[i]] for i in rows], *parts)
+
+
+def _check_overrides(overrides: dict, time_budget) -> None:
+    for key in ("hidden_size", "num_layers", "epochs", "batch_size"):
+        value = overrides.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{key} must be a positive whole number, not {value!r}")
+    for key, value in (("lr", overrides.get("lr")), ("time_budget", time_budget)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not np.isfinite(value) or value <= 0):
+            raise ValueError(f"{key} must be a positive number, not {value!r}")
+
+
+def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages: list[str] | None = None,
+        hidden_size: int | None = None, num_layers: int | None = None, lr: float | None = None,
+        epochs: int | None = None, time_budget: float | None = None, seed: int = 0, on_progress=None, stop=None,
+        batch_size: int | None = None) -> Classifier:
+    """Train a ``kind`` ("gru" or "rnn") classifier in memory and return it, ready to predict, trace and save.
+
+    - ``data_dir``: the names folder (default: ``$NAMECLS_DATA_DIR``, else ``../shared/data/names`` beside the
+      project); a missing folder raises FileNotFoundError saying how to download it.
+    - ``languages``: label names to train on (at least 2; default all), kept in the data's order; an unknown name
+      raises ValueError listing the choices.
+    - ``hidden_size``, ``num_layers``, ``lr``, ``epochs``, ``batch_size``: override :data:`FIT_DEFAULTS[kind]`.
+    - ``seed``: the clean split's seed, the initial weights and the batch order (as ``train.py --seed``). With a
+      fixed seed and no time budget or stop event, the result is the same every run (training runs on
+      ``FitConfig.threads`` torch threads, 1 by default; the process's setting is restored afterwards, so other
+      threads of the process computing meanwhile share that setting while fit() runs).
+    - Training stops at the epoch limit, after ``time_budget`` seconds (checked between batches; the learning-rate
+      schedule then spans the budget), when ``stop`` (a ``threading.Event``) is set (checked between batches), or
+      after ``patience`` epochs without a better validation accuracy. The best weights on validation are kept;
+      the budget covers training, not the post-training fits that follow (about a second or two).
+    - ``on_progress(info)`` is called every ``progress_every`` (200) batches and after each epoch with ``info`` =
+      {epoch, batches, loss (running mean of the epoch), val_accuracy (None between epochs), seconds, fraction
+      (0–1, of the time budget or of the epochs, whichever is further), final: False}, and once at the end with
+      final True, fraction 1, the returned model's val_accuracy and ``stopped_by``.
+
+    The classifier's ``metrics`` hold the validation and test scores (``validation``, ``test``, and
+    ``val_accuracy`` / ``val_macro_f1``), ``history``, ``training_seconds`` and ``seconds`` (with the post-training
+    fits), ``stopped_by`` ("epochs", "time_budget", "stop", "patience"), ``languages``, ``fit_config`` and the
+    post-training reports; its ``source`` is None until saved.
+    """
+    from . import posthoc
+    from .adjust import fit_logit_adjustment
+    from .evaluation import predict_logits, score
+    from .experiment import model_config, train_config
+    from .models import build
+    from .splits import make_split
+    from .training import train
+
+    started = time.perf_counter()
+    if kind not in FIT_DEFAULTS:
+        raise ValueError(f"kind must be one of {', '.join(map(repr, FIT_DEFAULTS))}, not {kind!r}")
+    overrides = {"hidden_size": hidden_size, "num_layers": num_layers, "lr": lr, "epochs": epochs,
+                 "batch_size": batch_size}
+    _check_overrides(overrides, time_budget)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be a whole number, not {seed!r}")
+    config = replace(FIT_DEFAULTS[kind], **{k: v for k, v in overrides.items() if v is not None})
+    data = read_names(find_data(data_dir))
+    chosen = choose_languages(data.labels, languages)
+    split = make_split(data, "clean", seed)
+    if chosen != data.labels:
+        split = restrict(split, data.labels, chosen)
+    tconfig = train_config(kind, **config.train_fields(), seed=seed)
+    mconfig = model_config(kind, len(chosen), **config.model_fields())
+    torch.manual_seed(seed)
+    model = build(mconfig)
+    train_names, train_targets = split.part("train")
+    val_names, val_targets = split.part("val")
+    test_names, test_targets = split.part("test")
+
+    last = {}
+
+    def forward(info):
+        last.update(info)
+        if on_progress is not None:
+            on_progress(info)
+
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        start = time.perf_counter()
+        model, history = train(model, train_names, train_targets, val_names, val_targets, tconfig, progress=False,
+                               on_progress=forward, progress_every=config.progress_every, stop=stop,
+                               time_budget=time_budget)
+        training_seconds = time.perf_counter() - start
+        adjustment = (fit_logit_adjustment(model, train_targets, val_names, val_targets)
+                      if tconfig.adjust_logits else None)
+        val_logits, test_logits = predict_logits(model, val_names), predict_logits(model, test_names)
+        fitted = posthoc.fit(model, chosen, split, val_logits, test_logits, with_maps=False)
+    finally:
+        torch.set_num_threads(threads)
+    stopped_by = history[-1].get("stopped") or ("epochs" if len(history) >= tconfig.epochs else "patience")
+    validation = score(val_targets, val_logits, chosen)
+    metrics = {
+        "model": kind,
+        "trained_by": "namecls.fit",
+        "protocol": split.protocol,
+        "split_seed": split.seed,
+        "split_sizes": split.sizes(),
+        "languages": chosen,
+        "fit_config": asdict(config),
+        "train_config": asdict(tconfig),
+        "time_budget": time_budget,
+        "stopped_by": stopped_by,
+        "training_seconds": training_seconds,
+        "epochs_run": len(history),
+        "best_epoch": max(history, key=lambda r: r[f"val_{tconfig.select_on}"])["epoch"],
+        "history": history,
+        "logit_adjustment": adjustment,
+        "val_accuracy": validation["accuracy"],
+        "val_macro_f1": validation["macro_f1"],
+        "validation": validation,
+        "test": score(test_targets, test_logits, chosen),
+        **fitted.metrics,
+    }
+    extra = {"protocol": split.protocol, "split_seed": split.seed, "data_fingerprint": data.fingerprint,
+             "train_config": metrics["train_config"], "trained_by": "namecls.fit", "languages": chosen}
+    classifier = Classifier(model, checkpoint.make_config(model, chosen, extra, fitted), metrics, None, fitted)
+    metrics["seconds"] = time.perf_counter() - started
+    forward({"epoch": len(history), "batches": last.get("batches", 0), "loss": last.get("loss"),
+             "val_accuracy": validation["accuracy"], "seconds": time.perf_counter() - start, "fraction": 1.0,
+             "final": True, "stopped_by": stopped_by})
+    return classifier
+
+
+__all__ = ["FIT_DEFAULTS", "FitConfig", "fit"]
