@@ -10,6 +10,7 @@ import pandas as pd
 from .. import service
 from .common import MODEL_CHOICES, TOP_K, user_errors
 from .html import MODEL_LABELS, percent
+from .yours import session_models
 
 COLUMNS = ["name", "normalised", "top-1", "probability", "prediction set", "in training as", f"top-{TOP_K}", "error"]
 
@@ -32,8 +33,8 @@ def batch_table(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame.from_records(records, columns=COLUMNS)
 
 
-def build(models: dict, ui: dict) -> None:
-    """Lay out the tab and wire its event."""
+def build(models: dict, ui: dict) -> gr.Radio:
+    """Lay out the tab and wire its event; returns its model choice (the Train tab adds "Yours" to it)."""
     limit_mb = service.MAX_UPLOAD_BYTES / 2**20
     with gr.Tab("Batch", id="batch"):
         gr.Markdown(f"Upload a **.csv** (a column headed *name* or *surname*, else the first column) or a **.txt** "
@@ -54,7 +55,7 @@ def build(models: dict, ui: dict) -> None:
         table = gr.Dataframe(headers=COLUMNS, interactive=False, elem_id="batch-table", max_height=420, wrap=True)
         download = gr.DownloadButton("Download CSV", visible=False, elem_id="batch-download")
 
-    def run(file, text, kind):
+    def run(file, text, kind, request: gr.Request = None):
         with user_errors():
             names = service.read_names_file(file) if file else []
             if text and text.strip():
@@ -64,7 +65,7 @@ def build(models: dict, ui: dict) -> None:
             if not names:  # not an error: one plain message, and no stale table
                 return {summary: "Nothing to classify yet: upload a .csv or .txt file, or paste names one per line.",
                         table: pd.DataFrame(columns=COLUMNS), download: gr.DownloadButton(visible=False)}
-            rows = service.predict_batch(models, names, kind, TOP_K)
+            rows = service.predict_batch(session_models(models, request), names, kind, TOP_K)
         result = batch_table(rows)
         errors = int((result["error"] != "").sum())
         several = int(result["prediction set"].str.contains(" or ").sum())
@@ -76,3 +77,4 @@ def build(models: dict, ui: dict) -> None:
                 download: gr.DownloadButton(value=service.write_csv(result, f"namecls-{kind}"), visible=True)}
 
     button.click(run, [upload, pasted, model], [summary, table, download], api_name="ui_batch", **ui)
+    return model

@@ -9,12 +9,12 @@ from .. import service
 from .common import EXAMPLES, MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, name_validator, set_facts, \
     rejected, user_errors
 from .html import answer_html, normalisation_html
+from .yours import session_models
 
 
 def build(models: dict, ui: dict) -> Picked:
     """Lay out the tab and wire its events; returns the name and model the other tabs follow."""
     n_labels = len(models["gru"].labels)
-    facts = {kind: set_facts(clf) for kind, clf in models.items()}
     with gr.Tab("Classify", id="classify"):
         with gr.Row():
             with gr.Column(scale=5, min_width=280):
@@ -34,18 +34,19 @@ def build(models: dict, ui: dict) -> Picked:
                                example_labels=[e.says for e in EXAMPLES], label="Examples: what to expect",
                                api_visibility="private", examples_per_page=len(EXAMPLES))
 
-    def classify(name_value, kind, k_value):
+    def classify(name_value, kind, k_value, request: gr.Request = None):
         with user_errors():
             norm = service.check_name(name_value)
-            details = service.predict_details(models, norm, kind, k_value)
+            choices = session_models(models, request)
+            details = service.predict_details(choices, norm, kind, k_value)
         return {label: details["top"], norm_line: normalisation_html(norm),
-                answer: answer_html(details, facts[details["model"]])}
+                answer: answer_html(details, set_facts(service.pick_model(choices, kind)))}
 
-    def reclassify(name_value, kind, k_value):
+    def reclassify(name_value, kind, k_value, request: gr.Request = None):
         """Model or top-k changed: classify again if there is a name."""
         if rejected(name_value) is not None:
             return gr.skip()
-        return classify(name_value, kind, k_value)
+        return classify(name_value, kind, k_value, request)
 
     outputs = [label, norm_line, answer]
     triggers = [name.submit, button.click]

@@ -15,7 +15,7 @@ import numpy as np
 from ..data import Normalized
 from .palette import ATTRIBUTION_SCALE, LANGUAGE_COLORS, STATE_SCALES, gradient_css, scale_color
 
-MODEL_LABELS = {"rnn": "RNN", "gru": "GRU"}
+MODEL_LABELS = {"rnn": "RNN", "gru": "GRU", "yours": "model you trained"}
 
 # The whole app's CSS (launch(css=...)). Class names are the fragments' own; ids are the components' elem_id.
 CSS = """

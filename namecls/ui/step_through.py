@@ -23,6 +23,7 @@ from .html import MODEL_LABELS, answer_html, clamp_step, decision_html, heatmap_
     letters_html, letters_key_html, name_caption_html, neighbours_html, normalisation_html, percent, unit_html, \
     unit_label
 from .overlay import FigureImage
+from .yours import session_models
 
 N_UNITS = 24  # heatmap rows: the units that moved most over the name
 
@@ -41,20 +42,24 @@ class StepView:
     """One traced name and what is drawn once for it; :meth:`step` renders one character from it (no model)."""
 
     trace: Trace
-    kind: str  # "rnn" | "gru"
+    kind: str  # the cell: "rnn" | "gru"
     k: int
     units: tuple  # ((layer, unit), ...): the heatmap's rows, in the checkpoint's clustered order
     trajectory: FigureImage
+    key: str = ""  # the model choice it was traced with: "rnn", "gru" or "yours" (a model trained in the session)
+    projection: object | None = None  # the model's map (shared with the model, not copied), or None
+    explain: object | None = None  # the model's explanation data (shared), or None
 
     @classmethod
-    def build(cls, classifier: Classifier, name: str | Normalized, k: int) -> "StepView":
+    def build(cls, classifier: Classifier, name: str | Normalized, k: int, key: str = "") -> "StepView":
         trace = classifier.trace(name)  # ValueError on bad input
         explain = getattr(classifier, "explain", None)
         units = trace.key_units(N_UNITS)
         if explain is not None:  # rows in clustered order: units that behave alike side by side
             rank = {(l, int(u)): r for l, order in enumerate(explain.unit_order) for r, u in enumerate(order)}
             units = sorted(units, key=lambda lu: (lu[0], rank[lu]))
-        return cls(trace, classifier.kind, k, tuple(units), _trajectory(trace, k))
+        return cls(trace, classifier.kind, k, tuple(units), _trajectory(trace, k), key or classifier.kind,
+                   classifier.projection, explain)
 
     def with_k(self, k: int) -> "StepView":
         return self if k == self.k else replace(self, k=k, trajectory=_trajectory(self.trace, k))
@@ -72,10 +77,10 @@ def _trajectory(trace: Trace, k: int) -> FigureImage:
     return FigureImage.from_figure(trajectory_figure(trace, k, "Probability after each prefix"))
 
 
-def build(models: dict, ui: dict, follow: Picked) -> None:
-    """Lay out the tab and wire its events; the tab takes over the name and model classified in ``follow``."""
+def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
+    """Lay out the tab and wire its events; the tab takes over the name and model classified in ``follow``.
+    Returns its model choice (the Train tab adds "Yours" to it)."""
     n_labels = len(models["gru"].labels)
-    facts = {kind: set_facts(clf) for kind, clf in models.items()}
     with gr.Tab("Step through", id="step-through") as tab:
         with gr.Row():
             name = gr.Textbox(value="Nguyen", label="Surname", elem_id="trace-name", max_lines=1, max_length=256,
@@ -137,16 +142,16 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
     def parts(v: StepView, index: int) -> dict:
         """What changes with the character: everything else stays as the trace drew it."""
         index = clamp_step(index, v.length)
-        t, clf = v.trace, models[v.kind]
+        t = v.trace
         near = t.neighbours[index] if t.neighbours is not None else []
-        has_map = clf.projection is not None and t.map_points is not None
+        has_map = v.projection is not None and t.map_points is not None
         return {
             step: index + 1,
             letters: letters_html(t, index) + name_caption_html(t, index),
             step_label: top_k_dict(t.top(index, v.k)),
             trajectory_marks: v.trajectory.overlay_html(index),
-            neighbours: neighbours_html(near, t.labels, "".join(t.chars[: index + 1]), _bank_size(clf)),
-            map_marks: map_path_svg(clf.projection, t.map_points, t.chars, index, [n.index for n in near])
+            neighbours: neighbours_html(near, t.labels, "".join(t.chars[: index + 1]), _bank_size(v.projection)),
+            map_marks: map_path_svg(v.projection, t.map_points, t.chars, index, [n.index for n in near])
             if has_map else "",
             heatmap: heatmap_html(t, v.kind, list(v.units), index),
         }
@@ -156,16 +161,15 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
             layer, number = (int(x) for x in str(choice).split(":"))
         except ValueError:
             return {unit_view: ""}
-        explain = getattr(models[v.kind], "explain", None)
-        contexts = explain.unit_contexts(layer, number) if explain is not None else []
+        contexts = v.explain.unit_contexts(layer, number) if v.explain is not None else []
         return {unit_view: unit_html(v.trace, v.kind, layer, number, contexts)}
 
-    def new_trace(name_value, kind, k_value, old):
+    def new_trace(name_value, kind, k_value, old, request: gr.Request = None):
         """Trace a name once into the session's state; show its last character."""
         with user_errors():
             norm = service.check_name(name_value)
-            clf = service.pick_model(models, kind)
-            v = StepView.build(clf, norm, int(k_value))
+            clf = service.pick_model(session_models(models, request), kind)
+            v = StepView.build(clf, norm, int(k_value), kind)
         t, n = v.trace, v.length
         details = whole_name(t)
         has_map = clf.projection is not None and t.map_points is not None
@@ -174,7 +178,7 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
             view: v,
             norm_line: normalisation_html(t.normalized),
             letters_key: letters_key_html(t),
-            answer: answer_html(details, facts[v.kind]),
+            answer: answer_html(details, set_facts(clf)),
             trajectory_img: v.trajectory.image_html(f"{MODEL_LABELS[v.kind]}: probability of the top languages "
                                                     f"after each prefix of {''.join(t.chars)}"),
             trajectory_key: legend_html(trajectory_languages(t, v.k), t.labels),
@@ -186,17 +190,17 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
             **unit_parts(v, first_choice),
             step: gr.update(maximum=max(n, 2), value=n, interactive=n > 1),  # after parts(): it sets the value only
         }
-        if old is None or old.kind != v.kind:  # the map's background changes only with the model
+        if old is None or old.projection is not v.projection:  # the map's background changes only with the model
             out[map_img] = map_svg(clf.projection, v.kind) if has_map else NO_MAP_HTML
             out[map_key] = legend_html(t.labels, t.labels) if has_map else ""
             out[map_note] = _map_note(clf) if has_map else ""
         return out
 
-    def trace_if_stale(name_value, kind, k_value, old):
+    def trace_if_stale(name_value, kind, k_value, old, request: gr.Request = None):
         """On opening the tab: trace again only if the name or model changed since the last trace."""
-        if (old is not None and old.trace.name == name_value and old.kind == kind) or not str(name_value).strip():
+        if (old is not None and old.trace.name == name_value and old.key == kind) or not str(name_value).strip():
             return gr.skip()
-        return new_trace(name_value, kind, k_value, old)
+        return new_trace(name_value, kind, k_value, old, request)
 
     def index_of(position, v: StepView, delta: int = 0) -> int:
         """The 0-based step ``delta`` away from the slider's 1-based ``position``, kept inside the name."""
@@ -245,8 +249,8 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
     def draw_all_units(v):
         if v is None:
             return gr.skip()
-        explain = getattr(models[v.kind], "explain", None)
-        figure = units_figure(v.trace, v.kind, None if explain is None else explain.unit_order, list(v.units))
+        order = None if v.explain is None else v.explain.unit_order
+        figure = units_figure(v.trace, v.kind, order, list(v.units))
         return {units_img: FigureImage.from_figure(figure).image_html(f"{MODEL_LABELS[v.kind]}: every hidden unit")}
 
     per_step = [step, letters, step_label, trajectory_marks, neighbours, map_marks, heatmap]
@@ -273,14 +277,14 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
     for event in follow.events:
         event.success(lambda n, m: {name: n, model: m}, [follow.name, follow.model], [name, model], queue=False,
                       **ui)
+    return model
 
 
 NO_MAP_HTML = ('<div class="small-note">This checkpoint has no hidden-state map. Add one with '
                '<code>python -m namecls.refit --checkpoint &lt;folder&gt; --data-dir &lt;names&gt;</code>.</div>')
 
 
-def _bank_size(classifier) -> int:
-    projection = classifier.projection
+def _bank_size(projection) -> int:
     return 0 if projection is None else len(projection.sample()[0])
 
 
