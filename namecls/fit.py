@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .data import DATA_URL, read_names
+from .data import DATA_URL, pad_batch, read_names, validate
 from .inference import Classifier
 
 # Training needs scikit-learn, pandas and tqdm (splits, evaluation, training): imported by fit() when it runs, so
@@ -150,7 +150,7 @@ def _check_overrides(overrides: dict, time_budget) -> None:
 def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages: list[str] | None = None,
         hidden_size: int | None = None, num_layers: int | None = None, lr: float | None = None,
         epochs: int | None = None, time_budget: float | None = None, seed: int = 0, on_progress=None, stop=None,
-        batch_size: int | None = None) -> Classifier:
+        batch_size: int | None = None, watch: str | None = None) -> Classifier:
     """Train a ``kind`` ("gru" or "rnn") classifier in memory and return it, ready to predict, trace and save.
 
     - ``data_dir``: the names folder (default: ``$NAMECLS_DATA_DIR``, else ``../shared/data/names`` beside the
@@ -170,6 +170,8 @@ def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages:
       {epoch, batches, loss (running mean of the epoch), val_accuracy (None between epochs), seconds, fraction
       (0–1, of the time budget or of the epochs, whichever is further), final: False}, and once at the end with
       final True, fraction 1, the returned model's val_accuracy and ``stopped_by``.
+    - ``watch``: a name; each epoch's ``info`` then also holds ``watch`` = [(language, probability)] × 3, the
+      current weights' top three for it (uncalibrated: the temperature is fitted after training).
 
     The classifier's ``metrics`` hold the validation and test scores (``validation``, ``test``, and
     ``val_accuracy`` / ``val_macro_f1``), ``history``, ``training_seconds`` and ``seconds`` (with the post-training
@@ -206,9 +208,24 @@ def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages:
     val_names, val_targets = split.part("val")
     test_names, test_targets = split.part("test")
 
-    last = {}
+    last, watched = {}, {}
+    watch_text = None if watch is None else validate(watch).text
+
+    def look(row, current):
+        """After each epoch: the current weights' answer for the watched name."""
+        if watch_text is None:
+            return
+        was_training = current.training
+        current.eval()
+        with torch.inference_mode():
+            x, lengths = pad_batch([watch_text])
+            probs = torch.softmax(current(x, lengths), dim=-1)[0]  # (C,)
+        current.train(was_training)
+        watched["watch"] = [(chosen[i], float(probs[i])) for i in probs.argsort(descending=True)[:3].tolist()]
 
     def forward(info):
+        if info.get("val_accuracy") is not None and not info.get("final"):
+            info = {**info, **watched}
         last.update(info)
         if on_progress is not None:
             on_progress(info)
@@ -220,7 +237,7 @@ def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages:
         start = time.perf_counter()
         model, history = train(model, train_names, train_targets, val_names, val_targets, tconfig, progress=False,
                                on_progress=forward, progress_every=config.progress_every, stop=stop,
-                               time_budget=time_budget)
+                               time_budget=time_budget, on_epoch=look)
         training_seconds = time.perf_counter() - start
         adjustment = (fit_logit_adjustment(model, train_targets, val_names, val_targets)
                       if tconfig.adjust_logits else None)
@@ -263,3 +280,20 @@ def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages:
 
 
 __all__ = ["FIT_DEFAULTS", "FitConfig", "fit"]
+
+
+def validation_accuracy(classifier: Classifier, languages: list[str], data_dir: str | os.PathLike | None = None,
+                        seed: int = 0) -> float:
+    """Accuracy of ``classifier`` on the clean split's validation names of ``languages`` (the names :func:`fit`
+    validates on with that seed), its answer restricted to those languages: how a model trained on all 18 does on
+    the question a smaller model was trained for. The committed checkpoints never trained on these names."""
+    from .evaluation import predict_logits
+    from .splits import make_split
+
+    data = read_names(find_data(data_dir))
+    chosen = choose_languages(data.labels, languages)
+    names, targets = restrict(make_split(data, "clean", seed), data.labels, chosen).part("val")
+    columns = [classifier.labels.index(label) for label in chosen]  # ValueError if the model lacks one
+    guesses = predict_logits(classifier.model, names)[:, columns].argmax(axis=1)
+    return float((guesses == np.asarray(targets)).mean())
+

@@ -332,3 +332,36 @@ def test_fit_restores_the_thread_count(tiny_data_dir):
     namecls.fit(tiny_data_dir, epochs=1, on_progress=lambda info: seen.append(torch.get_num_threads()), **SMALL)
     assert torch.get_num_threads() == before
     assert seen[0] == FIT_DEFAULTS["gru"].threads
+
+
+def test_watched_name_gets_the_current_weights_answer_each_epoch(tiny_data_dir):
+    calls = []
+    clf = namecls.fit(tiny_data_dir, epochs=3, on_progress=calls.append, watch="Gorbag", **SMALL)
+    epochs = [c for c in calls if c.get("val_accuracy") is not None and not c["final"]]
+    assert len(epochs) == 3 and all("watch" not in c for c in calls if c.get("val_accuracy") is None)
+    for call in epochs:
+        languages, probs = zip(*call["watch"])
+        assert len(languages) == 3 and set(languages) <= set(clf.labels)
+        assert list(probs) == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    with pytest.raises(ValueError):
+        namecls.fit(tiny_data_dir, epochs=1, watch="12345", **SMALL)
+
+
+def test_validation_accuracy_restricts_the_answer_to_the_languages(fitted):
+    """Against a scan: each validation name of the chosen languages, predicted by itself with all the model's
+    languages, the best of the chosen ones kept."""
+    from namecls.data import read_names
+    from namecls.fit import restrict
+    from namecls.splits import make_split
+
+    data_dir, clf, _ = fitted
+    chosen = ["Elvish", "Orcish"]
+    data = read_names(data_dir)
+    names, targets = restrict(make_split(data, "clean", 0), data.labels, chosen).part("val")
+    right = 0
+    for name, target in zip(names, targets):
+        probs = dict(clf.predict(name, k=len(clf.labels)))
+        right += max(chosen, key=probs.__getitem__) == chosen[target]
+    from namecls.fit import validation_accuracy
+
+    assert validation_accuracy(clf, chosen, data_dir) == pytest.approx(right / len(names))
