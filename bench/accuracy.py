@@ -145,6 +145,93 @@ def _mean_sd(values, digits: int = 3, scale: float = 1.0) -> str:
     return f"{values.mean():.{digits}f}"
 
 
+SEEN_KINDS = ("seen, same language", "seen, other languages only", "unseen")
+
+
+def seen_kinds(test_names: list[str], test_targets, train_names: list[str], train_targets) -> np.ndarray:
+    """Per test row, one of :data:`SEEN_KINDS`: its (name, language) pair is in training; its name is in training
+    but only under other languages (a memorised answer is then wrong); or its name is not in training."""
+    pairs = set(zip(train_names, np.asarray(train_targets).astype(int).tolist()))
+    training = set(train_names)
+    return np.array([SEEN_KINDS[0] if (n, t) in pairs else SEEN_KINDS[1] if n in training else SEEN_KINDS[2]
+                     for n, t in zip(test_names, np.asarray(test_targets).astype(int).tolist())], dtype=object)
+
+
+def seen_kind_table(per_name: pd.DataFrame, data, protocol: str = "seed", label: str = "split seed") -> str:
+    """Share, accuracy and set accuracy of each :data:`SEEN_KINDS` part per model, mean ± sd over the splits of
+    ``per_name`` (each split rebuilt with :func:`namecls.splits.make_split` and checked against its rows), and
+    each seen part's points of accuracy: share × (its accuracy − the unseen rows' accuracy); the two seen parts'
+    points add up to the leak of :func:`seen_tables`."""
+    frames = []
+    for (split_id, model), rows in per_name.groupby(["split", "model"], sort=True):
+        split = make_split(data, protocol, int(split_id))
+        test_names, test_targets = split.part("test")
+        if list(rows["name"]) != test_names or not np.array_equal(rows["target"].to_numpy(), test_targets):
+            raise ValueError(f"{label} {split_id} {model}: the predictions are not this split's test rows")
+        train_names, train_targets = split.part("train")
+        kinds = seen_kinds(test_names, test_targets, train_names, train_targets)
+        right = rows["predicted"].to_numpy() == rows["target"].to_numpy()
+        right_set = rows["set_correct"].astype(str).str.lower().eq("true").to_numpy() \
+            if rows["set_correct"].dtype == object else rows["set_correct"].to_numpy(bool)
+        for kind in SEEN_KINDS:
+            mask = kinds == kind
+            frames.append({"split": split_id, "model": model, "kind": kind, "rows": int(mask.sum()),
+                           "share": mask.mean(), "accuracy": right[mask].mean() if mask.any() else np.nan,
+                           "set accuracy": right_set[mask].mean() if mask.any() else np.nan})
+        unseen = frames[-1]["accuracy"]
+        for frame in frames[-len(SEEN_KINDS):]:
+            frame["points"] = frame["share"] * (frame["accuracy"] - unseen) if frame["rows"] else 0.0
+            frame["overall"] = right.mean()
+        if frames[-1]["rows"]:  # the seen parts' points add up to accuracy − unseen accuracy
+            assert abs(sum(f["points"] for f in frames[-len(SEEN_KINDS):]) - (right.mean() - unseen)) < 1e-9
+    t = pd.DataFrame(frames)
+    out_rows, sentences = [], []
+    for model in MODELS:
+        same, other = (t[(t.model == model) & (t.kind == kind)] for kind in SEEN_KINDS[:2])
+        if not same.empty:
+            without = (same["overall"] - same["points"]).to_numpy()
+            sentences.append(
+                f"{MODEL_NAMES[model]}: exact repeats (the (name, language) pair is in training, "
+                f"{same['share'].mean():.1%} of test rows, right {same['accuracy'].mean():.1%} of the time) add "
+                f"{100 * same['points'].mean():+.2f} points to its {same['overall'].mean():.3f} accuracy; names "
+                f"trained only under other languages ({other['share'].mean():.1%}, right "
+                f"{other['accuracy'].mean():.1%}) take {100 * other['points'].mean():+.2f}; with the repeats scored "
+                f"like unseen rows it would score {_mean_sd(without)}.")
+        for kind in SEEN_KINDS:
+            m = t[(t.model == model) & (t.kind == kind)]
+            if m.empty:
+                continue
+            out_rows.append({"model": model, "test rows": kind, "rows per split": _mean_sd(m["rows"], 0),
+                             "share": _mean_sd(m["share"]), "accuracy": _mean_sd(m["accuracy"]),
+                             "set accuracy": _mean_sd(m["set accuracy"]),
+                             "points": "" if kind == SEEN_KINDS[-1] else _mean_sd(m["points"], 2, 100)})
+    return (f"seen rows by kind (mean ± sd over {label}s; set accuracy: the top-1 is any language the data lists "
+            "for the name; points: share × (accuracy − unseen accuracy), the part's share of the leak)\n\n"
+            + pd.DataFrame(out_rows).to_string(index=False) + "\n\n" + " ".join(sentences))
+
+
+def ambiguity_table(per_name: pd.DataFrame, data, label: str) -> str:
+    """Accuracy per model on test rows of names the data files under one language and under two or more (such a
+    row can be right at most for one of its name's languages), pooled over the splits, and their shares."""
+    languages = languages_by_name(data.names, data.targets)
+    multi = per_name["name"].map(lambda n: len(languages[n]) > 1).to_numpy()
+    right = (per_name["predicted"] == per_name["target"]).to_numpy()
+    rows = []
+    for model in MODELS:
+        is_model = (per_name["model"] == model).to_numpy()
+        if not is_model.any():
+            continue
+        entry = {"model": model, "test rows": int(is_model.sum()),
+                 "share of names with 2+ languages": f"{multi[is_model].mean():.3f}"}
+        for name, mask in (("one language", ~multi), ("2+ languages", multi)):
+            chosen = is_model & mask
+            entry[f"accuracy, {name}"] = f"{right[chosen].mean():.4f}" if chosen.any() else "nan"
+        entry["accuracy, all"] = f"{right[is_model].mean():.4f}"
+        rows.append(entry)
+    return (f"accuracy by the name's number of languages in the data (test rows pooled over the {label}s)\n\n"
+            + pd.DataFrame(rows).to_string(index=False))
+
+
 def seen_tables(table: pd.DataFrame, label: str = "split seed") -> str:
     """Per (split, model) and mean ± sd over splits: test rows, seen shares, accuracy and macro-F1 on seen and
     unseen rows, the leak's points; then one sentence per model of how much of its accuracy the leak explains."""
@@ -175,10 +262,10 @@ def seen_tables(table: pd.DataFrame, label: str = "split seed") -> str:
                      "leak (pts)": _mean_sd(m["leak"], 2, 100)})
         leak = 100 * m["leak"].mean()
         sentences.append(
-            f"{MODEL_NAMES[model]}: {leak:+.1f} points of its {m['accuracy'].mean():.3f} accuracy are the leak's "
-            f"({m['seen_share'].mean():.0%} of the test rows were seen in training and score "
-            f"{m['accuracy_seen'].mean():.3f}; the unseen {1 - m['seen_share'].mean():.0%} score "
-            f"{m['accuracy_unseen'].mean():.3f}, its accuracy without the leak)."
+            f"{MODEL_NAMES[model]}: the {m['seen_share'].mean():.0%} of test rows whose name is in training (any "
+            f"language) score {m['accuracy_seen'].mean():.3f}, the unseen {1 - m['seen_share'].mean():.0%} "
+            f"{m['accuracy_unseen'].mean():.3f}: seen names move its {m['accuracy'].mean():.3f} accuracy by "
+            f"{leak:+.1f} points."
             if not np.isnan(leak) else f"{MODEL_NAMES[model]}: no unseen rows to compare with.")
     out.append(f"\nmean ± sd over {label}s (sd: sample, ddof 1)\n")
     out.append(pd.DataFrame(rows).to_string(index=False))
@@ -406,6 +493,10 @@ def main() -> None:
         print(summarize(table, per_name, n_classes, label))
         if set(SEEN_COLUMNS) <= set(table.columns) and (table["seen_share"] > 0).any():
             print("\n" + seen_tables(table, label))
+            if per_name is not None and "seen" in per_name.columns:  # seen rows exist only under the seed protocol
+                print("\n" + seen_kind_table(per_name, data, "seed", label))
+        if per_name is not None:
+            print("\n" + ambiguity_table(per_name, data, label))
         return
 
     if args.folds and args.protocol != "clean":
@@ -460,6 +551,10 @@ def main() -> None:
     if not args.folds:
         if args.protocol == "seed":
             print("\n" + seen_tables(table, label))
+            if frames:
+                print("\n" + seen_kind_table(pd.concat(frames), data, "seed", label))
+    if frames:
+        print("\n" + ambiguity_table(pd.concat(frames), data, label))
         print("\nArticle (batch size 1, 2 epochs): RNN 0.722, GRU 0.814")
 
 

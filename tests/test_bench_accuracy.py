@@ -16,7 +16,8 @@ from namecls.splits import make_split
 from conftest import PROJECT_ROOT, tiny_names
 
 sys.path.insert(0, str(PROJECT_ROOT))
-from bench.accuracy import SEEN_COLUMNS, leak_points, seen_breakdown, seen_tables, subset_macro_f1  # noqa: E402
+from bench.accuracy import (SEEN_COLUMNS, SEEN_KINDS, languages_by_name, leak_points, seen_breakdown,  # noqa: E402
+                            seen_kind_table, seen_kinds, seen_tables, set_correct, subset_macro_f1)
 
 # Training: Abe (0), Bo (1) twice, Cy (2). Test rows: (Abe, 0) seen with its language, (Abe, 1) seen under
 # another language, (Di, 0), (Ed, 1) and (Fa, 2) unseen, (Bo, 1) seen with its language.
@@ -43,6 +44,14 @@ def test_seen_breakdown_by_hand():
     assert accuracy == pytest.approx(b["seen_share"] * b["accuracy_seen"]
                                      + (1 - b["seen_share"]) * b["accuracy_unseen"])
     assert leak_points({"accuracy": accuracy, **b}) == pytest.approx(0.5 - 1 / 3)  # 1/2 overall, 1/3 unseen
+
+
+def test_seen_kinds_by_hand():
+    kinds = seen_kinds(TEST_NAMES, TEST_TARGETS, TRAIN_NAMES, TRAIN_TARGETS)
+    same, other, unseen = SEEN_KINDS
+    assert kinds.tolist() == [same, other, unseen, unseen, same, unseen]
+    b = seen_breakdown(TEST_NAMES, TEST_TARGETS, PREDICTIONS, TRAIN_NAMES, TRAIN_TARGETS)
+    assert (kinds != unseen).tolist() == b["seen"].tolist()
 
 
 def test_seen_is_by_name_string_exactly_and_ignores_the_language():
@@ -73,6 +82,7 @@ def _tiny_with_duplicates() -> NamesData:
     names = tiny_names()
     rows = [(n, t) for t, lang in enumerate(names) for n in names[lang]]
     rows += rows[:60]  # duplicate lines, as the real data has them
+    rows += [(n, 1) for n in names[sorted(names)[0]][:30]]  # and names filed under a second language
     return NamesData([n for n, _ in rows], [t for _, t in rows], sorted(names), [], "tiny")
 
 
@@ -88,7 +98,7 @@ def test_the_seed_split_leaks_and_the_clean_one_does_not(protocol):
     if protocol == "clean":
         assert b["seen_share"] == 0.0
     else:
-        assert b["seen_share"] > 0.0  # 60 duplicated lines of 220: some land in test with their twin in train
+        assert b["seen_share"] > 0.0  # 90 repeated names in 250 lines: some land in test with a twin in train
 
 
 def test_seen_tables_report_the_leak_per_model():
@@ -103,6 +113,32 @@ def test_seen_tables_report_the_leak_per_model():
     assert set(SEEN_COLUMNS) <= set(table.columns)
     text = seen_tables(table)
     assert "3.50 ± 0.71" in text  # leak points per split: 3 and 4
-    assert "GRU: +3.5 points of its 0.860 accuracy are the leak's" in text
-    assert "the unseen 80% score 0.825, its accuracy without the leak" in text
+    assert ("GRU: the 20% of test rows whose name is in training (any language) score 1.000, the unseen 80% 0.825: "
+            "seen names move its 0.860 accuracy by +3.5 points.") in text
     assert "no seen/unseen columns" in seen_tables(table.drop(columns=["accuracy_seen"]))
+
+
+def test_seen_kind_table_rebuilds_each_split_and_checks_its_rows():
+    data = _tiny_with_duplicates()
+    languages = languages_by_name(data.names, data.targets)
+    frames = []
+    for seed in (0, 1):
+        split = make_split(data, "seed", seed)
+        names, targets = split.part("test")
+        for model in ("gru", "tfidf_logreg"):
+            predicted = targets if model == "gru" else np.zeros_like(targets)
+            frames.append(pd.DataFrame({"split": seed, "model": model, "name": names, "target": targets,
+                                        "predicted": predicted,
+                                        "set_correct": set_correct(names, predicted, languages)}))
+    per_name = pd.concat(frames)
+    text = seen_kind_table(per_name, data)
+    gru = [line for line in text.splitlines() if line.strip().startswith("gru")]
+    assert len(gru) == 3 and all("1.000 ± 0.000" in line for line in gru)  # always right, in every part
+    lr_other = [line for line in text.splitlines() if "tfidf_logreg seen, other languages only" in line]
+    assert len(lr_other) == 1 and "nan" not in lr_other[0]
+    assert "GRU: exact repeats" in text and "add +0.00 points to its 1.000 accuracy" in text
+    assert "it would score 1.000 ± 0.000." in text
+    wrong = per_name.copy()
+    wrong.loc[wrong.index[0], "name"] = "Nobody"
+    with pytest.raises(ValueError):
+        seen_kind_table(wrong, data)
