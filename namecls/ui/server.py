@@ -9,6 +9,7 @@ is evicted (``bench/soak.py`` measures all of it).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -24,7 +25,8 @@ STATE_SECONDS = 1800
 SWEEP_SECONDS = 2.0
 # gradio's cache of uploads and returned files (Blocks(delete_cache=...)): every 10 minutes, files older than
 # 10 minutes go. Worst case on disk: what arrives in 20 minutes, each request ≤ MAX_REQUEST_BYTES.
-CACHE_SECONDS = 600
+# NAMECLS_CACHE_SECONDS replaces both 600s (the sweep's period and the files' age), e.g. 20 for bench/soak.py.
+CACHE_SECONDS = int(os.environ.get("NAMECLS_CACHE_SECONDS") or 600)
 DELETE_CACHE = (CACHE_SECONDS, CACHE_SECONDS)
 # One upload request: at most this many files and bytes (gradio's own cap is per file, up to 1,000 files a request).
 MAX_FILES_PER_REQUEST = 1
