@@ -26,7 +26,7 @@ except CheckpointError as err:
 import gradio as gr  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
-from namecls.ui import api, batch, classify, compare, model_card, server, step_through  # noqa: E402
+from namecls.ui import api, batch, classify, compare, model_card, server, step_through, train, yours  # noqa: E402
 from namecls.ui.html import CSS  # noqa: E402
 
 INTRO = f"""\
@@ -74,10 +74,12 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
         gr.Markdown(INTRO)
         with gr.Tabs(elem_id="tabs"):
             picked = classify.build(MODELS, ui)
-            step_through.build(MODELS, ui, follow=picked)
+            stepper = step_through.build(MODELS, ui, follow=picked)
             compare.build(MODELS, ui, follow=picked)
-            batch.build(MODELS, ui)
+            batcher = batch.build(MODELS, ui)
+            train.build(MODELS, ui, radios=[picked.model, stepper, batcher])
             model_card.build(MODELS, ui)
+        demo.unload(yours.forget)  # a session's trained model goes with the session
         for endpoint in api.endpoints(MODELS):
             gr.api(endpoint, api_name=endpoint.__name__)
     demo.queue(default_concurrency_limit=4)

@@ -25,9 +25,13 @@ class TrainedModels:
         self._lock = threading.Lock()
 
     def put(self, session: str, classifier) -> None:
+        """Keep ``classifier`` for ``session``; models past their age and the oldest beyond the cap go."""
+        now = time.monotonic()
         with self._lock:
             self._items.pop(session, None)
-            self._items[session] = (time.monotonic(), classifier)
+            for old in [s for s, (born, _) in self._items.items() if now - born > self.seconds]:
+                del self._items[old]
+            self._items[session] = (now, classifier)
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
 
