@@ -83,6 +83,7 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
         for endpoint in api.endpoints(MODELS):
             gr.api(endpoint, api_name=endpoint.__name__)
     demo.queue(default_concurrency_limit=4)
+    server.bound_the_allocator()
     server.start_sweeper(demo)
     return demo
 

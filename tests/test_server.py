@@ -106,3 +106,23 @@ def test_the_server_still_answers_after_refused_uploads(served):
     _, url = served
     assert Client(url, verbose=False).predict("Qin", "gru", 1, api_name="/predict") == \
         pytest.approx(service.predict(app.MODELS, "Qin", "gru", 1))
+
+
+def test_sweep_cache_deletes_old_files_and_empty_folders(tmp_path):
+    old_dir = tmp_path / "abc123" / "nested"
+    old_dir.mkdir(parents=True)
+    (old_dir / "upload.csv").write_text("Nguyen\n")
+    (tmp_path / "tmpEmpty").write_bytes(b"")  # an old empty temp file, as gr.File leaves them
+    for path in (old_dir / "upload.csv", tmp_path / "tmpEmpty"):
+        os.utime(path, (time.time() - 100, time.time() - 100))
+    (tmp_path / "fresh.csv").write_text("Qin\n")
+    assert server.sweep_cache(tmp_path, max_age=50) == 2
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["fresh.csv"]  # the emptied folders went too
+
+
+def test_the_allocator_is_bounded_on_glibc():
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert server.bound_the_allocator() is True

@@ -9,6 +9,7 @@ is evicted (``bench/soak.py`` measures all of it).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import time
@@ -23,11 +24,17 @@ STATE_SECONDS = 1800
 # serve gradio's deep links, which this app does not use. Worst case between two sweeps: the events that finish
 # in that time (the queue runs at most 4 at once, a 10,000-name batch takes ≥ 1 s) × 7.8 MB ≈ 4 × 2 × 7.8 ≈ 65 MB.
 SWEEP_SECONDS = 2.0
-# gradio's cache of uploads and returned files (Blocks(delete_cache=...)): every 10 minutes, files older than
-# 10 minutes go. Worst case on disk: what arrives in 20 minutes, each request ≤ MAX_REQUEST_BYTES.
-# NAMECLS_CACHE_SECONDS replaces both 600s (the sweep's period and the files' age), e.g. 20 for bench/soak.py.
+# gradio's cache of uploads and returned files: files older than CACHE_SECONDS go, every CACHE_SECONDS / 2, by
+# gradio's own cleanup (Blocks(delete_cache=...)) and by ours (sweep_cache: gradio 6.31's cleanup can die for good
+# under load with "Set changed size during iteration", and leaves the empty temp files of gr.File uploads and empty
+# folders). Worst case on disk: what arrives in 1.5 × CACHE_SECONDS, each upload request ≤ MAX_REQUEST_BYTES.
+# NAMECLS_CACHE_SECONDS replaces the 600 s, e.g. 20 for bench/soak.py.
 CACHE_SECONDS = int(os.environ.get("NAMECLS_CACHE_SECONDS") or 600)
 DELETE_CACHE = (CACHE_SECONDS, CACHE_SECONDS)
+# Large allocations (≥ 128 KB: tables, figures, batch results) are served by mmap, so freeing them returns the
+# memory to the system; glibc's default raises that threshold as it sees large blocks freed, and the server's RSS
+# then climbed ~1 GB over 200 batch sessions while Python held 12 MB more (bench/README.md, "Soak").
+MMAP_THRESHOLD_BYTES = 128 * 1024
 # One upload request: at most this many files and bytes (gradio's own cap is per file, up to 1,000 files a request).
 MAX_FILES_PER_REQUEST = 1
 MAX_REQUEST_BYTES = service.MAX_UPLOAD_BYTES + 64 * 1024  # one file plus its multipart headers
@@ -56,14 +63,59 @@ def drop_stored_outputs(demo) -> int:
     return dropped
 
 
+def sweep_cache(folder, max_age: float = CACHE_SECONDS) -> int:
+    """Delete the files under ``folder`` older than ``max_age`` seconds, then its empty folders; returns how many
+    files went. Files that vanish meanwhile (gradio's own cleanup) are skipped."""
+    now, removed = time.time(), 0
+    for root, dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                if now - os.stat(path).st_mtime > max_age:
+                    os.remove(path)
+                    removed += 1
+            except OSError:
+                pass
+        if root != str(folder):
+            try:
+                os.rmdir(root)  # only if empty
+            except OSError:
+                pass
+    return removed
+
+
+def bound_the_allocator() -> bool:
+    """On glibc, fix the mmap threshold at :data:`MMAP_THRESHOLD_BYTES` (and so stop it from growing); returns
+    whether it could. Elsewhere a no-op."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_mmap_threshold = -3  # <malloc.h>
+    return bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES))
+
+
+def _release_free_memory() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def start_sweeper(demo, seconds: float = SWEEP_SECONDS) -> threading.Thread:
-    """A daemon thread that runs :func:`drop_stored_outputs` every ``seconds`` for the life of the process."""
+    """A daemon thread that, for the life of the process, runs :func:`drop_stored_outputs` every ``seconds`` and,
+    every ``CACHE_SECONDS / 2``, :func:`sweep_cache` on gradio's cache and returns freed heap to the system."""
     def sweep():
+        last_cache = time.monotonic()
         while True:
             time.sleep(seconds)
             drop_stored_outputs(demo)
+            if time.monotonic() - last_cache >= CACHE_SECONDS / 2:
+                last_cache = time.monotonic()
+                sweep_cache(demo.GRADIO_CACHE, CACHE_SECONDS)
+                _release_free_memory()
 
-    thread = threading.Thread(target=sweep, name="namecls-output-sweeper", daemon=True)
+    thread = threading.Thread(target=sweep, name="namecls-sweeper", daemon=True)
     thread.start()
     return thread
 
