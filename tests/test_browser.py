@@ -453,3 +453,46 @@ def test_the_app_in_a_browser(page):
     assert watch.page_errors == [], watch.page_errors
     assert watch.console_errors() == [], watch.console_errors()
     assert watch.refused and all(_is_join(u) for u in watch.refused), watch.refused
+
+
+@pytest.mark.timeout(600)
+def test_train_your_own_in_a_browser(page, data_dir):
+    """A 3-language training with a small budget: the curves and the watched name appear, Stop ends a long one,
+    and the model trained is then a choice in Classify. The tab fits the screen at both widths."""
+    from playwright.sync_api import expect
+
+    os.environ["NAMECLS_DATA_DIR"] = str(data_dir)  # namecls.fit reads it
+    expect.set_options(timeout=TIMEOUT)
+    width = page.viewport_size["width"]
+    problems: list = []
+    open_tab(page, "Train your own")
+    budget = page.locator("#train-budget input[type=number]")
+    budget.fill("5")
+    budget.press("Enter")
+    page.locator("#train-btn").click()
+    expect(page.locator("#train-result")).to_contain_text("Validation accuracy", timeout=120_000)
+    expect(page.locator("#train-progress")).to_contain_text("done")
+    expect(page.locator("#train-watched")).to_contain_text("%")
+    assert page.locator("#train-loss canvas, #train-loss svg").count() > 0  # the curve was drawn
+    expect(page.locator("#train-download")).to_be_visible()
+    check_width(page, "Train your own", problems)
+    shot(page, f"{width}-6-train")
+
+    # A long training, stopped: it ends long before its 60 s budget and says why.
+    budget.fill("60")
+    budget.press("Enter")
+    page.locator("#train-btn").click()
+    expect(page.locator("#train-progress")).to_contain_text("epoch", timeout=60_000)
+    page.locator("#train-stop").click()
+    expect(page.locator("#train-result")).to_contain_text("stopped by stop", timeout=60_000)
+
+    # "Yours" in Classify.
+    open_tab(page, "Classify")
+    page.locator("#model").get_by_text("Yours").click()
+    box = page.locator("#name input, #name textarea").first
+    box.fill("Nguyen")
+    box.press("Enter")
+    expect(page.locator("#answer")).to_contain_text("prediction set")
+    assert not problems, "\n".join(problems)
+    assert page.watch.console_errors() == [] and page.watch.page_errors == []
+    assert page.watch.external == []
