@@ -36,6 +36,10 @@ def test_a_short_training_gives_a_model_that_classifies_and_downloads(url):
     client = Client(url, verbose=False)
     progress, loss, accuracy, watched, result, download, *radios = client.predict(*SHORT, api_name="/ui_train")
     assert "done" in progress and "Validation accuracy" in result and "**yours**" in result
+    from namecls.fit import validation_accuracy
+
+    for kind, label in (("rnn", "RNN"), ("gru", "GRU")):  # the committed models, on the same validation names
+        assert f"| committed {label}¹ | {100 * validation_accuracy(app.MODELS[kind], THREE):.1f}% |" in result
     assert len(loss["data"]) >= 2 and len(accuracy["data"]) >= 1  # the curves were drawn
     assert watched["label"] in THREE  # the watched name's last answer is one of the three languages
     assert all(choice == ["Yours", "yours"] for radio in radios for choice in radio["choices"][-1:])
