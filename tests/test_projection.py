@@ -253,7 +253,8 @@ def test_a_checkpoint_without_a_map_still_steps(dry_run_dir, tmp_path):
     assert service.trace({"rnn": clf}, "Balin", "rnn")["map"] is None
     view = step_through.StepView.build(clf, "Balin", 3)
     assert view.length == 5 and view.trace.map_points is None
-    assert step_through._bank_size(clf) == 0 and "no hidden-state map" in step_through.NO_MAP_HTML
+    assert view.projection is None and step_through._bank_size(view.projection) == 0
+    assert "no hidden-state map" in step_through.NO_MAP_HTML
 
 
 def test_sample_names_follow_the_sample(dry_run_dir, tiny):
