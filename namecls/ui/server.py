@@ -103,17 +103,18 @@ def _release_free_memory() -> None:
 
 
 def start_sweeper(demo, seconds: float = SWEEP_SECONDS) -> threading.Thread:
-    """A daemon thread that, for the life of the process, runs :func:`drop_stored_outputs` every ``seconds`` and,
-    every ``CACHE_SECONDS / 2``, :func:`sweep_cache` on gradio's cache and returns freed heap to the system."""
+    """A daemon thread that, for the life of the process, runs :func:`drop_stored_outputs` every ``seconds`` (and
+    returns the freed heap to the system when it dropped something) and, every ``CACHE_SECONDS / 2``,
+    :func:`sweep_cache` on gradio's cache."""
     def sweep():
         last_cache = time.monotonic()
         while True:
             time.sleep(seconds)
-            drop_stored_outputs(demo)
+            if drop_stored_outputs(demo):
+                _release_free_memory()  # what the dropped values held goes back to the system now
             if time.monotonic() - last_cache >= CACHE_SECONDS / 2:
                 last_cache = time.monotonic()
                 sweep_cache(demo.GRADIO_CACHE, CACHE_SECONDS)
-                _release_free_memory()
 
     thread = threading.Thread(target=sweep, name="namecls-sweeper", daemon=True)
     thread.start()
