@@ -9,8 +9,8 @@ is 600 s, the soak uses ``--cache-seconds``):
    phase A: ``--sessions`` fresh sessions, each one ``/predict_batch`` call of those names (models alternate
    GRU / RNN), ``--clients`` at once; then phase B: the same again. Floors: resident memory (RSS, the process and
    its children) after A ≤ ``--growth-floor-mb`` above the RSS after the first call; over phase B no upward
-   trend: RSS after B − after A ≤ ``--trend-floor-mb`` (the sessions themselves stay until gradio's
-   500-session cap: ~0.21 MB each, about 42 MB per 200).
+   trend: RSS after B − after A ≤ ``--trend-floor-mb`` (the sessions themselves, ~0.21 MB each, stay until the
+   app's session cap, ``namecls.ui.server.SESSION_CAPACITY``).
 2. The app built with ``ui_visibility="undocumented"`` (this file with ``--serve``, as bench/load.py does), so the
    Batch tab's own event ``/ui_batch`` can be called: ``--mix-sessions`` fresh sessions, ``--mix-clients`` at
    once, each calling ``/predict`` and ``/trace`` and (every other session) uploading a .txt of

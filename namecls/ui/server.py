@@ -16,8 +16,10 @@ import time
 
 from .. import service
 
-# Sessions gradio keeps (oldest dropped first). Worst case 500 × (0.21 MB + 0.3 MB Step-through state) ≈ 260 MB.
-SESSION_CAPACITY = 500
+# Sessions gradio keeps (the least recently used dropped first: a visitor still clicking keeps theirs). Every
+# script call opens one, so the cap is what stops their number growing. Worst case 200 × (0.21 MB + 0.3 MB of
+# Step-through state) ≈ 100 MB.
+SESSION_CAPACITY = 200
 # Lifetime of a session's Step-through state (a gr.State); an idle session's state goes after it.
 STATE_SECONDS = 1800
 # How often every session's copy of its last output values (a 10,000-row table, a map) is dropped. Those copies only
