@@ -8,6 +8,7 @@ import gradio as gr
 import pandas as pd
 
 from .. import service
+from . import server
 from .common import MODEL_CHOICES, TOP_K, user_errors
 from .html import MODEL_LABELS, percent
 from .yours import session_models
@@ -74,7 +75,8 @@ def build(models: dict, ui: dict) -> gr.Radio:
                     f"than one language in their prediction set; **{seen:,}** in the training lists"
                     + (f"; **{errors:,}** could not be read (see the error column)." if errors else "."))
         return {summary: text_out, table: result,
-                download: gr.DownloadButton(value=service.write_csv(result, f"namecls-{kind}"), visible=True)}
+                download: gr.DownloadButton(value=service.write_csv(result, f"namecls-{kind}", server.CACHE_SECONDS),
+                                          visible=True)}
 
     button.click(run, [upload, pasted, model], [summary, table, download], api_name="ui_batch", **ui)
     return model

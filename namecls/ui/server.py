@@ -30,6 +30,7 @@ SWEEP_SECONDS = 2.0
 # gradio's own cleanup (Blocks(delete_cache=...)) and by ours (sweep_cache: gradio 6.31's cleanup can die for good
 # under load with "Set changed size during iteration", and leaves the empty temp files of gr.File uploads and empty
 # folders). Worst case on disk: what arrives in 1.5 × CACHE_SECONDS, each upload request ≤ MAX_REQUEST_BYTES.
+# The Batch tab's CSV exports (service.write_csv, outside gradio's cache) keep the same age.
 # NAMECLS_CACHE_SECONDS replaces the 600 s, e.g. 20 for bench/soak.py.
 CACHE_SECONDS = int(os.environ.get("NAMECLS_CACHE_SECONDS") or 600)
 DELETE_CACHE = (CACHE_SECONDS, CACHE_SECONDS)
