@@ -130,3 +130,15 @@ def dry_run_dir(tmp_path_factory) -> Path:
                        "--threads", "1", "--no-progress")
     assert result.returncode == 0, f"train.py --dry-run failed:\n{result.stdout}\n{result.stderr}"
     return out
+
+
+TIMING_KEYS = {"training_seconds", "seconds"}
+
+
+def without_timings(obj):
+    """metrics minus wall-clock times, which legitimately differ between two identical runs."""
+    if isinstance(obj, dict):
+        return {k: without_timings(v) for k, v in obj.items() if k not in TIMING_KEYS}
+    if isinstance(obj, list):
+        return [without_timings(v) for v in obj]
+    return obj

@@ -18,18 +18,10 @@ from namecls import checkpoint
 from namecls.fit import FIT_DEFAULTS
 from namecls.training import one_cycle
 
-from conftest import tiny_names
+from conftest import tiny_names, without_timings
 
 SMALL = {"hidden_size": 16, "batch_size": 16}  # fast on 160 names
-TIMING_KEYS = {"seconds", "training_seconds"}
 
-
-def _without_timings(obj):
-    if isinstance(obj, dict):
-        return {k: _without_timings(v) for k, v in obj.items() if k not in TIMING_KEYS}
-    if isinstance(obj, list):
-        return [_without_timings(v) for v in obj]
-    return obj
 
 
 def _all_names() -> list[str]:
@@ -275,7 +267,7 @@ def test_deterministic_for_a_seed(tiny_data_dir, fitted):
     second = namecls.fit(tiny_data_dir, epochs=3, **SMALL)
     a, b = first.model.state_dict(), second.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert _without_timings(first.metrics) == _without_timings(second.metrics)
+    assert without_timings(first.metrics) == without_timings(second.metrics)
     assert first.temperature == second.temperature
     other = namecls.fit(tiny_data_dir, epochs=3, seed=1, **SMALL)
     c = other.model.state_dict()

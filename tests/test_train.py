@@ -17,21 +17,11 @@ from namecls.data import read_names
 from namecls.evaluation import predict_logits, score
 from namecls.splits import make_split
 
-from conftest import PROJECT_ROOT, run_train, tiny_names, write_tiny_data
+from conftest import PROJECT_ROOT, run_train, tiny_names, without_timings, write_tiny_data
 
 KINDS = ["rnn", "gru"]
 FLAGS = ["--model", "--data-dir", "--download", "--protocol", "--seed", "--epochs", "--batch-size", "--lr",
          "--hidden-size", "--layers", "--out", "--dry-run"]
-TIMING_KEYS = {"training_seconds", "seconds"}
-
-
-def _without_timings(obj):
-    """metrics.json minus wall-clock times, which legitimately differ between two identical runs."""
-    if isinstance(obj, dict):
-        return {k: _without_timings(v) for k, v in obj.items() if k not in TIMING_KEYS}
-    if isinstance(obj, list):
-        return [_without_timings(v) for v in obj]
-    return obj
 
 
 def _read(folder):
@@ -98,7 +88,7 @@ def test_same_seed_twice_gives_identical_metrics(dry_run_dir, tmp_path):
     for kind in KINDS:
         config_a, metrics_a = _read(dry_run_dir / kind)
         config_b, metrics_b = _read(out / kind)
-        assert _without_timings(metrics_a) == _without_timings(metrics_b)
+        assert without_timings(metrics_a) == without_timings(metrics_b)
         assert config_a == config_b
         a, b = namecls.load(dry_run_dir / kind).model.state_dict(), namecls.load(out / kind).model.state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
