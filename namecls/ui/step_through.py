@@ -31,9 +31,10 @@ MAP_NOTE = """\
 **Where the name travels.** Each dot is a training name (hover to read it), placed by the network's top-layer
 state after its last letter and coloured by its language; each language's name sits at the centre of its dots.
 The black path is the current name's state after each prefix; the red dot is the current letter, the rings its
-nearest training names (listed above). The map is a flat picture of a {hidden}-number state ({method}; it beat LDA
-on validation names): a path can end in empty space or among another language's dots while the network, which
-reads the whole state, answers firmly. Read the answer from the probabilities, not from the map.
+nearest training names (listed above). The map is a flat picture of a {hidden}-number state ({method}; kept
+over LDA, whose map separated validation names' languages less): a path can end in empty space or among another
+language's dots while the network, which reads the whole state, answers firmly. Read the answer from the
+probabilities, not from the map.
 """
 
 
