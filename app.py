@@ -3,7 +3,8 @@
     python app.py            # serves on 127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT override)
 
 A thin shell: load the models, lay out one tab per module of ``namecls.ui``, register the public API
-(``/predict``, ``/predict_details``, ``/trace``, ``/predict_batch``; every UI event is private), launch.
+(``/predict``, ``/predict_details``, ``/trace``, ``/predict_batch``; every UI event is private), launch. The same
+four endpoints, and only they, are also MCP tools for AI assistants at ``/gradio_api/mcp/``.
 """
 
 import os
@@ -63,7 +64,8 @@ def launch_kwargs() -> dict:
     tests launch with the same settings. The limits and their worst cases are in namecls/ui/server.py."""
     return dict(theme=THEME, css=CSS, js=KEYS_JS, max_file_size=service.MAX_UPLOAD_BYTES, ssr_mode=False,
                 footer_links=["api", "gradio"], run_history=False, state_session_capacity=server.SESSION_CAPACITY,
-                app_kwargs={"middleware": [Middleware(server.UploadLimit)]})
+                app_kwargs={"middleware": [Middleware(server.UploadLimit)]},
+                mcp_server=True)  # the public API as MCP tools at /gradio_api/mcp/ (README: For AI assistants)
 
 
 def build_demo(ui_visibility: str = "private") -> gr.Blocks:
