@@ -1,5 +1,6 @@
 """Tab "Compare": the RNN and the GRU side by side on one name: answers, prediction sets, which letters decided
-it."""
+it. Once the session has trained a model ("Train your own"), it is a third column, "Yours"; if the server has let
+it go (too old, or pushed out by newer ones), the tab says so above the other two."""
 
 from __future__ import annotations
 
@@ -9,8 +10,39 @@ from .. import service
 from .common import TOP_K, Picked, clear_when_rejected, set_facts, name_validator, top_k_dict, user_errors, \
     whole_name
 from .figures import trajectory_figure, trajectory_languages
-from .html import MODEL_LABELS, answer_html, decision_html, legend_html, letters_html, letters_key_html
+from .html import MODEL_LABELS, answer_html, decision_html, esc, legend_html, letters_html, letters_key_html, \
+    notice_html
 from .overlay import FigureImage
+from .yours import YOURS, Mine, gone_message, session_mine
+
+PARTS = ("label", "answer", "letters", "trajectory", "decision")  # what each column shows, top to bottom
+
+
+def column(trace, k: int, label: str, facts: dict) -> dict:
+    """One model's column for a traced name: {part: value} for :data:`PARTS` (``label``: the model's name)."""
+    details = whole_name(trace)
+    figure = FigureImage.from_figure(trajectory_figure(trace, k, f"{label}: after each prefix"))
+    return {"label": top_k_dict(trace.top(-1, k)),
+            "answer": answer_html(details, facts),
+            "letters": letters_html(trace) + letters_key_html(trace),
+            "trajectory": figure.image_html(f"{label}: probability of the top languages after each prefix")
+            + legend_html(trajectory_languages(trace, k), trace.labels),
+            "decision": decision_html(trace, label)}
+
+
+def about_yours_html(classifier) -> str:
+    """What the session's model is, above its column: its cell and the languages it can answer."""
+    labels = classifier.labels
+    listed = ", ".join(esc(lang) for lang in labels[:-1]) + f" and {esc(labels[-1])}"
+    which = (f"all {len(labels)} languages" if len(labels) >= 18 else
+             f"{len(labels)} languages ({listed}): its answer is always one of them")
+    return (f'<div class="small-note" data-languages="{len(labels)}">The {esc(MODEL_LABELS[classifier.kind])} you '
+            f'trained in “Train your own”, on {which}.</div>')
+
+
+def mine_key(mine: Mine):
+    """What about the session's model decides the columns: which training it is, or why it is gone."""
+    return mine.serial, mine.gone
 
 
 def build(models: dict, ui: dict, follow: Picked) -> None:
@@ -24,46 +56,56 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
             k = gr.Slider(1, n_labels, value=TOP_K, step=1, precision=0, label="Top-k", scale=2, min_width=160,
                           elem_id="compare-k")
             button = gr.Button("Compare", variant="primary", scale=1, min_width=100, elem_id="compare-btn")
-        compared = gr.State(None)  # the (name, k) on screen: reopening the tab recomputes only if it changed
-        views = {}
-        with gr.Row():
-            for kind in models:
-                with gr.Column(min_width=280):
+        note = gr.HTML(elem_id="compare-note")  # why the session's model is gone, if it is
+        compared = gr.State(None)  # the (name, k, model key) on screen: reopening the tab recomputes if it changed
+        views, columns = {}, {}
+        with gr.Row(elem_id="compare-columns"):
+            for kind in (*models, YOURS):
+                with gr.Column(min_width=280, visible=kind != YOURS, elem_id=f"compare-{kind}-column") as col:
+                    columns[kind] = col
+                    if kind == YOURS:
+                        about = gr.HTML(elem_id="compare-yours-about")
                     views[kind] = {
-                        "label": gr.Label(num_top_classes=n_labels, label=MODEL_LABELS[kind],
-                                          elem_id=f"compare-{kind}"),
+                        "label": gr.Label(num_top_classes=n_labels, label="Yours" if kind == YOURS else
+                                          MODEL_LABELS[kind], elem_id=f"compare-{kind}"),
                         "answer": gr.HTML(elem_id=f"compare-{kind}-answer"),
                         "letters": gr.HTML(elem_id=f"compare-{kind}-letters"),
                         "trajectory": gr.HTML(elem_id=f"compare-{kind}-trajectory"),
                         "decision": gr.HTML(elem_id=f"compare-{kind}-decision"),
                     }
+    blank = {key: (None if key == "label" else "") for key in PARTS}
 
-    def compare(name_value, k_value):
+    def compare(name_value, k_value, request: gr.Request = None):
+        mine = session_mine(request)
+        chosen = models if mine.classifier is None else {**models, YOURS: mine.classifier}
         with user_errors():
             norm = service.check_name(name_value)
-            traces = {kind: clf.trace(norm) for kind, clf in models.items()}
-        out = {compared: (name_value, k_value)}
+            traces = {kind: clf.trace(norm) for kind, clf in chosen.items()}
+        out = {compared: (name_value, k_value, mine_key(mine))}
         for kind, t in traces.items():
-            c, label = views[kind], MODEL_LABELS[kind]
-            details = whole_name(t)
-            figure = FigureImage.from_figure(trajectory_figure(t, int(k_value), f"{label}: after each prefix"))
-            out |= {c["label"]: top_k_dict(t.top(-1, int(k_value))),
-                    c["answer"]: answer_html(details, facts[kind]),
-                    c["letters"]: letters_html(t) + letters_key_html(t),
-                    c["trajectory"]: figure.image_html(f"{label}: probability of the top languages after each prefix")
-                    + legend_html(trajectory_languages(t, int(k_value)), t.labels),
-                    c["decision"]: decision_html(t, label)}
+            values = column(t, int(k_value), MODEL_LABELS[kind],
+                            facts[kind] if kind in facts else set_facts(mine.classifier))
+            out |= {views[kind][key]: value for key, value in values.items()}
+        if mine.classifier is not None:
+            out |= {note: "", about: about_yours_html(mine.classifier), columns[YOURS]: gr.Column(visible=True),
+                    views[YOURS]["label"]: gr.Label(value=out[views[YOURS]["label"]],
+                                                    label=f"Yours ({MODEL_LABELS[mine.classifier.kind]})")}
+        else:  # no model (never trained, or gone): no third column, and no answer of an earlier one left in it
+            out |= {note: notice_html(gone_message(mine.gone)) if mine.gone else "", about: "",
+                    columns[YOURS]: gr.Column(visible=False), **{views[YOURS][key]: v for key, v in blank.items()}}
         return out
 
-    def compare_if_stale(name_value, k_value, last):
-        if last == (name_value, k_value) or not str(name_value or "").strip():
+    def compare_if_stale(name_value, k_value, last, request: gr.Request = None):
+        if (last == (name_value, k_value, mine_key(session_mine(request)))
+                or not str(name_value or "").strip()):
             return gr.skip()
-        return compare(name_value, k_value)
+        return compare(name_value, k_value, request)
 
-    outputs = [compared, *[component for c in views.values() for component in c.values()]]
+    shown = [component for c in views.values() for component in c.values()]
+    outputs = [compared, note, about, columns[YOURS], *shown]
     triggers = [name.submit, button.click, k.release]
-    clear_when_rejected(triggers, name, {compared: None, **{component: (None if key == "label" else "")
-                                                             for c in views.values() for key, component in c.items()}},
+    clear_when_rejected(triggers, name, {compared: None, note: "", about: "",
+                                         **{c[key]: blank[key] for c in views.values() for key in PARTS}},
                         **ui)  # before the validated event: see there
     gr.on(triggers, compare, [name, k], outputs, validator=name_validator, api_name="ui_compare", **ui)
     tab.select(compare_if_stale, [name, k, compared], outputs, api_name="ui_compare_tab", **ui)

@@ -57,6 +57,7 @@ CSS = """
 .colorbar { display: flex; align-items: center; gap: 0.4rem; font-size: 0.8rem; margin: 0.3rem 0;
             flex-wrap: wrap; }
 .colorbar .bar { width: 9rem; height: 0.7rem; border: 1px solid #999; }
+.notice { padding: 0.35rem 0.6rem; margin: 0.2rem 0; border-left: 4px solid #d97706; }
 .answer { padding: 0.35rem 0.6rem; margin: 0.2rem 0; border-left: 4px solid #4c5bd4; }
 .answer[data-set-size="1"] { border-left-color: #2ca02c; }
 .answer .answer-set { font-size: 1.1rem; }
@@ -116,6 +117,11 @@ def chip(language: str, labels: list[str], text: str | None = None) -> str:
     color = LANGUAGE_COLORS[labels.index(language) % len(LANGUAGE_COLORS)] if language in labels else "#888"
     return (f'<span class="chip" data-language="{esc(language)}"><span class="dot" style="background:{color}">'
             f'</span>{esc(text if text is not None else language)}</span>')
+
+
+def notice_html(text: str) -> str:
+    """A plain-text message about the page's state (not an answer), e.g. why a model is no longer offered."""
+    return f'<div class="notice" role="status">{esc(text)}</div>'
 
 
 def legend_html(languages: list[str], labels: list[str]) -> str:
