@@ -11,15 +11,26 @@ import io
 import logging
 import os
 import re
+import shutil
 import string
+import tempfile
+import threading
+import time
 import urllib.request
 import zipfile
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from unidecode import unidecode
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: only the in-process lock
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +173,37 @@ def read_names(data_dir: str | os.PathLike) -> NamesData:
     return NamesData(names, targets, labels, skipped, fingerprint)
 
 
+# What a download may hold (the tutorial's data.zip is about 2.9 MB; its names files under 1 MB together): an
+# archive from the network is untrusted input, refused beyond these before anything is decompressed or written.
+MAX_ARCHIVE_BYTES = 32 * 2**20
+MAX_NAMES_FILE_BYTES = 4 * 2**20  # each data/names/*.txt as the zip declares it (the largest is ~100 KB)
+_FETCH_LOCK = threading.Lock()  # one download into a folder at a time in this process (a lock file across them)
+
+
+def fetch_archive(url: str = DATA_URL, timeout: float = 60.0, max_bytes: int = MAX_ARCHIVE_BYTES) -> bytes:
+    """The bytes at ``url``: at most ``max_bytes`` (RuntimeError beyond), within ``timeout`` seconds in all
+    (TimeoutError, an OSError, when a slow answer takes longer). Network failures raise OSError."""
+    deadline = time.monotonic() + timeout
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        declared = response.headers.get("Content-Length")
+        if declared and declared.strip().isdigit() and int(declared) > max_bytes:
+            raise RuntimeError(f"{url} is {int(declared):,} bytes, more than the {max_bytes:,} expected at most")
+        chunks, size = [], 0
+        while chunk := response.read(64 * 1024):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                raise RuntimeError(f"{url} sent more than the {max_bytes:,} bytes expected at most")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the download took longer than {timeout:g} s")
+    return b"".join(chunks)
+
+
 def download(dest: str | os.PathLike, url: str = DATA_URL, timeout: float = 60.0) -> Path:
     """Fetch the tutorial archive, extract only ``data/names/*.txt`` into ``dest``, and check every SHA-256."""
     dest = Path(dest)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            archive = response.read()
+        archive = fetch_archive(url, timeout)
     except OSError as err:
         raise RuntimeError(
             f"could not download {url} ({err}); offline, pass --data-dir pointing at an existing names folder"
@@ -175,13 +211,86 @@ def download(dest: str | os.PathLike, url: str = DATA_URL, timeout: float = 60.0
     return extract_names(archive, dest)
 
 
+def holds_names(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds exactly the archive's names files, each with its published SHA-256."""
+    folder = Path(folder)
+    try:
+        return (folder.is_dir() and {f.name for f in folder.glob("*.txt")} == set(DATA_SHA256)
+                and all(hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest
+                        for name, digest in DATA_SHA256.items()))
+    except OSError:
+        return False
+
+
+@contextmanager
+def _lock_file(path: Path):
+    """An exclusive lock on the file ``path`` (POSIX flock; elsewhere only the in-process lock applies)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+b")
+    except OSError as err:
+        raise RuntimeError(f"cannot write the names data under {path.parent} ({err})") from err
+    with handle:  # closing the file releases the lock
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def fetch_names(dest: str | os.PathLike, url: str = DATA_URL, timeout: float = 60.0) -> Path:
+    """``dest`` holding the names data, downloaded only if it does not already (:func:`holds_names`): a cache.
+
+    One download at a time (a lock in the process, a lock file ``.<dest name>.lock`` beside ``dest`` across
+    processes): a caller that waited finds the folder filled and downloads nothing. The archive is fetched with
+    :func:`fetch_archive` (size cap, timeout), every file checked (:func:`extract_names`) in a temporary folder
+    beside ``dest`` and moved into place whole, so ``dest`` either holds every checked file or does not exist.
+    Any failure raises RuntimeError saying what failed."""
+    dest = Path(dest)
+    with _FETCH_LOCK, _lock_file(dest.parent / f".{dest.name}.lock"):
+        if holds_names(dest):
+            return dest
+        try:
+            archive = fetch_archive(url, timeout)
+        except OSError as err:
+            raise RuntimeError(f"could not download {url} ({err})") from err
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+        except OSError as err:
+            raise RuntimeError(f"cannot write the names data under {dest.parent} ({err})") from err
+        try:
+            extract_names(archive, staging)
+            if dest.exists():  # left incomplete by something else: only the names files go, then the folder
+                for name in DATA_SHA256:
+                    (dest / name).unlink(missing_ok=True)
+                dest.rmdir()
+            staging.rename(dest)
+        except OSError as err:
+            raise RuntimeError(f"cannot write the names data to {dest} ({err})") from err
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    log.info("downloaded the names data from %s into %s", url, dest)
+    return dest
+
+
 def extract_names(archive: bytes, dest: Path) -> Path:
-    """Extract ``data/names/*.txt`` from the zip bytes ``archive`` into ``dest``; refuse any hash mismatch."""
-    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
-        members = {Path(m).name: m for m in zf.namelist() if m.startswith("data/names/") and m.endswith(".txt")}
+    """Extract ``data/names/*.txt`` from the zip bytes ``archive`` into ``dest``; refuse any hash mismatch, and a
+    file the zip declares larger than :data:`MAX_NAMES_FILE_BYTES` before decompressing it."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(archive))
+    except zipfile.BadZipFile as err:
+        raise RuntimeError(f"the archive is not a zip file ({err})") from err
+    with zf:
+        members = {Path(m.filename).name: m for m in zf.infolist()
+                   if m.filename.startswith("data/names/") and m.filename.endswith(".txt")}
         if set(members) != set(DATA_SHA256):
             raise RuntimeError(f"archive holds {sorted(members)}, expected {sorted(DATA_SHA256)}")
-        contents = {fname: zf.read(member) for fname, member in sorted(members.items())}
+        for fname, member in members.items():
+            if member.file_size > MAX_NAMES_FILE_BYTES:
+                raise RuntimeError(f"{fname} in the archive is {member.file_size:,} bytes, more than the "
+                                   f"{MAX_NAMES_FILE_BYTES:,} expected at most")
+        try:
+            contents = {fname: zf.read(member) for fname, member in sorted(members.items())}
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, zlib.error) as err:
+            raise RuntimeError(f"the archive is damaged ({err})") from err
     for fname, content in contents.items():  # check every file before writing any
         digest = hashlib.sha256(content).hexdigest()
         if digest != DATA_SHA256[fname]:

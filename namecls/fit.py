@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .data import DATA_URL, pad_batch, read_names, validate
+from .data import DATA_URL, fetch_names, holds_names, pad_batch, read_names, validate
 from .inference import Classifier
 
 # Training needs scikit-learn, pandas and tqdm (splits, evaluation, training): imported by fit() when it runs, so
@@ -85,24 +85,67 @@ FIT_DEFAULTS = {
 }
 
 
+def cache_data_dir() -> Path:
+    """Where :func:`find_or_download_data` keeps the names data it had to download: ``$XDG_CACHE_HOME/namecls/names``
+    (``~/.cache/namecls/names`` when unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "namecls" / "names"
+
+
+def _holds_txt(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.txt"))
+
+
 def default_data_dir() -> tuple[Path, str]:
-    """The names folder :func:`fit` reads when given none, and where that choice came from."""
+    """The names folder :func:`fit` reads when given none, and where that choice came from: ``$NAMECLS_DATA_DIR``;
+    else ``../shared/data/names`` beside the project; else, if it holds the data, :func:`cache_data_dir`."""
     env = os.environ.get("NAMECLS_DATA_DIR")
     if env:
         return Path(env), "$NAMECLS_DATA_DIR"
-    return PROJECT_ROOT.parent / "shared" / "data" / "names", "the default beside the project"
+    beside = PROJECT_ROOT.parent / "shared" / "data" / "names"
+    if not _holds_txt(beside) and holds_names(cache_data_dir()):
+        return cache_data_dir(), "the copy downloaded into the cache"
+    return beside, "the default beside the project"
 
 
 def find_data(data_dir: str | os.PathLike | None) -> Path:
     """``data_dir`` (or :func:`default_data_dir`) if it holds ``*.txt`` files; else FileNotFoundError saying how to
     get the data."""
     folder, origin = (Path(data_dir), "data_dir") if data_dir is not None else default_data_dir()
-    if folder.is_dir() and any(folder.glob("*.txt")):
+    if _holds_txt(folder):
         return folder
     raise FileNotFoundError(
         f"no names data in {folder} ({origin}): pass data_dir= a folder with one <Language>.txt per language, set "
         f"NAMECLS_DATA_DIR, or download it (SHA-256 checked) with namecls.data.download({str(folder)!r}) or "
         f"`python train.py --download --data-dir {folder}` (fetches {DATA_URL})")
+
+
+def data_on_disk() -> bool:
+    """Whether :func:`find_data` finds a names folder without any download."""
+    try:
+        find_data(None)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def find_or_download_data(timeout: float = 60.0) -> Path:
+    """The names folder to train on: :func:`find_data`'s default if it holds the data; else, unless
+    ``$NAMECLS_DATA_DIR`` names a folder (then its FileNotFoundError), the tutorial's archive downloaded once into
+    :func:`cache_data_dir` and checked by SHA-256 (:func:`namecls.data.fetch_names`: a lock, a size cap, a
+    timeout). A failed download raises RuntimeError saying what failed and how to do without it."""
+    try:
+        return find_data(None)
+    except FileNotFoundError:
+        if os.environ.get("NAMECLS_DATA_DIR"):
+            raise
+    try:
+        return fetch_names(cache_data_dir(), timeout=timeout)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"the names data is not on this server and fetching it failed: {err}. To fix it, set NAMECLS_DATA_DIR "
+            f"to a folder with one <Language>.txt per language (data/names/ of {DATA_URL}) and restart, or let "
+            f"the server reach download.pytorch.org") from err
 
 
 def choose_languages(labels: list[str], languages) -> list[str]:

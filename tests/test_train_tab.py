@@ -1,21 +1,33 @@
 """The "Train your own" tab through the app's own events (gradio_client on an in-process server): a short
-training on three languages, its downloadable checkpoint zip, "Yours" in Classify, the Stop button, one training
-at a time (a second one queues), and the capped store of trained models. Needs the names data (CI has it)."""
+training on three languages, its downloadable checkpoint zip, "Yours" in Classify and as a column of Compare (and
+a message once the server has let it go), the Stop button, one training at a time (a second one queues), the
+capped store of trained models, and the names data fetched on first use where it is not on disk (offline: the
+fetch is replaced by one that returns a zip built from the real folder, a tampered zip, or a network error).
+Needs the names data (CI has it)."""
 
+import importlib
+import io
 import os
+import threading
 import time
+import urllib.error
+import zipfile
 
 for _key, _value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "1"),
                      ("HF_HUB_DISABLE_TELEMETRY", "1"), ("NO_PROXY", "localhost,127.0.0.1")):
     os.environ.setdefault(_key, _value)
 
+import gradio as gr  # noqa: E402
 import pytest  # noqa: E402
 from gradio_client import Client  # noqa: E402
 from gradio_client.utils import Status  # noqa: E402
 
 import app  # noqa: E402
 import namecls  # noqa: E402
+import namecls.data  # noqa: E402
 from namecls.ui import yours  # noqa: E402
+
+fitting = importlib.import_module("namecls.fit")  # the module (namecls.fit is its function)
 
 THREE = ["Chinese", "Japanese", "Russian"]
 RUNNING = (Status.PROCESSING, Status.ITERATING)  # a generator's job iterates
@@ -24,12 +36,17 @@ SHORT = ("gru", 32, 1, 0.01, 2, 5, THREE, "Nguyen")
 
 
 @pytest.fixture(scope="module")
-def url(data_dir):
+def demo(data_dir):
     os.environ["NAMECLS_DATA_DIR"] = str(data_dir)  # namecls.fit reads it when the tab gives no folder
-    demo = app.build_demo(ui_visibility="undocumented")
-    _, address, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs())
-    yield address
-    demo.close()
+    blocks = app.build_demo(ui_visibility="undocumented")
+    blocks.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs())
+    yield blocks
+    blocks.close()
+
+
+@pytest.fixture(scope="module")
+def url(demo):
+    return demo.local_url
 
 
 def test_a_short_training_gives_a_model_that_classifies_and_downloads(url):
@@ -93,3 +110,259 @@ def test_the_store_of_trained_models_is_capped_and_ages():
     assert len(store) == 1
     store.drop("d")
     assert store.get("d") is None and len(store) == 0
+
+
+def test_the_store_says_why_a_model_is_gone():
+    store = yours.TrainedModels(capacity=2, seconds=0.5)
+    assert store.lookup("never") == yours.Mine()  # never trained: no model and no reason
+    store.put("a", "model a")
+    store.put("b", "model b")
+    first = store.lookup("a")
+    assert first.classifier == "model a" and first.gone is None and first.serial is not None
+    store.put("a", "model a2")  # trained again: a new serial
+    assert store.lookup("a").serial != first.serial
+    store.put("c", "model c")  # the cap pushes out the least recently trained: b
+    assert store.lookup("b") == yours.Mine(gone="cap")
+    assert "the 2 most recently trained models" in yours.gone_message("cap", store)
+    time.sleep(0.6)
+    assert store.lookup("c") == yours.Mine(gone="age") and store.get("c") is None
+    assert "keeps a trained model for 30 minutes" in yours.gone_message("age")
+    store.put("b", "model b2")  # training again brings it back
+    assert store.lookup("b").classifier == "model b2" and store.lookup("b").gone is None
+    store.drop("c")  # the session ended: nothing to say about it any more
+    assert store.lookup("c") == yours.Mine()
+
+
+# --- Compare with "Yours" ---------------------------------------------------------------------------------------
+
+COMPARE_PARTS = ("label", "answer", "letters", "trajectory", "decision")
+
+
+def _compare(client, name="Nguyen", k=3) -> dict:
+    """/ui_compare's outputs by name (the client leaves out the state and the column): the note, the line about
+    the session's model and {kind: {part: value}}."""
+    note, about, *shown = client.predict(name, k, api_name="/ui_compare")
+    views = {kind: dict(zip(COMPARE_PARTS, shown[5 * i: 5 * i + 5])) for i, kind in enumerate(("rnn", "gru", "yours"))}
+    return {"note": note, "about": about, "views": views}
+
+
+def _column_shown(demo, session: str) -> bool:
+    """Whether the Compare event's own handler shows the "Yours" column to ``session`` (what the client omits)."""
+    handler = next(fn for fn in demo.fns.values() if fn.api_name == "ui_compare").fn
+    out = handler("Nguyen", 3, gr.Request(session_hash=session))
+    column = next(block for block in out if getattr(block, "elem_id", None) == "compare-yours-column")
+    return out[column].visible
+
+
+def _empty(view: dict) -> bool:
+    return not view["label"] and all(not view[part] for part in COMPARE_PARTS[1:])
+
+
+def test_compare_shows_yours_beside_rnn_and_gru_and_says_when_it_is_gone(demo, url):
+    client = Client(url, verbose=False)
+    before = _compare(client)  # not trained yet: two columns, no message
+    assert not before["note"] and not before["about"] and _empty(before["views"]["yours"])
+    assert not _column_shown(demo, client.session_hash)
+    assert before["views"]["gru"]["label"]["label"] == app.MODELS["gru"].predict("Nguyen", k=1)[0][0]
+
+    *_, download, _, _, _ = client.predict(*SHORT, api_name="/ui_train")
+    path = download["value"] if isinstance(download, dict) else download
+    mine = namecls.load(path["path"] if isinstance(path, dict) else path)
+    after = _compare(client, "Fujita", 2)
+    assert _column_shown(demo, client.session_hash) and not after["note"]
+    assert "GRU you trained" in after["about"] and "Chinese, Japanese and Russian" in after["about"]
+    yours_view = after["views"]["yours"]
+    label = yours_view["label"]  # an update: the values and the column's title
+    assert label.get("label") == "Yours (GRU)", label
+    expected = mine.predict("Fujita", k=2)
+    assert label["value"]["label"] == expected[0][0]
+    assert [c["label"] for c in label["value"]["confidences"]] == [lang for lang, _ in expected]
+    assert "prediction set" in yours_view["answer"] and "table" in yours_view["letters"]
+    assert "<img" in yours_view["trajectory"] and "model you trained:" in yours_view["decision"]
+    for kind in ("rnn", "gru"):  # the committed models' columns are as before, for the new name
+        assert after["views"][kind]["label"]["label"] == app.MODELS[kind].predict("Fujita", k=1)[0][0]
+    assert not _column_shown(demo, Client(url, verbose=False).session_hash)  # another session: no third column
+
+    # Newer trainings of other sessions push this session's model out of the capped store: the tab says so.
+    others = [f"other-session-{i}" for i in range(yours.TRAINED.capacity)]
+    try:
+        for other in others:
+            yours.TRAINED.put(other, object())
+        gone = _compare(client)
+        shown = _column_shown(demo, client.session_hash)
+    finally:
+        for other in others:
+            yours.TRAINED.drop(other)
+    assert not shown and not gone["about"] and _empty(gone["views"]["yours"])
+    assert "no longer on the server" in gone["note"] and "Train it again" in gone["note"]
+    assert f"the {yours.TRAINED.capacity} most recently trained models" in gone["note"]
+    assert gone["views"]["rnn"]["label"]["label"] == app.MODELS["rnn"].predict("Nguyen", k=1)[0][0]
+
+
+# --- the names data fetched on first use ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_archive(data_dir) -> bytes:
+    """A zip laid out like the tutorial's data.zip, built from the real names folder: it passes the SHA-256s."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(data_dir.glob("*.txt")):
+            zf.writestr(f"data/names/{path.name}", path.read_bytes())
+        zf.writestr("data/eng-fra.txt", "Go.\tVa !\n")  # the rest of data.zip, not extracted
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def no_data(monkeypatch, tmp_path):
+    """A server without the names data: no $NAMECLS_DATA_DIR, nothing beside the project, an empty cache. The
+    fetch must be replaced by each test (this one fails the test if reached: no real network in tests)."""
+    monkeypatch.delenv("NAMECLS_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(fitting, "PROJECT_ROOT", tmp_path / "project")
+
+    def unexpected(*args, **kwargs):
+        raise AssertionError("the test did not replace the fetch")
+
+    monkeypatch.setattr(namecls.data, "fetch_archive", unexpected)
+    assert not fitting.data_on_disk()
+    return tmp_path / "cache" / "namecls"
+
+
+def _fake_fetch(monkeypatch, answer) -> list:
+    """Replace the network fetch by ``answer`` (bytes, or an exception to raise); returns the list of its calls."""
+    calls = []
+
+    def fetch(url, timeout=60.0, max_bytes=namecls.data.MAX_ARCHIVE_BYTES):
+        calls.append(url)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(namecls.data, "fetch_archive", fetch)
+    return calls
+
+
+def _leftovers(cache) -> list[str]:
+    """What a failed fetch left in the cache folder (its lock file aside)."""
+    return sorted(p.name for p in cache.iterdir() if p.name != ".names.lock") if cache.exists() else []
+
+
+def test_the_first_training_fetches_the_data_once(url, no_data, monkeypatch, real_archive, data_dir):
+    calls = _fake_fetch(monkeypatch, real_archive)
+    client = Client(url, verbose=False)
+    progress, *_, result, download, _, _, _ = client.predict(*SHORT, api_name="/ui_train")
+    assert "done" in progress and "Validation accuracy" in result and download.get("visible") is True
+    assert calls == [namecls.data.DATA_URL]
+    cached = no_data / "names"
+    assert namecls.data.holds_names(cached)  # every file, each with its published SHA-256
+    assert {p.name: p.read_bytes() for p in cached.glob("*.txt")} == \
+        {p.name: p.read_bytes() for p in data_dir.glob("*.txt")}
+    assert fitting.default_data_dir() == (cached, "the copy downloaded into the cache")
+    # From now on the data is on disk: a second training (another session) fetches nothing.
+    progress, *_, result, _, _, _, _ = Client(url, verbose=False).predict(*SHORT, api_name="/ui_train")
+    assert "Validation accuracy" in result and calls == [namecls.data.DATA_URL]
+
+
+def _refused(url) -> tuple[str, list]:
+    """A training on a server whose fetch fails: the progress message and the other outputs."""
+    client = Client(url, verbose=False)
+    progress, *others = client.predict(*SHORT, api_name="/ui_train")
+    assert yours.TRAINED.get(client.session_hash) is None
+    return progress, others
+
+
+def _unchanged(others) -> bool:
+    """Nothing but the message changed: curves, watched name, result, download and the other tabs' model choices
+    all came back as empty updates (gradio's "leave it as it is")."""
+    return len(others) == 8 and all(out == {"__type__": "update"} for out in others)
+
+
+def test_a_tampered_archive_is_refused_with_a_message_and_leaves_nothing(url, no_data, monkeypatch, real_archive,
+                                                                         data_dir):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(real_archive)) as source, zipfile.ZipFile(buffer, "w") as tampered:
+        for member in source.namelist():
+            content = source.read(member)
+            tampered.writestr(member, content + b"Evilson\n" if member.endswith("Russian.txt") else content)
+    calls = _fake_fetch(monkeypatch, buffer.getvalue())
+    progress, others = _refused(url)
+    assert calls == [namecls.data.DATA_URL]
+    assert "Cannot train" in progress and "Russian.txt: SHA-256" in progress and "NAMECLS_DATA_DIR" in progress
+    assert _unchanged(others), others
+    assert _leftovers(no_data) == []  # nothing written: neither the names folder nor a half-extracted one
+    assert not fitting.data_on_disk()
+
+
+def test_a_corrupt_archive_is_refused(url, no_data, monkeypatch, real_archive):
+    _fake_fetch(monkeypatch, real_archive[: len(real_archive) // 2])  # cut off mid-download
+    progress, others = _refused(url)
+    assert "Cannot train" in progress and "not a zip file" in progress and "NAMECLS_DATA_DIR" in progress
+    assert _unchanged(others), others
+    assert _leftovers(no_data) == []
+
+
+def test_a_network_error_is_a_message_saying_how_to_fix_it(url, no_data, monkeypatch):
+    calls = _fake_fetch(monkeypatch, urllib.error.URLError("[Errno -3] Temporary failure in name resolution"))
+    progress, others = _refused(url)
+    assert len(calls) == 1
+    assert "Cannot train" in progress and "could not download" in progress and "name resolution" in progress
+    assert "set NAMECLS_DATA_DIR" in progress
+    assert _unchanged(others), others
+    assert _leftovers(no_data) == []
+
+
+def test_a_wrong_data_dir_is_not_replaced_by_a_download(url, no_data, monkeypatch, tmp_path):
+    monkeypatch.setenv("NAMECLS_DATA_DIR", str(tmp_path / "nowhere"))  # the operator's choice: say it is wrong
+    calls = _fake_fetch(monkeypatch, AssertionError("must not fetch"))
+    progress, others = _refused(url)
+    assert calls == [] and "Cannot train" in progress and "NAMECLS_DATA_DIR" in progress
+    assert _unchanged(others), others
+
+
+def test_two_sessions_at_once_download_once(no_data, monkeypatch, real_archive):
+    calls = []
+
+    def slow(url, timeout=60.0, max_bytes=namecls.data.MAX_ARCHIVE_BYTES):
+        calls.append(url)
+        time.sleep(0.3)  # long enough for the other caller to arrive meanwhile
+        return real_archive
+
+    monkeypatch.setattr(namecls.data, "fetch_archive", slow)
+    found = []
+    threads = [threading.Thread(target=lambda: found.append(fitting.find_or_download_data())) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(calls) == 1 and found == [no_data / "names"] * 2
+
+
+class _Response(io.BytesIO):
+    """An HTTP answer that does not say its length (as a chunked one): the size cap must count what arrives."""
+    headers: dict = {}
+
+
+def test_the_fetch_refuses_an_archive_too_large(tmp_path, monkeypatch, real_archive):
+    path = tmp_path / "data.zip"
+    path.write_bytes(real_archive)
+    assert namecls.data.fetch_archive(path.as_uri(), timeout=5) == real_archive
+    small = len(real_archive) - 1
+    with pytest.raises(RuntimeError, match=f"is {len(real_archive):,} bytes, more than the {small:,} expected"):
+        namecls.data.fetch_archive(path.as_uri(), timeout=5, max_bytes=small)  # its declared length is refused
+    monkeypatch.setattr(namecls.data.urllib.request, "urlopen", lambda url, timeout: _Response(real_archive))
+    assert namecls.data.fetch_archive("https://example.invalid/data.zip") == real_archive
+    with pytest.raises(RuntimeError, match=f"sent more than the {small:,} bytes expected"):
+        namecls.data.fetch_archive("https://example.invalid/data.zip", max_bytes=small)
+
+
+def test_a_names_file_declared_too_large_is_refused_before_decompressing(tmp_path, real_archive):
+    big = namecls.data.MAX_NAMES_FILE_BYTES + 2  # a few KB compressed: a small archive can unpack to a lot
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(real_archive)) as source, \
+            zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for member in source.namelist():
+            bomb.writestr(member, b"A\n" * (big // 2) if member.endswith("Arabic.txt") else source.read(member))
+    assert len(buffer.getvalue()) < len(real_archive) + 50_000
+    with pytest.raises(RuntimeError, match=f"Arabic.txt in the archive is {big:,} bytes, more than the"):
+        namecls.data.extract_names(buffer.getvalue(), tmp_path / "names")
+    assert not (tmp_path / "names").exists()

@@ -1,9 +1,13 @@
 """Tab "Train your own": train a small RNN or GRU in the page and watch it learn (:func:`namecls.fit`).
 
 One training runs at a time on a server (the event's concurrency limit is 1; the others see their place in the
-queue). The model trained in a session becomes the choice "Yours" in Classify, Step through and Batch for that
-session (kept in :data:`namecls.ui.yours.TRAINED`, capped and released when the session ends); it can be
-downloaded as a checkpoint zip that ``namecls.load`` reads.
+queue). The model trained in a session becomes the choice "Yours" in Classify, Step through and Batch, and a
+column of Compare, for that session (kept in :data:`namecls.ui.yours.TRAINED`, capped and released when the session
+ends); it can be downloaded as a checkpoint zip that ``namecls.load`` reads.
+
+Where the names data is not on disk (a Space), the first training fetches the tutorial's archive once into a cache
+folder, checked by SHA-256 (:func:`namecls.fit.find_or_download_data`); if it cannot, the tab says what failed and
+how to fix it, and changes nothing else.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from ..fit import FIT_DEFAULTS, fit, validation_accuracy
+from ..data import DATA_URL
+from ..fit import FIT_DEFAULTS, data_on_disk, find_or_download_data, fit, validation_accuracy
 from .. import service
 from ..checkpoint import save_zip
 from .common import MODEL_CHOICES, user_errors
-from .html import MODEL_LABELS, esc, percent
+from .html import MODEL_LABELS, esc, notice_html, percent
 from .yours import TRAINED, YOURS
 
 MAX_BUDGET_SECONDS = 60
@@ -97,6 +102,13 @@ def build(models: dict, ui: dict, radios: list) -> None:
             if not 5 <= float(seconds) <= MAX_BUDGET_SECONDS:
                 raise ValueError(f"the time budget is 5 to {MAX_BUDGET_SECONDS} seconds")
             watch_name = service.check_name(name).text if str(name or "").strip() else None
+        if not data_on_disk():  # the first training on a server without the data: fetch it (once), then train
+            yield {progress: notice_html(f"Fetching the names data from {DATA_URL} (once for this server)…")}
+        try:
+            folder = find_or_download_data()
+        except (FileNotFoundError, RuntimeError) as err:  # the one message; nothing else changes
+            yield {progress: notice_html(f"Cannot train: {err}")}
+            return
         session = request.session_hash or "anonymous"
         events: queue.Queue = queue.Queue()
         _STOPS[session] = stop_event = threading.Event()
@@ -104,7 +116,7 @@ def build(models: dict, ui: dict, radios: list) -> None:
 
         def work():
             try:
-                outcome["model"] = fit(kind=kind, languages=list(chosen), hidden_size=int(hidden_size),
+                outcome["model"] = fit(folder, kind=kind, languages=list(chosen), hidden_size=int(hidden_size),
                                                num_layers=int(num_layers) if kind == "gru" else None,
                                                lr=float(rate), epochs=int(epoch_limit), time_budget=float(seconds),
                                                on_progress=events.put, stop=stop_event, watch=watch_name)
@@ -132,7 +144,8 @@ def build(models: dict, ui: dict, radios: list) -> None:
         TRAINED.put(session, mine)
         path = Path(tempfile.mkdtemp(prefix="namecls-yours-")) / f"namecls-{kind}-yours.zip"
         save_zip(mine, path)
-        yield {**shown, result: summary_md(mine, models, list(chosen)),  # every output: the last yield is the answer
+        # every output: the last yield is the answer
+        yield {**shown, result: summary_md(mine, models, list(chosen), folder),
                download: gr.DownloadButton(value=str(path), visible=True),
                **{radio: gr.Radio(choices=[*MODEL_CHOICES, ("Yours", YOURS)]) for radio in radios}}
 
@@ -152,15 +165,16 @@ def build(models: dict, ui: dict, radios: list) -> None:
                cell, [layers, lr, epochs], queue=False, api_name="ui_train_cell", **ui)
 
 
-def summary_md(mine, models: dict, languages: list[str]) -> str:
+def summary_md(mine, models: dict, languages: list[str], data_dir=None) -> str:
     """The trained model's validation accuracy beside the committed models' on the same validation names."""
     ours = mine.metrics["val_accuracy"]
     rows = [f"| **yours** ({MODEL_LABELS[mine.kind]}, {mine.metrics['epochs_run']} epochs, "
             f"{mine.metrics['training_seconds']:.0f} s, stopped by {mine.metrics['stopped_by']}) | "
             f"**{percent(ours)}** |"]
     for kind, clf in models.items():
-        rows.append(f"| committed {MODEL_LABELS[kind]}¹ | {percent(validation_accuracy(clf, languages))} |")
+        accuracy = validation_accuracy(clf, languages, data_dir)
+        rows.append(f"| committed {MODEL_LABELS[kind]}¹ | {percent(accuracy)} |")
     return (f"Validation accuracy on the {mine.metrics['split_sizes']['val']:,} validation names of "
             f"{', '.join(languages)} (names neither model trained on):\n\n| model | accuracy |\n|---|---|\n"
             + "\n".join(rows) + "\n\n¹ trained on all 18 languages; its answer restricted to these.\n\n"
-            "*Yours* is now a model choice in Classify, Step through and Batch.")
+            "*Yours* is now a model choice in Classify, Step through and Batch, and a column in Compare.")
