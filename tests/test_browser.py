@@ -458,13 +458,18 @@ def test_the_app_in_a_browser(page):
 @pytest.mark.timeout(600)
 def test_train_your_own_in_a_browser(page, data_dir):
     """A 3-language training with a small budget: the curves and the watched name appear, Stop ends a long one,
-    and the model trained is then a choice in Classify. The tab fits the screen at both widths."""
+    and the model trained is then a choice in Classify and a third column in Compare (none before). The tabs fit
+    the screen at both widths."""
     from playwright.sync_api import expect
 
     os.environ["NAMECLS_DATA_DIR"] = str(data_dir)  # namecls.fit reads it
     expect.set_options(timeout=TIMEOUT)
     width = page.viewport_size["width"]
     problems: list = []
+    open_tab(page, "Compare")  # nothing trained yet: the RNN and the GRU only
+    expect(page.locator("#compare-gru")).to_contain_text("%")
+    expect(page.locator("#compare-yours-column")).to_be_hidden()
+    expect(page.locator("#compare-note")).to_have_text("")
     open_tab(page, "Train your own")
     budget = page.locator("#train-budget input[type=number]")
     budget.fill("5")
@@ -493,6 +498,29 @@ def test_train_your_own_in_a_browser(page, data_dir):
     box.fill("Nguyen")
     box.press("Enter")
     expect(page.locator("#answer")).to_contain_text("prediction set")
+
+    # "Yours" in Compare: a third column beside the RNN and the GRU, on the name Classify took.
+    open_tab(page, "Compare")
+    expect(page.locator("#compare-name input, #compare-name textarea").first).to_have_value("Nguyen")
+    column = page.locator("#compare-yours-column")
+    expect(column).to_be_visible()
+    expect(page.locator("#compare-note")).to_contain_text("you trained")
+    expect(page.locator("#compare-note")).to_contain_text("Chinese, Japanese and Russian")
+    expect(page.locator("#compare-yours")).to_contain_text("Yours (GRU)")
+    expect(page.locator("#compare-yours")).to_contain_text(re.compile("(Chinese|Japanese|Russian).*%", re.S))
+    expect(page.locator("#compare-yours-answer .answer-set")).to_be_visible()
+    expect(page.locator("#compare-yours-letters table.letters")).to_be_visible()
+    expect(page.locator("#compare-yours-trajectory img")).to_be_visible()
+    expect(page.locator("#compare-yours-decision")).to_contain_text("Yours:")
+    for kind in ("rnn", "gru"):
+        expect(page.locator(f"#compare-{kind}-answer .answer-set")).to_be_visible()
+    boxes = [page.locator(f"#compare-{kind}-column").bounding_box() for kind in ("rnn", "gru", "yours")]
+    if width >= 1024:  # side by side on a laptop, one under the other on a phone
+        assert boxes[0]["y"] == boxes[1]["y"] == boxes[2]["y"] and boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"]
+    else:
+        assert boxes[0]["y"] < boxes[1]["y"] < boxes[2]["y"]
+    check_width(page, "Compare with Yours", problems)
+    shot(page, f"{width}-7-compare-yours")
     assert not problems, "\n".join(problems)
     assert page.watch.console_errors() == [] and page.watch.page_errors == []
     assert page.watch.external == []

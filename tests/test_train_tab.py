@@ -139,11 +139,11 @@ COMPARE_PARTS = ("label", "answer", "letters", "trajectory", "decision")
 
 
 def _compare(client, name="Nguyen", k=3) -> dict:
-    """/ui_compare's outputs by name (the client leaves out the state and the column): the note, the line about
-    the session's model and {kind: {part: value}}."""
-    note, about, *shown = client.predict(name, k, api_name="/ui_compare")
+    """/ui_compare's outputs by name (the client leaves out the state and the column): the note (what the
+    session's model is, or why it is gone) and {kind: {part: value}}."""
+    note, *shown = client.predict(name, k, api_name="/ui_compare")
     views = {kind: dict(zip(COMPARE_PARTS, shown[5 * i: 5 * i + 5])) for i, kind in enumerate(("rnn", "gru", "yours"))}
-    return {"note": note, "about": about, "views": views}
+    return {"note": note, "views": views}
 
 
 def _column_shown(demo, session: str) -> bool:
@@ -161,7 +161,7 @@ def _empty(view: dict) -> bool:
 def test_compare_shows_yours_beside_rnn_and_gru_and_says_when_it_is_gone(demo, url):
     client = Client(url, verbose=False)
     before = _compare(client)  # not trained yet: two columns, no message
-    assert not before["note"] and not before["about"] and _empty(before["views"]["yours"])
+    assert not before["note"] and _empty(before["views"]["yours"])
     assert not _column_shown(demo, client.session_hash)
     assert before["views"]["gru"]["label"]["label"] == app.MODELS["gru"].predict("Nguyen", k=1)[0][0]
 
@@ -169,8 +169,8 @@ def test_compare_shows_yours_beside_rnn_and_gru_and_says_when_it_is_gone(demo, u
     path = download["value"] if isinstance(download, dict) else download
     mine = namecls.load(path["path"] if isinstance(path, dict) else path)
     after = _compare(client, "Fujita", 2)
-    assert _column_shown(demo, client.session_hash) and not after["note"]
-    assert "GRU you trained" in after["about"] and "Chinese, Japanese and Russian" in after["about"]
+    assert _column_shown(demo, client.session_hash)
+    assert "GRU you trained" in after["note"] and "3 languages (Chinese, Japanese and Russian)" in after["note"]
     yours_view = after["views"]["yours"]
     label = yours_view["label"]  # an update: the values and the column's title
     assert label.get("label") == "Yours (GRU)", label
@@ -178,7 +178,7 @@ def test_compare_shows_yours_beside_rnn_and_gru_and_says_when_it_is_gone(demo, u
     assert label["value"]["label"] == expected[0][0]
     assert [c["label"] for c in label["value"]["confidences"]] == [lang for lang, _ in expected]
     assert "prediction set" in yours_view["answer"] and "table" in yours_view["letters"]
-    assert "<img" in yours_view["trajectory"] and "model you trained:" in yours_view["decision"]
+    assert "<img" in yours_view["trajectory"] and "Yours:" in yours_view["decision"]
     for kind in ("rnn", "gru"):  # the committed models' columns are as before, for the new name
         assert after["views"][kind]["label"]["label"] == app.MODELS[kind].predict("Fujita", k=1)[0][0]
     assert not _column_shown(demo, Client(url, verbose=False).session_hash)  # another session: no third column
@@ -193,7 +193,7 @@ def test_compare_shows_yours_beside_rnn_and_gru_and_says_when_it_is_gone(demo, u
     finally:
         for other in others:
             yours.TRAINED.drop(other)
-    assert not shown and not gone["about"] and _empty(gone["views"]["yours"])
+    assert not shown and "you trained in" not in gone["note"] and _empty(gone["views"]["yours"])
     assert "no longer on the server" in gone["note"] and "Train it again" in gone["note"]
     assert f"the {yours.TRAINED.capacity} most recently trained models" in gone["note"]
     assert gone["views"]["rnn"]["label"]["label"] == app.MODELS["rnn"].predict("Nguyen", k=1)[0][0]

@@ -13,7 +13,7 @@ import io
 import itertools
 import math
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -29,7 +29,8 @@ from namecls import service
 from namecls.explain import Neighbour, UnitContext
 from namecls.inference import Trace
 from namecls.splits import make_split
-from namecls.ui import batch, common, figures, html, model_card, overlay, palette, step_through
+from namecls.ui import batch, common, compare, figures, html, model_card, overlay, palette, step_through, \
+    yours
 
 LABELS = ["Arabic", "Chinese", "Czech", "Dutch", "English", "French", "German", "Greek", "Irish", "Italian",
           "Japanese", "Korean", "Polish", "Portuguese", "Russian", "Scottish", "Spanish", "Vietnamese"]
@@ -1289,6 +1290,73 @@ def test_explain_bank_is_the_maps_sample_in_the_same_order(models, kind):
     # The bank's states are the sample names' final states: the projection puts them on the sample's points.
     np.testing.assert_allclose(clf.projection.transform(clf.explain.bank_states.astype(np.float64)), points,
                                atol=2e-2)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Compare: one column per model, and "Yours" (a model trained in the session on some of the languages)
+
+
+@dataclass
+class _Labelled:
+    """A stand-in classifier: only what :func:`compare.about_yours_html` reads."""
+
+    kind: str
+    labels: list
+
+
+@pytest.fixture(scope="module")
+def three_language_model(data_dir):
+    """A tiny GRU trained on three languages, as the Train tab makes one (a few seconds)."""
+    return namecls.fit(data_dir, languages=["Chinese", "Japanese", "Russian"], hidden_size=16, epochs=1)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru"])
+def test_compare_column_is_the_traces_answer_letters_trajectory_and_decision(models, kind):
+    clf = models[kind]
+    trace = clf.trace("Brady")
+    column = compare.column(trace, 4, html.MODEL_LABELS[kind], common.set_facts(clf))
+    assert list(column) == list(compare.PARTS)
+    assert column["label"] == {lang: pytest.approx(p) for lang, p in clf.predict("Brady", k=4)}
+    parts = _answer_parts(column["answer"])
+    assert parts["set"] == clf.predict_details("Brady", 3).set  # the same set as Classify's
+    assert [b.text for b in dom(column["letters"]).find("table", "letters").find_all("td", "ch")] == list("Brady")
+    tree = dom(column["trajectory"])
+    assert tree.find("img").attrs["alt"] == f"{html.MODEL_LABELS[kind]}: probability of the top languages after " \
+                                           f"each prefix"
+    chips = [c.attrs["data-language"] for c in tree.find_all("span", "chip")]
+    assert chips == figures.trajectory_languages(trace, 4) and len(chips) == 4
+    assert dom(column["decision"]).text.startswith(f"{html.MODEL_LABELS[kind]}: {trace.top(-1, 1)[0][0]} (")
+
+
+def test_compare_column_of_a_three_language_model_shows_only_its_languages(three_language_model):
+    clf = three_language_model
+    trace = clf.trace("Fujita")
+    column = compare.column(trace, 18, "Yours", common.set_facts(clf))  # the tab's top-k goes up to 18
+    assert list(column["label"]) == [lang for lang, _ in clf.predict("Fujita", k=3)]  # three, none made up
+    assert sum(column["label"].values()) == pytest.approx(1.0, abs=1e-4)
+    chips = [c.attrs["data-language"] for c in dom(column["trajectory"]).find_all("span", "chip")]
+    assert sorted(chips) == ["Chinese", "Japanese", "Russian"]
+    assert "counts as 1/3" in dom(column["letters"]).text  # the key speaks of this model's three languages
+    assert dom(column["decision"]).text.startswith("Yours: ")
+    about = dom(compare.about_yours_html(clf)).text
+    assert about == ("Yours: the GRU you trained in “Train your own”, on 3 languages (Chinese, Japanese and "
+                     "Russian): its answer is always one of them.")
+
+
+def test_about_yours_and_the_gone_notice_show_hostile_text_as_text(three_language_model):
+    hostile = _Labelled(three_language_model.kind, ["Irish", EVIL])
+    assert "Irish and " + EVIL in assert_shown_as_text(compare.about_yours_html(hostile)).text
+    tree = assert_shown_as_text(html.notice_html(EVIL))
+    assert tree.find("div", "notice").attrs["role"] == "status"
+
+
+def test_gone_message_says_why_and_what_to_do():
+    store = yours.TrainedModels(capacity=7, seconds=600)
+    by_cap, by_age = yours.gone_message("cap", store), yours.gone_message("age", store)
+    assert "keeps the 7 most recently trained models" in by_cap
+    assert "keeps a trained model for 10 minutes" in by_age
+    for text in (by_cap, by_age):
+        assert text.startswith("The model you trained is no longer on the server") and "Train it again" in text
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Tab "Compare": the RNN and the GRU side by side on one name: answers, prediction sets, which letters decided
-it. Once the session has trained a model ("Train your own"), it is a third column, "Yours"; if the server has let
-it go (too old, or pushed out by newer ones), the tab says so above the other two."""
+it. Once the session has trained a model ("Train your own"), it is a third column, "Yours", and a line above the
+columns says what it is; if the server has let it go (too old, or pushed out by newer ones), that line says so."""
 
 from __future__ import annotations
 
@@ -31,13 +31,13 @@ def column(trace, k: int, label: str, facts: dict) -> dict:
 
 
 def about_yours_html(classifier) -> str:
-    """What the session's model is, above its column: its cell and the languages it can answer."""
+    """What the session's model is, above the columns: its cell and the languages it can answer."""
     labels = classifier.labels
     listed = ", ".join(esc(lang) for lang in labels[:-1]) + f" and {esc(labels[-1])}"
     which = (f"all {len(labels)} languages" if len(labels) >= 18 else
              f"{len(labels)} languages ({listed}): its answer is always one of them")
-    return (f'<div class="small-note" data-languages="{len(labels)}">The {esc(MODEL_LABELS[classifier.kind])} you '
-            f'trained in “Train your own”, on {which}.</div>')
+    return (f'<div class="small-note" data-languages="{len(labels)}"><b>Yours</b>: the '
+            f'{esc(MODEL_LABELS[classifier.kind])} you trained in “Train your own”, on {which}.</div>')
 
 
 def mine_key(mine: Mine):
@@ -56,15 +56,13 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
             k = gr.Slider(1, n_labels, value=TOP_K, step=1, precision=0, label="Top-k", scale=2, min_width=160,
                           elem_id="compare-k")
             button = gr.Button("Compare", variant="primary", scale=1, min_width=100, elem_id="compare-btn")
-        note = gr.HTML(elem_id="compare-note")  # why the session's model is gone, if it is
+        note = gr.HTML(elem_id="compare-note")  # what the session's model is, or why it is gone
         compared = gr.State(None)  # the (name, k, model key) on screen: reopening the tab recomputes if it changed
         views, columns = {}, {}
         with gr.Row(elem_id="compare-columns"):
             for kind in (*models, YOURS):
                 with gr.Column(min_width=280, visible=kind != YOURS, elem_id=f"compare-{kind}-column") as col:
                     columns[kind] = col
-                    if kind == YOURS:
-                        about = gr.HTML(elem_id="compare-yours-about")
                     views[kind] = {
                         "label": gr.Label(num_top_classes=n_labels, label="Yours" if kind == YOURS else
                                           MODEL_LABELS[kind], elem_id=f"compare-{kind}"),
@@ -83,15 +81,15 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
             traces = {kind: clf.trace(norm) for kind, clf in chosen.items()}
         out = {compared: (name_value, k_value, mine_key(mine))}
         for kind, t in traces.items():
-            values = column(t, int(k_value), MODEL_LABELS[kind],
+            values = column(t, int(k_value), "Yours" if kind == YOURS else MODEL_LABELS[kind],
                             facts[kind] if kind in facts else set_facts(mine.classifier))
             out |= {views[kind][key]: value for key, value in values.items()}
         if mine.classifier is not None:
-            out |= {note: "", about: about_yours_html(mine.classifier), columns[YOURS]: gr.Column(visible=True),
+            out |= {note: about_yours_html(mine.classifier), columns[YOURS]: gr.Column(visible=True),
                     views[YOURS]["label"]: gr.Label(value=out[views[YOURS]["label"]],
                                                     label=f"Yours ({MODEL_LABELS[mine.classifier.kind]})")}
         else:  # no model (never trained, or gone): no third column, and no answer of an earlier one left in it
-            out |= {note: notice_html(gone_message(mine.gone)) if mine.gone else "", about: "",
+            out |= {note: notice_html(gone_message(mine.gone)) if mine.gone else "",
                     columns[YOURS]: gr.Column(visible=False), **{views[YOURS][key]: v for key, v in blank.items()}}
         return out
 
@@ -102,9 +100,9 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
         return compare(name_value, k_value, request)
 
     shown = [component for c in views.values() for component in c.values()]
-    outputs = [compared, note, about, columns[YOURS], *shown]
+    outputs = [compared, note, columns[YOURS], *shown]
     triggers = [name.submit, button.click, k.release]
-    clear_when_rejected(triggers, name, {compared: None, note: "", about: "",
+    clear_when_rejected(triggers, name, {compared: None, note: "",
                                          **{c[key]: blank[key] for c in views.values() for key in PARTS}},
                         **ui)  # before the validated event: see there
     gr.on(triggers, compare, [name, k], outputs, validator=name_validator, api_name="ui_compare", **ui)
