@@ -5,6 +5,7 @@ the recurrent network reaches its answer, one character at a time.
     >>> clf = namecls.load("gru")
     >>> clf.predict("Qin", k=3)
     >>> mine = namecls.fit(languages=["Chinese", "Japanese", "Korean"], time_budget=30)  # train in memory
+    >>> namecls.annotate(df, column="surname")  # a pandas DataFrame with the answers appended (namecls.bulk)
 """
 
 from .checkpoint import CheckpointError
@@ -12,6 +13,16 @@ from .data import ALPHABET, MAX_NAME_LENGTH, Normalized, normalize
 from .fit import FitConfig, fit
 from .inference import Classifier, Trace, load
 
-__all__ = ["ALPHABET", "MAX_NAME_LENGTH", "CheckpointError", "Classifier", "FitConfig", "Normalized", "Trace", "fit",
-           "load", "normalize"]
+__all__ = ["ALPHABET", "MAX_NAME_LENGTH", "CheckpointError", "Classifier", "FitConfig", "Normalized", "Trace",
+           "annotate", "fit", "load", "normalize"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``namecls.annotate`` (:func:`namecls.bulk.annotate`), imported on first use: it brings pandas, which
+    ``import namecls`` does not otherwise need."""
+    if name == "annotate":
+        from .bulk import annotate
+
+        return annotate
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

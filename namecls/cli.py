@@ -1,0 +1,350 @@
+"""The ``namecls`` command line (``python -m namecls`` is the same): classify a few names, a whole file, or trace
+one name character by character, on the committed checkpoints.
+
+    namecls predict Qin Nakamura O'Connell [--model gru] [-k 3] [--json]
+    namecls batch voters.csv -o voters-namecls.parquet [--column surname] [--chunk-size 10000]
+    namecls trace Nakamura [--model gru]
+
+``batch`` streams: it reads, classifies (:func:`namecls.bulk.annotate`, the library's batch path) and writes one
+chunk at a time, so its memory stays flat however long the file is. Bad input (an unknown model, a missing file or
+column, an unreadable file, an unknown extension) ends the command with one line on stderr, ``namecls: error: …``,
+and exit code 2, never a traceback; an output file is written beside its final name and renamed there only when
+the whole input went through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import bulk, service
+from .inference import MODEL_NAMES
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "txt", ".parquet": "parquet"}
+STREAM_FORMATS = ("csv", "tsv", "txt")  # what stdin and stdout ("-") can carry
+SEPARATORS = {"csv": ",", "tsv": "\t", "txt": "\t"}  # a .txt output is written tab-separated, with a header
+DEFAULT_CHUNK = service.MAX_BATCH_NAMES
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported in one line (``--help`` shows the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's message on one line (pandas' parser messages span several)."""
+    return " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    """Plain-text columns for a terminal, each as wide as its widest cell."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in [headers, *rows])
+
+
+def _percent(p: float) -> str:
+    return f"{p:.1%}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# predict and trace
+
+
+def _checked_names(names: list[str]) -> list:
+    """Each name validated (:func:`namecls.service.check_name`); the first bad one ends the command."""
+    checked = []
+    for name in names:
+        try:
+            checked.append(service.check_name(name))
+        except ValueError as err:
+            raise ValueError(f"name {name!r}: {err}") from None
+    return checked
+
+
+def predict(args: argparse.Namespace) -> None:
+    """A table of each name's top-k languages, prediction set and training languages; or, with ``--json``, one
+    JSON object per line: :func:`namecls.service.predict_details`, as the app's ``/predict_details`` returns it."""
+    k = bulk.check_k(args.model, args.k)
+    details = [service.predict_details(bulk.MODELS, name, args.model, k) for name in _checked_names(args.names)]
+    if args.json:
+        for row in details:
+            print(json.dumps(row, ensure_ascii=False))
+        return
+    headers = ["name", *(f"#{i}" for i in range(1, k + 1)), "prediction set", "in training as"]
+    rows = [[row["name"], *(f"{lang} {_percent(p)}" for lang, p in row["top"].items()),
+             " or ".join(row["set"] or []), ", ".join(row["seen_as"] or []) or "-"] for row in details]
+    print(_table(headers, rows))
+
+
+def trace(args: argparse.Namespace) -> None:
+    """The most probable language after each character of one name (:func:`namecls.service.trace`)."""
+    (name,) = _checked_names([args.name])
+    t = service.trace(bulk.MODELS, name, args.model)
+    rows = []
+    for i, (char, probs) in enumerate(zip(t["chars"], t["probs"]), 1):
+        best = max(range(len(probs)), key=probs.__getitem__)
+        rows.append([str(i), "(space)" if char == " " else char, t["labels"][best], _percent(probs[best])])
+    read_as = "" if t["normalized"] == t["name"] else f", read as {t['normalized']!r}"
+    print(f"{t['name']} ({t['model']}{read_as}): the top language after each character")
+    print(_table(["step", "character", "top language", "probability"], rows))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# batch
+
+
+def _format(place: str, forced: str | None, role: str) -> str:
+    """The format of an input or output: ``--format`` (or CSV) for ``-``, else the file's extension."""
+    if place == "-":
+        return forced or "csv"
+    suffix = Path(place).suffix.lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"{role} {place!r} has an unknown extension {suffix or '(none)'!r}: use "
+                         f"{', '.join(FORMATS)}")
+    return FORMATS[suffix]
+
+
+def _read_text(handle, fmt: str, chunk_size: int, column: str):
+    """pandas frames of at most ``chunk_size`` rows from a CSV/TSV (header row, every cell read as text, as it is)
+    or TXT (one name a line, blank lines skipped, as the app's Batch tab reads them) handle."""
+    import pandas as pd
+
+    if fmt == "txt":
+        names = filter(None, (line.strip() for line in handle))
+        chunks = iter(lambda: list(itertools.islice(names, chunk_size)), [])
+        first = next(chunks, [])
+        for chunk in itertools.chain([first], chunks):  # an empty file still gives its (empty) table
+            yield pd.DataFrame({column: pd.array(chunk, dtype="str")})
+        return
+    yield from pd.read_csv(handle, sep=SEPARATORS[fmt], dtype=str, keep_default_na=False, na_filter=False,
+                           chunksize=chunk_size)
+
+
+def _read_parquet(path: Path, chunk_size: int):
+    """pandas frames of at most ``chunk_size`` rows from a Parquet file, each column keeping its Arrow type."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as source:
+        batches = source.iter_batches(batch_size=chunk_size)
+        first = next(batches, None) or source.schema_arrow.empty_table()  # an empty file still gives its table
+        for batch in itertools.chain([first], batches):
+            yield batch.to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def _frames(place: str, fmt: str, chunk_size: int, txt_column: str):
+    """The input's chunks as pandas frames (at least one, maybe empty); a read failure becomes a ``ValueError``
+    that names the input."""
+    label = "stdin" if place == "-" else place
+    try:
+        if fmt == "parquet":
+            yield from _read_parquet(Path(place), chunk_size)
+        elif place == "-":
+            yield from _read_text(open(sys.stdin.fileno(), encoding="utf-8-sig", newline="", closefd=False), fmt,
+                                  chunk_size, txt_column)
+        else:
+            with open(place, encoding="utf-8-sig", newline="") as handle:
+                yield from _read_text(handle, fmt, chunk_size, txt_column)
+    except UnicodeDecodeError:
+        raise ValueError(f"cannot read {label}: it is not UTF-8 text (save it as UTF-8)") from None
+    except (ValueError, OSError) as err:  # pandas' and pyarrow's parse errors are ValueErrors
+        raise ValueError(f"cannot read {label}: {_one_line(err)}") from None
+
+
+def _name_column(columns, wanted: str | None, label: str) -> str:
+    """``--column``, else the first column headed like a surname (as the Batch tab: name, surname, last_name …)."""
+    if wanted is not None:
+        return wanted
+    for column in columns:
+        if str(column).strip().lower() in service.NAME_HEADERS:
+            return column
+    raise ValueError(f"{label} has no column headed name, surname, last_name or the like: name the column with "
+                     f"--column (its columns: {', '.join(map(str, columns)) or 'none'})")
+
+
+class _TextSink:
+    """Writes frames one after another to a text handle as CSV or TSV, the header before the first."""
+
+    def __init__(self, handle, fmt: str):
+        self.handle, self.separator, self.header = handle, SEPARATORS[fmt], True
+
+    def __call__(self, frame) -> None:
+        frame.to_csv(self.handle, sep=self.separator, index=False, header=self.header)
+        self.header = False
+
+
+class _ParquetSink:
+    """Writes frames one after another into one Parquet file; the first frame's dtypes fix every column's type."""
+
+    def __init__(self, path: Path):
+        self.path, self.writer = path, None
+
+    def __call__(self, frame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, pa.Schema.from_pandas(frame, preserve_index=False))
+        self.writer.write_table(pa.Table.from_pandas(frame, schema=self.writer.schema, preserve_index=False))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+@contextlib.contextmanager
+def _sink(place: str, fmt: str):
+    """A function that writes one annotated frame after another: to stdout, or to a temporary file beside
+    ``place`` that is renamed to ``place`` when the block ends without an error (and removed if it does not)."""
+    if place == "-":
+        yield _TextSink(sys.stdout, fmt)
+        sys.stdout.flush()
+        return
+    final = Path(place)
+    if not final.parent.is_dir():
+        raise ValueError(f"cannot write {place}: there is no folder {str(final.parent)!r}")
+    partial = final.with_name(f".{final.name}.{os.getpid()}.part")
+    try:
+        if fmt == "parquet":
+            with contextlib.closing(_ParquetSink(partial)) as sink:
+                yield sink
+        else:
+            with open(partial, "w", encoding="utf-8", newline="") as handle:
+                yield _TextSink(handle, fmt)
+        os.replace(partial, final)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _row_count(place: str, fmt: str) -> int | None:
+    """The number of rows of a Parquet file (from its footer), for the progress bar; None for text."""
+    if fmt != "parquet":
+        return None
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(place) as source:
+        return source.metadata.num_rows
+
+
+def batch(args: argparse.Namespace) -> None:
+    """Annotate every name of a CSV, TSV, TXT or Parquet file (or stdin), one chunk at a time, into another (or
+    stdout): the input's columns, then the answer columns of :func:`namecls.bulk.annotate`."""
+    from tqdm import tqdm
+
+    k = bulk.check_k(args.model, args.k)  # loads the model before the first chunk: the rate is the model's
+    in_format = _format(args.input, args.format, "input")
+    out_format = _format(args.output, args.format, "output")
+    label = "stdin" if args.input == "-" else args.input
+    if args.input != "-":
+        source = Path(args.input)
+        if not source.exists():
+            raise ValueError(f"no such file: {args.input}")
+        if not source.is_file():
+            raise ValueError(f"{args.input} is not a file")
+        if args.output != "-" and Path(args.output).resolve() == source.resolve():
+            raise ValueError("the output would overwrite the input: choose another -o")
+    frames = _frames(args.input, in_format, args.chunk_size, args.column or "name")
+    first = next(frames)
+    column = _name_column(first.columns, args.column, label)
+    try:  # annotate's checks (the column is there, no column is named like an answer) before anything is written
+        bulk.annotate(first.iloc[:0], column, args.model, k)
+    except ValueError as err:
+        raise ValueError(f"{label}: {err}") from None
+    with _sink(args.output, out_format) as write, tqdm(total=_row_count(args.input, in_format), unit=" names",
+                                                       file=sys.stderr, disable=args.no_progress,
+                                                       desc="namecls batch") as bar:
+        for frame in itertools.chain([first], frames):
+            write(bulk.annotate(frame, column, args.model, k))
+            bar.update(len(frame))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    """An argument that must be a whole number, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``namecls`` parser: one subcommand each for :func:`predict`, :func:`batch` and :func:`trace`."""
+    parser = _Parser(prog="namecls", description="Which of 18 languages a surname comes from, with a character "
+                     "RNN and a GRU (the committed checkpoints).")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    def model_option(p, default="gru"):
+        p.add_argument("--model", choices=MODEL_NAMES, default=default,
+                       help=f"which network answers: rnn or gru (default: {default})")
+
+    def k_option(p):
+        p.add_argument("-k", type=int, default=3, help="how many of the most probable languages to give, 1-18 "
+                       "(default: 3)")
+
+    p = commands.add_parser("predict", help="the most probable languages of one or more names",
+                            description="The most probable languages of each name, its prediction set and its "
+                            "languages in the training lists.")
+    p.add_argument("names", nargs="+", metavar="NAME", help="a surname (quote it if it has spaces)")
+    model_option(p)
+    k_option(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per name and line (the fields of the app's "
+                   "/predict_details) instead of a table")
+    p.set_defaults(command=predict)
+
+    p = commands.add_parser("batch", help="annotate every name of a CSV, TSV, TXT or Parquet file",
+                            description="Classify every name of a file, a chunk at a time (memory stays flat), "
+                            "into another file: the input's columns, then normalized, top1, probability, top2, "
+                            "probability2 ... top{k}, probability{k}, low_confidence, set, seen_as and error. "
+                            "Formats go by extension (.csv, .tsv, .txt: one name a line, .parquet).")
+    p.add_argument("input", metavar="INPUT", help="the file to read, or - for stdin (CSV unless --format)")
+    p.add_argument("-o", "--output", default="-", metavar="OUTPUT",
+                   help="the file to write (its extension picks the format; a .txt is written tab-separated), or "
+                   "- for stdout (default: -, CSV unless --format)")
+    p.add_argument("--column", help="the column that holds the names (default: the first headed name, surname, "
+                   "last_name or the like; for a .txt input, the name given to its one column, default: name)")
+    model_option(p)
+    k_option(p)
+    p.add_argument("--chunk-size", type=_positive, default=DEFAULT_CHUNK, metavar="N",
+                   help=f"names read, classified and written at a time (default: {DEFAULT_CHUNK:,})")
+    p.add_argument("--format", choices=STREAM_FORMATS,
+                   help="the format of - (stdin and stdout; default: csv); files go by their extension")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(command=batch)
+
+    p = commands.add_parser("trace", help="the top language after each character of a name",
+                            description="How the network reads one name: after each character, its most probable "
+                            "language and that language's probability.")
+    p.add_argument("name", metavar="NAME", help="a surname (quote it if it has spaces)")
+    model_option(p)
+    p.set_defaults(command=trace)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; 0 when it went through, 2 for bad input (one line on stderr), 130 when interrupted."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.command(args)
+    except BrokenPipeError:  # the reader of stdout went away (`namecls batch big.csv | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ValueError, OSError) as err:  # the library's ValueErrors and files that cannot be read or written
+        print(f"namecls: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("namecls: interrupted", file=sys.stderr)
+        return 130
+    return 0
