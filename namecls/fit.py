@@ -145,7 +145,7 @@ def find_or_download_data(timeout: float = 60.0) -> Path:
         raise RuntimeError(
             f"the names data is not on this server and fetching it failed: {err}. To fix it, set NAMECLS_DATA_DIR "
             f"to a folder with one <Language>.txt per language (data/names/ of {DATA_URL}) and restart, or let "
-            f"the server reach download.pytorch.org") from err
+            f"the server reach download.pytorch.org.") from err
 
 
 def choose_languages(labels: list[str], languages) -> list[str]:

@@ -478,7 +478,9 @@ def test_train_your_own_in_a_browser(page, data_dir):
     expect(page.locator("#train-result")).to_contain_text("Validation accuracy", timeout=120_000)
     expect(page.locator("#train-progress")).to_contain_text("done")
     expect(page.locator("#train-watched")).to_contain_text("%")
-    assert page.locator("#train-loss canvas, #train-loss svg").count() > 0  # the curve was drawn
+    for plot in ("#train-loss", "#train-accuracy"):  # the curves were drawn: a chart, not the empty-plot icon
+        expect(page.locator(f"{plot} .marks")).not_to_have_count(0)  # vega-lite draws into .marks
+        expect(page.locator(f'{plot} [aria-label="Empty value"]')).to_have_count(0)
     expect(page.locator("#train-download")).to_be_visible()
     check_width(page, "Train your own", problems)
     shot(page, f"{width}-6-train")
@@ -524,3 +526,42 @@ def test_train_your_own_in_a_browser(page, data_dir):
     assert not problems, "\n".join(problems)
     assert page.watch.console_errors() == [] and page.watch.page_errors == []
     assert page.watch.external == []
+
+
+def test_train_without_the_data_says_what_failed_and_how_to_fix_it(page, monkeypatch, tmp_path):
+    """A server without the names data whose fetch fails (offline here: the fetch is replaced by a network error):
+    pressing Train shows one message in the tab, which fits the screen, and draws nothing else."""
+    import importlib
+    import urllib.error
+
+    from playwright.sync_api import expect
+
+    import namecls.data
+
+    monkeypatch.delenv("NAMECLS_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(importlib.import_module("namecls.fit"), "PROJECT_ROOT", tmp_path / "project")
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(namecls.data, "fetch_archive", offline)
+    expect.set_options(timeout=TIMEOUT)
+    width = page.viewport_size["width"]
+    problems: list = []
+    open_tab(page, "Train your own")
+    page.locator("#train-btn").click()
+    message = page.locator("#train-progress .notice")
+    expect(message).to_contain_text("Cannot train: the names data is not on this server and fetching it failed")
+    expect(message).to_contain_text("Temporary failure in name resolution")
+    expect(message).to_contain_text("set NAMECLS_DATA_DIR")
+    expect(page.locator("#train-result")).to_have_text("")
+    expect(page.locator("#train-download")).to_be_hidden()
+    for plot in ("#train-loss", "#train-accuracy"):  # no curve drawn: the empty-plot icon
+        expect(page.locator(f'{plot} [aria-label="Empty value"]')).to_have_count(1)
+        assert page.locator(f"{plot} .marks").count() == 0
+    check_width(page, "Train your own, no data", problems)
+    shot(page, f"{width}-8-train-no-data")
+    assert not problems, "\n".join(problems)
+    assert not list((tmp_path / "cache").rglob("*.txt"))
+    assert page.watch.console_errors() == [] and page.watch.page_errors == []

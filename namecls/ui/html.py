@@ -57,7 +57,7 @@ CSS = """
 .colorbar { display: flex; align-items: center; gap: 0.4rem; font-size: 0.8rem; margin: 0.3rem 0;
             flex-wrap: wrap; }
 .colorbar .bar { width: 9rem; height: 0.7rem; border: 1px solid #999; }
-.notice { padding: 0.35rem 0.6rem; margin: 0.2rem 0; border-left: 4px solid #d97706; }
+.notice { padding: 0.35rem 0.6rem; margin: 0.2rem 0; border-left: 4px solid #d97706; overflow-wrap: anywhere; }
 .answer { padding: 0.35rem 0.6rem; margin: 0.2rem 0; border-left: 4px solid #4c5bd4; }
 .answer[data-set-size="1"] { border-left-color: #2ca02c; }
 .answer .answer-set { font-size: 1.1rem; }
