@@ -12,7 +12,10 @@ import base64
 import io
 import itertools
 import math
+import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
@@ -158,9 +161,28 @@ def test_language_colours_are_18_distinct_and_far_apart_in_cam02_ucs():
     assert len(colours) == 18 and len({c.lower() for c in colours}) == 18
     rgb = [np.array(to_rgb(c)) * 255 for c in colours]
     smallest = min(colorspacious.deltaE(a, b, input_space="sRGB255") for a, b in itertools.combinations(rgb, 2))
-    assert smallest >= 20, f"two language colours are only {smallest:.1f} CAM02-UCS units apart"
-    for i, lang in enumerate(LABELS):
-        assert palette.language_color(LABELS, lang) == colours[i]
+    assert smallest >= 21.9, f"two language colours are only {smallest:.2f} CAM02-UCS units apart"  # ~22
+    for i, lang in enumerate(LABELS):  # the 18 languages keep the colours they had by label position
+        assert palette.language_color(lang) == colours[i]
+
+
+def test_the_palette_names_the_datas_languages_and_the_checkpoints_label_order(models, data_dir):
+    assert list(palette.LANGUAGES) == sorted(p.stem for p in Path(data_dir).glob("*.txt"))
+    for clf in models.values():
+        assert clf.labels == list(palette.LANGUAGES)
+
+
+def test_a_language_outside_the_18_gets_a_stable_palette_colour():
+    others = ["Klingon", "Basque", EVIL, ""]
+    colours = [palette.language_color(other) for other in others]
+    assert all(c in palette.LANGUAGE_COLORS for c in colours)
+    for seed in ("1", "2"):  # the same in another process, whatever its string hashing (PYTHONHASHSEED)
+        code = f"from namecls.ui.palette import language_color as c; print(' '.join(c(x) for x in {others!r}))"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}).stdout.split()
+        assert out == colours
+    picks = {palette.language_color(f"Language {i}") for i in range(200)}
+    assert len(picks) > 9  # spread over the palette, not one colour for all
 
 
 @pytest.mark.parametrize("scale", [*palette.STATE_SCALES.values(), palette.ATTRIBUTION_SCALE])
@@ -1341,6 +1363,38 @@ def test_compare_column_of_a_three_language_model_shows_only_its_languages(three
     about = dom(compare.about_yours_html(clf)).text
     assert about == ("Yours: the GRU you trained in “Train your own”, on 3 languages (Chinese, Japanese and "
                      "Russian): its answer is always one of them.")
+
+
+def _line_colours(fig) -> dict[str, str]:
+    (ax,) = data_axes(fig)
+    return {line.get_label(): to_hex(line.get_color()) for line in ax.get_lines()}
+
+
+def _chip_colours(fragment: str) -> dict[str, str]:
+    return {c.attrs["data-language"]: re.search(r"background:(#[0-9a-f]{6})", c.find("span", "dot").attrs["style"])
+            .group(1) for c in dom(fragment).find_all("span", "chip")}
+
+
+@pytest.mark.parametrize("name", ["Fujita", "Hong", "Nguyen"])
+def test_a_three_language_model_colours_each_language_as_the_18_language_models_do(models, three_language_model,
+                                                                                   name):
+    """Side by side (Compare) or one after the other (Step through), Chinese is one colour in every model's figure
+    and key: the colour follows the language's name, not its place in the model's label list."""
+    mine, theirs = three_language_model, models["gru"]
+    assert mine.labels == ["Chinese", "Japanese", "Russian"]  # positions 0, 1, 2 here; 1, 10, 14 in the GRU
+    ours_trace, gru_trace = mine.trace(name), theirs.trace(name)
+    ours_lines = _line_colours(figures.trajectory_figure(ours_trace, 3))
+    gru_lines = _line_colours(figures.trajectory_figure(gru_trace, 18))
+    ours_key = _chip_colours(html.legend_html(figures.trajectory_languages(ours_trace, 3), mine.labels))
+    gru_key = _chip_colours(html.legend_html(theirs.labels, theirs.labels))
+    ours_column = _chip_colours(compare.column(ours_trace, 3, "Yours", common.set_facts(mine))["trajectory"])
+    gru_column = _chip_colours(compare.column(gru_trace, 18, "GRU", common.set_facts(theirs))["trajectory"])
+    assert set(ours_lines) == set(ours_key) == set(ours_column) == set(mine.labels)
+    for lang in mine.labels:
+        today = palette.LANGUAGE_COLORS[theirs.labels.index(lang)]  # the 18-language models' colour, unchanged
+        assert ours_lines[lang] == gru_lines[lang] == today
+        assert ours_key[lang] == gru_key[lang] == ours_column[lang] == gru_column[lang] == today
+    assert len(set(ours_lines.values())) == 3
 
 
 def test_about_yours_and_the_gone_notice_show_hostile_text_as_text(three_language_model):

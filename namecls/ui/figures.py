@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .html import MODEL_LABELS, display_char, esc
 from .overlay import STEP_AXES
-from .palette import LANGUAGE_COLORS, STATE_SCALES
+from .palette import STATE_SCALES, language_color
 
 # ---------------------------------------------------------------------------------------------------------------
 # Step through: the running prediction and the full hidden state
@@ -44,9 +44,8 @@ def trajectory_figure(trace, k: int = 3, title: str | None = None) -> Figure:
     w, h = fig.get_size_inches()
     ax = fig.add_axes((0.75 / w, 0.45 / h, 1 - 0.9 / w, 1 - 0.85 / h), gid=STEP_AXES)
     for rank, lang in enumerate(trajectory_languages(trace, k)):
-        j = trace.labels.index(lang)
-        ax.plot(np.arange(T), probs[:, j], marker="o", ms=5 if rank else 6, lw=1.8 if rank else 3.2,
-                zorder=4 - min(rank, 1), label=lang, color=LANGUAGE_COLORS[j % len(LANGUAGE_COLORS)])
+        ax.plot(np.arange(T), probs[:, trace.labels.index(lang)], marker="o", ms=5 if rank else 6,
+                lw=1.8 if rank else 3.2, zorder=4 - min(rank, 1), label=lang, color=language_color(lang))
     ax.set_xlim(-0.5, T - 0.5)
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("probability", fontsize=12)
@@ -129,7 +128,7 @@ def map_svg(projection, kind: str) -> str:
     dots = []
     for i in order:
         lang = projection.labels[label_index[i]]
-        color = LANGUAGE_COLORS[label_index[i] % len(LANGUAGE_COLORS)]
+        color = language_color(lang)
         title = f"{names[i]} ({lang})" if names[i] else lang
         dots.append(f'<circle class="ref" data-i="{i}" cx="{xy[i, 0]:.1f}" cy="{xy[i, 1]:.1f}" r="3.2" '
                     f'fill="{color}" fill-opacity="0.6"><title>{esc(title)}</title></circle>')
@@ -193,7 +192,7 @@ def _language_labels(projection, frame: MapFrame, size: float = 12.0) -> list[st
                 break
         placed.append((cx, y, width))
         out.append(f'<text class="lang" x="{cx:.1f}" y="{y + size / 3:.1f}" text-anchor="middle" '
-                   f'fill="{LANGUAGE_COLORS[i % len(LANGUAGE_COLORS)]}">{esc(label)}</text>')
+                   f'fill="{language_color(label)}">{esc(label)}</text>')
     return out
 
 

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ..data import Normalized
-from .palette import ATTRIBUTION_SCALE, LANGUAGE_COLORS, STATE_SCALES, gradient_css, scale_color
+from .palette import ATTRIBUTION_SCALE, STATE_SCALES, gradient_css, language_color, scale_color
 
 MODEL_LABELS = {"rnn": "RNN", "gru": "GRU", "yours": "model you trained"}
 
@@ -113,8 +113,9 @@ def clamp_step(step, length: int) -> int:
 
 
 def chip(language: str, labels: list[str], text: str | None = None) -> str:
-    """A language's colour dot and its name (or ``text``)."""
-    color = LANGUAGE_COLORS[labels.index(language) % len(LANGUAGE_COLORS)] if language in labels else "#888"
+    """A language's colour dot (by its name; grey if ``labels``, the model's languages, lack it) and its name (or
+    ``text``)."""
+    color = language_color(language) if language in labels else "#888"
     return (f'<span class="chip" data-language="{esc(language)}"><span class="dot" style="background:{color}">'
             f'</span>{esc(text if text is not None else language)}</span>')
 

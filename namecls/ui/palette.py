@@ -1,5 +1,8 @@
 """Colours used everywhere in the app: one fixed colour per language, and the colour scales of the figures.
 
+A language's colour is a function of its name alone (:func:`language_color`), never of its place in a model's label
+list: a model trained on 3 languages draws Chinese in the same colour as the 18-language RNN and GRU beside it.
+
 ``LANGUAGE_COLORS`` were picked greedily, each as far as possible (CAM02-UCS distance) from those already chosen,
 among sRGB colours of middle lightness and clear chroma, so that each reads on white and under a white label halo;
 the smallest distance between two of them is ~22 CAM02-UCS units (tests/test_ui.py checks it with colorspacious).
@@ -8,6 +11,8 @@ Not safe for every kind of colour blindness: 18 colours cannot be. Labels and ho
 
 from __future__ import annotations
 
+import zlib
+
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
@@ -15,6 +20,10 @@ LANGUAGE_COLORS = [
     "#1a73b3", "#ff0000", "#66cc00", "#f266ff", "#594d1a", "#8c0066", "#00ccbf", "#cc9966", "#8c00f2",
     "#008c4d", "#a6a6cc", "#f2008c", "#990000", "#8c668c", "#1a5959", "#8c8c00", "#00b3ff", "#b35900",
 ]
+# The data's 18 languages (its file names, sorted: the committed checkpoints' label order), each with its colour.
+LANGUAGES = ("Arabic", "Chinese", "Czech", "Dutch", "English", "French", "German", "Greek", "Irish", "Italian",
+             "Japanese", "Korean", "Polish", "Portuguese", "Russian", "Scottish", "Spanish", "Vietnamese")
+_BY_NAME = dict(zip(LANGUAGES, LANGUAGE_COLORS))
 
 # The range of each model's hidden state and a colour scale that suits it: the RNN's state is a sigmoid (0 … 1,
 # sequential scale), the GRU's is a tanh-bounded interpolation (−1 … 1, diverging scale centred on 0).
@@ -26,9 +35,14 @@ STATE_SCALES = {
 ATTRIBUTION_SCALE = {"vmin": -2.0, "vmax": 2.0, "cmap": "RdBu"}
 
 
-def language_color(labels: list[str], language: str) -> str:
-    """The fixed colour of ``language`` (by its position in the checkpoint's label order)."""
-    return LANGUAGE_COLORS[labels.index(language) % len(LANGUAGE_COLORS)]
+def language_color(language: str) -> str:
+    """The fixed colour of ``language``, by its name: the same in every model's figures and keys, whichever
+    languages the model knows. A language outside :data:`LANGUAGES` (another data folder's) gets one of the 18
+    colours picked by a checksum of its name: stable, but it may share a colour with another language."""
+    color = _BY_NAME.get(language)
+    if color is None:
+        color = LANGUAGE_COLORS[zlib.crc32(str(language).encode("utf-8")) % len(LANGUAGE_COLORS)]
+    return color
 
 
 def scale_color(value: float, scale: dict) -> str:
