@@ -12,6 +12,7 @@ in order, with their pandas dtypes (:func:`answer_dtypes`):
 - ``set`` (str): the prediction set at the default coverage, languages joined by ``;``;
 - ``seen_as`` (str): the name's languages in the training split, joined by ``;`` (empty: not a training name);
 - ``error`` (str): why a name could not be read (the library's message); the row's answers are then missing.
+  A missing cell (None, NaN, NA) is an empty name.
 
 A process loads each committed checkpoint once (:func:`classifier`), however many frames it annotates: on a Dask
 cluster, once per worker.
@@ -115,5 +116,6 @@ def annotate(df: pd.DataFrame, column: str = "name", model: str = "gru", k: int 
     clash = [name for name in answer_dtypes(check_k(model, k)) if name in df.columns]
     if clash:
         raise ValueError(f"the table already has answer columns ({', '.join(clash)}): rename them first")
-    found = answers(df[column].tolist(), model, k)
+    names = df[column]
+    found = answers(names.astype(object).where(names.notna(), "").tolist(), model, k)
     return df.assign(**{name: found[name].array for name in found.columns})

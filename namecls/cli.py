@@ -234,15 +234,25 @@ def _row_count(place: str, fmt: str) -> int | None:
         return source.metadata.num_rows
 
 
+def _input(args: argparse.Namespace, k: int):
+    """The input's chunks and its name column, with annotate's checks (the column is there, none is named like an
+    answer) made on the first chunk's columns, before anything is written."""
+    label = "stdin" if args.input == "-" else args.input
+    frames = _frames(args.input, _format(args.input, args.format, "input"), args.chunk_size, args.column or "name")
+    first = next(frames)
+    column = _name_column(first.columns, args.column, label)
+    try:
+        bulk.annotate(first.iloc[:0], column, args.model, k)
+    except ValueError as err:
+        raise ValueError(f"{label}: {err}") from None
+    return itertools.chain([first], frames), column
+
+
 def batch(args: argparse.Namespace) -> None:
     """Annotate every name of a CSV, TSV, TXT or Parquet file (or stdin), one chunk at a time, into another (or
     stdout): the input's columns, then the answer columns of :func:`namecls.bulk.annotate`."""
     from tqdm import tqdm
 
-    k = bulk.check_k(args.model, args.k)  # loads the model before the first chunk: the rate is the model's
-    in_format = _format(args.input, args.format, "input")
-    out_format = _format(args.output, args.format, "output")
-    label = "stdin" if args.input == "-" else args.input
     if args.input != "-":
         source = Path(args.input)
         if not source.exists():
@@ -251,17 +261,14 @@ def batch(args: argparse.Namespace) -> None:
             raise ValueError(f"{args.input} is not a file")
         if args.output != "-" and Path(args.output).resolve() == source.resolve():
             raise ValueError("the output would overwrite the input: choose another -o")
-    frames = _frames(args.input, in_format, args.chunk_size, args.column or "name")
-    first = next(frames)
-    column = _name_column(first.columns, args.column, label)
-    try:  # annotate's checks (the column is there, no column is named like an answer) before anything is written
-        bulk.annotate(first.iloc[:0], column, args.model, k)
-    except ValueError as err:
-        raise ValueError(f"{label}: {err}") from None
+    in_format = _format(args.input, args.format, "input")
+    out_format = _format(args.output, args.format, "output")
+    k = bulk.check_k(args.model, args.k)  # loads the model before the first chunk: the rate is the model's
+    frames, column = _input(args, k)
     with _sink(args.output, out_format) as write, tqdm(total=_row_count(args.input, in_format), unit=" names",
                                                        file=sys.stderr, disable=args.no_progress,
                                                        desc="namecls batch") as bar:
-        for frame in itertools.chain([first], frames):
+        for frame in frames:
             write(bulk.annotate(frame, column, args.model, k))
             bar.update(len(frame))
 

@@ -1,0 +1,319 @@
+"""The ``namecls`` command line: predict, batch (every format, stdin/stdout, streaming in chunks) and trace, checked
+against the library; every bad input ends in one line on stderr and exit code 2. The installed console script
+(``pip install -e .``, as requirements-dev.txt does) is what runs wherever a process boundary matters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import namecls
+from namecls import bulk, cli
+
+from conftest import PROJECT_ROOT, require
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "namecls"
+NAMES = ["Qin", "Nakamura", "O'Connell", "Müller", "Ślusàrski", "de la Cruz", "Smith, Jr.", 'Jo "Jo"', "", "😀",
+         "NA", "null", "12345", "Brady"]
+
+
+@pytest.fixture(scope="session")
+def namecls_script() -> Path:
+    """The console script of this venv; missing (no ``pip install -e .``): skip, or fail in CI."""
+    require(CONSOLE_SCRIPT.is_file(), f"{CONSOLE_SCRIPT} is missing: run pip install -e . (requirements-dev.txt)")
+    return CONSOLE_SCRIPT
+
+
+def run(*args: str, stdin: str | None = None, script: Path = CONSOLE_SCRIPT,
+        cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The real command in a fresh process, as a shell would run it."""
+    return subprocess.run([str(script), *args], input=stdin, capture_output=True, text=True, timeout=300,
+                          cwd=cwd)
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    """:func:`namecls.cli.main` in this process (fast: the checkpoints stay loaded): exit code, stdout, stderr."""
+    try:
+        code = cli.main(list(args))
+    except SystemExit as stop:  # argparse's own exits
+        code = stop.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# predict and trace
+
+
+def test_predict_json_is_the_classifier_answer(namecls_script):
+    names = ["Qin", "Nakamura", "Ślusàrski", "de la Cruz"]
+    result = run("predict", *names, "--model", "rnn", "-k", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    clf = namecls.load("rnn")
+    assert [row["name"] for row in rows] == names
+    for row, name in zip(rows, names):
+        want = clf.predict(name, 4)
+        assert list(row["top"]) == [lang for lang, _ in want]
+        assert list(row["top"].values()) == pytest.approx([p for _, p in want], rel=1e-5)
+        assert row["set"] == clf.predict_set(name) and row["seen_as"] == clf.seen_as(name)
+        assert row["model"] == "rnn" and row["normalized"] == namecls.normalize(name).text
+
+
+def test_predict_table(capsys):
+    code, out, err = run_main(capsys, "predict", "Qin", "O'Connell", "-k", "2")
+    assert code == 0 and err == ""
+    header, *lines = out.splitlines()
+    assert header.split() == ["name", "#1", "#2", "prediction", "set", "in", "training", "as"]
+    clf = namecls.load("gru")
+    for line, name in zip(lines, ["Qin", "O'Connell"], strict=True):
+        assert line.startswith(name)
+        for lang, p in clf.predict(name, 2):
+            assert f"{lang} {p:.1%}" in line
+        assert " or ".join(clf.predict_set(name)) in line
+
+
+def test_trace_table_follows_the_classifier(namecls_script):
+    result = run("trace", "Ślusàrski", "--model", "rnn")
+    assert result.returncode == 0, result.stderr
+    title, header, *lines = result.stdout.splitlines()
+    assert "Ślusàrski" in title and "'Slusarski'" in title and "rnn" in title
+    assert header.split() == ["step", "character", "top", "language", "probability"]
+    t = namecls.load("rnn").trace("Ślusàrski")
+    assert len(lines) == len(t.chars)
+    for step, (line, char, probs) in enumerate(zip(lines, t.chars, t.probs), 1):
+        best = int(np.argmax(probs))
+        assert line.split() == [str(step), char, t.labels[best], f"{probs[best]:.1%}"]
+
+
+def test_python_m_namecls_is_the_same_command(namecls_script):
+    args = ["predict", "Qin", "Nguyen", "--json", "-k", "2"]
+    by_module = subprocess.run([sys.executable, "-m", "namecls", *args], capture_output=True, text=True, timeout=120,
+                               cwd=PROJECT_ROOT)
+    assert by_module.returncode == 0, by_module.stderr
+    assert [json.loads(line)["top"] for line in by_module.stdout.splitlines()] == \
+        [json.loads(line)["top"] for line in run(*args).stdout.splitlines()]
+    assert subprocess.run([sys.executable, "-m", "namecls", "batch", "--help"], capture_output=True, text=True,
+                          timeout=120, cwd=PROJECT_ROOT).stdout == run("batch", "--help").stdout
+
+
+def test_every_option_has_help():
+    parser = cli.build_parser()
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    assert sorted(commands.choices) == ["batch", "predict", "trace"]
+    for name, sub in commands.choices.items():
+        for action in sub._actions:
+            assert action.help, f"namecls {name} {action.option_strings or action.dest} has no help"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# batch: formats, stdin/stdout, streaming
+
+
+def source_table() -> pd.DataFrame:
+    """An input table: an id, the names (odd ones included), and a column whose text must come back unchanged."""
+    return pd.DataFrame({"id": [str(i) for i in range(len(NAMES))], "surname": NAMES,
+                         "note": ["NA", "", "=1+1", "a,b", 'say "hi"', "0012", "None", "n/a", "x", "y", "z", "nan",
+                                  "-", "é"]}, dtype="str")
+
+
+def write_input(table: pd.DataFrame, path: Path) -> None:
+    """The test's input file, written by pandas/pyarrow (not by the command under test)."""
+    suffix = path.suffix
+    if suffix == ".parquet":
+        table.to_parquet(path, index=False)
+    elif suffix == ".txt":
+        path.write_text("\n".join(["", *table["surname"], "  "]) + "\n", encoding="utf-8")
+    else:
+        table.to_csv(path, sep="\t" if suffix == ".tsv" else ",", index=False)
+
+
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every cell as the text a CSV holds: missing values (and empty ones) as ""."""
+    return frame.astype(object).where(frame.notna(), "").map(str)
+
+
+def read_output(path: Path) -> pd.DataFrame:
+    """An output file read back, every cell as text."""
+    if path.suffix == ".parquet":
+        return as_text(pd.read_parquet(path))
+    return pd.read_csv(path, sep="," if path.suffix == ".csv" else "\t", dtype=str, keep_default_na=False)
+
+
+def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    """``got`` (text cells) holds ``expected``'s values: text exactly, probabilities to float32 precision."""
+    assert list(got.columns) == list(expected.columns)
+    assert len(got) == len(expected)
+    for column in expected.columns:
+        if expected[column].dtype == "float64":
+            np.testing.assert_allclose(pd.to_numeric(got[column].replace("", np.nan)), expected[column], rtol=1e-5,
+                                       atol=1e-7, err_msg=column)
+        else:
+            assert got[column].tolist() == as_text(expected[[column]])[column].tolist(), column
+
+
+@pytest.mark.parametrize("source, target", [
+    ("csv", "csv"), ("tsv", "tsv"), ("txt", "txt"), ("parquet", "parquet"), ("csv", "parquet"), ("parquet", "csv"),
+    ("txt", "tsv"),
+])
+def test_batch_formats(capsys, tmp_path, source, target):
+    table = source_table()
+    src, dst = tmp_path / f"in.{source}", tmp_path / f"out.{target}"
+    write_input(table, src)
+    code, out, err = run_main(capsys, "batch", str(src), "-o", str(dst), "--chunk-size", "4", "-k", "2")
+    assert code == 0, err
+    if source == "txt":  # one name a line, stripped, blank lines skipped, in a column called "name"
+        table = pd.DataFrame({"name": [n.strip() for n in NAMES if n.strip()]}, dtype="str")
+    expected = namecls.annotate(table, column="name" if source == "txt" else "surname", k=2)
+    bar = err.split("\r")[-1]  # the progress bar's last state: every name, and the rate
+    assert out == "" and f"{len(expected)} names" in bar.replace(f"/{len(expected)}", " names") and "names/s" in bar
+    assert_same_table(read_output(dst), expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, dst.name])  # no part file left
+
+
+def test_parquet_output_keeps_types(capsys, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"n": pa.array([1, None, 3], pa.int32()), "name": ["Qin", None, "Smith"],
+                             "when": pa.array([1, 2, 3], pa.timestamp("s"))}), src)
+    code, _, err = run_main(capsys, "batch", str(src), "-o", str(tmp_path / "out.parquet"), "--chunk-size", "2")
+    assert code == 0, err
+    schema, source = pq.read_schema(tmp_path / "out.parquet"), pq.read_schema(src)
+    assert [schema.field(name).type for name in source.names] == source.types  # int32 stays int32, …
+    assert schema.field("probability").type == pa.float64() and schema.field("low_confidence").type == pa.bool_()
+    out = pq.read_table(tmp_path / "out.parquet").to_pydict()
+    assert out["n"] == [1, None, 3] and out["top1"][1] is None
+    assert out["error"] == [None, "name is empty", None]  # a missing name is an empty one
+
+
+def test_stdin_to_stdout(namecls_script, tmp_path):
+    table = source_table()
+    result = run("batch", "-", "--column", "surname", "--chunk-size", "5", "--model", "rnn", "--no-progress",
+                 stdin=table.to_csv(index=False))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    (tmp_path / "out.csv").write_text(result.stdout, encoding="utf-8")
+    assert_same_table(read_output(tmp_path / "out.csv"), namecls.annotate(table, "surname", "rnn"))
+
+    names = "Qin\n\n  Nakamura \nBrady\n"
+    result = run("batch", "-", "--format", "txt", "-k", "1", "--no-progress", stdin=names)
+    assert result.returncode == 0, result.stderr
+    (tmp_path / "out.tsv").write_text(result.stdout, encoding="utf-8")
+    expected = namecls.annotate(pd.DataFrame({"name": ["Qin", "Nakamura", "Brady"]}, dtype="str"), k=1)
+    assert_same_table(read_output(tmp_path / "out.tsv"), expected)
+
+
+def test_an_empty_table_gives_the_header(capsys, tmp_path):
+    (tmp_path / "in.csv").write_text("id,name\n", encoding="utf-8")
+    code, out, err = run_main(capsys, "batch", str(tmp_path / "in.csv"), "--no-progress")
+    assert code == 0, err
+    assert out.strip() == ",".join(["id", "name", *bulk.answer_dtypes(3)])
+
+
+@pytest.mark.timeout(600)
+def test_batch_streams_in_chunks(capsys, tmp_path, monkeypatch):
+    """200,000 names with --chunk-size 2,000: 100 chunks go through annotate one after another, and none outlives
+    the next one (each is written, then dropped, before the next is read)."""
+    n, chunk = 200_000, 2_000
+    pool = ["Li", "Wu", "Ng", "Ito", "Kim", "", "Roe", "😀"]  # short names: the model's time is not the point here
+    src = tmp_path / "big.csv"
+    pd.DataFrame({"id": range(n), "name": [pool[i % len(pool)] for i in range(n)]}).to_csv(src, index=False)
+    sizes, alive, most_alive = [], set(), []
+    real_annotate = bulk.annotate
+
+    def counting_annotate(frame, *args, **kwargs):
+        if len(frame):
+            alive.add(id(frame))
+            weakref.finalize(frame, alive.discard, id(frame))
+            sizes.append(len(frame))
+            most_alive.append(len(alive))
+        return real_annotate(frame, *args, **kwargs)
+
+    monkeypatch.setattr(bulk, "annotate", counting_annotate)
+    code, _, err = run_main(capsys, "batch", str(src), "-o", str(tmp_path / "out.csv"), "--chunk-size", str(chunk),
+                            "--model", "rnn", "-k", "1")
+    assert code == 0, err
+    assert sizes == [chunk] * (n // chunk)
+    assert max(most_alive) <= 2, most_alive  # the chunk being annotated, and the one before it until it is freed
+    out = pd.read_csv(tmp_path / "out.csv", usecols=["id", "name", "top1"], dtype=str, keep_default_na=False)
+    assert out["id"].tolist() == [str(i) for i in range(n)]
+    assert out["top1"].iloc[:len(pool)].tolist() == [top1(name) for name in pool]
+
+
+def top1(name: str) -> str:
+    """The rnn's top language for ``name`` from the Classifier, "" for a name it cannot read."""
+    try:
+        return namecls.load("rnn").predict(name, 1)[0][0]
+    except ValueError:
+        return ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# bad input: one line, exit code 2, no traceback, no file left behind
+
+
+def write_bad_files(folder: Path) -> None:
+    """The files the bad-input cases read, each wrong in one way."""
+    for name in ("people.csv", "people.xlsx"):
+        (folder / name).write_text("id,surname\n1,Qin\n", encoding="utf-8")
+    (folder / "codes.csv").write_text("id,code\n1,X\n", encoding="utf-8")
+    (folder / "latin1.csv").write_bytes("name\nMüller\n".encode("latin-1"))
+    (folder / "broken.parquet").write_bytes(b"PAR1 not really")
+    (folder / "ragged.csv").write_text('name\n"Qin\n', encoding="utf-8")
+    (folder / "answered.csv").write_text("name,top1\nQin,x\n", encoding="utf-8")
+
+
+# (arguments, what the one line must say); paths are relative to the folder of write_bad_files
+BAD_INPUTS = [
+    (["batch", "people.csv", "--column", "family"], "no column 'family' (the columns are: id, surname)"),
+    (["batch", "codes.csv"], "has no column headed name, surname"),
+    (["batch", "latin1.csv"], "latin1.csv: it is not UTF-8 text"),
+    (["batch", "broken.parquet"], "cannot read broken.parquet"),
+    (["batch", "ragged.csv"], "cannot read ragged.csv"),
+    (["batch", "answered.csv"], "already has answer columns (top1)"),
+    (["batch", "people.csv", "--model", "lstm"], "invalid choice: 'lstm'"),
+    (["predict", "Qin", "--model", "lstm"], "invalid choice: 'lstm'"),
+    (["trace", "Qin", "--model", "lstm"], "invalid choice: 'lstm'"),
+    (["batch", "people.xlsx"], "unknown extension '.xlsx'"),
+    (["batch", "people.csv", "-o", "out.json"], "unknown extension '.json'"),
+    (["batch", "absent.csv"], "no such file: absent.csv"),
+    (["batch", "."], ". is not a file"),
+    (["batch", "people.csv", "-o", "nowhere/out.csv"], "there is no folder 'nowhere'"),
+    (["batch", "people.csv", "-o", "./people.csv"], "would overwrite the input"),
+    (["batch", "people.csv", "-k", "19"], "k must be a whole number from 1 to 18"),
+    (["batch", "people.csv", "--chunk-size", "0"], "must be at least 1"),
+    (["predict", "Qin", "😀"], "name '😀': "),
+    (["trace", ""], "name '': name is empty"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(args) for args, _ in BAD_INPUTS])
+def test_bad_input_one_line_exit_2(namecls_script, tmp_path, args, message):
+    write_bad_files(tmp_path)
+    before = sorted(tmp_path.iterdir())
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("namecls") and message in lines[0], result.stderr
+    assert sorted(tmp_path.iterdir()) == before  # nothing written
+
+
+def test_a_failure_half_way_leaves_the_old_output(capsys, tmp_path):
+    src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
+    src.write_bytes(("name\n" + "Qin\n" * 50).encode() + b"M\xfcller\n")  # not UTF-8 after 50 good rows
+    dst.write_text("the previous output\n", encoding="utf-8")
+    code, out, err = run_main(capsys, "batch", str(src), "-o", str(dst), "--chunk-size", "10", "--no-progress")
+    assert code == 2 and out == "" and err.strip() == "namecls: error: cannot read " + str(src) + \
+        ": it is not UTF-8 text (save it as UTF-8)"
+    assert dst.read_text(encoding="utf-8") == "the previous output\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
