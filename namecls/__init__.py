@@ -8,10 +8,18 @@ the recurrent network reaches its answer, one character at a time.
     >>> namecls.annotate(df, column="surname")  # a pandas DataFrame with the answers appended (namecls.bulk)
 """
 
-from .checkpoint import CheckpointError
-from .data import ALPHABET, MAX_NAME_LENGTH, Normalized, normalize
-from .fit import FitConfig, fit
-from .inference import Classifier, Trace, load
+import os
+
+# Idle OpenMP threads sleep instead of spinning. With torch's default (spin), two threads on two cores shared with
+# any other busy process ran 10-15x slower than one (bench/README.md, "Training speed"); passive, two threads beat
+# one even then. libgomp reads this when torch is first imported, so it must be set before that; a value already
+# in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .checkpoint import CheckpointError  # noqa: E402
+from .data import ALPHABET, MAX_NAME_LENGTH, Normalized, normalize  # noqa: E402
+from .fit import FitConfig, fit  # noqa: E402
+from .inference import Classifier, Trace, load  # noqa: E402
 
 __all__ = ["ALPHABET", "MAX_NAME_LENGTH", "CheckpointError", "Classifier", "FitConfig", "Normalized", "Trace",
            "annotate", "fit", "load", "normalize"]
