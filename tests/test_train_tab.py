@@ -199,6 +199,91 @@ def test_compare_shows_yours_beside_rnn_and_gru_and_says_when_it_is_gone(demo, u
     assert gone["views"]["rnn"]["label"]["label"] == app.MODELS["rnn"].predict("Nguyen", k=1)[0][0]
 
 
+# --- a gone "Yours" in Classify, Step through and Batch ------------------------------------------------------------
+
+# /ui_trace's outputs as the client returns them (namecls/ui/step_through.py; the state and the accordion left out)
+TRACED = ["norm_line", "letters_key", "answer", "trajectory_img", "trajectory_key", "decision", "unit", "unit_view",
+          "units_img", "map_img", "map_key", "map_note", "step", "letters", "step_label", "trajectory_marks",
+          "neighbours", "map_marks", "heatmap"]
+
+
+def _handler(demo, name: str):
+    return next(fn for fn in demo.fns.values() if fn.name == name).fn
+
+
+def _push_out(session: str) -> list[str]:
+    """Newer trainings of other sessions, as many as the cap: ``session``'s model goes (the caller drops them)."""
+    others = [f"other-session-{i}" for i in range(yours.TRAINED.capacity)]
+    for other in others:
+        yours.TRAINED.put(other, object())
+    assert yours.TRAINED.lookup(session) == yours.Mine(gone="cap")
+    return others
+
+
+def _is_gone_notice(html: str) -> bool:
+    return ('class="notice"' in html and "no longer on the server" in html and "Train it again" in html
+            and f"the {yours.TRAINED.capacity} most recently trained models" in html)
+
+
+def test_a_gone_yours_is_a_message_in_classify_step_through_and_batch_which_then_stop_offering_it(demo, url):
+    client = Client(url, verbose=False)
+    client.predict(*SHORT, api_name="/ui_train")  # the tabs' radios now offer "Yours"
+    label, _, answer = client.predict("Fujita", "yours", 3, api_name="/ui_classify")
+    assert label["label"] in THREE and "prediction set" in answer
+    for choices in ("/ui_classify_choices", "/ui_trace_choices", "/ui_batch_choices"):  # it is there: no change
+        assert client.predict("yours", api_name=choices) == {"__type__": "update"}
+    traced = dict(zip(TRACED, client.predict("Fujita", "yours", 3, api_name="/ui_trace")))
+    assert traced["step_label"]["label"] in THREE and "<img" in traced["trajectory_img"]
+
+    others = _push_out(client.session_hash)
+    try:
+        # Classify: the message in place of the answer, nothing of the earlier answer beside it, no error.
+        label, norm, answer = client.predict("Fujita", "yours", 3, api_name="/ui_classify")
+        assert not label and norm == "" and _is_gone_notice(answer) and "prediction set" not in answer
+        label, norm, answer = client.predict("", "yours", 3, api_name="/ui_reclassify")  # picked with no name yet
+        assert not label and _is_gone_notice(answer)
+        # Step through: the message in place of the trace; nothing of the earlier trace (of "Yours") left.
+        for endpoint in ("/ui_trace", "/ui_trace_tab"):
+            traced = dict(zip(TRACED, client.predict("Fujita", "yours", 3, api_name=endpoint)))
+            assert _is_gone_notice(traced["answer"]), endpoint
+            left = {key: value for key, value in traced.items()
+                    if key not in ("answer", "step", "unit") and value not in ("", None, {})}
+            assert not left, (endpoint, left)
+        # Batch: the message in place of the table, no file to download.
+        summary, table, download = client.predict(None, "Qin\nFujita\n", "yours", api_name="/ui_batch")
+        assert _is_gone_notice(summary) and not table["data"]
+        assert not (download.get("visible", True) if isinstance(download, dict) else download)
+        # Step through takes Classify's choice over without "Yours" (the GRU in its place).
+        take_over = _handler(demo, "take_over")
+        out = {getattr(block, "elem_id", None): value
+               for block, value in take_over("Fujita", "yours", gr.Request(session_hash=client.session_hash)).items()}
+        assert out["trace-name"] == "Fujita"
+        assert out["trace-model"].choices == [("RNN", "rnn"), ("GRU", "gru")] and out["trace-model"].value == "gru"
+        # After each tab's event its radio stops offering "Yours": the GRU is chosen in its place, and the
+        # session can no longer send "yours" to that tab.
+        for choices in ("/ui_classify_choices", "/ui_trace_choices", "/ui_batch_choices"):
+            update = client.predict("yours", api_name=choices)
+            assert update["choices"] == [["RNN", "rnn"], ["GRU", "gru"]] and update["value"] == "gru", choices
+        assert client.predict("rnn", api_name="/ui_batch_choices")["value"] == "rnn"  # another choice stays
+        for endpoint, args in (("/ui_classify", ("Fujita", "yours", 3)), ("/ui_trace", ("Fujita", "yours", 3)),
+                               ("/ui_batch", (None, "Qin\n", "yours"))):
+            with pytest.raises(Exception, match="not in the list of choices|400 Bad Request"):  # gradio refuses
+                client.predict(*args, api_name=endpoint)
+        # The committed models still answer in every tab.
+        label, _, answer = client.predict("Fujita", "gru", 3, api_name="/ui_classify")
+        assert label["label"] == app.MODELS["gru"].predict("Fujita", k=1)[0][0] and "prediction set" in answer
+        summary, table, _ = client.predict(None, "Qin\n", "gru", api_name="/ui_batch")
+        assert "**1** names classified with the GRU" in summary
+    finally:
+        for other in others:
+            yours.TRAINED.drop(other)
+    # Another session, which never trained, is not told about a model it never had; nor is its radio changed.
+    fresh = Client(url, verbose=False)
+    assert fresh.predict("gru", api_name="/ui_classify_choices") == {"__type__": "update"}
+    take_over = _handler(demo, "take_over")
+    assert take_over("Hong", "gru", gr.Request(session_hash=fresh.session_hash)) is not None
+
+
 # --- the names data fetched on first use ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,6 @@
-"""Tab "Batch": classify a file or a pasted list of names; a table to read and a CSV to download."""
+"""Tab "Batch": classify a file or a pasted list of names; a table to read and a CSV to download. If "Yours" is
+chosen after the server let the session's model go, the tab says so in place of a table, and its radio stops
+offering it."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pandas as pd
 
 from .. import service
 from . import server
-from .common import MODEL_CHOICES, TOP_K, user_errors
+from .common import DEFAULT_MODEL, MODEL_CHOICES, TOP_K, gone_notice, stop_offering_gone, user_errors
 from .html import MODEL_LABELS, percent
 from .yours import session_models
 
@@ -50,13 +52,16 @@ def build(models: dict, ui: dict) -> gr.Radio:
             pasted = gr.Textbox(label="…or paste names, one per line", lines=6, max_lines=12, elem_id="batch-text",
                                 min_width=240)
         with gr.Row():
-            model = gr.Radio(MODEL_CHOICES, value="gru", label="Model", elem_id="batch-model", min_width=140)
+            model = gr.Radio(MODEL_CHOICES, value=DEFAULT_MODEL, label="Model", elem_id="batch-model", min_width=140)
             button = gr.Button("Classify all", variant="primary", elem_id="batch-btn", min_width=140)
         summary = gr.Markdown(elem_id="batch-summary")
         table = gr.Dataframe(headers=COLUMNS, interactive=False, elem_id="batch-table", max_height=420, wrap=True)
         download = gr.DownloadButton("Download CSV", visible=False, elem_id="batch-download")
 
     def run(file, text, kind, request: gr.Request = None):
+        gone = gone_notice(kind, request)
+        if gone is not None:  # "Yours", no longer on the server: why, and no table of an earlier batch
+            return {summary: gone, table: pd.DataFrame(columns=COLUMNS), download: gr.DownloadButton(visible=False)}
         with user_errors():
             names = service.read_names_file(file) if file else []
             if text and text.strip():
@@ -78,5 +83,6 @@ def build(models: dict, ui: dict) -> gr.Radio:
                 download: gr.DownloadButton(value=service.write_csv(result, f"namecls-{kind}", server.CACHE_SECONDS),
                                           visible=True)}
 
-    button.click(run, [upload, pasted, model], [summary, table, download], api_name="ui_batch", **ui)
+    ran = button.click(run, [upload, pasted, model], [summary, table, download], api_name="ui_batch", **ui)
+    stop_offering_gone([ran], model, "ui_batch_choices", **ui)
     return model

@@ -1,13 +1,14 @@
 """Tab "Classify": a name in, its most probable languages out, with its prediction set and whether the name is in
-the training lists."""
+the training lists. If "Yours" is chosen after the server let the session's model go, the tab says so in place of
+an answer, and its radio stops offering it."""
 
 from __future__ import annotations
 
 import gradio as gr
 
 from .. import service
-from .common import EXAMPLES, MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, name_validator, set_facts, \
-    rejected, user_errors
+from .common import DEFAULT_MODEL, EXAMPLES, MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, gone_notice, \
+    name_validator, set_facts, rejected, stop_offering_gone, user_errors
 from .html import answer_html, normalisation_html
 from .yours import session_models
 
@@ -21,7 +22,7 @@ def build(models: dict, ui: dict) -> Picked:
                 name = gr.Textbox(label="Surname", placeholder="e.g. O'Connell, then press Enter", elem_id="name",
                                   max_lines=1, max_length=256, autofocus=True)
                 with gr.Row():
-                    model = gr.Radio(MODEL_CHOICES, value="gru", label="Model", elem_id="model", min_width=140)
+                    model = gr.Radio(MODEL_CHOICES, value=DEFAULT_MODEL, label="Model", elem_id="model", min_width=140)
                     k = gr.Slider(1, n_labels, value=TOP_K, step=1, precision=0, label="Top-k", elem_id="k",
                                   min_width=160)
                 button = gr.Button("Classify", variant="primary", elem_id="classify-btn")
@@ -35,6 +36,9 @@ def build(models: dict, ui: dict) -> Picked:
                                api_visibility="private", examples_per_page=len(EXAMPLES))
 
     def classify(name_value, kind, k_value, request: gr.Request = None):
+        gone = gone_notice(kind, request)
+        if gone is not None:  # "Yours", no longer on the server: why, and no earlier answer beside it
+            return {label: None, norm_line: "", answer: gone}
         with user_errors():
             norm = service.check_name(name_value)
             choices = session_models(models, request)
@@ -43,8 +47,8 @@ def build(models: dict, ui: dict) -> Picked:
                 answer: answer_html(details, set_facts(service.pick_model(choices, kind)))}
 
     def reclassify(name_value, kind, k_value, request: gr.Request = None):
-        """Model or top-k changed: classify again if there is a name."""
-        if rejected(name_value) is not None:
+        """Model or top-k changed: classify again if there is a name (or say that "Yours" is gone)."""
+        if rejected(name_value) is not None and gone_notice(kind, request) is None:
             return gr.skip()
         return classify(name_value, kind, k_value, request)
 
@@ -53,7 +57,9 @@ def build(models: dict, ui: dict) -> Picked:
     clear_when_rejected(triggers, name, {label: None, norm_line: "", answer: ""}, **ui)  # before it: see there
     classified = gr.on(triggers, classify, [name, model, k], outputs, validator=name_validator,
                        api_name="ui_classify", **ui)
-    gr.on([model.input, k.release], reclassify, [name, model, k], outputs, api_name="ui_reclassify", **ui)
+    reclassified = gr.on([model.input, k.release], reclassify, [name, model, k], outputs, api_name="ui_reclassify",
+                         **ui)
     example = examples.load_input_event.then(classify, [name, model, k], outputs, api_name="ui_example", **ui)
+    stop_offering_gone([classified, reclassified, example], model, "ui_classify_choices", **ui)
     return Picked(name, model, (classified, example))
 

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .. import service
-from .html import esc
+from .html import esc, notice_html
+from .yours import YOURS, picked_gone, session_mine
 
 MODEL_CHOICES = [("RNN", "rnn"), ("GRU", "gru")]
+DEFAULT_MODEL = "gru"  # every model radio's first choice, and its choice once "Yours" is gone
 TOP_K = 3  # the top-k every tab starts with (the trajectory draws as many languages)
 
 
@@ -91,6 +93,33 @@ def clear_when_rejected(triggers, name: gr.Textbox, cleared: dict, **event) -> N
         return cleared if rejected(value) is not None else gr.skip()
 
     gr.on(triggers, clear, name, list(cleared), queue=False, show_progress="hidden", **event)
+
+
+def gone_notice(kind, request: gr.Request | None) -> str | None:
+    """The page's notice (HTML) when the chosen model is the session's trained one and the server has let it go
+    (:func:`namecls.ui.yours.picked_gone`); None when there is a model to answer with."""
+    why = picked_gone(kind, request)
+    return None if why is None else notice_html(why)
+
+
+def offered(value, request: gr.Request | None = None):
+    """A model radio's update once the session's trained model is gone: its choices without "Yours" (the default
+    model chosen in its place if "Yours" was chosen); None while the session has its model or never had one."""
+    if session_mine(request).gone is None:
+        return None
+    return gr.Radio(choices=MODEL_CHOICES, value=DEFAULT_MODEL if value == YOURS else value)
+
+
+def stop_offering_gone(events, radio: gr.Radio, api_name: str, **event) -> None:
+    """After each of ``events`` (a tab's own), take "Yours" out of ``radio`` if the session's model is gone, so
+    that the tab stops offering what it can no longer answer with (:func:`offered`)."""
+    def refresh(value, request: gr.Request = None):
+        update = offered(value, request)
+        return gr.skip() if update is None else update
+
+    for i, dependency in enumerate(events):
+        dependency.then(refresh, radio, radio, queue=False, show_progress="hidden",
+                        api_name=f"{api_name}_{i}" if i else api_name, **event)
 
 
 def set_facts(classifier) -> dict:

@@ -2,7 +2,8 @@
 
 A name is traced once (one model call, :meth:`namecls.Classifier.trace`) into the session's state as a
 :class:`StepView`; moving to another character re-renders from that state without the model and sends only the
-parts that depend on the character (:meth:`StepView.step`).
+parts that depend on the character (:meth:`StepView.step`). If "Yours" is chosen after the server let the session's
+model go, the tab says so in place of a trace, and its radio stops offering it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from .. import service
 from ..data import Normalized
 from ..inference import Classifier, Trace
 from . import server
-from .common import MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, name_validator, set_facts, \
-    top_k_dict, user_errors, whole_name
+from .common import DEFAULT_MODEL, MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, gone_notice, \
+    name_validator, offered, set_facts, stop_offering_gone, top_k_dict, user_errors, whole_name
 from .figures import map_path_svg, map_svg, trajectory_figure, trajectory_languages, units_figure
 from .html import MODEL_LABELS, answer_html, clamp_step, decision_html, heatmap_html, legend_html, \
     letters_html, letters_key_html, name_caption_html, neighbours_html, normalisation_html, percent, unit_html, \
@@ -86,7 +87,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         with gr.Row():
             name = gr.Textbox(value="Nguyen", label="Surname", elem_id="trace-name", max_lines=1, max_length=256,
                               scale=3, min_width=200)
-            model = gr.Radio(MODEL_CHOICES, value="gru", label="Model", elem_id="trace-model", scale=2,
+            model = gr.Radio(MODEL_CHOICES, value=DEFAULT_MODEL, label="Model", elem_id="trace-model", scale=2,
                              min_width=140)
             k = gr.Slider(1, n_labels, value=TOP_K, step=1, precision=0, label="Top-k", scale=2, min_width=160,
                           elem_id="trace-k")
@@ -167,6 +168,10 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
 
     def new_trace(name_value, kind, k_value, old, request: gr.Request = None):
         """Trace a name once into the session's state; show its last character."""
+        gone = gone_notice(kind, request)
+        if gone is not None:  # "Yours", no longer on the server: why, and nothing of an earlier trace beside it
+            return {**cleared, view: None, answer: gone, unit: gr.update(choices=[], value=None), map_img: "",
+                    map_key: "", map_note: ""}
         with user_errors():
             norm = service.check_name(name_value)
             clf = service.pick_model(session_models(models, request), kind)
@@ -198,8 +203,10 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         return out
 
     def trace_if_stale(name_value, kind, k_value, old, request: gr.Request = None):
-        """On opening the tab: trace again only if the name or model changed since the last trace."""
-        if (old is not None and old.trace.name == name_value and old.key == kind) or not str(name_value).strip():
+        """On opening the tab: trace again only if the name or model changed since the last trace (or the model
+        traced with, "Yours", is gone)."""
+        if gone_notice(kind, request) is None and ((old is not None and old.trace.name == name_value
+                                                     and old.key == kind) or not str(name_value).strip()):
             return gr.skip()
         return new_trace(name_value, kind, k_value, old, request)
 
@@ -254,16 +261,19 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         figure = units_figure(v.trace, v.kind, order, list(v.units))
         return {units_img: FigureImage.from_figure(figure).image_html(f"{MODEL_LABELS[v.kind]}: every hidden unit")}
 
+    # What a trace shows, emptied: for a rejected name, and for a "Yours" that is gone.
+    cleared = {norm_line: "", letters: "", letters_key: "", answer: "", step_label: None, trajectory_img: "",
+               trajectory_marks: "", trajectory_key: "", decision: "", neighbours: "", map_marks: "", heatmap: "",
+               unit_view: "", units_img: ""}
     per_step = [step, letters, step_label, trajectory_marks, neighbours, map_marks, heatmap]
     traced = [view, norm_line, letters_key, answer, trajectory_img, trajectory_key, decision, unit, unit_view,
               units_img, all_units, map_img, map_key, map_note, *per_step]
     triggers = [name.submit, button.click, model.input]
-    clear_when_rejected(triggers, name, {norm_line: "", letters: "", letters_key: "", answer: "",
-                                         step_label: None, trajectory_img: "", trajectory_marks: "",
-                                         trajectory_key: "", decision: "", neighbours: "", map_marks: "",
-                                         heatmap: "", unit_view: "", units_img: ""}, **ui)  # before the trace
-    gr.on(triggers, new_trace, [name, model, k, view], traced, validator=name_validator, api_name="ui_trace", **ui)
-    tab.select(trace_if_stale, [name, model, k, view], traced, api_name="ui_trace_tab", **ui)
+    clear_when_rejected(triggers, name, cleared, **ui)  # before the trace
+    traced_event = gr.on(triggers, new_trace, [name, model, k, view], traced, validator=name_validator,
+                         api_name="ui_trace", **ui)
+    reopened = tab.select(trace_if_stale, [name, model, k, view], traced, api_name="ui_trace_tab", **ui)
+    stop_offering_gone([traced_event, reopened], model, "ui_trace_choices", **ui)
     quiet = dict(show_progress="hidden", **ui)
     step.input(show, [step, view], per_step, api_name="ui_step", trigger_mode="always_last", **quiet)
     k.release(change_k, [step, view, k], [view, trajectory_img, trajectory_key, *per_step], api_name="ui_step_k",
@@ -275,9 +285,13 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
     timer.tick(tick, [playing, step, view], play_outputs, api_name="ui_tick", **quiet)
     unit.input(unit_parts, [view, unit], unit_view, api_name="ui_unit", **quiet)
     all_units.expand(draw_all_units, view, units_img, api_name="ui_all_units", **ui)
+    def take_over(n, m, request: gr.Request = None):
+        """Classify's name and model; without "Yours" if the session's model is gone."""
+        update = offered(m, request)
+        return {name: n, model: m if update is None else update}
+
     for event in follow.events:
-        event.success(lambda n, m: {name: n, model: m}, [follow.name, follow.model], [name, model], queue=False,
-                      **ui)
+        event.success(take_over, [follow.name, follow.model], [name, model], queue=False, **ui)
     return model
 
 

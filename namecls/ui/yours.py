@@ -114,6 +114,16 @@ def gone_message(why: str, store: TrainedModels = TRAINED) -> str:
             f"or load the zip you downloaded with namecls.load.")
 
 
+def picked_gone(kind, request: gr.Request | None) -> str | None:
+    """Why a tab's model choice ``kind`` has no model behind it: :func:`gone_message` if it is "yours" and the cap
+    or the age took the session's model; None otherwise (the model is there, another model was chosen, or the
+    session never trained one: then the service's own error about an unknown model stands)."""
+    if kind != YOURS:
+        return None
+    mine = session_mine(request)
+    return gone_message(mine.gone) if mine.classifier is None and mine.gone else None
+
+
 def forget(request: gr.Request) -> None:
     """When a session ends (the page is closed or reloaded), its trained model goes with it."""
     session = _session(request)
