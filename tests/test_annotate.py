@@ -33,7 +33,7 @@ def expected_answer(name, model: str, k: int) -> dict:
     """What one table row should say, computed on the Classifier itself (not through the batch path)."""
     clf = loaded(model)
     try:
-        norm = service.check_name(name)
+        norm = service.check_name("" if name is None else name)  # a missing cell is an empty name
     except ValueError as err:
         return {"error": str(err)}
     details = clf.predict_details(norm, k)
