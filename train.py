@@ -13,13 +13,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
+from namecls import checkpoint, posthoc  # before torch: namecls sets how torch's idle threads wait
 
-from namecls import checkpoint, posthoc
-from namecls.data import download, read_names
-from namecls.evaluation import results_table
-from namecls.experiment import DRY_RUN, checkpoint_extra, default_text, run
-from namecls.splits import PROTOCOLS, make_split
+import torch  # noqa: E402
+from namecls.data import download, read_names  # noqa: E402
+from namecls.evaluation import results_table  # noqa: E402
+from namecls.experiment import DRY_RUN, checkpoint_extra, default_text, run  # noqa: E402
+from namecls.splits import PROTOCOLS, make_split  # noqa: E402
 
 
 def positive(cast):
@@ -88,6 +88,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backprop", choices=["autograd", "manual"], default="autograd",
                    help="how the RNN's gradients are computed: autograd (default) or manual, the hand-written "
                         "backpropagation through time of namecls/bptt.py (RNN only)")
+    p.add_argument("--like", metavar="FOLDER",
+                   help="take each model's architecture and training settings from FOLDER/<model>/config.json instead "
+                        "of the defaults (e.g. --like checkpoints retrains the committed checkpoints' recipe); the "
+                        "flags above still override them")
     p.add_argument("--out", default="checkpoints", help="folder that receives <out>/rnn and <out>/gru")
     p.add_argument("--threads", type=positive(int), default=os.cpu_count(), help="torch CPU threads (default: all cores)")
     p.add_argument("--dry-run", action="store_true", help="a tiny model, one short epoch: a smoke test")
@@ -120,7 +124,14 @@ def main(argv=None) -> None:
         model_overrides |= DRY_RUN["model"]
         train_overrides |= DRY_RUN["train"]
     for kind in ["rnn", "gru"] if args.model == "all" else [args.model]:
-        model, metrics = run(kind, data, split, model_overrides, train_overrides,
+        architecture, settings = {}, {}
+        if args.like:
+            try:
+                architecture, settings = checkpoint.recipe(Path(args.like) / kind)
+            except checkpoint.CheckpointError as err:
+                raise SystemExit(f"error: --like: {err}") from None
+            architecture = {k: v for k, v in architecture.items() if k not in ("kind", "num_classes")}
+        model, metrics = run(kind, data, split, architecture | model_overrides, settings | train_overrides,
                              with_baselines=not args.dry_run, progress=not args.no_progress)
         fitted = posthoc.fit_on_split(model, data.labels, split)
         metrics |= fitted.metrics

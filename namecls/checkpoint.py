@@ -608,6 +608,20 @@ def _short(value, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + f"… ({len(text):,} characters)"
 
 
+def recipe(folder: str | os.PathLike) -> tuple[dict, dict]:
+    """(architecture fields, training settings) that trained the checkpoint in ``folder``, read from its
+    config.json: what ``train.py --like`` retrains with. Raises :class:`CheckpointError` if they are missing."""
+    config_path = _resolve(Path(folder)) / CONFIG_FILE
+    if not config_path.is_file():
+        raise _fail(config_path, "file is missing")
+    config = _read_json(config_path, "config")
+    try:
+        architecture, settings = dict(config["model"]), dict(config["train_config"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise _fail(config_path, f"no architecture or training settings recorded ({err})") from err
+    return architecture, settings
+
+
 def load(folder: str | os.PathLike) -> tuple[torch.nn.Module, dict, dict]:
     """Rebuild a model from ``folder``; return (model in eval mode, config dict, metrics dict).
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.profiler import record_function
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
@@ -171,20 +172,25 @@ def train(model: nn.Module, train_names, train_targets, val_names, val_targets, 
                 lr, beta1 = one_cycle(fraction(), config.lr)
                 for group in optimizer.param_groups:
                     group["lr"], group["betas"] = lr, (beta1, group["betas"][1])
-            x, lengths = pad_batch([train_names[i] for i in rows])
-            y = torch.as_tensor(train_targets[rows])
-            if config.backprop == "manual":  # the same loss; backward() runs the hand-written BPTT
-                loss = bptt.manual_loss(model, x, lengths, y, loss_fn)
-            else:
-                loss = loss_fn(model(x, lengths), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-            optimizer.step()
-            if schedule is not None:
-                schedule.step()
-            if averaged:
-                averaged.update_parameters(model)
+            # The labelled regions are what ``bench/train_speed.py --profile`` adds up (free when not profiling).
+            with record_function("batch"):
+                x, lengths = pad_batch([train_names[i] for i in rows])
+                y = torch.as_tensor(train_targets[rows])
+            with record_function("forward"):
+                if config.backprop == "manual":  # the same loss; backward() runs the hand-written BPTT
+                    loss = bptt.manual_loss(model, x, lengths, y, loss_fn)
+                else:
+                    loss = loss_fn(model(x, lengths), y)
+            with record_function("backward"):
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            with record_function("update"):
+                nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+                optimizer.step()
+                if schedule is not None:
+                    schedule.step()
+                if averaged:
+                    averaged.update_parameters(model)
             total_loss += loss.item() * len(rows)
             seen += len(rows)
             step += 1
@@ -193,7 +199,8 @@ def train(model: nn.Module, train_names, train_targets, val_names, val_targets, 
         if stopped and seen == 0 and best_state is not None:
             history[-1]["stopped"] = stopped
             break  # stopped before this epoch's first batch: nothing new to validate
-        val = quick_score(val_targets, predict_logits(scored, val_names))
+        with record_function("validate"):
+            val = quick_score(val_targets, predict_logits(scored, val_names))
         row = {
             "epoch": epoch,
             "train_loss": (total_loss / seen if seen else None) if stopped else total_loss / sum(len(b) for b in batches),

@@ -202,3 +202,34 @@ def test_predictions_identical_across_processes(dry_run_dir):
     assert outputs[0].count("\n") == 12  # 2 models x (5 names + 1 trace)
     in_process = namecls.load(dry_run_dir / "rnn").predict("Gimli", k=4)
     assert outputs[0].splitlines()[0] == "rnn " + str([(label, repr(p)) for label, p in in_process])
+
+
+def test_like_retrains_a_checkpoints_recipe(tmp_path):
+    """--like FOLDER takes architecture and training settings from FOLDER/<model>/config.json: a run with it
+    rebuilds the same model as the run that wrote FOLDER, not the defaults; flags still override."""
+    import train
+
+    data = write_tiny_data(tmp_path / "names")
+    threads = torch.get_num_threads()
+    common = ["--data-dir", str(data), "--model", "gru", "--threads", "1", "--no-progress"]
+    try:
+        train.main([*common, "--out", str(tmp_path / "first"), "--dry-run", "--lr", "0.02", "--batch-size", "7"])
+        train.main([*common, "--out", str(tmp_path / "again"), "--like", str(tmp_path / "first")])
+        train.main([*common, "--out", str(tmp_path / "wider"), "--like", str(tmp_path / "first"),
+                    "--hidden-size", "20"])
+    finally:
+        torch.set_num_threads(threads)
+    (first, first_metrics), (again, again_metrics) = _read(tmp_path / "first" / "gru"), _read(tmp_path / "again" / "gru")
+    assert again["model"] == first["model"] and again["train_config"] == first["train_config"]
+    assert first["train_config"]["lr"] == 0.02 and first["model"]["hidden_size"] != namecls.experiment.MODEL_DEFAULTS["gru"].hidden_size
+    assert without_timings(again_metrics)["test"] == without_timings(first_metrics)["test"]
+    wider, _ = _read(tmp_path / "wider" / "gru")
+    assert wider["model"]["hidden_size"] == 20 and wider["train_config"] == first["train_config"]
+
+
+def test_like_without_a_checkpoint_is_a_clear_error(tmp_path):
+    import train
+
+    with pytest.raises(SystemExit, match=r"--like: .*config.json: file is missing"):
+        train.main(["--data-dir", str(write_tiny_data(tmp_path / "names")), "--dry-run", "--out",
+                    str(tmp_path / "out"), "--like", str(tmp_path / "nowhere"), "--threads", "1"])
