@@ -234,11 +234,11 @@ def _row_count(place: str, fmt: str) -> int | None:
         return source.metadata.num_rows
 
 
-def _input(args: argparse.Namespace, k: int):
+def _input(args: argparse.Namespace, fmt: str, k: int):
     """The input's chunks and its name column, with annotate's checks (the column is there, none is named like an
     answer) made on the first chunk's columns, before anything is written."""
     label = "stdin" if args.input == "-" else args.input
-    frames = _frames(args.input, _format(args.input, args.format, "input"), args.chunk_size, args.column or "name")
+    frames = _frames(args.input, fmt, args.chunk_size, args.column or "name")
     first = next(frames)
     column = _name_column(first.columns, args.column, label)
     try:
@@ -263,8 +263,8 @@ def batch(args: argparse.Namespace) -> None:
             raise ValueError("the output would overwrite the input: choose another -o")
     in_format = _format(args.input, args.format, "input")
     out_format = _format(args.output, args.format, "output")
-    k = bulk.check_k(args.model, args.k)  # loads the model before the first chunk: the rate is the model's
-    frames, column = _input(args, k)
+    k = bulk.check_k(args.model, args.k)  # loads the checkpoint now: the progress bar's rate leaves it out
+    frames, column = _input(args, in_format, k)
     with _sink(args.output, out_format) as write, tqdm(total=_row_count(args.input, in_format), unit=" names",
                                                        file=sys.stderr, disable=args.no_progress,
                                                        desc="namecls batch") as bar:
