@@ -222,7 +222,8 @@ def _push_out(session: str) -> list[str]:
 
 def _is_gone_notice(html: str) -> bool:
     return ('class="notice"' in html and "no longer on the server" in html and "Train it again" in html
-            and f"the {yours.TRAINED.capacity} most recently trained models" in html)
+            and f"the {yours.TRAINED.capacity} most recently trained models" in html
+            and "the GRU is chosen in its place" in html)
 
 
 def test_a_gone_yours_is_a_message_in_classify_step_through_and_batch_which_then_stop_offering_it(demo, url):

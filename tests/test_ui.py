@@ -1413,6 +1413,29 @@ def test_gone_message_says_why_and_what_to_do():
         assert text.startswith("The model you trained is no longer on the server") and "Train it again" in text
 
 
+def test_a_gone_yours_is_a_notice_and_leaves_the_radios():
+    import gradio as gr
+
+    me, never = gr.Request(session_hash="test-ui-gone"), gr.Request(session_hash="test-ui-never")
+    others = [f"test-ui-other-{i}" for i in range(yours.TRAINED.capacity)]
+    try:
+        yours.TRAINED.put("test-ui-gone", object())
+        assert common.gone_notice("yours", me) is None and common.offered("yours", me) is None  # it is there
+        for other in others:  # newer models push it out
+            yours.TRAINED.put(other, object())
+        notice = dom(common.gone_notice("yours", me))
+        assert notice.find("div", "notice").attrs["role"] == "status"
+        assert notice.text.startswith(yours.gone_message("cap")) and "the GRU is chosen in its place" in notice.text
+        assert common.gone_notice("gru", me) is None  # another model answers as ever
+        radio = common.offered("yours", me)
+        assert radio.choices == common.MODEL_CHOICES and radio.value == common.DEFAULT_MODEL
+        assert common.offered("rnn", me).value == "rnn"
+        assert common.gone_notice("yours", never) is None and common.offered("yours", never) is None  # never had one
+    finally:
+        for session in ("test-ui-gone", *others):
+            yours.TRAINED.drop(session)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # API endpoints
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .. import service
-from .html import esc, notice_html
+from .html import MODEL_LABELS, esc, notice_html
 from .yours import YOURS, picked_gone, session_mine
 
 MODEL_CHOICES = [("RNN", "rnn"), ("GRU", "gru")]
@@ -97,9 +97,13 @@ def clear_when_rejected(triggers, name: gr.Textbox, cleared: dict, **event) -> N
 
 def gone_notice(kind, request: gr.Request | None) -> str | None:
     """The page's notice (HTML) when the chosen model is the session's trained one and the server has let it go
-    (:func:`namecls.ui.yours.picked_gone`); None when there is a model to answer with."""
+    (:func:`namecls.ui.yours.picked_gone`), saying too that the tab's radio now offers the default model in its
+    place (:func:`stop_offering_gone` does that after the event); None when there is a model to answer with."""
     why = picked_gone(kind, request)
-    return None if why is None else notice_html(why)
+    if why is None:
+        return None
+    return notice_html(f"{why} “Yours” is no longer a choice here: the {MODEL_LABELS[DEFAULT_MODEL]} is chosen in "
+                       f"its place.")
 
 
 def offered(value, request: gr.Request | None = None):
