@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,8 @@ def time_to_accuracy(args, data) -> None:
     train_names, train_targets = split.part("train")
     val_names, val_targets = split.part("val")
     test_names, test_targets = split.part("test")
-    recipe = FIT_DEFAULTS["gru"]
+    recipe = replace(FIT_DEFAULTS["gru"], **{k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr))
+                                              if v is not None})
     num_classes = len(data.labels)
     print(f"ours: namecls.fit's GRU ({recipe.num_layers} x {recipe.hidden_size}, batch {recipe.batch_size}, "
           f"peak lr {recipe.lr:g}, {args.epochs}-epoch one-cycle), {args.threads} thread(s), seed split 0", flush=True)
@@ -199,6 +201,8 @@ def main() -> None:
                    help="profile an epoch of train.py's RNN and GRU against the matmul roofline instead")
     p.add_argument("--epochs", type=int, default=FIT_DEFAULTS["gru"].epochs,
                    help="length of our one-cycle schedule (default: namecls.fit's, %(default)s)")
+    p.add_argument("--batch-size", type=int, help="our batch size (default: namecls.fit's)")
+    p.add_argument("--lr", type=float, help="our peak learning rate (default: namecls.fit's)")
     p.add_argument("--sample", type=int, default=1000,
                    help="names timed in the batch-size-1 loop (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1,
