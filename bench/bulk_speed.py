@@ -1,17 +1,18 @@
 """Names in bulk: ``namecls batch`` on a big file against the library's batch speed, and ``namecls.annotate`` in
 one process against a Dask LocalCluster, side by side in one run.
 
-1. The library, in this process, on the first ``--sample`` names: ``Classifier.predict_batch`` (the model alone)
-   and ``service.predict_batch`` (the validated batch path with the uncertainty fields, what the command line and
-   ``annotate`` run), 10,000 names a call.
-2. ``namecls batch names.csv -o out.csv`` (the console script of this venv, a fresh process) on ``--names`` names,
-   then on a tenth of them: wall seconds, names/s and the process's peak RSS (``ru_maxrss`` from ``wait4``, what
-   ``/usr/bin/time -v`` calls "Maximum resident set size"). Equal peaks mean the memory stays flat.
+1. Side by side, ``--repeats`` rounds on ``--sample`` names: ``Classifier.predict_batch`` (the model alone) and
+   ``service.predict_batch`` (the library's batch path with the uncertainty fields, what the command line and
+   ``annotate`` run), in this process, 10,000 names a call; then ``namecls batch sample.csv -o out.csv`` (the
+   console script of this venv, a fresh process: start-up and checkpoint load included). Medians.
+2. ``namecls batch names.csv -o out.csv`` on ``--names`` names: wall seconds, names/s and the process's peak RSS
+   (``ru_maxrss`` from ``wait4``, what ``/usr/bin/time -v`` calls "Maximum resident set size"), next to the peak
+   RSS of the runs on ``--sample`` names: equal peaks mean the memory stays flat.
 3. ``--dask-names`` names in Parquet files of 10,000 rows: ``namecls.annotate`` on the whole table in this process
    (torch's default threads, then one thread, as a worker runs), then ``dd.read_parquet(...).map_partitions(namecls.annotate, ...)`` on a
    ``LocalCluster(n_workers=2, threads_per_worker=1)`` (start-up timed apart), checked equal.
 
-    python bench/bulk_speed.py                              # 1,000,000 names (about 10 min on 2 busy cores)
+    python bench/bulk_speed.py                              # 1,000,000 names (about 15 min on 2 busy cores)
     python bench/bulk_speed.py --names 100000 --dask-names 50000 --sample 20000   # a quick look
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,13 +31,15 @@ from common import ROOT, machine
 
 sys.path.insert(0, str(ROOT))
 
+import namecls  # noqa: E402  (first: it sets OMP_WAIT_POLICY before torch is imported, as the command does)
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-
-import namecls  # noqa: E402
 from namecls import service  # noqa: E402
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "namecls"
+PATHS = {"Classifier.predict_batch": "`Classifier.predict_batch` (the model alone, in-process)",
+         "service.predict_batch": "`service.predict_batch` (the library's batch path, in-process)",
+         "namecls batch": "`namecls batch sample.csv -o out.csv --chunk-size {chunk}` (fresh process)"}
 
 
 def data_names(data_dir: Path) -> list[str]:
@@ -54,16 +58,14 @@ def timed(call) -> float:
     return time.perf_counter() - start
 
 
-def library_speed(names: list[str], model: str) -> dict[str, float]:
-    """names/s of the model alone and of the library's batch path, 10,000 names a call, in this process."""
-    clf = namecls.load(model)
-    models = {model: clf}
+def library_speed(clf: namecls.Classifier, names: list[str]) -> dict[str, float]:
+    """Seconds of the model alone and of the library's batch path, 10,000 names a call, in this process."""
+    models = {clf.kind: clf}
     step = service.MAX_BATCH_NAMES
     slices = [names[i : i + step] for i in range(0, len(names), step)]
-    clf.predict_batch(slices[0][:512], 3)  # warm-up
-    model_only = timed(lambda: [clf.predict_batch(part, 3) for part in slices])
-    batch_path = timed(lambda: [service.predict_batch(models, part, model, 3) for part in slices])
-    return {"Classifier.predict_batch": len(names) / model_only, "service.predict_batch": len(names) / batch_path}
+    return {"Classifier.predict_batch": timed(lambda: [clf.predict_batch(part, 3) for part in slices]),
+            "service.predict_batch": timed(lambda: [service.predict_batch(models, part, clf.kind, 3)
+                                                    for part in slices])}
 
 
 def command_line(source: Path, target: Path, model: str, chunk: int) -> dict:
@@ -127,8 +129,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--names", type=int, default=1_000_000, help="names in the file namecls batch reads "
                    "(default: 1,000,000)")
-    p.add_argument("--sample", type=int, default=100_000, help="names for the in-process library figures "
-                   "(default: 100,000)")
+    p.add_argument("--sample", type=int, default=100_000, help="names of each side-by-side round (default: "
+                   "100,000)")
+    p.add_argument("--repeats", type=int, default=3, help="side-by-side rounds (default: 3)")
     p.add_argument("--dask-names", type=int, default=200_000, help="names for one process vs the cluster "
                    "(default: 200,000)")
     p.add_argument("--model", choices=["rnn", "gru"], default="gru", help="which checkpoint (default: gru)")
@@ -147,26 +150,38 @@ def main() -> None:
     print(f"model: {args.model}; names: the {len(pool):,} lines of the data files, repeated; torch threads in this "
           f"process: {torch.get_num_threads()}\n", flush=True)
 
-    speeds = library_speed(cycled(pool, args.sample), args.model)
-    print(f"| path ({args.sample:,} names, in-process) | names/s |\n|---|---:|")
-    for path, rate in speeds.items():
-        print(f"| {path} | {rate:,.0f} |")
-    print(flush=True)
-
     with tempfile.TemporaryDirectory(prefix="namecls-bulk-") as tmp:
         tmp = Path(tmp)
+        sample = tmp / "sample.csv"
+        pd.DataFrame({"id": range(args.sample), "surname": cycled(pool, args.sample)}).to_csv(sample, index=False)
+        clf = namecls.load(args.model)
+        clf.predict_batch(pool[:512], 3)  # warm-up
+        rounds = []
+        for _ in range(args.repeats):
+            seconds = library_speed(clf, cycled(pool, args.sample))
+            run = command_line(sample, tmp / "out.csv", args.model, args.chunk_size)
+            rounds.append({**seconds, "namecls batch": run["seconds"], "peak_mb": run["peak_mb"]})
+        median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+        library = median["service.predict_batch"]
+        print(f"| {args.sample:,} names, median of {args.repeats} rounds | seconds | names/s | vs the library's "
+              f"batch path |\n|---|---:|---:|---:|")
+        for path, what in PATHS.items():
+            print(f"| {what.format(chunk=args.chunk_size)} | {median[path]:.1f} | {args.sample / median[path]:,.0f} | "
+                  f"{library / median[path]:.2f}x |")
+        print(flush=True)
+
+        source = tmp / "names.csv"
+        pd.DataFrame({"id": range(args.names), "surname": cycled(pool, args.names)}).to_csv(source, index=False)
+        run = command_line(source, tmp / "out.csv", args.model, args.chunk_size)
+        rows = sum(1 for _ in open(tmp / "out.csv", encoding="utf-8")) - 1
+        assert rows == args.names, f"{rows} rows written for {args.names} names"
+        source.unlink()
         print(f"| `namecls batch names.csv -o out.csv --chunk-size {args.chunk_size}` | names | seconds | names/s | "
-              f"vs service.predict_batch | peak RSS MB |\n|---|---:|---:|---:|---:|---:|")
-        for n in (args.names, args.names // 10):
-            source = tmp / f"names-{n}.csv"
-            pd.DataFrame({"id": range(n), "surname": cycled(pool, n)}).to_csv(source, index=False)
-            run = command_line(source, tmp / "out.csv", args.model, args.chunk_size)
-            rows = sum(1 for _ in open(tmp / "out.csv", encoding="utf-8")) - 1
-            assert rows == n, f"{rows} rows written for {n} names"
-            rate = n / run["seconds"]
-            print(f"| fresh process, model load included | {n:,} | {run['seconds']:.1f} | {rate:,.0f} | "
-                  f"{rate / speeds['service.predict_batch']:.2f}x | {run['peak_mb']:.0f} |", flush=True)
-            source.unlink()
+              f"vs the library's batch path (median above) | peak RSS MB |\n|---|---:|---:|---:|---:|---:|")
+        for n, seconds, peak in ((args.names, run["seconds"], run["peak_mb"]),
+                                 (args.sample, median["namecls batch"], median["peak_mb"])):
+            print(f"| fresh process | {n:,} | {seconds:.1f} | {n / seconds:,.0f} | "
+                  f"{n / seconds / (args.sample / library):.2f}x | {peak:.0f} |", flush=True)
         if not args.skip_dask:
             folder = tmp / "parquet"
             folder.mkdir()
