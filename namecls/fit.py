@@ -53,8 +53,9 @@ class FitConfig:
     patience: int = 8
     progress_every: int = 200  # batches between two on_progress calls (one more after each epoch)
     # torch CPU threads while fit() runs (restored afterwards; None: leave them). One: these small recurrent
-    # layers gain little from a second thread, and on a loaded machine two threads ran ~10x slower than one
-    # (spinning at every parallel op). It also makes a seeded fit the same on machines with other core counts.
+    # layers gain little from a second thread, and in the app the other core keeps answering visitors. (Two threads
+    # once ran ~10x slower than one on a loaded machine, spinning at every parallel op; namecls now makes idle
+    # threads wait passively.) It also makes a seeded fit the same on machines with other core counts.
     threads: int | None = 1
 
     def model_fields(self) -> dict:
