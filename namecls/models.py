@@ -77,36 +77,30 @@ class RNNClassifier(nn.Module):
         self.i2o = nn.Linear(V + H, C)
         self.h0 = nn.Parameter(torch.zeros(H), requires_grad=config.learn_initial_state)
 
-    def _states(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, T + 1, H): h_0 … h_T, the state before the first character and after each one."""
+    def steps(self, x: torch.Tensor, lengths: torch.Tensor) -> Steps:
         B, T = x.shape
         V = self.config.vocab_size
-        # A one-hot input selects a column of the input half of i2h: one lookup for all steps, outside the loop,
-        # which keeps only the recurrent product (B, H) @ (H, H) per step.
+        # One-hot inputs select columns of the input half of each weight matrix.
         x_to_h = self.i2h.weight[:, :V].t()[x] + self.i2h.bias  # (B, T, H)
+        x_to_o = self.i2o.weight[:, :V].t()[x] + self.i2o.bias  # (B, T, C)
         W_hh = self.i2h.weight[:, V:]  # (H, H)
-        states = [self.h0.expand(B, -1)]  # (B, H) each
+        W_ho = self.i2o.weight[:, V:]  # (C, H)
+        h = self.h0.expand(B, -1)  # (B, H)
+        previous, states = [], []
         for t in range(T):
-            states.append(torch.sigmoid(x_to_h[:, t] + states[-1] @ W_hh.t()))
-        return torch.stack(states, dim=1)
-
-    def _logits(self, x: torch.Tensor, h_prev: torch.Tensor) -> torch.Tensor:
-        """logits (..., C) from characters x (...) and the states before them h_prev (..., H)."""
-        V = self.config.vocab_size
-        return self.i2o.weight[:, :V].t()[x] + self.i2o.bias + h_prev @ self.i2o.weight[:, V:].t()
-
-    def steps(self, x: torch.Tensor, lengths: torch.Tensor) -> Steps:
-        states = self._states(x)  # (B, T + 1, H)
-        logits = self._logits(x, states[:, :-1])  # (B, T, C): step t reads x_t and h_{t-1}
-        return Steps(logits, states[:, 1:].unsqueeze(0))  # hidden (1, B, T, H)
+            previous.append(h)
+            h = torch.sigmoid(x_to_h[:, t] + h @ W_hh.t())  # (B, H)
+            states.append(h)
+        h_prev = torch.stack(previous, dim=1)  # (B, T, H): h_{t-1} for every t
+        logits = x_to_o + h_prev @ W_ho.t()  # (B, T, C)
+        return Steps(logits, torch.stack(states, dim=1).unsqueeze(0))  # hidden (1, B, T, H)
 
     def initial_state(self) -> torch.Tensor:
         """(1, H): the state before the first character, the learned (or zero) ``h0``."""
         return self.h0.detach().reshape(1, -1)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        # Only the last character's logits: x_L and h_{L-1} (states[:, t] is h_t, so h_{L-1} is states[:, L - 1]).
-        return self._logits(last_step(x, lengths), last_step(self._states(x), lengths))  # (B, C)
+        return last_step(self.steps(x, lengths).logits, lengths)  # (B, C)
 
     @property
     def readout(self) -> nn.Linear:
