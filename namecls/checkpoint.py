@@ -418,18 +418,24 @@ def _read_json(path: Path, what: str):
     return value
 
 
+def _load_saved(folder: str | os.PathLike, tensors_file: str, json_file: str, what: str, from_saved):
+    """``from_saved(tensors, json)`` of a checkpoint part saved as a pair of files, or None if it has neither;
+    a :class:`CheckpointError` naming the JSON file if the two do not fit together."""
+    folder = Path(folder)
+    pair = _read_pair(folder, tensors_file, json_file, what)
+    if pair is None:
+        return None
+    try:
+        return from_saved(*pair)
+    except (KeyError, ValueError, TypeError, AttributeError) as err:
+        raise _fail(folder / json_file, f"{what} do not fit together ({err})") from err
+
+
 def load_conformal(folder: str | os.PathLike, config: dict):
     """The checkpoint's prediction sets (:class:`namecls.conformal.Conformal`), or None if it has none."""
     from .conformal import Conformal
 
-    folder = Path(folder)
-    pair = _read_pair(folder, CONFORMAL_TENSORS, CONFORMAL_JSON, "prediction-set data")
-    if pair is None:
-        return None
-    try:
-        return Conformal.from_saved(*pair)
-    except (KeyError, ValueError, TypeError, AttributeError) as err:
-        raise _fail(folder / CONFORMAL_JSON, f"prediction-set data do not fit together ({err})") from err
+    return _load_saved(folder, CONFORMAL_TENSORS, CONFORMAL_JSON, "prediction-set data", Conformal.from_saved)
 
 
 def load_training_names(folder: str | os.PathLike, config: dict):
@@ -447,16 +453,12 @@ def load_training_names(folder: str | os.PathLike, config: dict):
 
 def load_novelty(folder: str | os.PathLike, config: dict):
     """The checkpoint's novelty score (``namecls.novelty.Novelty``), or None if it has none."""
-    folder = Path(folder)
-    pair = _read_pair(folder, NOVELTY_TENSORS, NOVELTY_JSON, "novelty data")
-    if pair is None:
-        return None
-    from .novelty import Novelty  # only a checkpoint with novelty files needs the module
+    def from_saved(tensors, summary):
+        from .novelty import Novelty  # only a checkpoint with novelty files needs the module
 
-    try:
-        return Novelty.from_saved(*pair)
-    except (KeyError, ValueError, TypeError, AttributeError) as err:
-        raise _fail(folder / NOVELTY_JSON, f"novelty data do not fit together ({err})") from err
+        return Novelty.from_saved(tensors, summary)
+
+    return _load_saved(folder, NOVELTY_TENSORS, NOVELTY_JSON, "novelty data", from_saved)
 
 
 def load_posthoc(folder: str | os.PathLike, config: dict, metrics: dict):
