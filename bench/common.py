@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: the project root, the offline environment, the machine line, a free port."""
+"""What the benchmark scripts share: the project root, the offline environment, the machine line, a free port,
+starting and stopping a server, percentiles."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import platform
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,3 +47,30 @@ def stop_group(proc: subprocess.Popen, timeout: float) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def start_server(cmd: list[str], env: dict, log_path: Path, ready, timeout: float, poll: float):
+    """Start ``cmd`` in its own session (output to ``log_path``) and wait until ``ready()`` returns without
+    raising, trying every ``poll`` seconds; return the process. Stops it and raises RuntimeError if it exits
+    first or is not ready after ``timeout`` seconds."""
+    with open(log_path, "w") as log:  # the server writes to its own copy of the file
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; see {log_path}")
+        try:
+            ready()
+            return proc
+        except Exception:
+            time.sleep(poll)
+    stop_group(proc, timeout=15)
+    raise RuntimeError(f"server not answering after {timeout:.0f} s; see {log_path}")
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q``-th percentile of ``values`` (nearest rank), NaN for none."""
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))]

@@ -27,14 +27,13 @@ import itertools
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from common import OFFLINE, ROOT, free_port, machine, stop_group
+from common import OFFLINE, ROOT, free_port, machine, pct, start_server, stop_group
 
 NAMES = ["Nguyen", "Qin", "Slaveya", "Fernando", "Demirkan", "Ślusàrski", "O'Neill", "Mike", "Schmidt", "Rossi",
          "Papadopoulos", "Kowalski", "Yamamoto", "Abadi", "MacDonald", "van der Berg"]
@@ -73,7 +72,7 @@ def serve(port: int, torch_threads: int, concurrency_limit: int | None) -> None:
 # The clients
 
 
-def start_server(torch_threads: int, concurrency_limit: int | None, log_path: Path, timeout: float = 180):
+def start_app(torch_threads: int, concurrency_limit: int | None, log_path: Path, timeout: float = 180):
     from gradio_client import Client
 
     port = free_port()
@@ -81,21 +80,10 @@ def start_server(torch_threads: int, concurrency_limit: int | None, log_path: Pa
            "--torch-threads", str(torch_threads)]
     if concurrency_limit is not None:
         cmd += ["--concurrency-limit", str(concurrency_limit)]
-    with open(log_path, "w") as log:  # the server writes to its own copy of the file
-        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **OFFLINE}, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}; see {log_path}")
-        try:
-            Client(url, verbose=False).predict("x", api_name="/echo")
-            return proc, url
-        except Exception:
-            time.sleep(0.2)
-    stop_group(proc, timeout=15)
-    raise RuntimeError(f"server not answering after {timeout:.0f} s; see {log_path}")
+    proc = start_server(cmd, {**os.environ, **OFFLINE}, log_path,
+                        lambda: Client(url, verbose=False).predict("x", api_name="/echo"), timeout, poll=0.2)
+    return proc, url
 
 
 def diff(got: str, expected: str) -> str:
@@ -203,14 +191,6 @@ def run_phase(url: str, n_clients: int, n_requests: int, phase: str, answers: di
     return results
 
 
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    index = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
-    return values[index]
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, nargs="+", default=[16, 32], help="concurrent clients (default: 16 32)")
@@ -236,7 +216,7 @@ def main() -> None:
     for threads, limit in itertools.product(args.torch_threads, args.concurrency_limit):
         config = f"torch threads {threads}, concurrency limit {limit or 'app default'}"
         log_path = Path(tempfile.gettempdir()) / f"namecls-load-server-{os.getpid()}-{threads}-{limit}.log"
-        proc, url = start_server(threads, limit or None, log_path)
+        proc, url = start_app(threads, limit or None, log_path)
         try:
             answers = serial_answers(url)
             print(f"## {config}\n")

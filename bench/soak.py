@@ -38,14 +38,13 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from common import OFFLINE, ROOT, free_port, machine, stop_group
+from common import OFFLINE, ROOT, free_port, machine, pct, start_server, stop_group
 
 K = 3
 GENERIC = "The upstream Gradio app has raised an exception"  # gradio_client's text when the app gave no message
@@ -134,23 +133,16 @@ def start(cmd: list[str], env: dict, log_path: Path, timeout: float = 240):
 
     port = free_port()
     env = {**os.environ, **OFFLINE, **env, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd + ["--port", str(port)] if "--serve" in cmd else cmd, cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/"
-    began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}; see {log_path}")
-        try:
-            client = Client(url, verbose=False)
-            client.predict("Nguyen", "gru", K, api_name="/predict")
-            client.close()
-            return proc, url
-        except Exception:
-            time.sleep(0.5)
-    stop_group(proc, timeout=15)
-    raise RuntimeError(f"server not answering after {timeout:.0f} s; see {log_path}")
+
+    def ready():
+        client = Client(url, verbose=False)
+        client.predict("Nguyen", "gru", K, api_name="/predict")
+        client.close()
+
+    proc = start_server(cmd + ["--port", str(port)] if "--serve" in cmd else cmd, env, log_path, ready, timeout,
+                        poll=0.5)
+    return proc, url
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -260,11 +252,6 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
-
-
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))] if values else float("nan")
 
 
 def main() -> None:

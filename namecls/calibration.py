@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from scipy.special import entr, log_softmax
 
 N_BINS = 15
@@ -61,6 +60,8 @@ def fit_temperature(logits, targets, bounds: tuple[float, float] = TEMPERATURE_B
     logits, targets = np.asarray(logits, dtype=np.float64), np.asarray(targets)
     if len(targets) == 0:
         return 1.0
+    from scipy.optimize import minimize_scalar  # fitting only: inference (and start-up) never loads scipy.optimize
+
     result = minimize_scalar(lambda log_t: nll(logits, targets, math.exp(log_t)),
                              bounds=(math.log(bounds[0]), math.log(bounds[1])), method="bounded",
                              options={"xatol": 1e-6})

@@ -119,11 +119,6 @@ def _dump_json(obj):
     return write
 
 
-def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as the JSON file ``path``, atomically (one file; :func:`save` replaces whole checkpoints)."""
-    _atomic_write(Path(path), _dump_json(obj))
-
-
 def versions() -> dict:
     return {"python": platform.python_version(),
             **{package: metadata.version(package) for package in ("torch", "numpy", "scikit-learn", "unidecode")}}

@@ -225,7 +225,7 @@ def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages:
     from . import posthoc
     from .adjust import fit_logit_adjustment
     from .evaluation import predict_logits, score
-    from .experiment import model_config, train_config
+    from .experiment import checkpoint_extra, model_config, train_config
     from .models import build
     from .splits import make_split
     from .training import train
@@ -313,8 +313,7 @@ def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages:
         "test": score(test_targets, test_logits, chosen),
         **fitted.metrics,
     }
-    extra = {"protocol": split.protocol, "split_seed": split.seed, "data_fingerprint": data.fingerprint,
-             "train_config": metrics["train_config"], "trained_by": "namecls.fit", "languages": chosen}
+    extra = checkpoint_extra(data, split, metrics) | {"trained_by": "namecls.fit", "languages": chosen}
     classifier = Classifier(model, checkpoint.make_config(model, chosen, extra, fitted), metrics, None, fitted)
     metrics["seconds"] = time.perf_counter() - started
     forward({"epoch": len(history), "batches": last.get("batches", 0), "loss": last.get("loss"),

@@ -350,10 +350,7 @@ class Novelty:
 
     def score_model(self, model: torch.nn.Module, names: list[str]) -> np.ndarray:
         """:meth:`score` of normalised ``names``, running ``model`` for the states and logits it needs."""
-        states = logits = None
-        if self.needs_states or self.needs_logits:
-            states, logits = final_states(model, names)
-        return self.score(names, states, logits)
+        return self.score(names, *_inputs(self, model, names))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """What a checkpoint's ``novelty.safetensors`` would hold."""
@@ -420,12 +417,13 @@ def fit(model: torch.nn.Module, train_names: list[str], train_targets, labels: l
     }
     novelty = Novelty(tensors, summary)
     reference = list(val_names) if val_names else unique
-    feats = novelty.features(reference, *(_inputs(novelty, model, reference)))
+    inputs = _inputs(novelty, model, reference)  # the model's states and logits, run once for both uses below
+    feats = novelty.features(reference, *inputs)
     summary["standardize"] = {"mean": feats.mean(0).tolist(), "std": np.maximum(feats.std(0), 1e-12).tolist(),
                               "fitted_on": f"{len(reference)} {'clean validation' if val_names else 'training'} "
                                            "names"}
     novelty = Novelty(tensors, summary)
-    ref_scores = novelty.score(reference, *(_inputs(novelty, model, reference)))
+    ref_scores = novelty.score(reference, *inputs)
     value = float(np.quantile(ref_scores, quantile))
     summary["threshold"] = {
         "value": value, "quantile": quantile,
@@ -446,6 +444,7 @@ def fit(model: torch.nn.Module, train_names: list[str], train_targets, labels: l
 
 
 def _inputs(novelty: Novelty, model, names):
+    """(final states, final logits) of ``names`` if ``novelty`` needs them, else (None, None)."""
     if novelty.needs_states or novelty.needs_logits:
         return final_states(model, names)
     return None, None

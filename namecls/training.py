@@ -203,7 +203,7 @@ def train(model: nn.Module, train_names, train_targets, val_names, val_targets, 
             val = quick_score(val_targets, predict_logits(scored, val_names))
         row = {
             "epoch": epoch,
-            "train_loss": (total_loss / seen if seen else None) if stopped else total_loss / sum(len(b) for b in batches),
+            "train_loss": total_loss / seen if seen else None,  # a stopped epoch: over the batches it ran
             "val_accuracy": val["accuracy"],
             "val_macro_f1": val["macro_f1"],
             "seconds": time.perf_counter() - start,
