@@ -10,7 +10,8 @@ Conformal Prediction"): sort the languages by calibrated probability, most proba
 a language at rank ``r`` (1-based) scores the probability mass of the languages ranked above it, plus
 ``penalty * max(0, r - free_ranks)``. ``penalty = 0`` is the adaptive score APS (Romano et al., 2020) with its
 random ``U`` fixed at 0. The score grows with the rank and the top language scores 0, so a set is always the
-``m >= 1`` most probable languages, ``m`` = the number of languages scoring at most ``qhat``: never empty.
+``m >= 1`` most probable languages, ``m`` = the number of languages scoring at most ``qhat`` (within
+:data:`TIE_TOLERANCE`, so that a score at the threshold is in on every CPU): never empty.
 
 **The threshold.** The validation split's scores of the right language, ``s_1 … s_n``, are stored sorted, so
 any coverage can be asked for later: ``qhat(1 - alpha)`` is the ``ceil((n + 1)(1 - alpha))``-th smallest score
@@ -46,6 +47,12 @@ import numpy as np
 import torch
 
 FORMAT_VERSION = 1
+# A score within this of the threshold counts as at it. The validation score that *is* the threshold is stored in
+# float32 and recomputed, at answer time, from logits that another CPU's kernels round differently (probabilities
+# move in the 6th digit): compared exactly, that name's set held its right language on one machine and not on
+# another. Scores are probability masses (0 to 1 plus the penalty), so this widens a set only for a language whose
+# score lies within 1e-5 of the threshold.
+TIE_TOLERANCE = 1e-5
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ def set_sizes(probs, threshold: float, penalty: float = 0.0, free_ranks: int = C
     """(N,): how many of each row's most probable labels are in its set at ``threshold``. The top label scores 0
     and every threshold is a score (>= 0) or infinite, so a set is never empty."""
     _, score = sorted_scores(probs, penalty, free_ranks)
-    return (score <= threshold).sum(axis=1)
+    return (score <= threshold + TIE_TOLERANCE).sum(axis=1)
 
 
 def set_report(sizes: np.ndarray, covered: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict:
@@ -176,7 +183,8 @@ def _cross_fitted(probs: np.ndarray, targets: np.ndarray, penalty: float, config
     for fit_rows, use_rows in ((rows[0::2], rows[1::2]), (rows[1::2], rows[0::2])):
         q = qhat(np.sort(conformity(probs[fit_rows], targets[fit_rows], penalty, config.free_ranks)), config.coverage)
         sizes[use_rows] = set_sizes(probs[use_rows], q, penalty, config.free_ranks)
-        covered[use_rows] = conformity(probs[use_rows], targets[use_rows], penalty, config.free_ranks) <= q
+        covered[use_rows] = (conformity(probs[use_rows], targets[use_rows], penalty, config.free_ranks)
+                             <= q + TIE_TOLERANCE)
     return sizes, covered
 
 
