@@ -70,10 +70,16 @@ def test_neighbours_equal_a_brute_force_search(committed, kind):
         distances = np.linalg.norm(bank - trace.hidden[t].astype(np.float64), axis=1)
         expected = sorted(range(len(bank)), key=lambda i: (distances[i], i))[:8]
         got = trace.neighbours[t]
-        assert [nb.index for nb in got] == expected
-        assert [nb.name for nb in got] == [clf.explain.bank_names[i] for i in expected]
-        assert [nb.language for nb in got] == [clf.explain.bank_languages[i] for i in expected]
-        np.testing.assert_allclose([nb.distance for nb in got], distances[expected], rtol=1e-9)
+        # Two codes (scipy's cdist, numpy's norm) may round a distance differently in its last bits, so two
+        # candidates closer than that may trade places; apart from such near-ties the lists are the same.
+        near_tie = 1e-9 * distances[expected[-1]]
+        index = [nb.index for nb in got]
+        assert np.all(np.diff(distances[index]) >= -near_tie)  # nearest first
+        assert distances[index].max() <= distances[expected[-1]] + near_tie  # none farther than the 8th nearest
+        assert {i for i in expected if distances[i] < distances[expected[-1]] - near_tie} <= set(index)
+        assert [nb.name for nb in got] == [clf.explain.bank_names[i] for i in index]
+        assert [nb.language for nb in got] == [clf.explain.bank_languages[i] for i in index]
+        np.testing.assert_allclose([nb.distance for nb in got], distances[index], rtol=1e-9)
         assert clf.neighbours(trace.hidden[t], n=3) == got[:3]
 
 
