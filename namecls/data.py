@@ -79,6 +79,9 @@ class Normalized:
         return self.text != self.original
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def normalize(name: str) -> Normalized:
     """Transliterate ``name`` with unidecode and keep only ALPHABET; report the characters dropped.
 
@@ -110,7 +113,15 @@ def check_raw(name) -> str:
         raise ValueError(f"a name must be a string, not {type(name).__name__}")
     if len(name) > 4 * MAX_NAME_LENGTH:  # refuse absurd input before transliterating it
         raise ValueError(f"name is too long: {len(name)} characters (at most {MAX_NAME_LENGTH})")
+    if (surrogate := _SURROGATE.search(name)) is not None:  # half a UTF-16 pair (JSON "\ud800"): not text
+        raise ValueError(f"name is not valid text: it holds U+{ord(surrogate.group()):04X}, half of a UTF-16 "
+                         "character pair")
     return name
+
+
+def printable(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD, so that it can be sent back as UTF-8."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def check_normalized(norm: Normalized) -> Normalized:

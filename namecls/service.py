@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .conformal import CONFIG as CONFORMAL
-from .data import ALPHABET, Normalized, check_normalized, check_raw, normalize
+from .data import ALPHABET, Normalized, check_normalized, check_raw, normalize, printable
 from .inference import MODEL_NAMES, Classifier, load
 
 MAX_BATCH_NAMES = 10_000  # names per batch, uploaded, pasted or sent to /predict_batch
@@ -179,7 +179,7 @@ def predict_batch(models, names, model: str = "gru", k: int = 3) -> list[dict]:
             norm = normalize(check_raw(name))
             _check_normalized(norm)
         except ValueError as err:
-            shown = name if isinstance(name, str) else _preview(name, 100)
+            shown = printable(name) if isinstance(name, str) else _preview(name, 100)
             rows.append({"name": shown[:100], "normalized": "" if norm is None else norm.text, "top_k": {},
                          "error": str(err)})
             continue

@@ -6,6 +6,7 @@ Service-level: no server here (``tests/test_hostile.py`` sends the same values o
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -157,6 +158,26 @@ def test_batch_rows_carry_the_same_messages_as_single_calls(models, name, messag
         service.predict(models, name, "gru", 3)
     (row,) = service.predict_batch(models, [name], "gru", 3)
     assert row["error"] == str(info.value)
+
+
+@pytest.mark.parametrize("name", ["\ud800Smith", "Smith\udfff", "Li\ud83d"], ids=repr)
+def test_a_lone_surrogate_is_refused_everywhere_with_an_answer_that_can_be_sent(models, name):
+    """Half a UTF-16 pair (valid in JSON as "\\ud800") is not text: every call refuses it with the same message, and
+    what comes back (the message, a batch row) can be encoded as UTF-8 — the server sends it as JSON."""
+    message = "name is not valid text"
+    calls = [lambda: service.predict(models, name, "gru", 3),
+             lambda: service.predict_details(models, name, "gru", 3),
+             lambda: service.trace(models, name, "rnn"),
+             lambda: service.check_name(name)]
+    for call in calls:
+        with pytest.raises(ValueError, match=message) as info:
+            call()
+        str(info.value).encode("utf-8")  # no surrogate in the message
+    rows = service.predict_batch(models, [name, "Smith"], "gru", 3)
+    assert rows[0]["error"].startswith(message) and rows[0]["top_k"] == {}
+    assert rows[1]["error"] is None and rows[1]["top1"]
+    assert "\ufffd" in rows[0]["name"]
+    json.dumps(rows, ensure_ascii=False).encode("utf-8")
 
 
 # ---------------------------------------------------------------------------------------------------------------
