@@ -1024,6 +1024,18 @@ def test_sets_md_gives_the_measured_coverage_size_and_least_covered_languages():
     assert model_card.sets_md({}) == "" and model_card.sets_md({"conformal": {"coverage_asked": 0.9}}) == ""
 
 
+def test_a_checkpoint_label_is_text_not_markup_in_the_model_card():
+    """A label is the checkpoint's to choose: in the Model card it must read as text (a label "<img src=…>" once
+    made the visitor's browser fetch a URL)."""
+    m = fake_metrics()
+    per = m["conformal"]["test"]["per_language"]
+    evil = '<img src="http://example.invalid/x.png">'
+    per[evil] = {**per[LABELS[5]], "coverage": 0.0}  # the least covered: listed first
+    m["test"]["per_language"][evil] = m["test"]["per_language"][LABELS[5]]
+    for text in (model_card.sets_md(m), model_card.test_share_md(m, evil)):
+        assert "<img" not in text and "&lt;img src=&quot;http://example.invalid/x.png&quot;&gt;" in text
+
+
 def test_confusion_figure_colours_rows_by_share_and_prints_counts():
     m = fake_metrics()
     fig = figures.confusion_figure(m, LABELS)

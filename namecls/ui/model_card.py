@@ -14,7 +14,7 @@ from gradio.components.plot import PlotData
 from gradio.processing_utils import encode_plot_to_base64
 
 from .figures import CARD_FIGURES, card_figures
-from .html import MODEL_LABELS, percent
+from .html import MODEL_LABELS, esc, percent
 
 LIMITATIONS_MD = """\
 ### Limitations — read before you trust an answer
@@ -97,7 +97,7 @@ def sets_md(metrics: dict) -> str:
             f"sets held the right language **{percent(test['coverage'])}** "
             f"of the time, with {test['mean_size']:.2f} languages on average and one language "
             f"{percent(test['singletons'])} of the time. The promise is over names, not per language: "
-            + ", ".join(f"{lang} {percent(cov)} ({per[lang]['support']} names)" for cov, lang in low)
+            + ", ".join(f"{esc(lang)} {percent(cov)} ({per[lang]['support']} names)" for cov, lang in low)
             + " are the least covered among languages with at least 5 test names (see the table).")
 
 
@@ -167,7 +167,7 @@ def test_share_md(metrics: dict, language: str = "Russian") -> str:
     if not total or language not in per:
         return ""
     n = per[language]["support"]
-    return f"{language} is {percent(n / total)} of this test set ({n:,} of {total:,} names)."
+    return f"{esc(language)} is {percent(n / total)} of this test set ({n:,} of {total:,} names)."
 
 
 def build(models: dict, ui: dict) -> None:
