@@ -140,6 +140,88 @@ def test_stop_event_already_set(tiny_data_dir):
     assert len(clf.predict("Gorbag", k=4)) == 4
 
 
+def _fit_module():
+    import sys
+
+    return sys.modules["namecls.fit"]
+
+
+def _calls_after(event: threading.Event, monkeypatch, *names: str) -> list[str]:
+    """Record which of the post-training steps (``namecls.posthoc.fit``, ``namecls.evaluation.predict_logits``,
+    ``namecls.adjust.fit_logit_adjustment``) run once ``event`` is set."""
+    import namecls.adjust
+    import namecls.evaluation
+    import namecls.posthoc
+
+    called = []
+    modules = {"fit": namecls.posthoc, "predict_logits": namecls.evaluation,
+               "fit_logit_adjustment": namecls.adjust}
+    for name in names:
+        original = getattr(modules[name], name)
+
+        def wrapped(*args, _original=original, _name=name, **kwargs):
+            if event.is_set():
+                called.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(modules[name], name, wrapped)
+    return called
+
+
+def test_abort_from_the_callback_stops_after_that_batch_and_makes_no_model(tiny_data_dir, monkeypatch):
+    """``abort``: the caller has gone. Training stops as with ``stop``, but the post-training fits are skipped and
+    fit raises FitAborted (a stopped fit would spend them on a model nobody takes)."""
+    monkeypatch.setitem(FIT_DEFAULTS, "gru", replace(FIT_DEFAULTS["gru"], progress_every=3))
+    abort, calls = threading.Event(), []
+
+    def on_progress(info):
+        calls.append(info)
+        if info["batches"] == 3:
+            abort.set()
+
+    after = _calls_after(abort, monkeypatch, "fit", "predict_logits", "fit_logit_adjustment")
+    with pytest.raises(_fit_module().FitAborted, match="after training"):
+        namecls.fit(tiny_data_dir, epochs=50, on_progress=on_progress, abort=abort, **SMALL)
+    assert [c["batches"] for c in calls] == [3, 3]  # that batch's report, then its partial epoch's; no final
+    assert after == []  # no logit adjustment, no logits of the validation or test names, no posthoc fit
+
+
+def test_abort_already_set_trains_nothing(tiny_data_dir):
+    abort, calls = threading.Event(), []
+    abort.set()
+    with pytest.raises(_fit_module().FitAborted, match="before training"):
+        namecls.fit(tiny_data_dir, epochs=5, on_progress=calls.append, abort=abort, **SMALL)
+    assert calls == []
+
+
+def test_abort_during_the_post_training_fits_skips_the_rest(tiny_data_dir, monkeypatch):
+    import namecls.adjust
+
+    abort = threading.Event()
+    adjust = namecls.adjust.fit_logit_adjustment
+
+    def adjust_then_abort(*args, **kwargs):
+        result = adjust(*args, **kwargs)
+        abort.set()  # the page closes while the first post-training step runs
+        return result
+
+    monkeypatch.setattr(namecls.adjust, "fit_logit_adjustment", adjust_then_abort)
+    after = _calls_after(abort, monkeypatch, "fit", "predict_logits")
+    with pytest.raises(_fit_module().FitAborted, match="after the logit adjustment"):
+        namecls.fit(tiny_data_dir, epochs=1, abort=abort, **SMALL)
+    assert after == []
+
+
+def test_stop_with_an_abort_event_unset_still_gives_a_model(tiny_data_dir, monkeypatch):
+    stop, abort = threading.Event(), threading.Event()
+    stop.set()
+    after = _calls_after(stop, monkeypatch, "fit", "predict_logits", "fit_logit_adjustment")
+    clf = namecls.fit(tiny_data_dir, epochs=5, stop=stop, abort=abort, **SMALL)
+    assert clf.metrics["stopped_by"] == "stop" and len(clf.predict("Gorbag", k=4)) == 4
+    # The post-training fits ran (what the abort tests see skipped is seen here when they run).
+    assert sorted(after) == ["fit", "fit_logit_adjustment", "predict_logits", "predict_logits"]
+
+
 def test_classifier_predicts_and_traces(fitted):
     _, clf, _ = fitted
     assert clf.source is None and "source=None" in repr(clf)
