@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -57,6 +58,10 @@ def clf(saved):
 # --- round trip ------------------------------------------------------------------------------------------------
 
 def test_round_trip_same_outputs(saved, clf):
+    """Exact on purpose: both sides are computed here, in this process, by the same kernels from bit-identical
+    weights (test_weights_are_safetensors_not_pickle), so any difference is the round trip's, not the CPU's. A
+    comparison with numbers recorded on another machine (the committed files) must allow float32 kernel differences
+    instead (rtol ~1e-5, atol ~1e-6 on probabilities and logits)."""
     kind, model, folder = saved
     assert clf.kind == kind
     assert clf.labels == LANGUAGES
@@ -391,15 +396,16 @@ def test_non_finite_weights(broken, value):
     assert key in message and "finite" in message
 
 
-@pytest.mark.parametrize("bad", [1e-300, 1e-40, 1e-30, 1e3, 5e3, 1e308, 10 ** 400, "inf", "nan", [1.0], {}],
+@pytest.mark.parametrize("bad", [1e-300, 1e-40, 1e-30, 1e3, 5e3, 1e308, 10 ** 400, "inf", "nan", [1.0], {}, True,
+                                 -1.0, 0, "1.0", None],
                          ids=["1e-300", "subnormal", "tiny-normal", "1e3", "5e3", "1e308", "huge-int", "inf", "nan",
-                              "list", "dict"])
+                              "list", "dict", "bool", "negative", "zero", "string", "null"])
 def test_temperature_must_be_a_normal_float32_in_range(broken, bad):
     """1e-300 becomes 0 in float32 (every probability NaN); 1e-40 is subnormal; 1e-30 overflows logits / T."""
     path = broken / "config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
     config["temperature"] = "__T__"
-    text = {"inf": "Infinity", "nan": "NaN"}[bad] if isinstance(bad, str) else json.dumps(bad)
+    text = {"inf": "Infinity", "nan": "NaN"}.get(bad, json.dumps(bad)) if isinstance(bad, str) else json.dumps(bad)
     path.write_text(json.dumps(config).replace('"__T__"', text), encoding="utf-8")
     assert "temperature" in _load_error(broken, "config.json")
 
@@ -419,7 +425,11 @@ def test_a_good_temperature_loads(broken, good):
     lambda c: c["labels"].__setitem__(0, "  "),
     lambda c: c.update(labels={str(i): label for i, label in enumerate(c["labels"])}),
     lambda c: c.update(labels="".join(c["labels"])[:18]),
-], ids=["a-list", "a-dict", "an-int", "null", "empty", "blank", "labels-a-dict", "labels-a-string"])
+    lambda c: c["labels"].__setitem__(0, True),
+    lambda c: c.update(labels=True),
+    lambda c: c.update(labels=None),
+], ids=["a-list", "a-dict", "an-int", "null", "empty", "blank", "labels-a-dict", "labels-a-string", "a-bool",
+        "labels-a-bool", "labels-null"])
 def test_labels_must_be_distinct_non_empty_strings(broken, edit):
     _edit_config(broken, edit)
     assert "labels" in _load_error(broken, "config.json")
@@ -464,3 +474,258 @@ def test_every_json_file_has_a_size_cap_with_margin():
         require((folder / "config.json").is_file(), f"no committed checkpoints/{kind}")
         for path in folder.glob("*.json"):
             assert path.stat().st_size * 8 <= checkpoint.JSON_MAX_BYTES[path.name], path
+
+
+# --- values that make every answer wrong (issue 18, part 2.5) ---------------------------------------------------
+# Each attack once loaded: a NaN dropout (every predict raised RuntimeError), a finite 1e38 weight (every
+# probability NaN, the prediction set ['Arabic'], low_confidence False), a NaN low-confidence threshold (nothing
+# ever flagged).
+
+
+@pytest.fixture(params=KINDS)
+def committed(request, tmp_path):
+    """(kind, a private copy of the committed checkpoints/<kind> folder), to damage."""
+    source = CHECKPOINTS / request.param
+    require((source / "config.json").is_file(), f"no committed checkpoints/{request.param}")
+    folder = tmp_path / request.param
+    shutil.copytree(source, folder)
+    return request.param, folder
+
+
+def _zip_of(folder, path):
+    """The files of ``folder`` as a checkpoint zip, written directly (save_zip refuses a folder that does not load)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for file in sorted(folder.iterdir()):
+            zf.write(file, file.name)
+    return path
+
+
+def _refused_everywhere(folder, tmp_path, file_name: str, *words) -> str:
+    """The CheckpointError of loading ``folder`` by checkpoint.load, namecls.load and as a zip, and of packing it
+    with save_zip; each names ``file_name`` (a path inside ``folder``, or the folder itself for "") and ``words``."""
+    message = _load_error(folder, file_name)
+    for word in words:
+        assert word in message, message
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.load(folder)
+    assert str(info.value) == message
+    with pytest.raises(CheckpointError, match=re.escape(words[0])):
+        checkpoint.save_zip(folder, tmp_path / "packed.zip")
+    assert not (tmp_path / "packed.zip").exists()
+    with pytest.raises(CheckpointError) as info:  # the zip path names the file inside the extracted folder
+        namecls.load(_zip_of(folder, tmp_path / "broken.zip"))
+    assert all(word in str(info.value) for word in words) and (not file_name or file_name in str(info.value))
+    return message
+
+
+def test_committed_checkpoints_load_and_pass_the_probe(committed):
+    kind, folder = committed
+    model, config, _ = checkpoint.load(folder)
+    assert not model.training
+    x, lengths = pad_batch(list(checkpoint.PROBE_NAMES))
+    with torch.no_grad():
+        probs = torch.softmax(model.steps(x, lengths).logits / config["temperature"], dim=-1)
+    sums = probs.sum(dim=-1)[torch.arange(x.shape[1]) < lengths[:, None]]
+    torch.testing.assert_close(sums, torch.ones_like(sums), rtol=1e-5, atol=1e-5)  # float32 rounding only
+
+
+@pytest.mark.parametrize("committed", ["gru"], indirect=True)  # the RNN has no dropout
+def test_attack_nan_dropout(tmp_path, committed):
+    kind, folder = committed
+    _edit_config(folder, lambda c: c["model"].update(dropout=float("nan")))
+    assert '"dropout": NaN' in (folder / "config.json").read_text()
+    message = _refused_everywhere(folder, tmp_path, "config.json", "model.dropout", "nan")
+    assert "retrain" in message and "git checkout" in message
+
+
+def test_attack_absurd_finite_weight(tmp_path, committed):
+    """head.weight[0] = 1e38 (the RNN: i2o.weight[0]): finite, so the finiteness check passed, but a logit overflows
+    to infinity and every probability is NaN. The probe refuses it, naming the folder and its weights file."""
+    from safetensors.torch import load_file, save_file
+
+    kind, folder = committed
+    path = folder / "model.safetensors"
+    tensors = load_file(path)
+    tensors["head.weight" if kind == "gru" else "i2o.weight"][0] = 1e38
+    save_file(tensors, path)
+    message = _refused_everywhere(folder, tmp_path, "", "its weights give non-finite probabilities",
+                                  "model.safetensors")
+    assert message.startswith(f"{folder}: ") and "retrain" in message and f"git checkout -- {folder}" in message
+
+
+@pytest.mark.parametrize("score", ["top_probability", "entropy"])
+def test_attack_nan_threshold(tmp_path, committed, score):
+    kind, folder = committed
+    _edit_config(folder, lambda c: c["low_confidence"].update(score=score, threshold=float("nan")))
+    _refused_everywhere(folder, tmp_path, "config.json", "low_confidence.threshold", "nan")
+
+
+def test_the_probe_reads_every_character(tmp_path):
+    """A weight that overflows only on the letter z: 'Smith' stays finite, 'Lopez' is all NaN. The probe's pieces
+    of ALPHABET read every character, so it is refused."""
+    from namecls.data import CHAR_TO_INDEX
+
+    model = make_model("rnn")
+    with torch.no_grad():
+        model.i2o.weight[0, CHAR_TO_INDEX["z"]] = 3e38
+        model.i2o.bias[0] = 3e38
+        probs = {name: torch.softmax(model(*pad_batch([name])), dim=-1) for name in ("Smith", "Lopez")}
+    assert torch.isfinite(probs["Smith"]).all() and torch.isnan(probs["Lopez"]).all()
+    assert set("".join(checkpoint.PROBE_NAMES)) == set(ALPHABET)
+    assert any(len(name) == 1 for name in checkpoint.PROBE_NAMES)
+    checkpoint.save(tmp_path / "z", model, LANGUAGES, {}, {})
+    message = _load_error(tmp_path / "z", "")
+    assert "its weights give non-finite probabilities" in message and "yzABCDEFGHIJ" in message
+    assert "'Smith'" not in message
+
+
+def test_the_probe_runs_in_eval_mode_without_grad(saved, monkeypatch):
+    seen = []
+    steps = type(saved[1]).steps
+
+    def spy(self, x, lengths):
+        seen.append((self.training, torch.is_grad_enabled()))
+        return steps(self, x, lengths)
+
+    monkeypatch.setattr(type(saved[1]), "steps", spy)
+    checkpoint.load(saved[2])
+    assert seen == [(False, False)]
+
+
+# Each case: (kinds it applies to, field path in config.json, JSON text of the bad value). The value is spliced in
+# as text so NaN / Infinity / true reach the parser as a hostile file would have them.
+NAN, INF = "NaN", "Infinity"
+MODEL_CASES = {
+    "hidden_size": ["true", "false", "12.0", '"12"', NAN, INF, "-1", "0", "4097", "null", "[12]", str(10 ** 400)],
+    "num_classes": ["true", "1", "0", "1001", "18.0", NAN],
+    "vocab_size": ["58", "60", "true", "59.0", '"59"', NAN],
+}
+GRU_CASES = {
+    "embedding_size": ["true", "0", "-6", "4097", "6.5", NAN, INF],
+    "num_layers": ["true", "0", "17", "2.0", '"2"', INF, "-1"],
+    "dropout": [NAN, INF, "-Infinity", "-0.1", "1", "1.0", "1.5", "true", '"0.3"', "null"],
+}
+RNN_CASES = {"learn_initial_state": ["1", "0", '"true"', "null", NAN]}
+
+
+def _splice(folder, keys: tuple, text: str) -> None:
+    """Set config.json's ``keys`` path to the JSON ``text``."""
+    path = folder / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    node = config
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = "__BAD__"
+    path.write_text(json.dumps(config).replace('"__BAD__"', text), encoding="utf-8")
+
+
+def _cases(table: dict, kinds: list[str]):
+    return [pytest.param(kind, field, text, id=f"{kind}-{field}={text[:12]}")
+            for kind in kinds for field, texts in table.items() for text in texts]
+
+
+@pytest.mark.parametrize("kind, field, text", _cases(MODEL_CASES, KINDS) + _cases(GRU_CASES, ["gru"])
+                         + _cases(RNN_CASES, ["rnn"]))
+def test_model_fields_must_have_their_type_and_range(tmp_path, kind, field, text):
+    save_model(tmp_path / kind, kind)
+    _splice(tmp_path / kind, ("model", field), text)
+    message = _load_error(tmp_path / kind, "config.json")
+    assert f"model.{field}" in message, message
+
+
+@pytest.mark.parametrize("kind, field, value", [("gru", "dropout", 0), ("gru", "dropout", 0.0),
+                                                ("gru", "dropout", 0.999), ("rnn", "learn_initial_state", False)])
+def test_good_model_field_values_load(tmp_path, kind, field, value):
+    save_model(tmp_path / kind, kind)
+    _edit_config(tmp_path / kind, lambda c: c["model"].update({field: value}))
+    assert getattr(namecls.load(tmp_path / kind).model.config, field) == value
+
+
+def test_a_model_too_large_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    save_model(tmp_path / "gru", "gru")
+    _edit_config(tmp_path / "gru", lambda c: c["model"].update(hidden_size=4096, num_layers=16, embedding_size=4096))
+    monkeypatch.setattr(checkpoint, "build", lambda config: pytest.fail("built a model of 1.6 G parameters"))
+    message = _load_error(tmp_path / "gru", "config.json")
+    assert "MAX_PARAMETERS" in message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_model_larger_than_its_weights_is_refused_before_it_is_built(tmp_path, monkeypatch, kind):
+    """Within every cap (a few hundred MB once built) but not what the tiny weights file holds."""
+    save_model(tmp_path / kind, kind)
+    _edit_config(tmp_path / kind, lambda c: c["model"].update(hidden_size=2048))
+    monkeypatch.setattr(checkpoint, "build", lambda config: pytest.fail("built the model before comparing"))
+    message = _load_error(tmp_path / kind, "model.safetensors")
+    assert "config.json" in message
+
+
+@pytest.mark.parametrize("kind, hidden, embedding, layers, classes",
+                         [("rnn", 1, 0, 1, 2), ("rnn", 12, 0, 1, 18), ("rnn", 512, 0, 1, 5),
+                          ("gru", 1, 1, 1, 2), ("gru", 10, 6, 2, 18), ("gru", 32, 8, 3, 7)])
+def test_parameter_count_is_the_built_models(kind, hidden, embedding, layers, classes):
+    if kind == "rnn":
+        config = RNNConfig(num_classes=classes, hidden_size=hidden)
+    else:
+        config = GRUConfig(num_classes=classes, hidden_size=hidden, embedding_size=embedding, num_layers=layers)
+    assert checkpoint.parameter_count(config) == sum(v.numel() for v in build(config).state_dict().values())
+
+
+RULE_CASES = [
+    ("threshold", NAN), ("threshold", INF), ("threshold", "-Infinity"), ("threshold", "-0.1"), ("threshold", "1.5"),
+    ("threshold", "true"), ("threshold", '"0.5"'), ("threshold", "null"), ("threshold", "[0.5]"),
+    ("target_accuracy", NAN), ("target_accuracy", "1.5"), ("target_accuracy", "true"), ("target_accuracy", "-1"),
+    ("score", '"margin"'), ("score", "null"), ("score", "1"), ("rule", "7"), ("rule", "null"),
+]
+
+
+@pytest.mark.parametrize("field, text", RULE_CASES, ids=[f"{f}={t[:10]}" for f, t in RULE_CASES])
+def test_low_confidence_rule_numbers_must_be_finite_and_in_range(broken, field, text):
+    _edit_config(broken, lambda c: c.update(low_confidence={"score": "top_probability", "threshold": 0.7,
+                                                             "target_accuracy": 0.5, "rule": "below 0.7"}))
+    _splice(broken, ("low_confidence", field), text)
+    assert "low_confidence" in _load_error(broken, "config.json")
+
+
+@pytest.mark.parametrize("rule", [None, "a string", [0.5], {}, {"score": "top_probability"}],
+                         ids=["null-is-the-default", "string", "list", "empty", "no-threshold"])
+def test_low_confidence_rule_must_be_an_object_with_a_threshold(broken, rule):
+    _edit_config(broken, lambda c: c.update(low_confidence=rule))
+    if rule is None:  # absent or null: the default rule (an uncalibrated checkpoint)
+        assert namecls.load(broken).low_confidence_rule["threshold"] == 0.5
+    else:
+        assert "low_confidence" in _load_error(broken, "config.json")
+
+
+def test_entropy_threshold_is_in_nats_up_to_ln_num_classes(broken):
+    import math
+
+    _edit_config(broken, lambda c: c.update(low_confidence={"score": "entropy", "threshold": math.log(18) + 0.01}))
+    assert "low_confidence.threshold" in _load_error(broken, "config.json")
+    for good in (0, 2.0, math.log(18)):
+        _edit_config(broken, lambda c: c.update(low_confidence={"score": "entropy", "threshold": good}))
+        assert namecls.load(broken).low_confidence_rule["threshold"] == good
+
+
+@pytest.mark.parametrize("threshold", [0, 0.0, 0.7, 1, 1.0])
+def test_good_top_probability_thresholds_load(broken, threshold):
+    _edit_config(broken, lambda c: c.update(low_confidence={"score": "top_probability", "threshold": threshold}))
+    assert namecls.load(broken).low_confidence_rule["threshold"] == threshold
+
+
+FACT_CASES = [
+    ("format_version", "2"), ("format_version", "0"), ("format_version", "true"), ("format_version", '"1"'),
+    ("format_version", "1.0"), ("normalization", '"lowercase only"'), ("normalization", "7"),
+    ("protocol", '""'), ("protocol", "7"), ("protocol", "null"), ("split_seed", "true"), ("split_seed", "-1"),
+    ("split_seed", "1.5"), ("split_seed", NAN), ("split_seed", str(1 << 32)), ("split_seed", '"3"'),
+    ("data_fingerprint", "7"), ("data_fingerprint", "null"), ("train_config", "[]"), ("train_config", "null"),
+    ("train_config", '{"lr": NaN}'), ("train_config", '{"epochs": 3, "clip": Infinity}'), ("versions", "[]"),
+    ("versions", '{"torch": 2}'),
+]
+
+
+@pytest.mark.parametrize("field, text", FACT_CASES, ids=[f"{f}={t[:10]}" for f, t in FACT_CASES])
+def test_training_facts_must_have_their_type(broken, field, text):
+    _splice(broken, (field,), text)
+    assert field in _load_error(broken, "config.json")
