@@ -7,27 +7,34 @@ one name character by character, on the committed checkpoints.
 
 ``batch`` streams: it reads, classifies (:func:`namecls.bulk.annotate`, the library's batch path) and writes one
 chunk at a time, so its memory stays flat however long the file is. Bad input (an unknown model, a missing file or
-column, an unreadable file, an unknown extension) ends the command with one line on stderr, ``namecls: error: …``,
-and exit code 2, never a traceback; an output file is written beside its final name and renamed there only when
-the whole input went through.
+column, an unreadable file, an unknown extension, a CSV/TSV row with more or fewer fields than its header) ends
+the command with one line on stderr, ``namecls: error: …``, and exit code 2, never a traceback; an output file is
+written beside its final name and renamed there only when the whole input went through (Ctrl-C or a SIGTERM
+removes it). Text cells of a CSV, TSV or TXT output that a spreadsheet would run as a formula are defused as the
+app's Batch tab download defuses them (``--raw-cells`` writes them as they are).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
+import io
 import itertools
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import bulk, service
 from .inference import MODEL_NAMES
 
+TAB = "\t"
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "txt", ".parquet": "parquet"}
 STREAM_FORMATS = ("csv", "tsv", "txt")  # what stdin and stdout ("-") can carry
-SEPARATORS = {"csv": ",", "tsv": "\t", "txt": "\t"}  # a .txt output is written tab-separated, with a header
+SEPARATORS = {"csv": ",", "tsv": TAB, "txt": TAB}  # a .txt output is written tab-separated, with a header
 DEFAULT_CHUNK = service.MAX_BATCH_NAMES
 
 
@@ -112,9 +119,58 @@ def _format(place: str, forced: str | None, role: str) -> str:
     return FORMATS[suffix]
 
 
+def _header_names(fields: list[str], sep: str) -> list[str]:
+    """The column names pandas' ``read_csv`` gives a header row (a repeated name gets ``.1``, an empty one
+    ``Unnamed: i``), so the columns are named as they always were."""
+    import pandas as pd
+
+    text = io.StringIO()
+    csv.writer(text, delimiter=sep).writerow(fields)
+    return [str(name) for name in pd.read_csv(io.StringIO(text.getvalue()), sep=sep, dtype=str, nrows=0).columns]
+
+
+def _read_delimited(handle, sep: str, chunk_size: int):
+    """pandas frames of at most ``chunk_size`` rows from a CSV/TSV handle: a header row, every cell text as it is,
+    blank lines skipped. Every row must have as many fields as the header: one with more or fewer (which pandas'
+    reader would shift into an index or pad with empty cells without a word) is a ``ValueError`` naming its line,
+    and so is a quote left open or followed by text."""
+    import pandas as pd
+
+    reader = csv.reader(handle, delimiter=sep, strict=True)
+    quote_hint = f" (quote a field that holds a {'tab' if sep == TAB else 'comma'})"
+    names, rows, start, line = None, [], 0, 0  # line: the last physical line read (a quoted field may span lines)
+
+    def frame():
+        columns = zip(*rows) if rows else [()] * len(names)
+        return pd.DataFrame({name: pd.array(list(cells), dtype="str") for name, cells in zip(names, columns)},
+                            index=pd.RangeIndex(start, start + len(rows)))
+
+    try:
+        for fields in reader:
+            at, line = line + 1, reader.line_num
+            if not fields:  # a blank line
+                continue
+            if names is None:
+                names = _header_names(fields, sep)
+                continue
+            if len(fields) != len(names):
+                raise ValueError(f"line {at} has {len(fields)} field{'s' * (len(fields) != 1)}, the header has "
+                                 f"{len(names)}{quote_hint if len(fields) > len(names) else ''}")
+            rows.append(fields)
+            if len(rows) == chunk_size:
+                yield frame()
+                start, rows = start + len(rows), []
+    except csv.Error as err:
+        raise ValueError(f"line {line + 1}: {err}") from None
+    if names is None:
+        raise ValueError("it is empty: a CSV or TSV input needs a header row")
+    if rows or not start:  # the last rows; an empty table still gives its (empty) frame
+        yield frame()
+
+
 def _read_text(handle, fmt: str, chunk_size: int, column: str):
-    """pandas frames of at most ``chunk_size`` rows from a CSV/TSV (header row, every cell read as text, as it is)
-    or TXT (one name a line, blank lines skipped, as the app's Batch tab reads them) handle."""
+    """pandas frames of at most ``chunk_size`` rows from a CSV/TSV (:func:`_read_delimited`) or TXT (one name a
+    line, blank lines skipped, as the app's Batch tab reads them) handle."""
     import pandas as pd
 
     if fmt == "txt":
@@ -124,8 +180,7 @@ def _read_text(handle, fmt: str, chunk_size: int, column: str):
         for chunk in itertools.chain([first], chunks):  # an empty file still gives its (empty) table
             yield pd.DataFrame({column: pd.array(chunk, dtype="str")})
         return
-    yield from pd.read_csv(handle, sep=SEPARATORS[fmt], dtype=str, keep_default_na=False, na_filter=False,
-                           chunksize=chunk_size)
+    yield from _read_delimited(handle, SEPARATORS[fmt], chunk_size)
 
 
 def _read_parquet(path: Path, chunk_size: int):
@@ -170,14 +225,49 @@ def _name_column(columns, wanted: str | None, label: str) -> str:
                      f"--column (its columns: {', '.join(map(str, columns)) or 'none'})")
 
 
-class _TextSink:
-    """Writes frames one after another to a text handle as CSV or TSV, the header before the first."""
+def _is_text(dtype) -> bool:
+    """Whether a column's cells are text (str, object, category, Arrow string or dictionary-encoded string)."""
+    import pandas as pd
+    import pyarrow as pa
 
-    def __init__(self, handle, fmt: str):
-        self.handle, self.separator, self.header = handle, SEPARATORS[fmt], True
+    return pd.api.types.is_string_dtype(dtype) or (isinstance(dtype, pd.ArrowDtype)
+                                                   and pa.types.is_dictionary(dtype.pyarrow_dtype))
+
+
+def _defused(frame):
+    """``frame`` with every text cell that a spreadsheet would run as a formula (= + - @ first, or a tab or
+    carriage return) quoted with a leading apostrophe: :func:`namecls.service._defuse`, as the Batch tab's CSV
+    download does; the column names too."""
+    safe = frame.copy(deep=False)
+    safe.columns = [service._defuse(name) for name in frame.columns]
+    for i, dtype in enumerate(frame.dtypes):
+        if _is_text(dtype):
+            safe.isetitem(i, frame.iloc[:, i].map(service._defuse))
+    return safe
+
+
+def _has_cr(frame) -> bool:
+    """Whether a text cell (or a column name) holds a carriage return, which ``to_csv`` (lines ending in \\n) would
+    leave unquoted, so that a reader or spreadsheet splits the row there."""
+    def cr(value):
+        return isinstance(value, str) and "\r" in value
+
+    return any(map(cr, frame.columns)) or any(frame.iloc[:, i].map(cr).any()
+                                              for i, dtype in enumerate(frame.dtypes) if _is_text(dtype))
+
+
+class _TextSink:
+    """Writes frames one after another to a text handle as CSV or TSV, the header before the first; with
+    ``defuse``, formula-like text cells defused (:func:`_defused`). A frame with a carriage return in a cell is
+    written with every text cell quoted, so the cell stays whole."""
+
+    def __init__(self, handle, fmt: str, defuse: bool = True):
+        self.handle, self.separator, self.header, self.defuse = handle, SEPARATORS[fmt], True, defuse
 
     def __call__(self, frame) -> None:
-        frame.to_csv(self.handle, sep=self.separator, index=False, header=self.header)
+        frame = _defused(frame) if self.defuse else frame
+        frame.to_csv(self.handle, sep=self.separator, index=False, header=self.header,
+                     quoting=csv.QUOTE_NONNUMERIC if _has_cr(frame) else csv.QUOTE_MINIMAL)
         self.header = False
 
 
@@ -201,11 +291,12 @@ class _ParquetSink:
 
 
 @contextlib.contextmanager
-def _sink(place: str, fmt: str):
+def _sink(place: str, fmt: str, defuse: bool = True):
     """A function that writes one annotated frame after another: to stdout, or to a temporary file beside
-    ``place`` that is renamed to ``place`` when the block ends without an error (and removed if it does not)."""
+    ``place`` that is renamed to ``place`` when the block ends without an error (and removed if it does not, be it
+    an error, Ctrl-C or SIGTERM). ``defuse``: text output's formula-like cells are defused (:class:`_TextSink`)."""
     if place == "-":
-        yield _TextSink(sys.stdout, fmt)
+        yield _TextSink(sys.stdout, fmt, defuse)
         sys.stdout.flush()
         return
     final = Path(place)
@@ -218,7 +309,7 @@ def _sink(place: str, fmt: str):
                 yield sink
         else:
             with open(partial, "w", encoding="utf-8", newline="") as handle:
-                yield _TextSink(handle, fmt)
+                yield _TextSink(handle, fmt, defuse)
         os.replace(partial, final)
     finally:
         partial.unlink(missing_ok=True)
@@ -265,9 +356,9 @@ def batch(args: argparse.Namespace) -> None:
     out_format = _format(args.output, args.format, "output")
     k = bulk.check_k(args.model, args.k)  # loads the checkpoint now: the progress bar's rate leaves it out
     frames, column = _input(args, in_format, k)
-    with _sink(args.output, out_format) as write, tqdm(total=_row_count(args.input, in_format), unit=" names",
-                                                       file=sys.stderr, disable=args.no_progress,
-                                                       desc="namecls batch") as bar:
+    bar = tqdm(total=_row_count(args.input, in_format), unit=" names", file=sys.stderr, disable=args.no_progress,
+               desc="namecls batch")
+    with _sink(args.output, out_format, defuse=not args.raw_cells) as write, bar:
         for frame in frames:
             write(bulk.annotate(frame, column, args.model, k))
             bar.update(len(frame))
@@ -329,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=STREAM_FORMATS,
                    help="the format of - (stdin and stdout; default: csv); files go by their extension")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--raw-cells", action="store_true",
+                   help="write CSV, TSV and TXT output cells exactly as they are. By default a text cell (or "
+                   "column name) that a spreadsheet would run as a formula, one starting with = + - @ or a tab or "
+                   "carriage return, gets a leading apostrophe, as the app's Batch tab download does. Parquet "
+                   "output is always raw")
     p.set_defaults(command=batch)
 
     p = commands.add_parser("trace", help="the top language after each character of a name",
@@ -340,11 +436,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler, so a terminated command unwinds (and removes its partial output) as Ctrl-C
+    does; a BaseException, so no ``except Exception`` swallows it."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """While the block runs (in the main thread), SIGTERM raises :class:`_Terminated`; the old handler after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; 0 when it went through, 2 for bad input (one line on stderr), 130 when interrupted."""
+    """Run one command; 0 when it went through, 2 for bad input (one line on stderr), 130 when interrupted (Ctrl-C),
+    143 when terminated (SIGTERM); either way a partial output file is removed."""
     args = build_parser().parse_args(argv)
     try:
-        args.command(args)
+        with _sigterm_unwinds():
+            args.command(args)
     except BrokenPipeError:  # the reader of stdout went away (`namecls batch big.csv | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
@@ -354,4 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("namecls: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("namecls: terminated", file=sys.stderr)
+        return 143
     return 0

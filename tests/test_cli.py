@@ -1,13 +1,17 @@
 """The ``namecls`` command line: predict, batch (every format, stdin/stdout, streaming in chunks) and trace, checked
-against the library; every bad input ends in one line on stderr and exit code 2. The installed console script
-(``pip install -e .``, as requirements-dev.txt does) is what runs wherever a process boundary matters."""
+against the library; every bad input (a ragged CSV row too) ends in one line on stderr and exit code 2; formula-like
+cells of a text output are defused unless --raw-cells; SIGTERM, like Ctrl-C, leaves no partial file. The installed
+console script (``pip install -e .``, as requirements-dev.txt does) is what runs wherever a process boundary
+matters."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import subprocess
 import sys
+import time
 import weakref
 from pathlib import Path
 
@@ -136,6 +140,15 @@ def write_input(table: pd.DataFrame, path: Path) -> None:
         table.to_csv(path, sep="\t" if suffix == ".tsv" else ",", index=False)
 
 
+# what a text output (CSV, TSV, TXT) writes for source_table's note cells that a spreadsheet would run as formulas
+DEFUSED_NOTES = {"=1+1": "'=1+1", "-": "'-"}
+
+
+def defused_notes(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` as a text output holds it: its formula-like note cells defused (the names have none)."""
+    return table.assign(note=table["note"].replace(DEFUSED_NOTES))
+
+
 def as_text(frame: pd.DataFrame) -> pd.DataFrame:
     """Every cell as the text a CSV holds: missing values (and empty ones) as ""."""
     return frame.astype(object).where(frame.notna(), "").map(str)
@@ -173,6 +186,8 @@ def test_batch_formats(capsys, tmp_path, source, target):
     if source == "txt":  # one name a line, stripped, blank lines skipped, in a column called "name"
         table = pd.DataFrame({"name": [n.strip() for n in NAMES if n.strip()]}, dtype="str")
     expected = namecls.annotate(table, column="name" if source == "txt" else "surname", k=2)
+    if target != "parquet" and source != "txt":
+        expected = defused_notes(expected)
     bar = err.split("\r")[-1]  # the progress bar's last state: every name, and the rate
     assert out == "" and f"{len(expected)} names" in bar.replace(f"/{len(expected)}", " names") and "names/s" in bar
     assert_same_table(read_output(dst), expected)
@@ -202,7 +217,7 @@ def test_stdin_to_stdout(namecls_script, tmp_path):
                  stdin=table.to_csv(index=False))
     assert result.returncode == 0 and result.stderr == "", result.stderr
     (tmp_path / "out.csv").write_text(result.stdout, encoding="utf-8")
-    assert_same_table(read_output(tmp_path / "out.csv"), namecls.annotate(table, "surname", "rnn"))
+    assert_same_table(read_output(tmp_path / "out.csv"), defused_notes(namecls.annotate(table, "surname", "rnn")))
 
     names = "Qin\n\n  Nakamura \nBrady\n"
     result = run("batch", "-", "--format", "txt", "-k", "1", "--no-progress", stdin=names)
@@ -317,3 +332,118 @@ def test_a_failure_half_way_leaves_the_old_output(capsys, tmp_path):
         ": it is not UTF-8 text (save it as UTF-8)"
     assert dst.read_text(encoding="utf-8") == "the previous output\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# batch: a ragged CSV row is refused (pandas shifted a long first row into an index and padded short rows with ""),
+# naming its line; nothing is written
+
+
+RAGGED = [  # (suffix, the input's text, what the one line must say after "cannot read <input>: ")
+    (".csv", "id,name\n1,Nguyen,extra\n2,Smith\n3,Tanaka\n", "line 2 has 3 fields, the header has 2 (quote a field "
+     "that holds a comma)"),  # the attack: id became the index, Smith and Tanaka "name is empty"
+    # a short row after a quoted comma, a blank line, a field over two lines and a row whose last field is empty
+    (".csv", 'id,name\n1,"Smith, Jr."\n\n2,"multi\nline"\n4,\n5\n6,Tanaka\n', "line 7 has 1 field, the header has 2"),
+    (".tsv", "id\tname\n1\tQin\n2\tLi\tx\n", "line 3 has 3 fields, the header has 2 (quote a field that holds a tab)"),
+    (".csv", "id,name\n" + "".join(f"{i},Qin\n" for i in range(1, 6)) + "6,Li,x\n",  # after two chunks went out
+     "line 7 has 3 fields, the header has 2 (quote a field that holds a comma)"),
+]
+
+
+def test_a_ragged_row_is_refused_with_its_line(capsys, tmp_path, monkeypatch):
+    for i, (suffix, text, message) in enumerate(RAGGED):
+        src, dst = tmp_path / f"in{i}{suffix}", tmp_path / f"out{i}.csv"
+        src.write_text(text, encoding="utf-8")
+        dst.write_text("the previous output\n", encoding="utf-8")
+        code, out, err = run_main(capsys, "batch", str(src), "-o", str(dst), "--chunk-size", "2", "--no-progress")
+        assert (code, out, err) == (2, "", f"namecls: error: cannot read {src}: {message}\n")
+        assert dst.read_text(encoding="utf-8") == "the previous output\n"  # not replaced, not touched
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"in{i}{suffix}" for i, (suffix, _, _) in enumerate(RAGGED)] + [f"out{i}.csv" for i in range(len(RAGGED))])
+
+    with open(tmp_path / "in0.csv", encoding="utf-8") as stdin:  # the attack as `printf … | namecls batch -`
+        monkeypatch.setattr(sys, "stdin", stdin)
+        code, out, err = run_main(capsys, "batch", "-", "--no-progress")
+    assert (code, out, err) == (2, "", f"namecls: error: cannot read stdin: {RAGGED[0][2]}\n")
+
+
+def test_well_formed_rows_are_read_right(capsys, tmp_path):
+    """Quoted commas, a field over two lines, blank lines and an empty last field keep every row in its columns;
+    repeated or empty header cells are named as pandas names them."""
+    src = tmp_path / "in.csv"
+    src.write_text('id,name\r\n1,"Smith, Jr."\r\n\r\n2,"multi\nline"\n4,\n5,Tanaka\n\n', encoding="utf-8")
+    code, out, err = run_main(capsys, "batch", str(src), "-o", str(tmp_path / "out.csv"), "--chunk-size", "3", "-k",
+                              "1", "--no-progress")
+    assert code == 0 and out == "", err
+    table = pd.DataFrame({"id": ["1", "2", "4", "5"], "name": ["Smith, Jr.", "multi\nline", "", "Tanaka"]}, dtype="str")
+    assert_same_table(read_output(tmp_path / "out.csv"), namecls.annotate(table, k=1))
+
+    (tmp_path / "dup.csv").write_text("name,name,\nQin,Li,x\n", encoding="utf-8")
+    code, out, err = run_main(capsys, "batch", str(tmp_path / "dup.csv"), "-k", "1", "--no-progress")
+    assert code == 0, err
+    assert out.splitlines()[0].split(",")[:3] == ["name", "name.1", "Unnamed: 2"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# batch: formula-like cells of a text output are defused (as the Batch tab's download), unless --raw-cells
+
+
+FORMULAS = ['=HYPERLINK("http://evil.example","x")', "+Smith", "-x", "@x", "\tTab", "\rCR", "  =1+1", "\u200b@x",
+            "＝1+1", "Smith", "O'Neil", "a=b", "Smith\r=1+1", ""]
+DEFUSED = ["'" + cell for cell in FORMULAS[:9]] + FORMULAS[9:]  # a CR inside a cell: quoted, not a row break
+
+
+def test_formula_cells_are_defused_unless_raw_cells(capsys, tmp_path):
+    src = tmp_path / "in.csv"
+    table = pd.DataFrame({"name": FORMULAS, "note": FORMULAS[::-1], "@head": "x"}, dtype="str")
+    table.to_csv(src, index=False, lineterminator="\r\n")  # (with \n, pandas would not quote the \r)
+    handler = signal.getsignal(signal.SIGTERM)
+    for target, flags in [("out.csv", []), ("out.tsv", []), ("raw.csv", ["--raw-cells"]), ("out.parquet", [])]:
+        code, _, err = run_main(capsys, "batch", str(src), "-o", str(tmp_path / target), "-k", "1", "--no-progress",
+                                *flags)
+        assert code == 0, err
+        got = read_output(tmp_path / target)
+        if target in ("out.csv", "out.tsv"):
+            assert list(got.columns[:3]) == ["name", "note", "'@head"]
+            assert got["name"].tolist() == DEFUSED and got["note"].tolist() == DEFUSED[::-1]
+            assert got["normalized"].str.startswith(("=", "+", "-", "@")).sum() == 0
+        else:  # raw: exactly the library's answer
+            assert_same_table(got, namecls.annotate(table, k=1))
+    assert signal.getsignal(signal.SIGTERM) == handler  # main put the caller's SIGTERM handler back
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"name": pa.array(FORMULAS).dictionary_encode()}), tmp_path / "dict.parquet")
+    code, _, err = run_main(capsys, "batch", str(tmp_path / "dict.parquet"), "-o", str(tmp_path / "dict.csv"), "-k",
+                            "1", "--no-progress")
+    assert code == 0, err
+    assert read_output(tmp_path / "dict.csv")["name"].tolist() == DEFUSED  # a dictionary-encoded column is text too
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# batch: SIGTERM, like Ctrl-C, removes the partial output
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_removes_the_partial_output(tmp_path):
+    src, dst = tmp_path / "big.csv", tmp_path / "out.csv"
+    pd.DataFrame({"name": ["Nakamura", "O'Connell", "Ślusàrski", "Li"] * 50_000}).to_csv(src, index=False)
+    process = subprocess.Popen([sys.executable, "-m", "namecls", "batch", str(src), "-o", str(dst), "--no-progress",
+                                "--chunk-size", "1000"], cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    part = tmp_path / f".out.csv.{process.pid}.part"
+    try:
+        deadline = time.monotonic() + 120
+        while not (part.exists() and part.stat().st_size):  # the first chunk is written: annotating the next ones
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no part file after 120 s"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, err
+    assert out == "" and err.splitlines()[-1] == "namecls: terminated", err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]  # no part file, no output
