@@ -25,7 +25,6 @@ except CheckpointError as err:
     raise SystemExit(f"namecls: cannot start: {err}") from None
 
 import gradio as gr  # noqa: E402
-from starlette.middleware import Middleware  # noqa: E402
 
 from namecls.ui import api, batch, classify, compare, model_card, server, step_through, train, yours  # noqa: E402
 from namecls.ui.html import CSS  # noqa: E402
@@ -59,12 +58,13 @@ KEYS_JS = """
 
 
 
-def launch_kwargs() -> dict:
+def launch_kwargs(**limits) -> dict:
     """Everything launch() needs besides host and port, fresh each time (gradio changes app_kwargs in place);
-    tests launch with the same settings. The limits and their worst cases are in namecls/ui/server.py."""
+    tests launch with the same settings, and may lower the request limits (``limits``: server.middleware's). The
+    limits and their worst cases are in namecls/ui/server.py."""
     return dict(theme=THEME, css=CSS, js=KEYS_JS, max_file_size=service.MAX_UPLOAD_BYTES, ssr_mode=False,
                 footer_links=["api", "gradio"], run_history=False, state_session_capacity=server.SESSION_CAPACITY,
-                app_kwargs={"middleware": [Middleware(server.UploadLimit)]},
+                app_kwargs={"middleware": server.middleware(**limits)},
                 mcp_server=True)  # the public API as MCP tools at /gradio_api/mcp/ (README: For AI assistants)
 
 
@@ -86,6 +86,7 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
             gr.api(endpoint, api_name=endpoint.__name__)
     demo.queue(default_concurrency_limit=4)
     server.bound_the_allocator()
+    server.bound_slow_connections()  # uvicorn, as launch() starts it: deadlines on headers and bodies
     server.start_sweeper(demo)
     return demo
 

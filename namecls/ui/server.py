@@ -5,14 +5,40 @@ gradio 6.31): a fresh session costs ~0.21 MB (gradio's per-session copy of the p
 Step through (the session's ``StepView``: a trace of ≤ 64 letters and its trajectory PNG) ≤ 0.3 MB; one
 ``/predict_batch`` result of 10,000 names ~7.8 MB, which gradio would otherwise keep per session until the session
 is evicted (``bench/soak.py`` measures all of it).
+
+What a client can make the server hold, and for how long (issue 18):
+
+- on disk, uploads: at most :data:`MAX_UPLOAD_DISK_BYTES` for the whole process (:class:`UploadSpace`: each upload
+  request reserves its bytes before it is read on, atomically; the reservation stays on the files gradio stored until
+  a cleanup deletes them), and each client at most :data:`UPLOAD_BURST` upload requests at once and
+  :data:`UPLOADS_PER_MINUTE` a minute after that (:class:`UploadRate`); past either a 413 or a 429 and nothing stored;
+- an upload request: one file (:data:`MAX_FILES_PER_REQUEST`) and :data:`MAX_REQUEST_BYTES`, under exactly one
+  ``multipart/form-data`` boundary that is valid by RFC 2046 and that gradio's parser reads the same (else 400);
+- a connection: its request line and headers within :data:`HEADER_SECONDS`, its body within :data:`BODY_SECONDS`
+  (:class:`BodyDeadline` answers 408; :class:`DeadlineH11Protocol` closes what is still waiting after that);
+- on disk, the Batch tab's CSV exports and the Train tab's model zips (outside gradio's cache): the uploads' lifetime,
+  :data:`CACHE_SECONDS` (:func:`sweep_temp`); their worst case is written beside :data:`CACHE_SECONDS`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+import ipaddress
+import json
+import math
 import os
+import re
+import shutil
+import tempfile
 import threading
 import time
+from collections import OrderedDict, deque
+
+import h11
+from python_multipart.multipart import parse_options_header
+from starlette.middleware import Middleware
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .. import service
 
@@ -29,10 +55,20 @@ SWEEP_SECONDS = 2.0
 # gradio's cache of uploads and returned files: files older than CACHE_SECONDS go, every CACHE_SECONDS / 2, by
 # gradio's own cleanup (Blocks(delete_cache=...)) and by ours (sweep_cache: gradio 6.31's cleanup can die for good
 # under load with "Set changed size during iteration", and leaves the empty temp files of gr.File uploads and empty
-# folders). Worst case on disk: what arrives in 1.5 × CACHE_SECONDS, each upload request ≤ MAX_REQUEST_BYTES.
-# The Batch tab's CSV exports (service.write_csv, outside gradio's cache) keep the same age.
+# folders). The Batch tab's CSV exports (service.write_csv, in namecls-export-*) and the Train tab's model zips
+# (namecls-yours-*), both in the system temp folder, go at the same age (sweep_temp); each is on disk twice, as
+# gradio copies a returned file into its cache. A file lives ≤ 1.5 × CACHE_SECONDS. Worst case on disk:
+#   uploads        ≤ MAX_UPLOAD_DISK_BYTES = 200 MB (a hard cap, below);
+#   CSV exports    what the Batch queue writes in 1.5 × CACHE_SECONDS, × 2 copies: ≤ 4.6 MB per 10,000-name export,
+#                  ≥ 0.35 s each on a core, ≤ 2 cores → ≤ 26 MB/s × 900 s × 2 ≈ 47 GB in theory (measured 
+#                  EXPORT_MEASURED); NOT capped here (see the README's "Disk");
+#   model zips     one training at a time (train.SLOT), ≥ 1 s each, ≤ 2.6 MB (256 hidden, 2 layers) × 2 copies
+#                  ≈ 5 GB in 900 s in theory;
+#   the rest       gradio's returned files (figures), and the temp files of refused uploads (counted as uploads).
 # NAMECLS_CACHE_SECONDS replaces the 600 s, e.g. 20 for bench/soak.py.
 CACHE_SECONDS = int(os.environ.get("NAMECLS_CACHE_SECONDS") or 600)
+# Names (in tempfile.gettempdir()) of the app's own temp folders that sweep_temp ages like the cache.
+TEMP_PREFIXES = ("namecls-export-", "namecls-yours-")
 DELETE_CACHE = (CACHE_SECONDS, CACHE_SECONDS)
 # Large allocations (≥ 128 KB: tables, figures, batch results) are served by mmap, so freeing them returns the
 # memory to the system; glibc's default raises that threshold as it sees large blocks freed, and the server's RSS
@@ -41,6 +77,37 @@ MMAP_THRESHOLD_BYTES = 128 * 1024
 # One upload request: at most this many files and bytes (gradio's own cap is per file, up to 1,000 files a request).
 MAX_FILES_PER_REQUEST = 1
 MAX_REQUEST_BYTES = service.MAX_UPLOAD_BYTES + 64 * 1024  # one file plus its multipart headers
+# Bytes all uploads may hold on disk at once, for the whole process (UploadSpace). An upload request reserves, before
+# its body is read, its declared length (MAX_REQUEST_BYTES when it declares none) rounded up to 4 KiB blocks plus
+# 8 KiB (the file's inode and its folder), and gives back what it did not use once read; the files gradio stored keep
+# their reservation until a cleanup deletes them (≤ 1.5 × CACHE_SECONDS), a request gradio refused keeps it for that
+# long (a refusal can leave its temp file behind). Past the cap: 413 "the server's upload space is full, try again
+# in a few minutes", nothing read or stored. Worst case on disk: 200 MB of uploads (+ their empty folders, 4 KiB
+# each, until the next sweep); in memory: the same 200 MB, as the bodies being read are held whole (each
+# ≤ MAX_REQUEST_BYTES, ≤ BODY_SECONDS). Under a flood from many addresses, every upload is refused until files age
+# out (≤ 15 min); pasted names and the API still work. NAMECLS_UPLOAD_SPACE_MB replaces the 200.
+MAX_UPLOAD_DISK_BYTES = int(float(os.environ.get("NAMECLS_UPLOAD_SPACE_MB") or 200) * 2**20)
+# Upload requests per client (its address; an IPv6 address by its /64): a token bucket of UPLOAD_BURST requests that
+# refills at UPLOADS_PER_MINUTE. Past it: 429 with Retry-After, nothing read or stored. One client's worst case: 
+# 30 + 30 a minute ≤ 1 MB each, so 30 MB in its first minute and 1 MB every 2 s after. Buckets kept: MAX_RATE_CLIENTS,
+# the least recently seen forgotten first (~150 B each: ≤ 1.5 MB). Behind a proxy every visitor has the proxy's
+# address (one bucket for all) unless uvicorn is told to trust its X-Forwarded-For: FORWARDED_ALLOW_IPS=<proxy ip>
+# (uvicorn trusts 127.0.0.1 and ::1 by default). NAMECLS_UPLOADS_PER_MINUTE replaces the 30 (bench/soak.py: raise it).
+UPLOADS_PER_MINUTE = float(os.environ.get("NAMECLS_UPLOADS_PER_MINUTE") or 30)
+UPLOAD_BURST = max(1, int(UPLOADS_PER_MINUTE))
+MAX_RATE_CLIENTS = 10_000
+# A request's body must have arrived whole BODY_SECONDS after its headers (BodyDeadline: 408 and the connection
+# closed): the largest upload then needs ≥ 17 KB/s. A request's line and headers must have arrived HEADER_SECONDS after
+# its connection opened or its previous response ended (DeadlineH11Protocol: closed, with a 408 if it sent a part).
+# gradio 6.31 starts uvicorn with only host, port, log level and TLS files (http_server.start_server), so uvicorn's
+# own limits are its defaults: timeout_keep_alive 5 s (an idle connection after a response), h11's 16 KiB for a
+# request's line and headers, no cap on connections (limit_concurrency None: the process's open-file limit is the
+# cap) and no header or body timeout at all; launch() and app_kwargs reach none of these. Worst case of slow
+# connections: each holds a socket and ≤ 16 KiB for ≤ HEADER_SECONDS, then ≤ 64 KiB (uvicorn's read buffer), or an
+# upload ≤ MAX_REQUEST_BYTES (inside the upload space), for ≤ BODY_SECONDS; how many at once is only bounded by how
+# fast a client opens them (× 70 s). NAMECLS_BODY_SECONDS / NAMECLS_HEADER_SECONDS replace the 60 s / 10 s.
+BODY_SECONDS = float(os.environ.get("NAMECLS_BODY_SECONDS") or 60)
+HEADER_SECONDS = float(os.environ.get("NAMECLS_HEADER_SECONDS") or 10)
 
 
 def drop_stored_outputs(demo) -> int:
@@ -87,6 +154,41 @@ def sweep_cache(folder, max_age: float = CACHE_SECONDS) -> int:
     return removed
 
 
+def sweep_temp(folder=None, max_age: float = CACHE_SECONDS, prefixes=TEMP_PREFIXES) -> int:
+    """Age the app's own temp folders in ``folder`` (the system temp folder): in each ``namecls-export-*`` (the
+    Batch tab's CSVs) the files older than ``max_age`` go, and the folder too once empty unless it is this process's
+    live one; each ``namecls-yours-*`` (a trained model's zip) goes whole once nothing in it is newer than
+    ``max_age``. Any process's, since a stopped one leaves them. Returns how many files went."""
+    folder = tempfile.gettempdir() if folder is None else str(folder)
+    live = getattr(service, "_EXPORT_DIR", None)  # service.write_csv's folder: it writes there without re-checking
+    live = os.path.realpath(live) if live is not None else None
+    now, removed = time.time(), 0
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.startswith(tuple(prefixes))]
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                if now - entry.stat(follow_symlinks=False).st_mtime > max_age:
+                    os.remove(entry.path)
+                    removed += 1
+                continue
+            if entry.name.startswith("namecls-export-"):
+                removed += sweep_cache(entry.path, max_age)
+                if os.path.realpath(entry.path) != live:
+                    os.rmdir(entry.path)  # only if empty
+                continue
+            files = [os.path.join(root, name) for root, _, names in os.walk(entry.path) for name in names]
+            newest = max([os.stat(entry.path).st_mtime] + [os.stat(f).st_mtime for f in files])
+            if now - newest > max_age:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed += len(files)
+        except OSError:  # gone meanwhile, not empty, or not ours to delete
+            pass
+    return removed
+
+
 def bound_the_allocator() -> bool:
     """On glibc, fix the mmap threshold at :data:`MMAP_THRESHOLD_BYTES` (and so stop it from growing); returns
     whether it could. Elsewhere a no-op."""
@@ -108,7 +210,8 @@ def _release_free_memory() -> None:
 def start_sweeper(demo, seconds: float = SWEEP_SECONDS) -> threading.Thread:
     """A daemon thread that, for the life of the process, runs :func:`drop_stored_outputs` every ``seconds`` (and
     returns the freed heap to the system when it dropped something) and, every ``CACHE_SECONDS / 2``,
-    :func:`sweep_cache` on gradio's cache."""
+    :func:`sweep_cache` on gradio's cache and :func:`sweep_temp` on the system temp folder. One failed sweep does
+    not end the thread."""
     def sweep():
         last_cache = time.monotonic()
         while True:
@@ -117,63 +220,469 @@ def start_sweeper(demo, seconds: float = SWEEP_SECONDS) -> threading.Thread:
                 _release_free_memory()  # what the dropped values held goes back to the system now
             if time.monotonic() - last_cache >= CACHE_SECONDS / 2:
                 last_cache = time.monotonic()
-                sweep_cache(demo.GRADIO_CACHE, CACHE_SECONDS)
+                for sweep_one in (lambda: sweep_cache(demo.GRADIO_CACHE, CACHE_SECONDS),
+                                  lambda: sweep_temp(None, CACHE_SECONDS)):
+                    try:
+                        sweep_one()
+                    except Exception:  # noqa: BLE001 - the next sweep tries again; the thread must live on
+                        pass
 
     thread = threading.Thread(target=sweep, name="namecls-sweeper", daemon=True)
     thread.start()
     return thread
 
 
-class UploadLimit:
-    """ASGI middleware: an upload request (``POST …/upload``) with more than ``max_files`` files or ``max_bytes``
-    bytes is refused with 413 and a one-line reason, before gradio reads or stores any of it."""
+class UploadSpace:
+    """The bytes uploads hold on disk, against a cap (:data:`MAX_UPLOAD_DISK_BYTES`), for every upload request that
+    shares this object (the process's :data:`UPLOAD_SPACE` unless a test passes its own).
 
-    def __init__(self, app, max_files: int = MAX_FILES_PER_REQUEST, max_bytes: int = MAX_REQUEST_BYTES):
-        self.app, self.max_files, self.max_bytes = app, max_files, max_bytes
+    A request :meth:`reserve` s its bytes before it is read on (refused when they do not fit: the check and the
+    reservation are one step under a lock, so concurrent requests cannot overshoot), gives back the part it did
+    not use with :meth:`shrink`, and ends with :meth:`keep` (the paths gradio stored: their reservation stays until
+    the file is gone) or :meth:`release` (nothing stored). When a reservation does not fit, the entries whose files
+    are gone (deleted by gradio's cleanup or :func:`sweep_cache`) are dropped first, at most once a ``prune_seconds``.
+    """
+
+    BLOCK, OVERHEAD = 4096, 8192
+
+    def __init__(self, capacity: int = MAX_UPLOAD_DISK_BYTES, unclaimed_seconds: float | None = None,
+                 prune_seconds: float = 1.0):
+        self.capacity = capacity
+        self.unclaimed_seconds = (1.5 * CACHE_SECONDS + 2 * SWEEP_SECONDS if unclaimed_seconds is None
+                                  else unclaimed_seconds)
+        self.prune_seconds = prune_seconds
+        self._lock = threading.Lock()
+        self._held = 0  # everything below, in bytes
+        self._files: dict[str, tuple[int, int]] = {}  # a stored file's path → (its bytes, the entry's number)
+        self._unclaimed: deque[tuple[float, int]] = deque()  # (until when, bytes) of requests gradio refused
+        self._serial = 0
+        self._last_prune = -math.inf
+
+    @classmethod
+    def charge(cls, nbytes: int) -> int:
+        """What a request of ``nbytes`` can occupy on disk: whole blocks, plus an inode and a folder."""
+        return -(-max(0, nbytes) // cls.BLOCK) * cls.BLOCK + cls.OVERHEAD
+
+    @property
+    def used(self) -> int:
+        with self._lock:
+            self._expire(time.monotonic())
+            return self._held
+
+    def reserve(self, nbytes: int) -> bool:
+        """Reserve ``nbytes`` if they fit under the cap; returns whether they did."""
+        for attempt in (0, 1):
+            with self._lock:
+                self._expire(time.monotonic())
+                if self._held + nbytes <= self.capacity:
+                    self._held += nbytes
+                    return True
+            if attempt or not self.prune(force=False):
+                return False
+        return False
+
+    def shrink(self, reserved: int, needed: int) -> int:
+        """A reservation of ``reserved`` needs only ``needed``: give back the rest; returns what stays reserved."""
+        if needed < reserved:
+            with self._lock:
+                self._held -= reserved - needed
+            return needed
+        return reserved
+
+    def release(self, reserved: int) -> None:
+        with self._lock:
+            self._held -= reserved
+
+    def keep(self, reserved: int, paths: list[str] | None) -> None:
+        """The request that reserved ``reserved`` is over: it stored ``paths`` (their share of it stays reserved
+        while they exist), or nothing (``[]``: all given back), or its outcome is unknown (None: kept for
+        ``unclaimed_seconds``, the longest a file in gradio's cache lives)."""
+        with self._lock:
+            if paths is None:
+                self._unclaimed.append((time.monotonic() + self.unclaimed_seconds, reserved))
+                return
+            self._held -= reserved
+            share = -(-reserved // len(paths)) if paths else 0
+            for path in paths:
+                old = self._files.pop(path, None)  # the same file stored again (same content, same name)
+                if old is not None:
+                    self._held -= old[0]
+                self._serial += 1
+                self._files[path] = (share, self._serial)
+                self._held += share
+
+    def prune(self, force: bool = True) -> bool:
+        """Drop the entries whose files are gone; returns whether that freed anything. Without ``force``, at most
+        once a ``prune_seconds`` (the check stats every stored file)."""
+        now = time.monotonic()
+        with self._lock:
+            if not force and now - self._last_prune < self.prune_seconds:
+                return False
+            self._last_prune = now
+            entries = list(self._files.items())
+        gone = [(path, entry) for path, entry in entries if not os.path.exists(path)]  # outside the lock
+        with self._lock:
+            freed = 0
+            for path, entry in gone:
+                if self._files.get(path) == entry:  # not stored again meanwhile
+                    del self._files[path]
+                    freed += entry[0]
+            self._held -= freed
+            return freed > 0
+
+    def _expire(self, now: float) -> None:
+        while self._unclaimed and self._unclaimed[0][0] <= now:
+            self._held -= self._unclaimed.popleft()[1]
+
+
+UPLOAD_SPACE = UploadSpace()
+
+
+class UploadRate:
+    """A token bucket per client: ``burst`` upload requests at once, refilled at ``per_minute``; the buckets of at
+    most ``max_clients`` clients are kept (the least recently seen forgotten first: a forgotten client starts full,
+    as a new one would)."""
+
+    def __init__(self, per_minute: float = UPLOADS_PER_MINUTE, burst: int | None = None,
+                 max_clients: int = MAX_RATE_CLIENTS):
+        self.per_minute = per_minute
+        self.burst = max(1, int(per_minute)) if burst is None else burst
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # client → (tokens, when)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, client: str, now: float | None = None) -> float:
+        """Take one request's token for ``client``: 0.0 if it had one, else the seconds until it will."""
+        now = time.monotonic() if now is None else now
+        rate = self.per_minute / 60.0
+        with self._lock:
+            tokens, since = self._buckets.pop(client, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - since) * rate)
+            wait = 0.0
+            if tokens >= 1.0:
+                tokens -= 1.0
+            else:
+                wait = (1.0 - tokens) / rate if rate > 0 else math.inf
+            self._buckets[client] = (tokens, now)
+            while len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+        return wait
+
+
+def client_key(scope) -> str:
+    """Who sends a request: its client's address (uvicorn's, X-Forwarded-For only from a trusted proxy); an IPv6
+    address by its /64 network (one host can hold all of one)."""
+    client = scope.get("client")
+    host = str(client[0]) if client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host or "unknown"
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_PARAMETER = re.compile(rb'[ \t]*;[ \t]*(' + _TOKEN + rb')=(' + _TOKEN + rb'|"(?:[^"\\\r\n]|\\[^\r\n])*")[ \t]*')
+_BOUNDARY = re.compile(rb"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]\Z")  # RFC 2046, 5.1.1
+
+
+def upload_boundary(content_type: bytes) -> bytes:
+    """The boundary of an upload's ``Content-Type``; ValueError saying what is wrong unless it is
+    ``multipart/form-data`` with exactly one boundary (and no other parameter twice), valid by RFC 2046 (1 to 70
+    of its characters, not ending in a space), and read the same by gradio's parser (python_multipart)."""
+    media = content_type.split(b";", 1)[0]
+    if media.strip(b" \t").lower() != b"multipart/form-data":
+        raise ValueError("an upload must be sent as multipart/form-data")
+    params: dict[bytes, bytes] = {}
+    at = len(media)
+    while at < len(content_type):
+        match = _PARAMETER.match(content_type, at)
+        if match is None:
+            raise ValueError("the upload's Content-Type header cannot be read")
+        name, value = match[1].lower(), match[2]
+        if name in params:
+            raise ValueError(f"the upload's Content-Type header has more than one {name.decode()} parameter")
+        params[name] = re.sub(rb"\\(.)", rb"\1", value[1:-1]) if value.startswith(b'"') else value
+        at = match.end()
+    boundary = params.get(b"boundary", b"")
+    if not _BOUNDARY.match(boundary):
+        raise ValueError("the upload's multipart boundary is missing or not valid (RFC 2046: 1 to 70 letters, "
+                         "digits or '()+_,-./:=? and spaces, not ending in a space)")
+    kind, theirs = parse_options_header(content_type)
+    if kind != b"multipart/form-data" or theirs.get(b"boundary") != boundary:
+        raise ValueError("the upload's Content-Type header is ambiguous")
+    return boundary
+
+
+def _is_upload(scope) -> bool:
+    return scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/upload")
+
+
+class BodyDeadline:
+    """ASGI middleware: a request's body must arrive whole within ``seconds`` of its headers; after that the request
+    gets 408 (if nothing was answered yet), the app a disconnect, and the connection is closed. Once the body is
+    in, ``receive`` is passed through untouched (a streamed response listens on it for the client going away)."""
+
+    def __init__(self, app, seconds: float = BODY_SECONDS):
+        self.app, self.seconds = app, seconds
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].rstrip("/").endswith("/upload"):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        state = {"body_in": False, "answered": False, "timed_out": False}
+
+        async def receive_in_time():
+            if state["body_in"] or state["timed_out"]:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                state["timed_out"] = True
+                if not state["answered"]:
+                    state["answered"] = True
+                    await _respond(send, 408, f"the request's body did not arrive within {self.seconds:g} s",
+                                   close=True)
+                return {"type": "http.disconnect"}
+            if message["type"] != "http.request" or not message.get("more_body"):
+                state["body_in"] = True
+            return message
+
+        async def send_unless_timed_out(message):
+            if state["timed_out"]:
+                return  # the 408 was the answer (or the connection is being closed)
+            if message["type"] == "http.response.start":
+                state["answered"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive_in_time, send_unless_timed_out)
+        except Exception:
+            if not state["timed_out"]:
+                raise  # after a timeout, whatever the app makes of the disconnect is moot
+
+
+class UploadLimit:
+    """ASGI middleware for upload requests (``POST …/upload``), before gradio reads or stores any of them:
+
+    - more than ``rate`` allows from the client → 429 with Retry-After;
+    - a Content-Type that is not exactly one valid ``multipart/form-data`` boundary (:func:`upload_boundary`) → 400;
+    - more than ``max_files`` files or ``max_bytes`` bytes → 413;
+    - its bytes do not fit in ``space`` → 413 "the server's upload space is full, try again in a few minutes".
+
+    Every refusal is a one-line reason and stores nothing. A body that stops arriving is :class:`BodyDeadline`'s
+    (outside this one) to end; a client that goes away mid-body has nothing passed on."""
+
+    FULL = "the server's upload space is full, try again in a few minutes"
+
+    def __init__(self, app, max_files: int = MAX_FILES_PER_REQUEST, max_bytes: int = MAX_REQUEST_BYTES,
+                 space: UploadSpace | None = None, rate: UploadRate | None = None):
+        self.app, self.max_files, self.max_bytes = app, max_files, max_bytes
+        self.space = UPLOAD_SPACE if space is None else space
+        self.rate = UploadRate() if rate is None else rate
+
+    async def __call__(self, scope, receive, send):
+        if not _is_upload(scope):
+            return await self.app(scope, receive, send)
+        wait = self.rate.take(client_key(scope))
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            return await _respond(send, 429, f"too many uploads from your address (at most "
+                                             f"{self.rate.per_minute:g} a minute): try again in {seconds} s",
+                                  headers=[(b"retry-after", str(seconds).encode())])
+        headers = scope.get("headers") or []
+        kinds = [value for key, value in headers if key == b"content-type"]
+        try:
+            if len(kinds) != 1:
+                raise ValueError("an upload needs exactly one Content-Type header")
+            boundary = upload_boundary(kinds[0])
+        except ValueError as err:
+            return await _respond(send, 400, str(err))
+        too_big = f"an upload request may hold at most {self.max_bytes:,} bytes"
+        length = next((value for key, value in headers if key == b"content-length"), None)
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            return await _refuse(send, f"an upload request may hold at most {self.max_bytes:,} bytes")
-        boundary = _boundary(headers.get(b"content-type", b""))
-        seen, parts, tail = 0, 0, b""
-        body = []
-        while True:  # read the whole (small, capped) body, counting bytes and file parts as they arrive
+            return await _respond(send, 413, too_big)
+        reserved = self.space.charge(self.max_bytes if length is None else int(length))
+        if not self.space.reserve(reserved):
+            return await _respond(send, 413, self.FULL)
+        passed_on = False
+        try:
+            body = await self._read(receive, send, boundary, too_big)
+            if body is None:
+                return
+            reserved = self.space.shrink(reserved, self.space.charge(len(body)))
+            passed_on = True
+            await self._pass_on(scope, body, send, reserved)
+        finally:
+            if not passed_on:
+                self.space.release(reserved)
+
+    async def _read(self, receive, send, boundary: bytes, too_big: str) -> bytes | None:
+        """The whole (small, capped) body, counting bytes and file parts as they arrive; None when the request was
+        refused here or its client went away."""
+        seen, marks, tail, body = 0, 0, b"", []
+        mark = b"--" + boundary
+        while True:
             message = await receive()
+            if message["type"] != "http.request":
+                return None  # the client went away (or BodyDeadline ended it): nothing is passed on
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > self.max_bytes:
-                return await _refuse(send, f"an upload request may hold at most {self.max_bytes:,} bytes")
-            if boundary:
-                window = tail + chunk
-                parts += window.count(b"--" + boundary) - tail.count(b"--" + boundary)
-                tail = window[-(len(boundary) + 2):]
+                await _respond(send, 413, too_big)
+                return None
+            window = tail + chunk
+            marks += window.count(mark) - tail.count(mark)
+            tail = window[-(len(mark) - 1):]
             body.append(chunk)
             if not message.get("more_body"):
                 break
-        if boundary and parts - 1 > self.max_files:  # n parts have n + 1 boundary lines
-            return await _refuse(send, f"an upload request may hold at most {self.max_files} file(s)")
-        replay = iter([{"type": "http.request", "body": b"".join(body), "more_body": False}])
+        if marks - 1 > self.max_files:  # n parts have n + 1 boundary lines
+            await _respond(send, 413, f"an upload request may hold at most {self.max_files} file(s)")
+            return None
+        return b"".join(body)
+
+    async def _pass_on(self, scope, body: bytes, send, reserved: int) -> None:
+        """gradio gets the body; the reservation ends on the files its answer names (or, unclear, stays)."""
+        replay = iter([{"type": "http.request", "body": body, "more_body": False}])
+        status, answer = None, []
 
         async def receive_again():
             return next(replay, {"type": "http.disconnect"})
 
-        return await self.app(scope, receive_again, send)
+        async def send_and_watch(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and sum(map(len, answer)) < 1 << 20:
+                answer.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive_again, send_and_watch)
+        finally:
+            self.space.keep(reserved, _stored_paths(status, b"".join(answer)))
 
 
-def _boundary(content_type: bytes) -> bytes:
-    for piece in content_type.split(b";"):
-        key, _, value = piece.strip().partition(b"=")
-        if key.lower() == b"boundary":
-            return value.strip(b'"')
-    return b""
+def _stored_paths(status, answer: bytes) -> list[str] | None:
+    """The files a finished upload stored (gradio answers 200 with the list of their paths); None when that is not
+    known (an error: a refusal by gradio may leave a temp file)."""
+    if status != 200:
+        return None
+    try:
+        paths = json.loads(answer)
+    except ValueError:
+        return None
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        return None
+    return paths
 
 
-async def _refuse(send, reason: str) -> None:
+async def _respond(send, status: int, reason: str, headers=(), close: bool = False) -> None:
     body = reason.encode()
-    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    head = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+            *headers] + ([(b"connection", b"close")] if close else [])
+    await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
+
+
+def middleware(**limits) -> list[Middleware]:
+    """The app's middleware, outermost first, for ``launch(app_kwargs={"middleware": ...})``: the body deadline,
+    then the upload limits. ``limits`` (tests lower them): ``body_seconds`` and :class:`UploadLimit`'s arguments."""
+    body_seconds = limits.pop("body_seconds", BODY_SECONDS)
+    return [Middleware(BodyDeadline, seconds=body_seconds), Middleware(UploadLimit, **limits)]
+
+
+_TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+
+
+class DeadlineH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, plus a deadline on whatever the client still owes: a request's line and headers
+    within :data:`HEADER_SECONDS` of the connection opening or the previous response ending, and its body within
+    :data:`BODY_SECONDS` (+ 2 s, after :class:`BodyDeadline`'s 408) of its headers — which also ends a client that
+    trickles the rest of a body the app already refused. Past it the connection is closed (after a 408 if the client
+    had sent part of a request and got no answer). Read each connection: tests can lower the two settings."""
+
+    _timer: asyncio.TimerHandle | None = None
+    _waiting_for: str | None = None  # "headers", "body" or None
+    _header_bytes = 0
+    _upgraded = False
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._watch()
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiting_for == "headers":
+            self._header_bytes += len(data)
+        super().data_received(data)
+        self._watch()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch()
+
+    def handle_websocket_upgrade(self, event) -> None:
+        self._upgraded = True  # the transport is the WebSocket protocol's from now on
+        self._stop()
+        super().handle_websocket_upgrade(event)
+
+    def connection_lost(self, exc) -> None:
+        self._stop()
+        super().connection_lost(exc)
+
+    def _watch(self) -> None:
+        state = self.conn.their_state
+        waiting = None
+        if not self._upgraded and self.transport is not None and not self.transport.is_closing():
+            waiting = "headers" if state is h11.IDLE else "body" if state is h11.SEND_BODY else None
+        if waiting == self._waiting_for:
+            return
+        self._stop()
+        self._waiting_for = waiting
+        if waiting is not None:
+            self._header_bytes = 0
+            seconds = HEADER_SECONDS if waiting == "headers" else BODY_SECONDS + 2.0
+            self._timer = self.loop.call_later(seconds, self._time_out)
+
+    def _stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._waiting_for = None, None
+
+    def _time_out(self) -> None:
+        waiting, self._timer, self._waiting_for = self._waiting_for, None, None
+        if self._upgraded or self.transport.is_closing():
+            return
+        answered = self.cycle is not None and self.cycle.response_started and waiting == "body"
+        if not answered and (waiting == "body" or self._header_bytes):
+            reason = f"the request did not arrive within {HEADER_SECONDS if waiting == 'headers' else BODY_SECONDS:g} s"
+            self.transport.write(_TIMEOUT_408 + f"content-length: {len(reason)}\r\n\r\n{reason}".encode())
+        if self.cycle is not None:
+            self.cycle.disconnected = True  # the app's further sends go nowhere
+            self.cycle.message_event.set()
+        self.transport.close()
+
+
+def bound_slow_connections() -> bool:
+    """Make uvicorn's "auto" HTTP protocol (the one gradio's launch asks for) :class:`DeadlineH11Protocol`, for every
+    uvicorn server this process starts from now on; returns whether it could: only where "auto" is h11 (uvicorn
+    without httptools, as gradio installs it). Elsewhere only :class:`BodyDeadline` holds."""
+    from uvicorn import config
+    from uvicorn.protocols.http import auto
+
+    ours = f"{__name__}:DeadlineH11Protocol"
+    if config.HTTP_PROTOCOLS.get("auto") == ours:
+        return True
+    if auto.AutoHTTPProtocol is not H11Protocol:
+        return False
+    config.HTTP_PROTOCOLS["auto"] = ours
+    return True
