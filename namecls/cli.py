@@ -356,9 +356,9 @@ def batch(args: argparse.Namespace) -> None:
     out_format = _format(args.output, args.format, "output")
     k = bulk.check_k(args.model, args.k)  # loads the checkpoint now: the progress bar's rate leaves it out
     frames, column = _input(args, in_format, k)
-    bar = tqdm(total=_row_count(args.input, in_format), unit=" names", file=sys.stderr, disable=args.no_progress,
-               desc="namecls batch")
-    with _sink(args.output, out_format, defuse=not args.raw_cells) as write, bar:
+    with _sink(args.output, out_format, defuse=not args.raw_cells) as write, \
+            tqdm(total=_row_count(args.input, in_format), unit=" names", file=sys.stderr, disable=args.no_progress,
+                 desc="namecls batch") as bar:  # the bar after the sink: a folder that is not there, no bar
         for frame in frames:
             write(bulk.annotate(frame, column, args.model, k))
             bar.update(len(frame))
