@@ -312,7 +312,10 @@ def load(name_or_path: str | os.PathLike = "gru") -> Classifier:
     if folder.is_file():
         with tempfile.TemporaryDirectory(prefix="namecls-load-", ignore_cleanup_errors=True) as tmp:
             extracted = checkpoint.extract_zip(folder, tmp)
-            model, config, metrics = checkpoint.load(extracted)
-            return Classifier(model, config, metrics, folder, checkpoint.load_posthoc(extracted, config, metrics))
+            try:
+                model, config, metrics = checkpoint.load(extracted)
+                return Classifier(model, config, metrics, folder, checkpoint.load_posthoc(extracted, config, metrics))
+            except checkpoint.CheckpointError as err:  # name the zip, not the temporary folder about to vanish
+                raise checkpoint.CheckpointError(str(err).replace(str(extracted), f"{folder}:")) from None
     model, config, metrics = checkpoint.load(folder)
     return Classifier(model, config, metrics, folder, checkpoint.load_posthoc(folder, config, metrics))

@@ -514,9 +514,10 @@ def _refused_everywhere(folder, tmp_path, file_name: str, *words) -> str:
     with pytest.raises(CheckpointError, match=re.escape(words[0])):
         checkpoint.save_zip(folder, tmp_path / "packed.zip")
     assert not (tmp_path / "packed.zip").exists()
-    with pytest.raises(CheckpointError) as info:  # the zip path names the file inside the extracted folder
+    with pytest.raises(CheckpointError) as info:  # the zip's error names the zip, not its vanished temporary copy
         namecls.load(_zip_of(folder, tmp_path / "broken.zip"))
     assert all(word in str(info.value) for word in words) and (not file_name or file_name in str(info.value))
+    assert str(tmp_path / "broken.zip") in str(info.value) and "namecls-load-" not in str(info.value)
     return message
 
 
