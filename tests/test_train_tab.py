@@ -8,6 +8,7 @@ Needs the names data (CI has it)."""
 import importlib
 import io
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -452,3 +453,272 @@ def test_a_names_file_declared_too_large_is_refused_before_decompressing(tmp_pat
     with pytest.raises(RuntimeError, match=f"Arabic.txt in the archive is {big:,} bytes, more than the"):
         namecls.data.extract_names(buffer.getvalue(), tmp_path / "names")
     assert not (tmp_path / "names").exists()
+
+
+# --- one training at a time, held by the work itself (issue 18) -------------------------------------------------
+
+train_tab = importlib.import_module("namecls.ui.train")
+TWO = ["Chinese", "Japanese"]
+# A tiny training that runs until it is stopped: 2 languages, hidden size 16, 30 epochs, a 60 s budget.
+LONG = ("gru", 16, 1, 0.01, 30, 60, TWO, "")
+
+
+@pytest.fixture(scope="module")
+def warm(data_dir):
+    """One tiny fit in this process first: the first one imports scikit-learn and torch's compiler (~4 s, once
+    per process), which a stop cannot interrupt (README: a training that ran on is that one-time import)."""
+    namecls.fit(data_dir, languages=TWO, hidden_size=16, epochs=1)
+
+
+@pytest.fixture
+def cool_down(monkeypatch, warm):
+    """A fresh cool-down for the test (the server's shared one is left as it was: every test connects from
+    127.0.0.1, and an abandoned training would keep the next tests' trainings waiting)."""
+    fresh = train_tab.CoolDown()
+    monkeypatch.setattr(train_tab, "COOL_DOWN", fresh)
+    return fresh
+
+
+@pytest.fixture
+def thread_errors(monkeypatch) -> list:
+    """Exceptions that escaped a thread (each would be a traceback in the server's log)."""
+    seen = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
+    return seen
+
+
+def _fit_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("namecls-fit-") and t.is_alive()]
+
+
+class _Sampler:
+    """Looks at the training threads every 5 ms while it runs: the most that ever ran at once, and all it saw."""
+
+    def __init__(self):
+        self.most, self.seen, self._done = 0, set(), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._done.is_set():
+            alive = _fit_threads()
+            self.most = max(self.most, len(alive))
+            self.seen.update(alive)
+            time.sleep(0.005)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+
+
+def _run_handler(demo):
+    return next(fn for fn in demo.fns.values() if fn.api_name == "ui_train").fn
+
+
+def _component(demo, elem_id: str):
+    return next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id)
+
+
+def _request(session: str, host: str | None = "203.0.113.5") -> gr.Request:
+    return gr.Request(session_hash=session, client={"host": host, "port": 1})
+
+
+def _until_training(demo, generator) -> None:
+    """Step the event's generator until the fit's own first progress message (a curve drawn): it is training."""
+    loss = _component(demo, "train-loss")
+    deadline = time.monotonic() + 60
+    while loss not in next(generator):
+        assert time.monotonic() < deadline, "no progress message from the fit within 60 s"
+
+
+def _ends_within(thread: threading.Thread, seconds: float) -> float:
+    began = time.monotonic()
+    thread.join(seconds + 5)  # more than asked, to say by how much it missed
+    took = time.monotonic() - began
+    assert not thread.is_alive() and took < seconds, f"the training ran on {took:.2f} s after its event was closed"
+    return took
+
+
+def test_a_closed_event_stops_its_training_within_a_second_and_frees_the_slot(demo, cool_down, thread_errors):
+    """Issue 18: gradio closes a generator whose page went away. The training stops then (not at its 60 s budget),
+    its thread ends within a second, the slot is free, and no model is kept for the gone session."""
+    generator = _run_handler(demo)(*LONG, _request("closed-at-once"))
+    _until_training(demo, generator)
+    (thread,) = _fit_threads()
+    assert train_tab.SLOT.locked() and "closed-at-once" in train_tab._STOPS
+    generator.close()  # what gradio does when the page has gone (GeneratorExit at the yield)
+    _ends_within(thread, 1.0)
+    assert not train_tab.SLOT.locked() and "closed-at-once" not in train_tab._STOPS
+    assert yours.TRAINED.get("closed-at-once") is None and thread_errors == []
+
+
+def _join_and_leave(demo, url, arguments) -> dict:
+    """What a browser does, over HTTP: join the queue for a training, read the event stream up to the first
+    progress message (or to the end, if it ends first), then close the connection. Returns that last message."""
+    import json
+    import uuid
+
+    import httpx
+
+    fn_index = next(i for i, fn in demo.fns.items() if fn.api_name == "ui_train")
+    session = uuid.uuid4().hex[:11]
+    with httpx.Client(base_url=url, timeout=60) as http:
+        joined = http.post("/gradio_api/queue/join", json={
+            "data": list(arguments), "fn_index": fn_index, "trigger_id": None, "session_hash": session})
+        assert joined.status_code == 200, joined.text
+        with http.stream("GET", "/gradio_api/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                message = json.loads(line[5:]) if line.startswith("data:") else {}
+                if message.get("msg") in ("process_generating", "process_completed"):
+                    return message  # leaving closes the stream and the connection
+    raise AssertionError("the event stream ended without a message")
+
+
+def test_a_closed_page_stops_its_training_and_trainings_never_overlap(demo, url, cool_down, monkeypatch):
+    """The attack of issue 18 over HTTP: start a training, close the page at its first progress message, again
+    and again (the cool-down off, to test the slot alone). Before, 3–8 trainings ran at once; now at most one ever
+    runs, and each ends within a second of gradio seeing its page gone."""
+    monkeypatch.setattr(cool_down, "seconds", 0.0)
+    with _Sampler() as sampler:
+        for attempt in range(3):
+            assert _join_and_leave(demo, url, LONG)["msg"] == "process_generating"
+            (thread,) = _fit_threads()  # training (for 60 s, were it not stopped)
+            # Gradio sees the closed page at the event's next yield (at most TICK_SECONDS away) and closes it.
+            _ends_within(thread, 1.0 + train_tab.TICK_SECONDS)
+            assert not train_tab.SLOT.locked()
+    assert sampler.most == 1 and len(sampler.seen) == 3  # three trainings, one after the other
+
+
+def test_a_client_that_leaves_over_http_is_told_to_wait(demo, url, cool_down):
+    assert _join_and_leave(demo, url, LONG)["msg"] == "process_generating"
+    (thread,) = _fit_threads()
+    _ends_within(thread, 1.0 + train_tab.TICK_SECONDS)
+    assert cool_down.wait("127.0.0.1") > 8  # the client is its address (every test client's here)
+    refused = _join_and_leave(demo, url, LONG)  # at once, from the same address: refused, nothing started
+    assert refused["msg"] == "process_completed" and not refused["success"]
+    assert re.search(r"please wait (9|10) s before starting another", refused["output"]["error"])
+    assert _fit_threads() == [] and not train_tab.SLOT.locked()
+
+
+def test_a_cancelled_training_stops_within_a_second(url, cool_down):
+    """gradio_client's cancel (the /cancel route) closes the event's generator too: the training stops."""
+    job = Client(url, verbose=False).submit(*LONG, api_name="/ui_train")
+    deadline = time.monotonic() + 60
+    while not _fit_threads() or job.status().code not in RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    (thread,) = _fit_threads()
+    job.cancel()
+    _ends_within(thread, 1.0 + train_tab.TICK_SECONDS)
+    assert not train_tab.SLOT.locked()
+
+
+def test_a_training_waits_briefly_for_one_that_is_ending(demo, cool_down):
+    """A training asked for while an abandoned one is still stopping waits for it (well under the 2 s allowed) and
+    then runs: never beside it."""
+    first = _run_handler(demo)(*LONG, _request("left-first", "203.0.113.6"))
+    _until_training(demo, first)
+    with _Sampler() as sampler:
+        first.close()
+        began = time.monotonic()
+        second = _run_handler(demo)(*LONG, _request("asked-next", "203.0.113.7"))
+        next(second)  # its first yield: it holds the slot and its thread started
+        waited = time.monotonic() - began
+        (thread,) = _fit_threads()
+        assert thread.name == "namecls-fit-asked-ne" and train_tab.SLOT.locked()
+        second.close()
+        _ends_within(thread, 1.0)
+    assert sampler.most == 1 and waited < train_tab.SLOT_WAIT_SECONDS and not train_tab.SLOT.locked()
+
+
+def test_a_training_is_refused_when_the_slot_stays_held(demo, cool_down, monkeypatch):
+    monkeypatch.setattr(train_tab, "SLOT_WAIT_SECONDS", 0.2)
+    assert train_tab.SLOT.acquire(timeout=5)  # as a training that does not end would hold it
+    try:
+        with pytest.raises(gr.Error, match="Another training is still running on this server") as refused:
+            next(_run_handler(demo)(*LONG, _request("refused")))
+    finally:
+        train_tab.SLOT.release()
+    assert refused.value.title == "One training at a time"
+    assert _fit_threads() == [] and len(cool_down) == 0  # nothing started, nothing to cool down from
+
+
+def test_a_client_that_leaves_a_training_waits_before_the_next(demo, cool_down):
+    """Restarting in a loop: a client whose training was left waits COOL_DOWN_SECONDS from that one's start (the
+    message says how long); another client does not; a training that ran to its end leaves no wait."""
+    run = _run_handler(demo)
+    generator = run(*LONG, _request("looping-1", "198.51.100.7"))
+    _until_training(demo, generator)
+    (thread,) = _fit_threads()
+    generator.close()
+    thread.join(5)
+    for session in ("looping-2", "looping-3"):  # the same client, in new sessions: refused, nothing started
+        with pytest.raises(gr.Error, match=r"please wait (9|10) s before starting another") as refused:
+            next(run(*LONG, _request(session, "198.51.100.7")))
+        assert refused.value.title == "Please wait" and _fit_threads() == []
+    other = run(*LONG, _request("someone-else", "198.51.100.8"))  # another client trains at once
+    next(other)
+    (thread,) = _fit_threads()
+    other.close()
+    thread.join(5)
+    # A training that ends by itself with its page open (one epoch) leaves its client free to train again.
+    short = ("gru", 16, 1, 0.01, 1, 5, TWO, "")
+    for session in ("patient-1", "patient-2"):
+        *_, last = run(*short, _request(session, "198.51.100.9"))
+        assert "Validation accuracy" in last[_component(demo, "train-result")]
+    assert cool_down.wait("198.51.100.9") == 0 and cool_down.wait("198.51.100.7") > 0
+    yours.TRAINED.drop("patient-1")
+    yours.TRAINED.drop("patient-2")
+
+
+def test_the_cool_down_counts_from_the_start_and_is_capped():
+    clients = train_tab.CoolDown(seconds=10, capacity=3)
+    token = clients.start("a", now=100.0)
+    assert clients.wait("a", now=100.0) == 10 and clients.wait("a", now=107.5) == 2.5
+    assert clients.wait("a", now=110.0) == 0 and clients.wait("b", now=100.0) == 0
+    clients.finished("a", token)  # ran to its end: no wait
+    assert clients.wait("a", now=101.0) == 0
+    old = clients.start("a", now=101.0)
+    clients.start("a", now=102.0)
+    clients.finished("a", old)  # an older training's end does not clear the newer one's start
+    assert clients.wait("a", now=103.0) == 9
+    for i, client in enumerate("bcd"):
+        clients.start(client, now=103.0 + i)
+    assert len(clients) == 3 and clients.wait("a", now=106.0) == 0  # the cap forgot the least recent start
+    clients.start("e", now=114.5)  # b and c are past their cool-down: dropped when the next one starts
+    assert len(clients) == 2 and clients.wait("d", now=114.5) == pytest.approx(0.5)
+    assert train_tab.client_of(_request("s", "192.0.2.1")) == "192.0.2.1"
+    assert train_tab.client_of(_request("s", None)) == "s"  # no host: the session
+    assert train_tab.client_of(gr.Request(session_hash="s2")) == "s2"
+
+
+@pytest.mark.parametrize("position, message", [
+    (1, "the hidden size must be a whole number from 16 to 256"),
+    (2, "the number of GRU layers must be a whole number from 1 to 2"),
+    (3, "the learning rate must be a number from 0.0001 to 0.1"),
+    (4, "the number of epochs must be a whole number from 1 to 30"),
+    (5, "the time budget (seconds) must be a number from 5 to 60"),
+])
+def test_an_empty_number_box_is_a_clear_message(demo, position, message, cool_down):
+    for value in (None, float("nan"), "", 1e6):
+        arguments = list(LONG)
+        arguments[position] = value
+        with pytest.raises(gr.Error) as refused:
+            next(_run_handler(demo)(*arguments, _request("empty-box")))
+        assert refused.value.message == message
+        assert refused.value.title == "Cannot do that" and not refused.value.print_exception
+    assert _fit_threads() == [] and not train_tab.SLOT.locked()
+
+
+def test_an_empty_learning_rate_through_the_app_says_so_without_a_traceback(url, capfd):
+    """Before: an empty learning-rate box gave the error `null` and two tracebacks in the server's log."""
+    from gradio_client.exceptions import AppError
+
+    capfd.readouterr()
+    with pytest.raises(AppError, match=r"the learning rate must be a number from 0\.0001 to 0\.1"):
+        Client(url, verbose=False).predict("gru", 32, 1, None, 2, 5, THREE, "", api_name="/ui_train")
+    log = capfd.readouterr()
+    assert "Traceback" not in log.err + log.out and _fit_threads() == []

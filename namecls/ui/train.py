@@ -1,9 +1,14 @@
 """Tab "Train your own": train a small RNN or GRU in the page and watch it learn (:func:`namecls.fit`).
 
-One training runs at a time on a server (the event's concurrency limit is 1; the others see their place in the
-queue). The model trained in a session becomes the choice "Yours" in Classify, Step through and Batch, and a
-column of Compare, for that session (kept in :data:`namecls.ui.yours.TRAINED`, capped and released when the session
-ends); it can be downloaded as a checkpoint zip that ``namecls.load`` reads.
+One training runs at a time on a server: the event's concurrency limit is 1 (the others see their place in the
+queue), and the training itself holds a process-wide slot (:data:`SLOT`) from before its thread starts until that
+thread has ended, so a training whose page went away cannot run on beside the next one. A closed page (or a
+cancelled event) stops its training within a second (:func:`namecls.fit.fit`'s ``abort``), and a client that left
+a training so waits :data:`COOL_DOWN_SECONDS` from that training's start before the next (:class:`CoolDown`).
+
+The model trained in a session becomes the choice "Yours" in Classify, Step through and Batch, and a column of
+Compare, for that session (kept in :data:`namecls.ui.yours.TRAINED`, capped and released when the session ends);
+it can be downloaded as a checkpoint zip that ``namecls.load`` reads.
 
 Where the names data is not on disk (a Space), the first training fetches the tutorial's archive once into a cache
 folder, checked by SHA-256 (:func:`namecls.fit.find_or_download_data`); if it cannot, the tab says what failed and
@@ -12,24 +17,129 @@ how to fix it, and changes nothing else.
 
 from __future__ import annotations
 
+import logging
+import math
 import queue
 import tempfile
 import threading
+import time
+from collections import OrderedDict
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from ..data import DATA_URL
-from ..fit import FIT_DEFAULTS, data_on_disk, find_or_download_data, fit, validation_accuracy
+from ..fit import FIT_DEFAULTS, FitAborted, data_on_disk, find_or_download_data, fit, validation_accuracy
 from .. import service
 from ..checkpoint import save_zip
 from .common import MODEL_CHOICES, user_errors
 from .html import MODEL_LABELS, esc, notice_html, percent
 from .yours import TRAINED, YOURS
 
+log = logging.getLogger(__name__)
+
 MAX_BUDGET_SECONDS = 60
 _STOPS: dict[str, threading.Event] = {}  # session → the stop signal of its running training
+
+# One training at a time in this process. Acquired by the event before it starts the training's thread, released
+# by that thread when it ends (its ``finally``): held for as long as the work runs, not as long as the event does.
+SLOT = threading.Lock()
+# How long a training waits for the slot before it is refused. The event's concurrency limit means the slot is only
+# ever held at the start of an event by a training whose page went away, and that one ends within a second of it.
+SLOT_WAIT_SECONDS = 2.0
+# While training, the event yields a progress update at least this often: gradio only notices a closed page (and
+# then closes the event's generator, which stops the training) when the generator yields.
+TICK_SECONDS = 0.25
+COOL_DOWN_SECONDS = 10.0  # a client whose training was abandoned waits this long from that training's start
+MAX_CLIENTS = 1024  # clients remembered by the cool-down (least recently started forgotten first)
+
+
+class CoolDown:
+    """When each client's last abandoned training started, so that a client cannot start trainings and leave them
+    in a loop (each such start costs a data read and a few batches before its training stops).
+
+    A training is remembered from its start; one that runs to its end while its page is open (done, stopped by
+    the Stop button, or an error) is forgotten then, so a visitor who waits for the answer is never kept waiting.
+    A client is ``request.client.host`` (the session hash when there is none): behind a proxy that does not pass
+    the visitor's address on, every visitor is one client, which at worst makes one visitor's abandoned training
+    hold back the others' for ``seconds``.
+
+    Worst case: ``capacity`` entries of a key (an IP address or a session hash, ≤ 64 characters) and a float,
+    about 200 bytes each: ~0.2 MB at 1,024. Entries older than ``seconds`` are dropped at each start, so only the
+    clients that started within the last ``seconds`` are held; since a start needs the one training slot and a
+    left training holds it until its data is read and split (≥ ~0.05 s), that is at most ~200 in 10 s, so the cap
+    never forgets a client that is still cooling down."""
+
+    def __init__(self, seconds: float = COOL_DOWN_SECONDS, capacity: int = MAX_CLIENTS):
+        self.seconds, self.capacity = seconds, capacity
+        self._starts: OrderedDict[str, float] = OrderedDict()  # client → its last start (monotonic), oldest first
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def wait(self, client: str, now: float | None = None) -> float:
+        """Seconds ``client`` must still wait before a new training (0: it may start one)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            began = self._starts.get(client)
+        return 0.0 if began is None else max(0.0, began + self.seconds - now)
+
+    def start(self, client: str, now: float | None = None) -> float:
+        """Record that ``client`` starts a training now; returns the token :meth:`finished` takes."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._starts.pop(client, None)
+            self._starts[client] = now
+            while self._starts:  # the oldest first: drop those past their cool-down, then any over the cap
+                oldest, began = next(iter(self._starts.items()))
+                if began + self.seconds > now and len(self._starts) <= self.capacity:
+                    break
+                del self._starts[oldest]
+        return now
+
+    def finished(self, client: str, token: float) -> None:
+        """``client``'s training started at ``token`` ran to its end with its page open: no cool-down after it."""
+        with self._lock:
+            if self._starts.get(client) == token:
+                del self._starts[client]
+
+
+COOL_DOWN = CoolDown()
+
+
+def client_of(request: gr.Request | None) -> str:
+    """Who asks: the client's host address, else the session hash ("anonymous" without either)."""
+    try:
+        host = request.client.host
+    except AttributeError:
+        host = None
+    return str(host or getattr(request, "session_hash", None) or "anonymous")
+
+
+def checked_number(value, what: str, low: float, high: float, whole: bool = False) -> float:
+    """``value`` (a box's or slider's value; None when the box is empty) as a number from ``low`` to ``high``, a
+    whole one if ``whole``; else ValueError saying what it must be."""
+    message = f"the {what} must be {'a whole number' if whole else 'a number'} from {low:g} to {high:g}"
+    if value is None or isinstance(value, bool):
+        raise ValueError(message)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if not math.isfinite(number) or not low <= number <= high or (whole and number != int(number)):
+        raise ValueError(message)
+    return int(number) if whole else number
+
+
+def ticking(info: dict, elapsed: float, budget: float) -> dict:
+    """``info`` (the last progress message) moved on by ``elapsed`` seconds: what the bar shows between them."""
+    seconds = float(info.get("seconds") or 0.0)
+    fraction = float(info.get("fraction") or 0.0)
+    later = seconds + elapsed
+    guess = max(fraction * later / seconds if seconds > 0 else 0.0, later / budget if budget else 0.0)
+    return {**info, "seconds": later, "fraction": min(1.0, max(fraction, guess))}
 
 
 def curves(history: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -97,10 +207,15 @@ def build(models: dict, ui: dict, radios: list) -> None:
 
     def run(kind, hidden_size, num_layers, rate, epoch_limit, seconds, chosen, name, request: gr.Request):
         with user_errors():
+            if kind not in FIT_DEFAULTS:
+                raise ValueError(f"the cell must be one of {', '.join(FIT_DEFAULTS)}")
+            hidden_size = checked_number(hidden_size, "hidden size", 16, 256, whole=True)
+            num_layers = checked_number(num_layers, "number of GRU layers", 1, 2, whole=True)
+            rate = checked_number(rate, "learning rate", 1e-4, 0.1)
+            epoch_limit = checked_number(epoch_limit, "number of epochs", 1, 30, whole=True)
+            seconds = checked_number(seconds, "time budget (seconds)", 5, MAX_BUDGET_SECONDS)
             if len(chosen or []) < 2:
                 raise ValueError("choose at least two languages")
-            if not 5 <= float(seconds) <= MAX_BUDGET_SECONDS:
-                raise ValueError(f"the time budget is 5 to {MAX_BUDGET_SECONDS} seconds")
             watch_name = service.check_name(name).text if str(name or "").strip() else None
         if not data_on_disk():  # the first training on a server without the data: fetch it (once), then train
             yield {progress: notice_html(f"Fetching the names data from {DATA_URL} (once for this server)…")}
@@ -109,35 +224,73 @@ def build(models: dict, ui: dict, radios: list) -> None:
         except (FileNotFoundError, RuntimeError) as err:  # the one message; nothing else changes
             yield {progress: notice_html(f"Cannot train: {err}")}
             return
+        client = client_of(request)
+        if (wait := COOL_DOWN.wait(client)) > 0:
+            raise gr.Error(f"Your last training was left before it ended (its page was closed): please wait "
+                           f"{math.ceil(wait)} s before starting another. A training left that way keeps its "
+                           f"client waiting {COOL_DOWN.seconds:.0f} s from its start.", title="Please wait",
+                           print_exception=False)
+        if not SLOT.acquire(timeout=SLOT_WAIT_SECONDS):
+            raise gr.Error("Another training is still running on this server (its page was closed, and it is "
+                           "stopping): please try again in a few seconds.", title="One training at a time",
+                           print_exception=False)
         session = request.session_hash or "anonymous"
         events: queue.Queue = queue.Queue()
-        _STOPS[session] = stop_event = threading.Event()
+        stop_event, abandoned = threading.Event(), threading.Event()
         outcome: dict = {}
 
         def work():
             try:
-                outcome["model"] = fit(folder, kind=kind, languages=list(chosen), hidden_size=int(hidden_size),
-                                               num_layers=int(num_layers) if kind == "gru" else None,
-                                               lr=float(rate), epochs=int(epoch_limit), time_budget=float(seconds),
-                                               on_progress=events.put, stop=stop_event, watch=watch_name)
+                outcome["model"] = fit(folder, kind=kind, languages=list(chosen), hidden_size=hidden_size,
+                                       num_layers=num_layers if kind == "gru" else None, lr=rate, epochs=epoch_limit,
+                                       time_budget=seconds, on_progress=events.put, stop=stop_event,
+                                       watch=watch_name, abort=abandoned)
+            except FitAborted:  # nobody is waiting for it
+                pass
             except (ValueError, FileNotFoundError) as err:
                 outcome["error"] = str(err)
+            except Exception:  # a bug: its traceback in the log, a message (not a second traceback) in the page
+                log.exception("the training failed")
+                outcome["error"] = "the training failed unexpectedly (the server's log says why)"
             finally:
+                SLOT.release()
                 events.put(None)
 
-        threading.Thread(target=work, name=f"namecls-fit-{session[:8]}", daemon=True).start()
-        history: list[dict] = []
-        shown = {progress: progress_html({"fraction": 0.0}, float(seconds)), result: "", watched: None,
-                 download: gr.DownloadButton(visible=False)}
-        yield shown
-        while (info := events.get()) is not None:
-            history.append(info)
-            loss, accuracy = curves(history)
-            shown |= {progress: progress_html(info, float(seconds)), loss_plot: loss, accuracy_plot: accuracy}
-            if info.get("watch"):
-                shown[watched] = dict(info["watch"])
+        thread = threading.Thread(target=work, name=f"namecls-fit-{session[:8]}", daemon=True)
+        try:
+            thread.start()
+        except BaseException:
+            SLOT.release()
+            raise
+        token = COOL_DOWN.start(client)
+        _STOPS[session] = stop_event
+        try:
+            history: list[dict] = []
+            shown = {progress: progress_html({"fraction": 0.0}, seconds), result: "", watched: None,
+                     download: gr.DownloadButton(visible=False)}
             yield shown
-        _STOPS.pop(session, None)
+            last, last_at = {"fraction": 0.0, "epoch": 0, "seconds": 0.0}, time.monotonic()
+            while True:
+                try:
+                    info = events.get(timeout=TICK_SECONDS)
+                except queue.Empty:  # nothing new: move the bar on (and let gradio see whether the page is there)
+                    yield {progress: progress_html(ticking(last, time.monotonic() - last_at, seconds), seconds)}
+                    continue
+                if info is None:
+                    break
+                last, last_at = info, time.monotonic()
+                history.append(info)
+                loss, accuracy = curves(history)
+                shown |= {progress: progress_html(info, seconds), loss_plot: loss, accuracy_plot: accuracy}
+                if info.get("watch"):
+                    shown[watched] = dict(info["watch"])
+                yield shown
+        finally:  # the training ended, or the generator was closed (page gone, event cancelled): stop it then
+            if thread.is_alive():
+                abandoned.set()
+            if _STOPS.get(session) is stop_event:
+                del _STOPS[session]
+        COOL_DOWN.finished(client, token)  # it ran to its end with the page open
         if "error" in outcome:
             raise gr.Error(esc(outcome["error"]), title="Cannot train", print_exception=False)
         mine = outcome["model"]
