@@ -19,6 +19,10 @@ from namecls.data import pad_batch
 from namecls.evaluation import predict_logits
 from conftest import IN_CI, require
 
+# Compares with numbers recorded on another machine (the committed checkpoints, metrics.json): .ci/run reruns it
+# under emulated CPUs (pytest -m recorded).
+pytestmark = pytest.mark.recorded
+
 
 def synthetic(n=4000, classes=6, sharpen=3.0, seed=0):
     """Logits whose softmax is the true distribution the targets are drawn from, then made over-confident by

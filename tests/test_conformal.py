@@ -16,6 +16,10 @@ from namecls.splits import make_split
 
 from conftest import require
 
+# Compares with numbers recorded on another machine (the committed checkpoints, metrics.json): .ci/run reruns it
+# under emulated CPUs (pytest -m recorded).
+pytestmark = pytest.mark.recorded
+
 
 def dirichlet_task(n, classes=10, concentration=0.5, seed=0):
     """Probabilities drawn from a Dirichlet, and labels drawn from them: the probabilities are the truth."""

@@ -17,6 +17,10 @@ from namecls.splits import make_split
 from namecls.ui import figures, step_through
 from namecls.ui.palette import language_color
 
+# Compares with numbers recorded on another machine (the committed checkpoints, metrics.json): .ci/run reruns it
+# under emulated CPUs (pytest -m recorded).
+pytestmark = pytest.mark.recorded
+
 
 @pytest.fixture(scope="module")
 def tiny(dry_run_dir):
