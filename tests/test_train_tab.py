@@ -465,8 +465,8 @@ LONG = ("gru", 16, 1, 0.01, 30, 60, TWO, "")
 
 @pytest.fixture(scope="module")
 def warm(data_dir):
-    """One tiny fit in this process first: the first one imports scikit-learn and torch's compiler (~4 s, once
-    per process), which a stop cannot interrupt (README: a training that ran on is that one-time import)."""
+    """One tiny fit in this process first: the first fit of a process imports scikit-learn and torch's compiler
+    (~4 s, once), which no stop can interrupt; the timings asserted here are those of every later training."""
     namecls.fit(data_dir, languages=TWO, hidden_size=16, epochs=1)
 
 
