@@ -76,6 +76,13 @@ class Trace:
         return [divmod(int(i), H) for i in order]
 
     @property
+    def story(self) -> list[str]:
+        """How the network read the name, in three to six plain sentences (:func:`namecls.story.story`)."""
+        from .story import story
+
+        return story(self)
+
+    @property
     def entropy(self) -> np.ndarray:
         """(T,): the entropy (nats) of the prediction after each prefix."""
         return calibration.entropy(self.probs)

@@ -139,6 +139,7 @@ def trace(models, name: str, model: str = "gru") -> dict:
         "model": clf.kind,
         "labels": list(t.labels),
         "chars": list(t.chars),
+        "story": t.story,  # [3-6 sentences]: how the network read the name, every number from this trace
         "probs": t.probs.astype(float).tolist(),  # [T][18]
         "hidden": t.hidden.astype(float).tolist(),  # [T][H]
         "entropy": t.entropy.astype(float).tolist(),  # [T]
