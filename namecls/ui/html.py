@@ -370,9 +370,9 @@ def unit_html(trace, kind: str, layer: int, unit: int, contexts: list) -> str:
 
 
 def _state_ink(value: float, kind: str) -> str:
-    if kind == "rnn":  # viridis: dark at 0, light at 1
-        return "#fff" if value < 0.55 else "#111"
-    return "#fff" if abs(value) > 0.6 else "#111"
+    """Text colour readable on the grey of a state ``value`` (light low, dark high)."""
+    scale = STATE_SCALES[kind]
+    return "#fff" if (value - scale["vmin"]) / (scale["vmax"] - scale["vmin"]) > 0.5 else "#111"
 
 
 def neighbours_html(neighbours, labels: list[str], prefix: str, bank_size: int) -> str:

@@ -25,14 +25,19 @@ LANGUAGES = ("Arabic", "Chinese", "Czech", "Dutch", "English", "French", "German
              "Japanese", "Korean", "Polish", "Portuguese", "Russian", "Scottish", "Spanish", "Vietnamese")
 _BY_NAME = dict(zip(LANGUAGES, LANGUAGE_COLORS))
 
-# The range of each model's hidden state and a colour scale that suits it: the RNN's state is a sigmoid (0 … 1,
-# sequential scale), the GRU's is a tanh-bounded interpolation (−1 … 1, diverging scale centred on 0).
+# One visual language across the app: hue means "for or against the answer" (blue raised it, red lowered it: the
+# letters, the units' contributions), grey means a state's value (light low, dark high: the hidden units, the
+# gates), and the 18 language colours mean languages. A state never borrows the red/blue of an effect.
+# The range of each model's hidden state: the RNN's is a sigmoid (0 … 1), the GRU's a tanh-bounded mix (−1 … 1).
 STATE_SCALES = {
-    "rnn": {"vmin": 0.0, "vmax": 1.0, "cmap": "viridis", "what": "sigmoid state, 0 … 1"},
-    "gru": {"vmin": -1.0, "vmax": 1.0, "cmap": "RdBu_r", "what": "GRU state, −1 … 1"},
+    "rnn": {"vmin": 0.0, "vmax": 1.0, "cmap": "Greys", "what": "unit's value, 0 … 1"},
+    "gru": {"vmin": -1.0, "vmax": 1.0, "cmap": "Greys", "what": "unit's value, −1 … 1"},
 }
-# Letters coloured by how they moved the answer: blue for, red against, white for no change; saturated at ±2 nats.
+# Gates (the GRU's update and reset gates) are fractions, 0 … 1, on the same grey.
+GATE_SCALE = {"vmin": 0.0, "vmax": 1.0, "cmap": "Greys", "what": "gate, 0 … 1"}
+# What moved the answer: blue for, red against, white for no change; saturated at ±2 (log-probability, or logit).
 ATTRIBUTION_SCALE = {"vmin": -2.0, "vmax": 2.0, "cmap": "RdBu"}
+FOR_COLOR, AGAINST_COLOR = "#2166ac", "#b2182b"  # RdBu's ends: bars of what raised / lowered the answer
 
 
 def language_color(language: str) -> str:
