@@ -790,8 +790,15 @@ def test_map_path_svg_labels_every_language_and_rings_the_neighbours(models):
         tree = dom(svg)
         langs = tree.find_all("text", "lang")
         assert len(langs) == 18 and sorted(t.text for t in langs) == sorted(clf.labels)
-        for t in langs:
-            assert t.attrs["fill"] == palette.LANGUAGE_COLORS[clf.labels.index(t.text)]
+        for g in tree.find_all("g", "lang-label"):  # dark text (readable on any dot), keyed by a coloured swatch
+            t = g.find("text", "lang")
+            assert t.attrs["fill"] == "#111"
+            assert g.find("rect", "swatch").attrs["fill"] == palette.LANGUAGE_COLORS[clf.labels.index(t.text)]
+        boxes = [(float(t.attrs["x"]), float(t.attrs["y"]), 0.55 * 12 * len(t.text)) for t in langs]
+        for a, (xa, ya, wa) in enumerate(boxes):  # no two labels overlap
+            for xb, yb, wb in boxes[a + 1:]:
+                assert xb + wb <= xa or xa + wa <= xb or abs(ya - yb) >= 12, (xa, ya, xb, yb)
+        assert tree.find("rect", "map-start") is not None
         rings = tree.find_all("circle", "map-neighbour")
         assert len(rings) == len(near) == 8
         for ring, n in zip(rings, near):  # each ring sits on the dot of that training name

@@ -143,17 +143,23 @@ def map_svg(projection, kind: str) -> str:
     return frame.svg(box + "".join(dots), "map-base", f"aspect-ratio:{W}/{H}")
 
 
+ARROW_DEFS = ('<defs><marker id="map-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+              'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#111"/></marker></defs>')
+
+
 def map_path_svg(projection, points, chars: list[str], step: int, neighbours: list[int] = ()) -> str:
     """Drawn over :func:`map_svg`: rings round the ``neighbours`` (indices into the projection's sample), the
-    current name's path up to ``step`` with each letter beside its point, the current point as a large red dot,
-    and on top of everything each language's name at the centre of its training names."""
+    current name's path up to ``step`` with an arrowhead on every segment and each letter beside its point (the
+    first in a square: the start), the current point as a large red dot, and on top of everything each
+    language's name at the centre of its training names, placed clear of each other and of the path."""
     frame = map_frame(projection)
     xy = frame.pixels(points)
     step = max(0, min(int(step), len(xy) - 1))
     sample, _ = projection.sample()
     rings = frame.pixels(sample[list(neighbours)]) if len(neighbours) else np.zeros((0, 2))
-    parts = [f'<circle class="map-neighbour" cx="{x:.1f}" cy="{y:.1f}" r="7" fill="none" stroke="#111" '
-             f'stroke-width="1.5"/>' for x, y in rings]
+    parts = [ARROW_DEFS]
+    parts += [f'<circle class="map-neighbour" cx="{x:.1f}" cy="{y:.1f}" r="7" fill="none" stroke="#111" '
+              f'stroke-width="1.5"/>' for x, y in rings]
 
     def polyline(pts, style) -> str:
         return f'<polyline points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in pts)}" fill="none" {style}/>'
@@ -162,7 +168,11 @@ def map_path_svg(projection, points, chars: list[str], step: int, neighbours: li
                               'stroke-dasharray="4 3"'))
     if step > 0:
         parts.append(polyline(xy[: step + 1], 'class="map-path" stroke="#111" stroke-width="2.5" '
-                                              'stroke-linejoin="round"'))
+                                              'stroke-linejoin="round" marker-mid="url(#map-arrow)" '
+                                              'marker-end="url(#map-arrow)"'))
+    x0, y0 = xy[0]
+    parts.append(f'<rect class="map-start" x="{x0 - 6:.1f}" y="{y0 - 6:.1f}" width="12" height="12" fill="#fff" '
+                 f'stroke="#111" stroke-width="2"><title>start: the state after the first letter</title></rect>')
     for i, (x, y) in enumerate(xy[: step + 1]):
         parts.append(f'<circle class="map-point" data-step="{i}" cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="#fff" '
                      f'stroke="#111" stroke-width="1.5"/>'
@@ -172,27 +182,35 @@ def map_path_svg(projection, points, chars: list[str], step: int, neighbours: li
     x, y = xy[step]
     parts.append(f'<circle class="map-current" data-step="{step}" cx="{x:.1f}" cy="{y:.1f}" r="8" fill="#d62728" '
                  f'stroke="#fff" stroke-width="2.5"/>')
-    parts += _language_labels(projection, frame)
+    parts += _language_labels(projection, frame, avoid=xy)
     return frame.svg("".join(parts), "map-marks", "position:absolute;left:0;top:0;pointer-events:none;"
                                                   "overflow:visible")
 
 
-def _language_labels(projection, frame: MapFrame, size: float = 12.0) -> list[str]:
-    """Each language's name at its centroid, nudged up or down just enough not to overlap one already placed."""
+def _language_labels(projection, frame: MapFrame, size: float = 12.0, avoid=()) -> list[str]:
+    """Each language's name near its centroid in dark ink, keyed by a swatch of its colour, nudged (up, down, then
+    sideways) just enough to overlap neither a label already placed nor a point of ``avoid`` (the name's path)."""
     centroids = projection.centroids()
     finite = np.all(np.isfinite(centroids), axis=1)
     xy = frame.pixels(np.where(finite[:, None], centroids, 0))
-    placed, out = [], []
+    height = 1.25 * size
+    placed = [(float(px), float(py), 22.0, 22.0) for px, py in np.reshape(avoid, (-1, 2))]  # (x, y, w, h)
+    shifts = [(0.0, 0.0)] + [(dx * k * size, dy * k * 0.6 * height) for k in range(1, 16)
+                             for dx, dy in ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, -1))]
+    out = []
     for i in sorted(np.flatnonzero(finite), key=lambda i: projection.labels[i]):
         label, (cx, cy) = projection.labels[i], xy[i]
-        width, height = 0.55 * size * len(label), 1.2 * size
-        for shift in [0] + [s * k for k in range(1, 14) for s in (1, -1)]:
-            y = cy + shift * height * 0.6
-            if all(abs(cx - px) > (width + pw) / 2 or abs(y - py) > height for px, py, pw in placed):
+        width = 0.55 * size * len(label) + size  # the text and its swatch
+        for dx, dy in shifts:
+            x, y = cx + dx, cy + dy
+            if all(abs(x - px) > (width + pw) / 2 or abs(y - py) > (height + ph) / 2 for px, py, pw, ph in placed):
                 break
-        placed.append((cx, y, width))
-        out.append(f'<text class="lang" x="{cx:.1f}" y="{y + size / 3:.1f}" text-anchor="middle" '
-                   f'fill="{language_color(label)}">{esc(label)}</text>')
+        placed.append((x, y, width, height))
+        left = x - width / 2
+        out.append(f'<g class="lang-label"><rect class="swatch" x="{left:.1f}" y="{y - size / 2:.1f}" '
+                   f'width="{0.75 * size:.1f}" height="{0.75 * size:.1f}" rx="2" fill="{language_color(label)}" '
+                   f'stroke="#fff"/><text class="lang" x="{left + size:.1f}" y="{y + size / 3:.1f}" '
+                   f'text-anchor="start" fill="#111" data-color="{language_color(label)}">{esc(label)}</text></g>')
     return out
 
 
