@@ -193,14 +193,15 @@ def _language_labels(projection, frame: MapFrame, size: float = 12.0, avoid=()) 
     centroids = projection.centroids()
     finite = np.all(np.isfinite(centroids), axis=1)
     xy = frame.pixels(np.where(finite[:, None], centroids, 0))
-    height = 1.25 * size
+    room = 1.5 * size  # placed for the phone's larger labels (html.CSS draws them at 18 px there)
+    height = 1.25 * room
     placed = [(float(px), float(py), 22.0, 22.0) for px, py in np.reshape(avoid, (-1, 2))]  # (x, y, w, h)
-    shifts = [(0.0, 0.0)] + [(dx * k * size, dy * k * 0.6 * height) for k in range(1, 16)
+    shifts = [(0.0, 0.0)] + [(dx * k * room, dy * k * 0.6 * height) for k in range(1, 16)
                              for dx, dy in ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (-1, -1))]
     out = []
     for i in sorted(np.flatnonzero(finite), key=lambda i: projection.labels[i]):
         label, (cx, cy) = projection.labels[i], xy[i]
-        width = 0.55 * size * len(label) + size  # the text and its swatch
+        width = 0.55 * room * len(label) + room  # the text and its swatch
         for dx, dy in shifts:
             x, y = cx + dx, cy + dy
             if all(abs(x - px) > (width + pw) / 2 or abs(y - py) > (height + ph) / 2 for px, py, pw, ph in placed):

@@ -74,7 +74,7 @@ CSS = """
   .letters td.ch { font-size: 1.3rem; }  /* a 9-letter name fits a 390 px screen; longer ones scroll */
   .letters td { min-width: 1.25rem; font-size: 0.62rem; padding: 0.1rem 0; }
   .letters th { white-space: normal; font-size: 0.62rem; max-width: 2.6rem; padding-right: 0.15rem; }
-  .map-svg text.lang { font-size: 22px; stroke-width: 4px; }  /* SVG units: the map is drawn at about half size */
+  .map-svg text.lang { font-size: 18px; stroke-width: 4px; }  /* SVG units: the map is drawn at about half size */
   .map-svg circle.ref { r: 6px; }  /* a dot a finger can find */
   .map-svg text.step-letter { font-size: 26px; }
   .map-svg text.axis { font-size: 22px; }
