@@ -13,7 +13,8 @@ import math
 import numpy as np
 
 from ..data import Normalized
-from .palette import ATTRIBUTION_SCALE, STATE_SCALES, gradient_css, language_color, scale_color
+from .palette import AGAINST_COLOR, ATTRIBUTION_SCALE, FOR_COLOR, GATE_SCALE, STATE_SCALES, gradient_css, \
+    language_color, scale_color
 
 MODEL_LABELS = {"rnn": "RNN", "gru": "GRU", "yours": "model you trained"}
 
@@ -67,6 +68,20 @@ CSS = """
 .map-svg text.lang { font: 700 12px 'Source Sans 3', sans-serif; paint-order: stroke; stroke: #fff;
                      stroke-width: 3px; }
 .map-svg circle.ref:hover { stroke: #111; stroke-width: 1.5; }
+.story { font-size: 1.08rem; line-height: 1.55; padding: 0.5rem 0.8rem; margin: 0.3rem 0;
+         border-left: 4px solid var(--body-text-color); max-width: 62rem; }
+.contrib-sum { font-size: 0.95rem; margin: 0.2rem 0 0.4rem; max-width: 62rem; }
+.contrib-cols { display: flex; flex-wrap: wrap; gap: 0.4rem 2rem; }
+.contrib-head { font-weight: 700; font-size: 0.9rem; }
+.contrib { border-collapse: collapse; font-size: 0.88rem; font-variant-numeric: tabular-nums; margin: 0 !important;
+           border: none !important; width: auto !important; }
+.contrib th, .contrib td { border: none !important; padding: 0.05rem 0.35rem; white-space: nowrap; }
+.contrib th { font-weight: normal; text-align: right; }
+.contrib td.num { text-align: right; }
+.bar-track { display: inline-block; width: 7rem; height: 0.7rem; background: #eceff3; vertical-align: middle; }
+.bar-fill { display: block; height: 100%; }
+.letters.gradient td.grad { height: 3rem; vertical-align: bottom; padding: 0 0.35rem; background: #f3f4f6; }
+.gbar { display: block; width: 100%; background: #374151; min-height: 1px; }
 /* a phone: nothing wider than the screen */
 @media (max-width: 640px) {
   .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
@@ -384,3 +399,167 @@ def neighbours_html(neighbours, labels: list[str], prefix: str, bank_size: int) 
     return (f'<div class="small-note">Nearest to the state after <code>{esc(prefix)}</code>, among the '
             f'{bank_size:,} training names of the map (distance between hidden states after their last letter):'
             f'</div><div class="chips">{chips}</div>')
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The explanation: the story, which units pushed the answer, the cell at work, how learning reaches back
+
+
+def story_html(sentences: list[str]) -> str:
+    """The trace's story (:attr:`namecls.inference.Trace.story`), one paragraph, leading the tab."""
+    if not sentences:
+        return ""
+    return f'<div class="story">{" ".join(esc(s) for s in sentences)}</div>'
+
+
+def _bar(value: float, largest: float, color: str) -> str:
+    width = 0 if largest <= 0 else 100 * min(1.0, abs(value) / largest)
+    return (f'<span class="bar-track"><span class="bar-fill" style="width:{width:.1f}%;background:{color}">'
+            f'</span></span>')
+
+
+def top_contributors(contrib: dict, n: int = 6) -> tuple[list[dict], list[dict]]:
+    """(the ``n`` units that pushed the answer's logit up most, the ``n`` that pushed it down most), each most
+    first; a unit is in one list only, and only if its push has that sign."""
+    units = contrib["units"]  # by contribution, most for first
+    pushed_for = [u for u in units[:n] if u["contribution"] > 0]
+    pushed_against = [u for u in reversed(units[-n:]) if u["contribution"] < 0 and u not in pushed_for]
+    return pushed_for, pushed_against
+
+
+def contributions_html(contrib: dict, labels: list[str], n_layers: int, n: int = 6) -> str:
+    """Why the answer: its logit split exactly into a fixed part, (RNN) the last letter's own term and one part
+    per hidden unit (weight × value), the ``n`` units that pushed hardest for and against it as bars, and what all
+    the others add, so that the parts shown sum to the logit (:func:`namecls.cell.contributions`)."""
+    language = labels[contrib["language"]]
+    pushed_for, pushed_against = top_contributors(contrib, n)
+    shown = pushed_for + pushed_against
+    rest = sum(u["contribution"] for u in contrib["units"]) - sum(u["contribution"] for u in shown)
+    largest = max([abs(u["contribution"]) for u in shown] + [1e-9])
+
+    def rows(units, color):
+        return "".join(
+            f'<tr data-unit="{unit_label(u["layer"], u["unit"], n_layers)}"><th>'
+            f'{unit_label(u["layer"], u["unit"], n_layers)}</th><td>{_bar(u["contribution"], largest, color)}</td>'
+            f'<td class="num">{_signed(u["contribution"])}</td><td class="small-note">= {_number(u["weight"])} × '
+            f'{_number(u["state"])}</td></tr>' for u in units)
+
+    direct = (f", the last letter's own term {_signed(contrib['input'])}" if contrib.get("input") else "")
+    total = len(contrib["units"])
+    return (f'<div class="contrib-sum">The network\'s score for <b>{esc(language)}</b> is '
+            f'<b>{_number(contrib["logit"])}</b> (its logit; the probability {percent(contrib["probability"])} '
+            f'comes from comparing it with the other languages\' scores). It is exactly the sum of a fixed part '
+            f'{_signed(contrib["bias"])}{direct} and one part for each of the {total} hidden units: the unit\'s '
+            f'weight for {esc(language)} × its value after the name. The {len(shown)} largest parts are below; the '
+            f'other {total - len(shown)} units add {_signed(rest)} together.</div>'
+            f'<div class="contrib-cols"><div><div class="contrib-head" style="color:{FOR_COLOR}">pushed '
+            f'{esc(language)} up</div><table class="contrib">{rows(pushed_for, FOR_COLOR)}</table></div>'
+            f'<div><div class="contrib-head" style="color:{AGAINST_COLOR}">pushed it down</div>'
+            f'<table class="contrib">{rows(pushed_against, AGAINST_COLOR)}</table></div></div>')
+
+
+def contribution_along_html(contrib: dict, chars: list[str], units: list[tuple[int, int]], step: int,
+                            n_layers: int, kind: str) -> str:
+    """Each of ``units``' push on the answer after every prefix (``contrib["along"]``), blue up, red down, on a
+    scale set by the largest push shown (so it is not saturated); the current letter's column outlined."""
+    along = np.asarray(contrib["along"])  # (T, H)
+    T = along.shape[0]
+    step = clamp_step(step, T)
+    cols = [j for _, j in units]
+    largest = float(np.abs(along[:, cols]).max()) if cols else 1.0
+    scale = {**ATTRIBUTION_SCALE, "vmin": -max(largest, 1e-9), "vmax": max(largest, 1e-9)}
+    head = "".join(f'<th class="{"current" if t == step else ""}">{esc(display_char(c))}</th>'
+                   for t, c in enumerate(chars))
+    rows = []
+    for l, j in units:
+        label = unit_label(l, j, n_layers)
+        cells = "".join(f'<td class="cell{" current" if t == step else ""}" '
+                        f'style="background:{scale_color(v, scale)}" title="{label} after '
+                        f'{esc("".join(chars[: t + 1]))}: {_signed(v)}"></td>' for t, v in enumerate(along[:, j]))
+        rows.append(f'<tr data-unit="{label}"><th>{label}</th>{cells}<td class="delta">{_signed(along[step, j])}'
+                    f'</td></tr>')
+    reads = ("the state before each letter (the RNN's prediction at a letter reads that letter and the state "
+             "before it)" if kind == "rnn" else "the state after each letter")
+    key = (f'<div class="colorbar"><span>{_signed(-largest)}</span><span class="bar" '
+           f'style="background:{gradient_css(scale)}"></span><span>{_signed(largest)}</span>'
+           f'<span class="small-note">push on the answer\'s score: blue up, red down</span></div>')
+    return (f'<div class="scroll-x"><table class="heat"><thead><tr><th>unit</th>{head}<th>here</th></tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>{key}<div class="small-note">Each cell: what the unit '
+            f'would add to the answer\'s score if the name stopped there, weight × its value in {reads}.</div>')
+
+
+def gates_html(gates: dict | None, chars: list[str], step: int, kind: str, n_layers: int) -> str:
+    """The cell at work after every letter. GRU: each layer's update gate averaged over its units — how much of its
+    past the layer kept at that letter — and its reset gate; RNN: how much of each letter's drive came from the
+    letter itself rather than from the past state. Grey tiles (light low, dark high), numbers beneath."""
+    if gates is None:
+        return ""
+    step = clamp_step(step, len(chars))
+
+    def row(name, values, title):
+        tiles = "".join(f'<td class="{"current" if t == step else ""}" style="background:'
+                        f'{scale_color(v, GATE_SCALE)};color:{"#fff" if v > 0.5 else "#111"}" '
+                        f'title="{title} after {esc(display_char(chars[t]))}: {percent(v)}">{100 * v:.0f}</td>'
+                        for t, v in enumerate(values))
+        return f"<tr><th>{name}</th>{tiles}</tr>"
+
+    head = "<tr><th></th>" + "".join(f'<td class="ch{" current" if t == step else ""}">'
+                                     f'{esc(display_char(c))}</td>' for t, c in enumerate(chars)) + "</tr>"
+    if kind == "gru":
+        rows = []
+        for l in range(n_layers):
+            layer = f"layer {l + 1} " if n_layers > 1 else ""
+            rows.append(row(f"{layer}kept %", np.asarray(gates["update"])[l].mean(axis=1), f"{layer}kept"))
+            rows.append(row(f"{layer}reset %", np.asarray(gates["reset"])[l].mean(axis=1), f"{layer}reset"))
+        words = ("<i>kept %</i>: the update gate z averaged over the layer's units — the share of its past state "
+                 "each unit carried over at that letter (h = (1 − z)·candidate + z·past). <i>reset %</i>: the reset "
+                 "gate r, how much of the past the candidate was allowed to read.")
+    else:
+        letter, past = (np.abs(np.asarray(gates[k])[0]) for k in ("input_drive", "recurrent_drive"))  # (T, H)
+        share = (letter / np.maximum(letter + past, 1e-12)).mean(axis=1)  # (T,)
+        rows = [row("letter %", share, "from the letter")]
+        words = ("The RNN has no gates: each unit's new value is σ(letter's push + past's push). <i>letter %</i>: "
+                 "the share of that push that came from the letter itself, averaged over the units (the rest came "
+                 "from the state before it).")
+    return (f'<div class="scroll-x"><table class="letters gates">{head}{"".join(rows)}</table></div>'
+            f'<div class="small-note">{words}</div>')
+
+
+def gradient_html(norms: dict[str, np.ndarray], chars: list[str], step: int) -> str:
+    """How learning reaches back: for each model, the size of the gradient of its final answer's log-probability
+    with respect to the state after each letter, as bars on a log scale (each model's own largest = full), the
+    current letter outlined, with the ratio of the first letter's to the largest."""
+    step = clamp_step(step, len(chars))
+    head = "<tr><th></th>" + "".join(f'<td class="ch{" current" if t == step else ""}">'
+                                     f'{esc(display_char(c))}</td>' for t, c in enumerate(chars)) + "</tr>"
+    rows, lines = [], []
+    for model, values in norms.items():
+        values = np.asarray(values, dtype=float)
+        top = float(values.max()) if values.size and values.max() > 0 else 1.0
+        floor = 1e-4 * top  # the bars' bottom: 10,000 times smaller than the largest
+
+        def height(v):
+            return 0.0 if v <= floor else 100 * (math.log10(v) - math.log10(floor)) / (math.log10(top) - math.log10(floor))
+
+        cells = "".join(f'<td class="grad{" current" if t == step else ""}" title="{esc(MODEL_LABELS.get(model, model))}, '
+                        f'state after {esc(display_char(chars[t]))}: {v:.2e}"><span class="gbar" '
+                        f'style="height:{height(v):.0f}%"></span></td>' for t, v in enumerate(values))
+        rows.append(f"<tr><th>{esc(MODEL_LABELS.get(model, model))}</th>{cells}</tr>")
+        first = values[0] / top if top else 0.0
+        lines.append(f"{esc(MODEL_LABELS.get(model, model))}: the first letter's state gets {_share(first)} of "
+                     f"the largest")
+    return (f'<div class="scroll-x"><table class="letters gradient">{head}{"".join(rows)}</table></div>'
+            f'<div class="small-note">Bar height: the size of the gradient (log scale, each model\'s largest = '
+            f'full, 10,000× smaller = empty). {"; ".join(lines)}.</div>')
+
+
+def _share(fraction: float) -> str:
+    """'100%', '3.1%', '1 / 2,500': a fraction of the largest in plain words."""
+    if fraction >= 0.01:
+        return percent(fraction)
+    return "none" if fraction <= 0 else f"1 / {1 / fraction:,.0f}"
+
+
+def edit_choice(edit: dict) -> str:
+    """'Nakamora · a → o at letter 7 · Japanese 97%': one one-letter variant, as a choice to trace."""
+    return f'{edit["name"]} · {edit["edit"]} · {edit["top"]} {percent(edit["probability"])}'
