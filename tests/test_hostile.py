@@ -30,7 +30,7 @@ from namecls import service  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # gradio's own, in its queue
 
 # The messages a bad name may get; anything else (e.g. gradio's generic error) fails the test.
-CLEAR = re.compile(r"name is empty|too long|no letters|must be a string|names must be a list|too many")
+CLEAR = re.compile(r"name is empty|too long|no letters|not valid text|must be a string|names must be a list|too many")
 
 HOSTILE_NAMES = [
     "\x00", "Ngu\x00yen", "\x00\x00\x00", "\x1b[31mRed\x1b[0m", "\x07\x08\x7f", "Li\r\nQin", "\t\n\r",
@@ -372,3 +372,25 @@ def test_hostile_uploads_do_not_disturb_other_users(server, tmp_path):
         done.set()
         thread.join(timeout=120)
     assert not failures, failures
+
+
+@pytest.mark.parametrize("filename", ["..", "a/../..", ".", "", "x\x00y", "../../etc/passwd", "con", "\u202etxt.exe"])
+def test_hostile_upload_file_names_never_escape_or_hide_their_bytes(server, client, filename):
+    """A file name gradio refuses ("..": 400) leaves its temp file in gradio's folder: the upload space keeps that
+    request's bytes reserved (for a cache lifetime) rather than give them back. Every other name is stored inside
+    gradio's upload folder and counted there."""
+    from namecls.ui import server as limits
+
+    boundary = "hostile-name"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{filename}"\r\n\r\n'
+            f"Qin\r\n--{boundary}--\r\n").encode()
+    before = limits.UPLOAD_SPACE.used
+    response = httpx.post(server.rstrip("/") + "/gradio_api/upload", content=body, timeout=30,
+                          headers={"content-type": f"multipart/form-data; boundary={boundary}",
+                                   "x-forwarded-for": f"192.0.2.{len(filename)}"})  # not the other tests' bucket
+    assert response.status_code in (200, 400), response.text
+    assert limits.UPLOAD_SPACE.used - before == limits.UploadSpace.charge(len(body))  # counted either way
+    if response.status_code == 200:
+        (path,) = response.json()
+        assert os.path.realpath(path).startswith(os.path.realpath(app.demo.GRADIO_CACHE) + os.sep)
+    assert_alive(client)
