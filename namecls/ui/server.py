@@ -56,15 +56,16 @@ SWEEP_SECONDS = 2.0
 # gradio's own cleanup (Blocks(delete_cache=...)) and by ours (sweep_cache: gradio 6.31's cleanup can die for good
 # under load with "Set changed size during iteration", and leaves the empty temp files of gr.File uploads and empty
 # folders). The Batch tab's CSV exports (service.write_csv, in namecls-export-*) and the Train tab's model zips
-# (namecls-yours-*), both in the system temp folder, go at the same age (sweep_temp); each is on disk twice, as
-# gradio copies a returned file into its cache. A file lives ≤ 1.5 × CACHE_SECONDS. Worst case on disk:
-#   uploads        ≤ MAX_UPLOAD_DISK_BYTES = 200 MB (a hard cap, below);
-#   CSV exports    what the Batch queue writes in 1.5 × CACHE_SECONDS, × 2 copies: ≤ 4.6 MB per 10,000-name export,
-#                  ≥ 0.35 s each on a core, ≤ 2 cores → ≤ 26 MB/s × 900 s × 2 ≈ 47 GB in theory (measured 
-#                  EXPORT_MEASURED); NOT capped here (see the README's "Disk");
-#   model zips     one training at a time (train.SLOT), ≥ 1 s each, ≤ 2.6 MB (256 hidden, 2 layers) × 2 copies
-#                  ≈ 5 GB in 900 s in theory;
-#   the rest       gradio's returned files (figures), and the temp files of refused uploads (counted as uploads).
+# (namecls-yours-*), both in the system temp folder, go at the same age (sweep_temp); each is on disk three times
+# (that file and two copies gradio makes in its cache, measured). A file lives ≤ 1.5 × CACHE_SECONDS = 900 s.
+# Worst case on disk (bench/disk.py measures each):
+#   uploads      ≤ MAX_UPLOAD_DISK_BYTES = 200 MB, a hard cap (below), the temp files of refused uploads included;
+#   CSV exports  NOT capped: what the Batch event (private, but a script can drive it as the page does) writes in
+#                900 s. 10,000 names make ≤ 8.6 MB (error rows echo the name and the letters dropped from it); 4
+#                clients sending such names wrote 8.1 MB/s with all copies on 2 shared cores → ~7 GB in 900 s;
+#   model zips   NOT capped: one training at a time (train.SLOT); the largest (GRU, 256 hidden, 2 layers, 1 epoch)
+#                takes ≥ 3.3 s and zips to 2.3 MB → 3 copies one after another ≈ 1.8 GB in 900 s;
+#   the rest     the figures and other files gradio returns (a few 100 KB per event).
 # NAMECLS_CACHE_SECONDS replaces the 600 s, e.g. 20 for bench/soak.py.
 CACHE_SECONDS = int(os.environ.get("NAMECLS_CACHE_SECONDS") or 600)
 # Names (in tempfile.gettempdir()) of the app's own temp folders that sweep_temp ages like the cache.
@@ -88,7 +89,7 @@ MAX_REQUEST_BYTES = service.MAX_UPLOAD_BYTES + 64 * 1024  # one file plus its mu
 # out (≤ 15 min); pasted names and the API still work. NAMECLS_UPLOAD_SPACE_MB replaces the 200.
 MAX_UPLOAD_DISK_BYTES = int(float(os.environ.get("NAMECLS_UPLOAD_SPACE_MB") or 200) * 2**20)
 # Upload requests per client (its address; an IPv6 address by its /64): a token bucket of UPLOAD_BURST requests that
-# refills at UPLOADS_PER_MINUTE. Past it: 429 with Retry-After, nothing read or stored. One client's worst case: 
+# refills at UPLOADS_PER_MINUTE. Past it: 429 with Retry-After, nothing read or stored. One client's worst case:
 # 30 + 30 a minute ≤ 1 MB each, so 30 MB in its first minute and 1 MB every 2 s after. Buckets kept: MAX_RATE_CLIENTS,
 # the least recently seen forgotten first (~150 B each: ≤ 1.5 MB). Behind a proxy every visitor has the proxy's
 # address (one bucket for all) unless uvicorn is told to trust its X-Forwarded-For: FORWARDED_ALLOW_IPS=<proxy ip>
@@ -104,8 +105,9 @@ MAX_RATE_CLIENTS = 10_000
 # request's line and headers, no cap on connections (limit_concurrency None: the process's open-file limit is the
 # cap) and no header or body timeout at all; launch() and app_kwargs reach none of these. Worst case of slow
 # connections: each holds a socket and ≤ 16 KiB for ≤ HEADER_SECONDS, then ≤ 64 KiB (uvicorn's read buffer), or an
-# upload ≤ MAX_REQUEST_BYTES (inside the upload space), for ≤ BODY_SECONDS; how many at once is only bounded by how
-# fast a client opens them (× 70 s). NAMECLS_BODY_SECONDS / NAMECLS_HEADER_SECONDS replace the 60 s / 10 s.
+# upload ≤ MAX_REQUEST_BYTES (inside the upload space), for ≤ BODY_SECONDS (+ 2 s); how many at once is bounded
+# only by how fast clients open them times those ≤ 72 s, and by the open-file limit (20,000 here; past it uvicorn
+# pauses accepting). NAMECLS_BODY_SECONDS / NAMECLS_HEADER_SECONDS replace the 60 s / 10 s.
 BODY_SECONDS = float(os.environ.get("NAMECLS_BODY_SECONDS") or 60)
 HEADER_SECONDS = float(os.environ.get("NAMECLS_HEADER_SECONDS") or 10)
 
