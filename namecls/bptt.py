@@ -28,6 +28,9 @@ The backward pass, by the chain rule (δ for ∂loss/∂·, ⊙ elementwise, σ'
 
     And finally δh0 = δh_0 (summed over the batch, since every name starts from the same h0).
 
+The δh_t of every step on the way, each state's total gradient, is :func:`state_gradients` (for any δz, e.g. that
+of a log-probability: :mod:`namecls.gradient` shows how far back the answer's gradient reaches).
+
 A padded batch holds names of different lengths L_b, right-padded to T = max L_b. Name b's gradient enters the
 recurrence at its own last step, δh_{L_b - 1}, and is zero at every later (padded) step: padding never contributes,
 without any explicit mask. Only the recurrence δh_t → δh_{t-1} has to be a loop; the weight gradients are sums
@@ -91,6 +94,47 @@ def rnn_forward(x: torch.Tensor, lengths: torch.Tensor, W_h: torch.Tensor, b_h: 
 
 
 @torch.no_grad()
+def _through_time(dh_read: torch.Tensor, cache: ForwardCache,
+                  W_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The recurrence of the backward pass: from δh_{L_b - 1} = W_oh^T δz (B, H), the gradient entering each name's
+    last read state, to (δa, δh), both (B, T, H): δa[:, t] = δa_t (column 0 zero: h_0 has no a_0) and
+    δh[:, t] = δh_t, the total gradient of the state h_t = ``cache.states[:, t]`` (through every later step)."""
+    x, lengths, states = cache
+    B, T, H = states.shape
+    last = lengths - 1  # (B,)
+    # dh holds δh_t for every name; it is zero until t reaches the name's last read state L_b - 1, where the
+    # output's gradient enters, so padded steps t ≥ L_b add nothing.
+    da = dh_read.new_zeros(B, T, H)  # (B, T, H): da[:, t] = δa_t (column 0 unused: h_0 has no a_0)
+    dhs = dh_read.new_zeros(B, T, H)  # (B, T, H): dhs[:, t] = δh_t
+    dh = dh_read.new_zeros(B, H)  # (B, H)
+    for t in range(T - 1, 0, -1):
+        dh = dh + (last == t).unsqueeze(1) * dh_read  # (B, H): inject δh_{L-1} where L_b - 1 = t
+        dhs[:, t] = dh
+        h_t = states[:, t]  # (B, H)
+        da[:, t] = dh * h_t * (1 - h_t)  # (B, H): δa_t = δh_t ⊙ σ'(a_t)
+        dh = da[:, t] @ W_hh  # (B, H): δh_{t-1} = W_hh^T δa_t
+    dhs[:, 0] = dh + (last == 0).unsqueeze(1) * dh_read  # (B, H): names of length 1 read h_0 directly
+    return da, dhs
+
+
+@torch.no_grad()
+def state_gradients(grad_logits: torch.Tensor, cache: ForwardCache, W_h: torch.Tensor,
+                    W_o: torch.Tensor) -> torch.Tensor:
+    """(B, T, H): δh_t = ∂loss/∂h_t for every name and every state t = 0 … T-1 of ``cache.states`` (h_0 the
+    initial state, h_t the state after character t), given δz = ∂loss/∂logits (B, C).
+
+    Each δh_t is the total derivative: the direct path through the logits (only t = L_b - 1, the state the logits
+    read) plus every path through the later steps. Name b's columns t ≥ L_b are zero (padding). The state after the
+    last character, h_{L_b}, is not in the cache (the forward pass stops before it, since nothing reads it): its
+    gradient is exactly 0. Any δz works, e.g. that of a log-probability instead of a loss.
+    """
+    H = W_h.shape[0]
+    V = W_h.shape[1] - H
+    dh_read = grad_logits @ W_o[:, V:]  # (B, H): W_oh^T δz
+    return _through_time(dh_read, cache, W_h[:, V:])[1]
+
+
+@torch.no_grad()
 def rnn_backward(grad_logits: torch.Tensor, cache: ForwardCache, W_h: torch.Tensor, W_o: torch.Tensor) -> RNNGrads:
     """Backpropagation through time: from δz = ∂loss/∂logits (B, C) to the gradient of every parameter."""
     x, lengths, states = cache
@@ -107,17 +151,8 @@ def rnn_backward(grad_logits: torch.Tensor, cache: ForwardCache, W_h: torch.Tens
     db_o = dz.sum(0)  # (C,)
     dh_read = dz @ W_oh  # (B, H): W_oh^T δz, the gradient entering each name's state h_{L_b - 1}
 
-    # Back through time. dh holds δh_t for every name; it is zero until t reaches the name's last read state
-    # L_b - 1, where the output's gradient enters, so padded steps t ≥ L_b add nothing.
-    da = dz.new_zeros(B, T, H)  # (B, T, H): da[:, t] = δa_t (column 0 unused: h_0 has no a_0)
-    dh = dz.new_zeros(B, H)  # (B, H)
-    for t in range(T - 1, 0, -1):
-        dh = dh + (last == t).unsqueeze(1) * dh_read  # (B, H): inject δh_{L-1} where L_b - 1 = t
-        h_t = states[:, t]  # (B, H)
-        da[:, t] = dh * h_t * (1 - h_t)  # (B, H): δa_t = δh_t ⊙ σ'(a_t)
-        dh = da[:, t] @ W_hh  # (B, H): δh_{t-1} = W_hh^T δa_t
-    dh = dh + (last == 0).unsqueeze(1) * dh_read  # (B, H): names of length 1 read h_0 directly
-    dh0 = dh.sum(0)  # (H,): every name starts from the same h0
+    da, dh = _through_time(dh_read, cache, W_hh)  # (B, T, H) each
+    dh0 = dh[:, 0].sum(0)  # (H,): every name starts from the same h0
 
     # Recurrent layer: a_t = W_hx x_t + W_hh h_{t-1} + b_h, summed over every (name, step) pair at once.
     # Transition t (columns 1 … T-1) read x_t = x[:, t-1] and h_{t-1} = states[:, t-1].
