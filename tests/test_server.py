@@ -5,6 +5,7 @@ Runs the real app in-process and calls it with gradio_client and raw HTTP (``nam
 settings and their worst cases; ``bench/soak.py`` measures memory and disk under load).
 """
 
+import json
 import os
 import tempfile
 import time
@@ -479,3 +480,50 @@ def test_sweep_temp_ages_csv_exports_and_model_zips(tmp_path, monkeypatch):
     os.utime(Path(new_csv).parent, (past, past))
     server.sweep_temp()
     assert Path(new_csv).parent.is_dir()  # write_csv's live folder stays, even empty
+
+
+def _batch_event_join(url: str, demo_fns, file: dict, session: str) -> httpx.Response:
+    """Call the Batch tab's event (private: no API name, but the page calls it by its index) as the page does."""
+    index = next(i for i, fn in demo_fns.items() if fn.api_name == "ui_batch")
+    payload = {"data": [file, "", "gru"], "fn_index": index, "session_hash": session, "event_data": None,
+               "trigger_id": None}
+    return httpx.post(url + "/gradio_api/queue/join", content=json.dumps(payload).replace("FileData", "\\u0046ileData")
+                      if session.endswith("escaped") else json.dumps(payload),
+                      headers={"content-type": "application/json"}, timeout=30)
+
+
+@pytest.mark.parametrize("session", ["remote-url", "remote-url-escaped"])
+def test_a_file_given_as_a_url_is_not_fetched(served, monkeypatch, session):
+    """The attack around the upload space: the Batch tab's file input given {"path": "https://…/10GB.csv"}; gradio
+    fetched any public URL into its cache, whole, before the event ran. Now: 400, and nothing is fetched."""
+    import gradio.processing_utils
+
+    demo, url = served
+    fetched = []
+
+    async def fetch(address, cache_dir):  # gradio's SSRF-protected download, recorded (the tests are offline)
+        fetched.append(address)
+        raise RuntimeError("offline")
+
+    monkeypatch.setattr(gradio.processing_utils, "async_ssrf_protected_download", fetch)
+    remote = {"path": "https://example.com/10GB.csv", "orig_name": "10GB.csv", "meta": {"_type": "gradio.FileData"}}
+    response = _batch_event_join(url.rstrip("/"), demo.fns, remote, session)
+    assert response.status_code == 400 and response.text == server.NoRemoteFiles.REASON
+    assert fetched == []
+
+
+def test_an_uploaded_file_still_reaches_the_batch_event(served):
+    demo, url = served
+    body, kind = _multipart([("names.txt", b"Nguyen\nQin\n")])
+    (path,) = httpx.post(url.rstrip("/") + "/gradio_api/upload", content=body, headers={"content-type": kind}).json()
+    local = {"path": path, "orig_name": "names.txt", "meta": {"_type": "gradio.FileData"},
+             "url": url.rstrip("/") + "/gradio_api/file=" + path}  # the page sends its own server's URL: fine
+    response = _batch_event_join(url.rstrip("/"), demo.fns, local, "local-file")
+    assert response.status_code == 200, response.text
+    completed = None
+    with httpx.stream("GET", url.rstrip("/") + "/gradio_api/queue/data?session_hash=local-file", timeout=60) as s:
+        for line in s.iter_lines():
+            if "process_completed" in line:
+                completed = line
+                break
+    assert completed and '"success":true' in completed.replace(" ", "") and "**2** names" in completed

@@ -14,6 +14,7 @@ What a client can make the server hold, and for how long (issue 18):
   :data:`UPLOADS_PER_MINUTE` a minute after that (:class:`UploadRate`); past either a 413 or a 429 and nothing stored;
 - an upload request: one file (:data:`MAX_FILES_PER_REQUEST`) and :data:`MAX_REQUEST_BYTES`, under exactly one
   ``multipart/form-data`` boundary that is valid by RFC 2046 and that gradio's parser reads the same (else 400);
+- on disk, files given by URL: none (:class:`NoRemoteFiles`: gradio would fetch them into its cache, uncapped);
 - a connection: its request line and headers within :data:`HEADER_SECONDS`, its body within :data:`BODY_SECONDS`
   (:class:`BodyDeadline` answers 408; :class:`DeadlineH11Protocol` closes what is still waiting after that);
 - on disk, the Batch tab's CSV exports and the Train tab's model zips (outside gradio's cache): the uploads' lifetime,
@@ -596,11 +597,72 @@ async def _respond(send, status: int, reason: str, headers=(), close: bool = Fal
     await send({"type": "http.response.body", "body": body})
 
 
+class NoRemoteFiles:
+    """ASGI middleware: a request (other than an upload) whose JSON body holds a gradio file whose ``path`` is an
+    http(s) URL is refused with 400. gradio would fetch that URL into its cache before the event runs (its
+    preprocessing: ``Block.async_move_resource_to_block_cache``), with no cap on the size; the Batch tab's file input
+    takes one from any script that calls its event as the page does, so such files would fill the disk around
+    :class:`UploadSpace`. A file is given by uploading it (``/upload``), where the limits hold. Other bodies pass on
+    untouched (read whole first, as the routes read them anyway)."""
+
+    REASON = "a file must be uploaded to this server (…/upload), not given as a URL for it to fetch"
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or _is_upload(scope):
+            return await self.app(scope, receive, send)
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away (or BodyDeadline ended it)
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        if _names_a_remote_file(body):
+            return await _respond(send, 400, self.REASON)
+        replay = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+        async def receive_again():
+            message = next(replay, None)
+            return message if message is not None else await receive()  # then: the disconnect, when it comes
+
+        return await self.app(scope, receive_again, send)
+
+
+def _names_a_remote_file(body: bytes) -> bool:
+    """Whether ``body``, read as JSON the way the routes read it, holds a gradio file (gradio_client's test: a dict
+    whose meta._type is gradio.FileData) whose path is an http(s) URL."""
+    if not body or (b"FileData" not in body and b"\\u" not in body):  # cheap: most bodies hold neither
+        return False
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False  # the route refuses it
+    from gradio_client.utils import is_file_obj_with_meta, is_http_url_like
+
+    todo = [data]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            if is_file_obj_with_meta(item) and is_http_url_like(item.get("path")):
+                return True
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return False
+
+
 def middleware(**limits) -> list[Middleware]:
     """The app's middleware, outermost first, for ``launch(app_kwargs={"middleware": ...})``: the body deadline,
-    then the upload limits. ``limits`` (tests lower them): ``body_seconds`` and :class:`UploadLimit`'s arguments."""
+    the refusal of files given as URLs, then the upload limits. ``limits`` (tests lower them): ``body_seconds`` and
+    :class:`UploadLimit`'s arguments."""
     body_seconds = limits.pop("body_seconds", BODY_SECONDS)
-    return [Middleware(BodyDeadline, seconds=body_seconds), Middleware(UploadLimit, **limits)]
+    return [Middleware(BodyDeadline, seconds=body_seconds), Middleware(NoRemoteFiles),
+            Middleware(UploadLimit, **limits)]
 
 
 _TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
