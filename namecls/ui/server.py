@@ -1,4 +1,4 @@
-"""What keeps the server bounded: per-session memory, the disk cache, and the size of an upload request.
+"""What keeps the server bounded: per-session memory, the disk cache and temp files, uploads, slow connections.
 
 Every setting has a cap and a lifetime, and its worst case is written beside it. Measured on this app (2 cores,
 gradio 6.31): a fresh session costs ~0.21 MB (gradio's per-session copy of the page's config); a traced name in
