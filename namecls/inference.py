@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import calibration, checkpoint
+from . import calibration, cell, checkpoint, gradient
 from .conformal import CONFIG as CONFORMAL
 from .data import Normalized, pad_batch, validate
 from .explain import Neighbour, UnitContext  # noqa: F401  (part of the inference API: Trace.neighbours' items)
@@ -47,6 +47,9 @@ class Trace:
     seen_as: list[str] | None = None  # the whole name's languages in the training split ([] unseen; None: no table)
     novelty: float | None = None  # the whole name's novelty score (None: no novelty model), as predict_details
     unfamiliar: bool | None = None
+    contributions: dict | None = None  # the final answer's logit split over bias, input and units (namecls.cell)
+    gates: dict | None = None  # the cell at work after each character (namecls.cell.gates: GRU gates, RNN drives)
+    gradient: object | None = None  # namecls.gradient.StateGradients: |d log p(answer) / d h_t| (T,), top layer
 
     @property
     def hidden(self) -> np.ndarray:
@@ -264,6 +267,15 @@ class Classifier:
                 results[row] = top
         return results
 
+    def edits(self, name: str | Normalized, target: str | None = None, n: int = 6) -> list[dict]:
+        """The one-letter variants of ``name`` (a letter replaced, added or removed) that change the answer or move
+        it most, or with ``target`` (a language) those that raise it most: :func:`namecls.edits.one_letter_edits`,
+        all variants read in one batched pass that shares each variant's unchanged prefix."""
+        from .edits import one_letter_edits
+
+        _same_threads()
+        return one_letter_edits(self, self._normalized(name).text, target, n)
+
     def neighbours(self, state, n: int = 8) -> list[Neighbour]:
         """The ``n`` reference training names whose final top-layer state is nearest ``state`` (H,), nearest first.
 
@@ -303,11 +315,16 @@ class Classifier:
         if self.novelty is not None:  # from the final state and logits this pass already has
             novelty = float(self.novelty.score([norm.text], layers[-1][-1:], steps.logits[0][-1:].numpy())[0])
             unfamiliar = self.novelty.unfamiliar(novelty)
+        hidden = steps.hidden[:, 0]  # (L, T, H)
+        contributions = cell.contributions(self.model, x[0], target, self.temperature, hidden=hidden)
+        gates = cell.gates(self.model, x[0], hidden=hidden)
+        reach = gradient.state_gradients(self.model, x[0], target, self.temperature)
         return Trace(norm.original, norm, list(norm.text), layers, probs, self.labels, points,
                      initial=self.model.initial_state().numpy(),
                      deletion=self._deletion(norm.text, target, probs[-1, target]),
                      neighbours=None if self.explain is None else self.explain.nearest(layers[-1]),
-                     sets=self.sets(probs), seen_as=self.seen_as(norm), novelty=novelty, unfamiliar=unfamiliar)
+                     sets=self.sets(probs), seen_as=self.seen_as(norm), novelty=novelty, unfamiliar=unfamiliar,
+                     contributions=contributions, gates=gates, gradient=reach)
 
 
 def load(name_or_path: str | os.PathLike = "gru") -> Classifier:

@@ -16,6 +16,7 @@ import unicodedata
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .conformal import CONFIG as CONFORMAL
@@ -154,7 +155,21 @@ def trace(models, name: str, model: str = "gru") -> dict:
         "seen_as": t.seen_as,
         "novelty": t.novelty,
         "unfamiliar": t.unfamiliar,
+        "edits": [{key: e[key] for key in ("name", "edit", "top", "probability")} for e in clf.edits(t.normalized)],
+        "contributions": _contributions(t),
+        "gradient": None if t.gradient is None else t.gradient.norms.astype(float).tolist(),  # [T]: |d log p / d h_t|
+        "gates": None if t.gates is None or "update" not in t.gates else  # [L][T][H]; null for the RNN (no gates)
+        {key: np.asarray(t.gates[key]).astype(float).tolist() for key in ("update", "reset")},
     }
+
+
+def _contributions(t) -> dict | None:
+    """The final answer's logit split over the units (namecls.cell.contributions), JSON-able, languages by name."""
+    c = t.contributions
+    if c is None:
+        return None
+    return {"language": t.labels[c["language"]], "logit": c["logit"], "bias": c["bias"], "input": c["input"],
+            "units": [{k: u[k] for k in ("layer", "unit", "state", "weight", "contribution")} for u in c["units"]]}
 
 
 BATCH_KEYS = ("name", "normalized", "top1", "probability", "top_k", "low_confidence", "set", "seen_as", "error")

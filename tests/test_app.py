@@ -32,9 +32,10 @@ N_TIMED = 20
 
 # What a gradio_client call of a UI event returns: the event's ``outputs`` (namecls/ui/*.py), in that order, less
 # the ones the API skips (gr.State, layout such as the units accordion).
-PER_STEP = ["step", "letters", "step_label", "trajectory_marks", "neighbours", "map_marks", "heatmap"]  # ui_next...
-TRACED = ["norm_line", "letters_key", "answer", "trajectory_img", "trajectory_key", "decision", "unit",
-          "unit_view", "units_img", "map_img", "map_key", "map_note", *PER_STEP]  # ui_trace
+PER_STEP = ["step", "letters", "step_label", "trajectory_marks", "neighbours", "map_marks", "heatmap",
+            "state_heatmap", "gates", "gradient", "unit_view"]  # ui_next...
+TRACED = ["norm_line", "story", "letters_key", "answer", "trajectory_img", "trajectory_key", "decision",
+          "contributions", "unit", "units_img", "map_img", "map_key", "map_note", "edits", *PER_STEP]  # ui_trace
 BATCH_COLUMNS = ["name", "normalised", "top-1", "probability", "prediction set", "in training as", "top-3", "error"]
 
 

@@ -21,10 +21,10 @@ MODEL_LABELS = {"rnn": "RNN", "gru": "GRU", "yours": "model you trained"}
 # The whole app's CSS (launch(css=...)). Class names are the fragments' own; ids are the components' elem_id.
 CSS = """
 .gradio-container { max-width: 1200px !important; margin: 0 auto; }
-.small-note { font-size: 0.85rem; color: var(--body-text-color-subdued); }
+.small-note { font-size: 0.85rem; color: var(--body-text-color); }  /* the theme's subdued grey is 2.4:1 */
 .nowrap { white-space: nowrap; }
 .norm-line, .decision { font-size: 0.95rem; padding: 0.2rem 0.1rem; }
-.step-caption { color: var(--body-text-color-subdued); margin-top: 0.1rem; }
+.step-caption { color: var(--body-text-color); margin-top: 0.1rem; }
 #step-controls { align-items: end; }
 #step-controls button { min-width: 5.5rem; }
 .fig-stack { position: relative; gap: 0 !important; }
@@ -40,7 +40,7 @@ CSS = """
 .chip .dot { display: inline-block; width: 0.8em; height: 0.8em; border-radius: 50%; margin-right: 0.3em;
              vertical-align: -0.05em; }
 .letters { border-collapse: separate; border-spacing: 3px 2px; font-variant-numeric: tabular-nums; }
-.letters th { font-weight: normal; font-size: 0.8rem; color: var(--body-text-color-subdued); text-align: right;
+.letters th { font-weight: normal; font-size: 0.8rem; color: var(--body-text-color); text-align: right;
               padding-right: 0.4rem; white-space: nowrap; }
 .letters td { text-align: center; min-width: 2.1rem; padding: 0.1rem 0.15rem; border-radius: 0.25rem;
               font-size: 0.8rem; }
@@ -80,6 +80,9 @@ CSS = """
 .contrib td.num { text-align: right; }
 .bar-track { display: inline-block; width: 7rem; height: 0.7rem; background: #eceff3; vertical-align: middle; }
 .bar-fill { display: block; height: 100%; }
+.letters.gates caption { caption-side: top; text-align: left; font-size: 0.85rem; font-weight: 700; }
+ul.fade { margin: 0.2rem 0 0 1.1rem; font-size: 0.9rem; }
+.equation { margin-top: 0.4rem; font-size: 0.92rem; padding: 0.3rem 0.5rem; border-left: 3px solid #6b7280; }
 .letters.gradient td.grad { height: 3rem; vertical-align: bottom; padding: 0 0.35rem; background: #f3f4f6; }
 .gbar { display: block; width: 100%; background: #374151; min-height: 1px; }
 /* a phone: nothing wider than the screen */
@@ -373,7 +376,11 @@ def unit_html(trace, kind: str, layer: int, unit: int, contexts: list) -> str:
     parts = [f'<div><b>Unit {label}</b> along <code>{esc("".join(trace.chars))}</code>:</div>',
              f'<div class="scroll-x"><table class="letters"><tr><th></th>{tiles}</tr>'
              f'<tr><th>value</th>{numbers}</tr></table></div>']
-    if contexts:
+    if contexts and max(c.value for c in contexts) - min(c.value for c in contexts) < 0.01:
+        parts.append(f'<div class="small-note">{label} reaches its ceiling ({contexts[0].value:.2f}) on many '
+                     f'training names ({", ".join(esc(c.name) for c in contexts[:4])}, …), so the names where it '
+                     f'is highest say little about what it does; its push on this answer (above) says more.</div>')
+    elif contexts:
         items = []
         for c in contexts:
             name, pos = c.name, int(c.position)
@@ -445,13 +452,18 @@ def contributions_html(contrib: dict, labels: list[str], n_layers: int, n: int =
             f'{_number(u["state"])}</td></tr>' for u in units)
 
     direct = (f", the last letter's own term {_signed(contrib['input'])}" if contrib.get("input") else "")
+    ups = np.sort([u["contribution"] for u in contrib["units"] if u["contribution"] > 0])[::-1]
+    half = int(np.searchsorted(np.cumsum(ups), ups.sum() / 2) + 1) if len(ups) else 0
+    spread = (f' Half of the upward push comes from {half} units: the answer is spread over many units, not '
+              f'held by a few.' if half > 2 * n else
+              f' Half of the upward push comes from just {half} unit{"s" if half > 1 else ""}.' if half else "")
     total = len(contrib["units"])
     return (f'<div class="contrib-sum">The network\'s score for <b>{esc(language)}</b> is '
             f'<b>{_number(contrib["logit"])}</b> (its logit; the probability {percent(contrib["probability"])} '
             f'comes from comparing it with the other languages\' scores). It is exactly the sum of a fixed part '
             f'{_signed(contrib["bias"])}{direct} and one part for each of the {total} hidden units: the unit\'s '
             f'weight for {esc(language)} × its value after the name. The {len(shown)} largest parts are below; the '
-            f'other {total - len(shown)} units add {_signed(rest)} together.</div>'
+            f'other {total - len(shown)} units add {_signed(rest)} together.{spread}</div>'
             f'<div class="contrib-cols"><div><div class="contrib-head" style="color:{FOR_COLOR}">pushed '
             f'{esc(language)} up</div><table class="contrib">{rows(pushed_for, FOR_COLOR)}</table></div>'
             f'<div><div class="contrib-head" style="color:{AGAINST_COLOR}">pushed it down</div>'
@@ -488,10 +500,12 @@ def contribution_along_html(contrib: dict, chars: list[str], units: list[tuple[i
             f'would add to the answer\'s score if the name stopped there, weight × its value in {reads}.</div>')
 
 
-def gates_html(gates: dict | None, chars: list[str], step: int, kind: str, n_layers: int) -> str:
-    """The cell at work after every letter. GRU: each layer's update gate averaged over its units — how much of its
-    past the layer kept at that letter — and its reset gate; RNN: how much of each letter's drive came from the
-    letter itself rather than from the past state. Grey tiles (light low, dark high), numbers beneath."""
+def gates_html(gates: dict | None, chars: list[str], step: int, kind: str, n_layers: int,
+               units: list[tuple[int, int]]) -> str:
+    """The cell at work after every letter, for ``units`` (the ones that pushed the answer) and each layer on
+    average. GRU: the update gate z — the share of its past state a unit kept at that letter; RNN: the share of a
+    unit's push that came from the letter itself rather than from the state before it. Grey tiles (light low,
+    dark high), percentages in them."""
     if gates is None:
         return ""
     step = clamp_step(step, len(chars))
@@ -503,54 +517,64 @@ def gates_html(gates: dict | None, chars: list[str], step: int, kind: str, n_lay
                         for t, v in enumerate(values))
         return f"<tr><th>{name}</th>{tiles}</tr>"
 
+    if kind == "gru":
+        share = np.asarray(gates["update"])  # (L, T, H): z, the share of the past kept
+        what = "kept"
+        words = ("Each number: the share of its past value the unit kept at that letter — its update gate z, in "
+                 "h = (1 − z)·new + z·past. 100: it ignored the letter and held on; 0: it rewrote itself. The "
+                 "layers' averages hide that units differ: some hold on for the whole name, others renew at every "
+                 "letter.")
+    else:
+        letter, past = (np.abs(np.asarray(gates[k])) for k in ("input_drive", "recurrent_drive"))  # (1, T, H)
+        share = letter / np.maximum(letter + past, 1e-12)
+        what = "from the letter"
+        words = ("The RNN has no gates: a unit's new value is σ(the letter's push + the past's push). Each number: "
+                 "the share of that push that came from the letter itself (the rest came from the state before "
+                 "it).")
     head = "<tr><th></th>" + "".join(f'<td class="ch{" current" if t == step else ""}">'
                                      f'{esc(display_char(c))}</td>' for t, c in enumerate(chars)) + "</tr>"
-    if kind == "gru":
-        rows = []
-        for l in range(n_layers):
-            layer = f"layer {l + 1} " if n_layers > 1 else ""
-            rows.append(row(f"{layer}kept %", np.asarray(gates["update"])[l].mean(axis=1), f"{layer}kept"))
-            rows.append(row(f"{layer}reset %", np.asarray(gates["reset"])[l].mean(axis=1), f"{layer}reset"))
-        words = ("<i>kept %</i>: the update gate z averaged over the layer's units — the share of its past state "
-                 "each unit carried over at that letter (h = (1 − z)·candidate + z·past). <i>reset %</i>: the reset "
-                 "gate r, how much of the past the candidate was allowed to read.")
-    else:
-        letter, past = (np.abs(np.asarray(gates[k])[0]) for k in ("input_drive", "recurrent_drive"))  # (T, H)
-        share = (letter / np.maximum(letter + past, 1e-12)).mean(axis=1)  # (T,)
-        rows = [row("letter %", share, "from the letter")]
-        words = ("The RNN has no gates: each unit's new value is σ(letter's push + past's push). <i>letter %</i>: "
-                 "the share of that push that came from the letter itself, averaged over the units (the rest came "
-                 "from the state before it).")
-    return (f'<div class="scroll-x"><table class="letters gates">{head}{"".join(rows)}</table></div>'
-            f'<div class="small-note">{words}</div>')
+    rows = [row(unit_label(l, u, n_layers), share[l, :, u], f"{unit_label(l, u, n_layers)}: {what}")
+            for l, u in units]
+    for l in range(share.shape[0]):
+        layer = f"layer {l + 1} average" if n_layers > 1 else "average of all units"
+        rows.append(row(layer, share[l].mean(axis=1), f"{layer}: {what}"))
+    title = "% kept" if kind == "gru" else "% from the letter"
+    return (f'<div class="scroll-x"><table class="letters gates"><caption>{title}</caption>{head}{"".join(rows)}'
+            f'</table></div><div class="small-note">{words}</div>')
 
 
-def gradient_html(norms: dict[str, np.ndarray], chars: list[str], step: int) -> str:
-    """How learning reaches back: for each model, the size of the gradient of its final answer's log-probability
-    with respect to the state after each letter, as bars on a log scale (each model's own largest = full), the
-    current letter outlined, with the ratio of the first letter's to the largest."""
+def gradient_html(reaches: dict, chars: list[str], step: int, labels: list[str]) -> str:
+    """How learning reaches back: for each model ({key: :class:`namecls.gradient.StateGradients`}), the size of the
+    gradient of its final answer's log-probability with respect to the state after each letter, as bars on a log
+    scale (each model's own largest = full), the current letter outlined, and one sentence each on how fast it
+    fades going back (:func:`namecls.gradient.fade_summary`)."""
+    from ..gradient import fade_summary
+
     step = clamp_step(step, len(chars))
     head = "<tr><th></th>" + "".join(f'<td class="ch{" current" if t == step else ""}">'
                                      f'{esc(display_char(c))}</td>' for t, c in enumerate(chars)) + "</tr>"
     rows, lines = [], []
-    for model, values in norms.items():
-        values = np.asarray(values, dtype=float)
+    for model, reach in reaches.items():
+        values = np.asarray(reach.norms, dtype=float)
         top = float(values.max()) if values.size and values.max() > 0 else 1.0
         floor = 1e-4 * top  # the bars' bottom: 10,000 times smaller than the largest
 
         def height(v):
-            return 0.0 if v <= floor else 100 * (math.log10(v) - math.log10(floor)) / (math.log10(top) - math.log10(floor))
+            if v <= floor:
+                return 0.0
+            return 100 * (math.log10(v) - math.log10(floor)) / (math.log10(top) - math.log10(floor))
 
-        cells = "".join(f'<td class="grad{" current" if t == step else ""}" title="{esc(MODEL_LABELS.get(model, model))}, '
-                        f'state after {esc(display_char(chars[t]))}: {v:.2e}"><span class="gbar" '
-                        f'style="height:{height(v):.0f}%"></span></td>' for t, v in enumerate(values))
-        rows.append(f"<tr><th>{esc(MODEL_LABELS.get(model, model))}</th>{cells}</tr>")
-        first = values[0] / top if top else 0.0
-        lines.append(f"{esc(MODEL_LABELS.get(model, model))}: the first letter's state gets {_share(first)} of "
-                     f"the largest")
+        who = esc(MODEL_LABELS.get(model, model))
+        cells = "".join(f'<td class="grad{" current" if t == step else ""}" title="{who}, state after '
+                        f'{esc(display_char(chars[t]))}: {v:.2e}"><span class="gbar" style="height:{height(v):.0f}%">'
+                        f'</span></td>' for t, v in enumerate(values))
+        rows.append(f"<tr><th>{who}</th>{cells}</tr>")
+        lines.append(f"<li><b>{who}</b>: {esc(fade_summary(reach, chars, labels[reach.target]))}</li>")
     return (f'<div class="scroll-x"><table class="letters gradient">{head}{"".join(rows)}</table></div>'
-            f'<div class="small-note">Bar height: the size of the gradient (log scale, each model\'s largest = '
-            f'full, 10,000× smaller = empty). {"; ".join(lines)}.</div>')
+            f'<div class="small-note">Bar height: the size of the gradient at the state after each letter (log '
+            f'scale: each model\'s largest fills its bar, 10,000 times smaller is empty). The RNN\'s answer reads '
+            f'the state before the last letter, so the state after it gets none.</div><ul class="fade">'
+            f'{"".join(lines)}</ul>')
 
 
 def _share(fraction: float) -> str:

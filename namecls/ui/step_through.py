@@ -13,20 +13,22 @@ from dataclasses import dataclass, replace
 import gradio as gr
 import numpy as np
 
-from .. import service
+from .. import cell, service
 from ..data import Normalized
 from ..inference import Classifier, Trace
 from . import server
 from .common import DEFAULT_MODEL, MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, gone_notice, \
-    name_validator, offered, set_facts, stop_offering_gone, top_k_dict, user_errors, whole_name
+    name_validator, offered, rejected, set_facts, stop_offering_gone, top_k_dict, user_errors, whole_name
 from .figures import map_path_svg, map_svg, trajectory_figure, trajectory_languages, units_figure
-from .html import MODEL_LABELS, answer_html, clamp_step, decision_html, heatmap_html, legend_html, \
-    letters_html, letters_key_html, name_caption_html, neighbours_html, normalisation_html, percent, unit_html, \
-    unit_label
+from .html import MODEL_LABELS, answer_html, clamp_step, contribution_along_html, contributions_html, \
+    decision_html, edit_choice, esc, gates_html, gradient_html, heatmap_html, legend_html, letters_html, \
+    letters_key_html, name_caption_html, neighbours_html, normalisation_html, notice_html, percent, story_html, \
+    top_contributors, unit_html, unit_label
 from .overlay import FigureImage
 from .yours import session_models
 
-N_UNITS = 24  # heatmap rows: the units that moved most over the name
+N_PUSHERS = 6  # units shown for and against the answer (so at most 12 rows)
+N_EDITS = 6  # one-letter variants offered
 
 MAP_NOTE = """\
 **Where the name travels.** Each dot is a training name (hover to read it), placed by the network's top-layer
@@ -46,22 +48,30 @@ class StepView:
     trace: Trace
     kind: str  # the cell: "rnn" | "gru"
     k: int
-    units: tuple  # ((layer, unit), ...): the heatmap's rows, in the checkpoint's clustered order
+    units: tuple  # ((layer, unit), ...): the units that pushed the answer most, for it first, then against it
     trajectory: FigureImage
     key: str = ""  # the model choice it was traced with: "rnn", "gru" or "yours" (a model trained in the session)
     projection: object | None = None  # the model's map (shared with the model, not copied), or None
     explain: object | None = None  # the model's explanation data (shared), or None
+    gradients: tuple = ()  # ((model key, StateGradients), ...): this model's first, then the committed others'
+    model: object | None = None  # the model itself (shared, not copied), for one unit's equation at one letter
+    unit: str = ""  # the unit written out ("layer:unit"), chosen in the dropdown
 
     @classmethod
-    def build(cls, classifier: Classifier, name: str | Normalized, k: int, key: str = "") -> "StepView":
+    def build(cls, classifier: Classifier, name: str | Normalized, k: int, key: str = "",
+              others: dict | None = None) -> "StepView":
+        """Trace ``name`` with ``classifier``; ``others`` ({key: Classifier}) are traced too, only for their
+        gradients beside this one's (the RNN beside the GRU)."""
         trace = classifier.trace(name)  # ValueError on bad input
-        explain = getattr(classifier, "explain", None)
-        units = trace.key_units(N_UNITS)
-        if explain is not None:  # rows in clustered order: units that behave alike side by side
-            rank = {(l, int(u)): r for l, order in enumerate(explain.unit_order) for r, u in enumerate(order)}
-            units = sorted(units, key=lambda lu: (lu[0], rank[lu]))
-        return cls(trace, classifier.kind, k, tuple(units), _trajectory(trace, k), key or classifier.kind,
-                   classifier.projection, explain)
+        pushed_for, pushed_against = top_contributors(trace.contributions, N_PUSHERS)
+        units = tuple((u["layer"], u["unit"]) for u in pushed_for + pushed_against)
+        gradients = [(key or classifier.kind, trace.gradient)]
+        for other_key, other in (others or {}).items():
+            if other is not classifier:
+                gradients.append((other_key, other.trace(trace.normalized).gradient))
+        return cls(trace, classifier.kind, k, units, _trajectory(trace, k), key or classifier.kind,
+                   classifier.projection, getattr(classifier, "explain", None),
+                   tuple((g, v) for g, v in gradients if v is not None), classifier.model)
 
     def with_k(self, k: int) -> "StepView":
         return self if k == self.k else replace(self, k=k, trajectory=_trajectory(self.trace, k))
@@ -70,9 +80,16 @@ class StepView:
     def length(self) -> int:
         return len(self.trace.chars)
 
+    @property
+    def n_layers(self) -> int:
+        return int(np.asarray(self.trace.layers).shape[0])
+
     def unit_choices(self) -> list[tuple[str, str]]:
-        n_layers = np.asarray(self.trace.layers).shape[0]
-        return [(unit_label(l, u, n_layers), f"{l}:{u}") for l, u in self.units]
+        """The dropdown's units, each with its push on the answer: 'L2 #44: +1.23 for Japanese'."""
+        contrib = {(u["layer"], u["unit"]): u["contribution"] for u in self.trace.contributions["units"]}
+        language = self.trace.labels[self.trace.target]
+        return [(f"{unit_label(l, u, self.n_layers)}: {contrib[(l, u)]:+.2f} for {language}".replace("-", "−"),
+                 f"{l}:{u}") for l, u in self.units]
 
 
 def _trajectory(trace: Trace, k: int) -> FigureImage:
@@ -84,6 +101,10 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
     Returns its model choice (the Train tab adds "Yours" to it)."""
     n_labels = len(models["gru"].labels)
     with gr.Tab("Step through", id="step-through") as tab:
+        gr.Markdown("The network reads a surname one letter at a time. Type one (the answer follows as you type): "
+                    "first what happened, in words and letter by letter; then what it remembered, how the cell "
+                    "works, how training's signal reaches back through the letters, and which training names "
+                    "it resembles.", elem_classes="lead")
         with gr.Row():
             name = gr.Textbox(value="Nguyen", label="Surname", elem_id="trace-name", max_lines=1, max_length=256,
                               scale=3, min_width=200)
@@ -93,15 +114,18 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
                           elem_id="trace-k")
             button = gr.Button("Trace", variant="primary", scale=1, min_width=100, elem_id="trace-btn")
         norm_line = gr.HTML(elem_id="trace-normalisation")
+        story = gr.HTML(elem_id="trace-story")
+        answer = gr.HTML(elem_id="trace-answer")
+        gr.Markdown("### Letter by letter\nEach tile is a letter, coloured by what reading it did to the final "
+                    "answer (blue raised it, red lowered it). Step through with ◀ ▶, the ← → keys or Play.")
         letters = gr.HTML(elem_id="trace-display")
         with gr.Row(elem_id="step-controls"):
             prev_btn = gr.Button("◀ Previous", elem_id="prev", size="md", min_width=90)
             play_btn = gr.Button("▶ Play", elem_id="play", size="md", min_width=90)
             next_btn = gr.Button("Next ▶", elem_id="next", size="md", min_width=90)
-            step = gr.Slider(1, 6, value=6, step=1, precision=0, label="Character (← / → keys)", elem_id="step",
+            step = gr.Slider(1, 6, value=6, step=1, precision=0, label="Letter (← / → keys)", elem_id="step",
                              scale=4, min_width=200)
         letters_key = gr.HTML(elem_id="letters-key")
-        answer = gr.HTML(elem_id="trace-answer")
         with gr.Row():
             with gr.Column(scale=2, min_width=240):
                 step_label = gr.Label(num_top_classes=n_labels, label="Prediction for this prefix",
@@ -112,6 +136,36 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
                     trajectory_marks = gr.HTML(elem_classes="fig-marks")
                 trajectory_key = gr.HTML(elem_id="trajectory-key")
                 decision = gr.HTML(elem_id="decision")
+        gr.Markdown("### Push on it: one-letter variants\nThe one-letter changes (a letter replaced, added or "
+                    "removed) that change the answer, or move it most. Pick one to trace it.")
+        with gr.Row():
+            edits = gr.Radio([], label="Variants", elem_id="trace-edits", scale=4, min_width=240)
+            target = gr.Dropdown([("the answer itself", "")] + [(lang, lang) for lang in models["gru"].labels],
+                                 value="", label="What would make it …", elem_id="trace-target", scale=1,
+                                 min_width=160, interactive=True)
+        gr.Markdown("### What it remembered: the units that pushed the answer\nThe answer's score is a sum of one "
+                    "part per hidden unit. These are the units that pushed it hardest either way, and, below, what "
+                    "each would have added had the name stopped at each letter.")
+        contributions = gr.HTML(elem_id="contributions")
+        heatmap = gr.HTML(elem_id="heatmap")
+        gr.Markdown("### The cell at work\nWhat the recurrent cell did at each letter: how much of its past it "
+                    "kept (the GRU's gates) or how much of its push came from the letter (the RNN), and one unit's "
+                    "update written out with its numbers.")
+        gates = gr.HTML(elem_id="gates")
+        with gr.Row():
+            with gr.Column(scale=4, min_width=280):
+                state_heatmap = gr.HTML(elem_id="state-heatmap")
+                gr.Markdown("Each row is one of the units above (*L2 #119*: unit 119 of layer 2), each column its "
+                            "value after that letter, light low, dark high; the outlined column is the current "
+                            "letter and *Δ here* the unit's change there.", elem_classes="small-note")
+            with gr.Column(scale=3, min_width=280):
+                unit = gr.Dropdown(label="One unit, written out", elem_id="unit", interactive=True)
+                unit_view = gr.HTML(elem_id="unit-view")
+        gr.Markdown("### How learning reaches back\nTraining nudges every weight by the gradient of the answer's "
+                    "log-probability. Here is how large that gradient is at the state after each letter: the "
+                    "signal that reaches the early letters is what lets a network learn from them — in the "
+                    "tutorial's plain RNN it fades fast.")
+        gradient = gr.HTML(elem_id="gradient")
         gr.Markdown("### Names like this one")
         neighbours = gr.HTML(elem_id="neighbours")
         with gr.Row():
@@ -122,24 +176,23 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
                 map_key = gr.HTML(elem_id="map-key")
             with gr.Column(scale=2, min_width=240):
                 map_note = gr.Markdown(elem_classes="small-note", elem_id="map-note")
-        gr.Markdown("### Inside the network: the hidden units")
-        with gr.Row():
-            with gr.Column(scale=4, min_width=280):
-                heatmap = gr.HTML(elem_id="heatmap")
-                gr.Markdown(f"Each row is one hidden unit (*L2 #119*: unit 119 of layer 2), each column the state "
-                            f"after that letter; the outlined column is the current letter. Shown: the "
-                            f"{N_UNITS} units that moved most over this name, units that behave alike (clustered "
-                            f"on training names) side by side. *Δ here*: the unit's change at the current letter, "
-                            f"the five largest in bold. For the RNN, the prediction at a letter reads that letter "
-                            f"and the state *before* it.", elem_classes="small-note")
-            with gr.Column(scale=3, min_width=280):
-                unit = gr.Dropdown(label="What does a unit do? Pick one", elem_id="unit", interactive=True)
-                unit_view = gr.HTML(elem_id="unit-view")
         with gr.Accordion("All hidden units (clustered)", open=False) as all_units:
             units_img = gr.HTML(elem_id="all-units")
         view = gr.State(None, time_to_live=server.STATE_SECONDS)  # the current StepView
         playing = gr.State(False)
         timer = gr.Timer(0.8, active=False)
+
+    def unit_parts(v: StepView, choice, index: int) -> dict:
+        try:
+            layer, number = (int(x) for x in str(choice).split(":"))
+        except ValueError:
+            return {unit_view: ""}
+        index = clamp_step(index, v.length)
+        contexts = v.explain.unit_contexts(layer, number) if v.explain is not None else []
+        equation = cell.unit_equation(v.model, v.trace.normalized.text, layer, number, index,
+                                      hidden=v.trace.layers)["text"]
+        return {unit_view: unit_html(v.trace, v.kind, layer, number, contexts)
+                + f'<div class="equation">{esc(equation)}</div>'}
 
     def parts(v: StepView, index: int) -> dict:
         """What changes with the character: everything else stays as the trace drew it."""
@@ -147,7 +200,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         t = v.trace
         near = t.neighbours[index] if t.neighbours is not None else []
         has_map = v.projection is not None and t.map_points is not None
-        return {
+        out = {
             step: index + 1,
             letters: letters_html(t, index) + name_caption_html(t, index),
             step_label: top_k_dict(t.top(index, v.k)),
@@ -155,16 +208,13 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
             neighbours: neighbours_html(near, t.labels, "".join(t.chars[: index + 1]), _bank_size(v.projection)),
             map_marks: map_path_svg(v.projection, t.map_points, t.chars, index, [n.index for n in near])
             if has_map else "",
-            heatmap: heatmap_html(t, v.kind, list(v.units), index),
+            heatmap: contribution_along_html(t.contributions, t.chars, list(v.units), index, v.n_layers, v.kind),
+            state_heatmap: heatmap_html(t, v.kind, list(v.units), index),
+            gates: gates_html(t.gates, t.chars, index, v.kind, v.n_layers, list(v.units)),
+            gradient: gradient_html(dict(v.gradients), t.chars, index, t.labels),
         }
-
-    def unit_parts(v: StepView, choice) -> dict:
-        try:
-            layer, number = (int(x) for x in str(choice).split(":"))
-        except ValueError:
-            return {unit_view: ""}
-        contexts = v.explain.unit_contexts(layer, number) if v.explain is not None else []
-        return {unit_view: unit_html(v.trace, v.kind, layer, number, contexts)}
+        out.update(unit_parts(v, v.unit, index))
+        return out
 
     def new_trace(name_value, kind, k_value, old, request: gr.Request = None):
         """Trace a name once into the session's state; show its last character."""
@@ -174,33 +224,70 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
                     map_key: "", map_note: ""}
         with user_errors():
             norm = service.check_name(name_value)
-            clf = service.pick_model(session_models(models, request), kind)
-            v = StepView.build(clf, norm, int(k_value), kind)
+            mine = session_models(models, request)
+            clf = service.pick_model(mine, kind)
+            v = StepView.build(clf, norm, int(k_value), kind, others={key: mine[key] for key in ("rnn", "gru")})
+        return traced_parts(v, old, clf)
+
+    def traced_parts(v: StepView, old, clf) -> dict:
         t, n = v.trace, v.length
         details = whole_name(t)
         has_map = clf.projection is not None and t.map_points is not None
-        first_choice = v.unit_choices()[0][1]
+        first_choice = v.unit_choices()[0][1] if v.units else ""
+        v = replace(v, unit=first_choice)
         out = {
             view: v,
             norm_line: normalisation_html(t.normalized),
+            story: story_html(t.story),
             letters_key: letters_key_html(t),
             answer: answer_html(details, set_facts(clf)),
             trajectory_img: v.trajectory.image_html(f"{MODEL_LABELS[v.kind]}: probability of the top languages "
                                                     f"after each prefix of {''.join(t.chars)}"),
             trajectory_key: legend_html(trajectory_languages(t, v.k), t.labels),
             decision: decision_html(t),
+            contributions: contributions_html(t.contributions, t.labels, v.n_layers, N_PUSHERS),
             unit: gr.update(choices=v.unit_choices(), value=first_choice),
             units_img: "",
             all_units: gr.update(open=False),
+            edits: gr.update(choices=[], value=None),
             **parts(v, n - 1),
-            **unit_parts(v, first_choice),
             step: gr.update(maximum=max(n, 2), value=n, interactive=n > 1),  # after parts(): it sets the value only
         }
         if old is None or old.projection is not v.projection:  # the map's background changes only with the model
-            out[map_img] = map_svg(clf.projection, v.kind) if has_map else NO_MAP_HTML
+            out[map_img] = map_svg(clf.projection, v.kind) if has_map else no_map_html(v.key)
             out[map_key] = legend_html(t.labels, t.labels) if has_map else ""
             out[map_note] = _map_note(clf) if has_map else ""
         return out
+
+    def live(name_value, kind, k_value, old, request: gr.Request = None):
+        """As the name is typed: trace it again (the queue keeps only the last keystroke's event); a name that
+        cannot be read clears the answer and says why in the normalisation line, without an error box."""
+        reason = rejected(name_value)
+        if reason is not None:
+            return {**cleared, view: None, norm_line: notice_html(f"Cannot read this name: {reason}.")}
+        if old is not None and old.trace.name == name_value and old.key == kind:
+            return gr.skip()
+        try:
+            return new_trace(name_value, kind, k_value, old, request)
+        except gr.Error as err:
+            return {**cleared, view: None, norm_line: notice_html(str(err.message))}
+
+    def variants(v, wanted, request: gr.Request = None):
+        """The one-letter variants of the traced name (after its first paint): those that change the answer or
+        move it most, or, with a language chosen, those that raise that language most."""
+        if v is None:
+            return {edits: gr.update(choices=[], value=None)}
+        clf = session_models(models, request).get(v.key)
+        if clf is None:
+            return {edits: gr.update(choices=[], value=None)}
+        found = clf.edits(v.trace.normalized, target=wanted or None, n=N_EDITS)
+        label = "Variants" if not wanted else f"Variants that raise {wanted} most"
+        return {edits: gr.update(choices=[(edit_choice(e), e["name"]) for e in found], value=None, label=label)}
+
+    def trace_variant(picked, kind, k_value, old, request: gr.Request = None):
+        if not picked:
+            return gr.skip()
+        return {name: picked, **new_trace(picked, kind, k_value, old, request)}
 
     def trace_if_stale(name_value, kind, k_value, old, request: gr.Request = None):
         """On opening the tab: trace again only if the name or model changed since the last trace (or the model
@@ -254,6 +341,13 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         index = index_of(position, v, +1)
         return {**(stopped() if index >= v.length - 1 else {}), **parts(v, index)}
 
+    def pick_unit(v, choice, position):
+        """Write out another unit (kept in the view, so stepping keeps it)."""
+        if v is None:
+            return gr.skip()
+        v = replace(v, unit=str(choice or ""))
+        return {view: v, **unit_parts(v, v.unit, index_of(position, v))}
+
     def draw_all_units(v):
         if v is None:
             return gr.skip()
@@ -262,17 +356,26 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         return {units_img: FigureImage.from_figure(figure).image_html(f"{MODEL_LABELS[v.kind]}: every hidden unit")}
 
     # What a trace shows, emptied: for a rejected name, and for a "Yours" that is gone.
-    cleared = {norm_line: "", letters: "", letters_key: "", answer: "", step_label: None, trajectory_img: "",
-               trajectory_marks: "", trajectory_key: "", decision: "", neighbours: "", map_marks: "", heatmap: "",
-               unit_view: "", units_img: ""}
-    per_step = [step, letters, step_label, trajectory_marks, neighbours, map_marks, heatmap]
-    traced = [view, norm_line, letters_key, answer, trajectory_img, trajectory_key, decision, unit, unit_view,
-              units_img, all_units, map_img, map_key, map_note, *per_step]
+    cleared = {norm_line: "", story: "", letters: "", letters_key: "", answer: "", step_label: None,
+               trajectory_img: "", trajectory_marks: "", trajectory_key: "", decision: "", neighbours: "",
+               map_marks: "", heatmap: "", state_heatmap: "", contributions: "", gates: "", gradient: "",
+               unit_view: "", units_img: "", edits: gr.update(choices=[], value=None)}
+    per_step = [step, letters, step_label, trajectory_marks, neighbours, map_marks, heatmap, state_heatmap, gates,
+                gradient, unit_view]
+    traced = [view, norm_line, story, letters_key, answer, trajectory_img, trajectory_key, decision, contributions,
+              unit, units_img, all_units, map_img, map_key, map_note, edits, *per_step]
     triggers = [name.submit, button.click, model.input]
     clear_when_rejected(triggers, name, cleared, **ui)  # before the trace
     traced_event = gr.on(triggers, new_trace, [name, model, k, view], traced, validator=name_validator,
                          api_name="ui_trace", **ui)
+    typed = name.input(live, [name, model, k, view], traced, api_name="ui_trace_live", trigger_mode="always_last",
+                       show_progress="hidden", **ui)
     reopened = tab.select(trace_if_stale, [name, model, k, view], traced, api_name="ui_trace_tab", **ui)
+    picked_variant = edits.input(trace_variant, [edits, model, k, view], [name, *traced], api_name="ui_variant",
+                                 **ui)
+    for i, dependency in enumerate((traced_event, typed, reopened, picked_variant)):  # after the first paint
+        dependency.then(variants, [view, target], edits, show_progress="hidden", api_name=f"ui_variants_{i}", **ui)
+    target.input(variants, [view, target], edits, api_name="ui_variants", show_progress="hidden", **ui)
     stop_offering_gone([traced_event, reopened], model, "ui_trace_choices", **ui)
     quiet = dict(show_progress="hidden", **ui)
     step.input(show, [step, view], per_step, api_name="ui_step", trigger_mode="always_last", **quiet)
@@ -283,8 +386,9 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
     play_outputs = [playing, timer, play_btn, *per_step]
     play_btn.click(toggle_play, [playing, step, view], play_outputs, api_name="ui_play", **quiet)
     timer.tick(tick, [playing, step, view], play_outputs, api_name="ui_tick", **quiet)
-    unit.input(unit_parts, [view, unit], unit_view, api_name="ui_unit", **quiet)
+    unit.input(pick_unit, [view, unit, step], [view, unit_view], api_name="ui_unit", **quiet)
     all_units.expand(draw_all_units, view, units_img, api_name="ui_all_units", **ui)
+
     def take_over(n, m, request: gr.Request = None):
         """Classify's name and model; without "Yours" if the session's model is gone."""
         update = offered(m, request)
@@ -293,6 +397,15 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
     for event in follow.events:
         event.success(take_over, [follow.name, follow.model], [name, model], queue=False, **ui)
     return model
+
+
+def no_map_html(key: str) -> str:
+    """Why there is no map: a model trained in the page has none (it takes minutes to fit); any other checkpoint
+    can have one added."""
+    if key == "yours":
+        return ('<div class="small-note">The model you trained has no map of training names: fitting one takes '
+                'minutes, more than a training in the page is given. The views above are all there.</div>')
+    return NO_MAP_HTML
 
 
 NO_MAP_HTML = ('<div class="small-note">This checkpoint has no hidden-state map. Add one with '
