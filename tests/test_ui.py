@@ -804,6 +804,9 @@ def test_map_path_svg_labels_every_language_and_rings_the_neighbours(models):
             for xb, yb, wb in boxes[a + 1:]:
                 assert xb + wb <= xa or xa + wa <= xb or abs(ya - yb) >= 12, (xa, ya, xb, yb)
         assert tree.find("rect", "map-start") is not None
+        frame = figures.map_frame(proj)
+        for x, y, w in boxes:  # inside the map (the marks' SVG overflows visibly: a label past it widens the page)
+            assert frame.margin[3] <= x - 12 and x + w <= frame.width - frame.margin[1] + 1e-6, (x, w)
         rings = tree.find_all("circle", "map-neighbour")
         assert len(rings) == len(near) == 8
         for ring, n in zip(rings, near):  # each ring sits on the dot of that training name

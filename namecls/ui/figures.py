@@ -202,8 +202,10 @@ def _language_labels(projection, frame: MapFrame, size: float = 12.0, avoid=()) 
     for i in sorted(np.flatnonzero(finite), key=lambda i: projection.labels[i]):
         label, (cx, cy) = projection.labels[i], xy[i]
         width = 0.55 * room * len(label) + room  # the text and its swatch
-        for dx, dy in shifts:
-            x, y = cx + dx, cy + dy
+        top, right, bottom, left = frame.margin
+        for dx, dy in shifts:  # kept inside the frame: a label past its edge would widen the page
+            x = min(max(cx + dx, left + width / 2), frame.width - right - width / 2)
+            y = min(max(cy + dy, top + height / 2), frame.height - bottom - height / 2)
             if all(abs(x - px) > (width + pw) / 2 or abs(y - py) > (height + ph) / 2 for px, py, pw, ph in placed):
                 break
         placed.append((x, y, width, height))

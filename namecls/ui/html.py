@@ -72,6 +72,7 @@ CSS = """
          border-left: 4px solid var(--body-text-color); max-width: 62rem; }
 .contrib-sum { font-size: 0.95rem; margin: 0.2rem 0 0.4rem; max-width: 62rem; }
 .contrib-cols { display: flex; flex-wrap: wrap; gap: 0.4rem 2rem; }
+.contrib-cols > div { min-width: 0; max-width: 100%; }
 .contrib-head { font-weight: 700; font-size: 0.9rem; }
 .contrib { border-collapse: collapse; font-size: 0.88rem; font-variant-numeric: tabular-nums; margin: 0 !important;
            border: none !important; width: auto !important; }
@@ -465,9 +466,10 @@ def contributions_html(contrib: dict, labels: list[str], n_layers: int, n: int =
             f'weight for {esc(language)} × its value after the name. The {len(shown)} largest parts are below; the '
             f'other {total - len(shown)} units add {_signed(rest)} together.{spread}</div>'
             f'<div class="contrib-cols"><div><div class="contrib-head" style="color:{FOR_COLOR}">pushed '
-            f'{esc(language)} up</div><table class="contrib">{rows(pushed_for, FOR_COLOR)}</table></div>'
-            f'<div><div class="contrib-head" style="color:{AGAINST_COLOR}">pushed it down</div>'
-            f'<table class="contrib">{rows(pushed_against, AGAINST_COLOR)}</table></div></div>')
+            f'{esc(language)} up</div><div class="scroll-x"><table class="contrib">{rows(pushed_for, FOR_COLOR)}'
+            f'</table></div></div><div><div class="contrib-head" style="color:{AGAINST_COLOR}">pushed it down</div>'
+            f'<div class="scroll-x"><table class="contrib">{rows(pushed_against, AGAINST_COLOR)}</table></div></div>'
+            f'</div>')
 
 
 def contribution_along_html(contrib: dict, chars: list[str], units: list[tuple[int, int]], step: int,
