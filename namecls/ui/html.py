@@ -47,12 +47,12 @@ CSS = """
 .letters td.ch { font-family: 'IBM Plex Mono', ui-monospace, monospace; font-size: 1.9rem; line-height: 1.2;
                  font-weight: 600; }
 .letters td.todo { opacity: 0.35; }
-.letters td.current { outline: 3px solid #111; outline-offset: -1px; }
+.letters td.current { outline: 3px solid var(--body-text-color); outline-offset: -1px; }
 .heat { border-collapse: collapse; font-size: 0.78rem; font-variant-numeric: tabular-nums; }
 .heat th { font-weight: normal; padding: 0 0.35rem; white-space: nowrap; }
 .heat thead th { font-family: 'IBM Plex Mono', ui-monospace, monospace; font-size: 0.95rem; }
 .heat td.cell { width: 1.9rem; min-width: 1.6rem; height: 1.05rem; }
-.heat .current { outline: 2px solid #111; outline-offset: -2px; }
+.heat .current { outline: 2px solid var(--body-text-color); outline-offset: -2px; }
 .heat td.delta { padding: 0 0.4rem; text-align: right; white-space: nowrap; }
 .heat tr.top td.delta, .heat tr.top th { font-weight: 700; }
 .colorbar { display: flex; align-items: center; gap: 0.4rem; font-size: 0.8rem; margin: 0.3rem 0;
@@ -559,12 +559,9 @@ def gradient_html(reaches: dict, chars: list[str], step: int, labels: list[str])
     for model, reach in reaches.items():
         values = np.asarray(reach.norms, dtype=float)
         top = float(values.max()) if values.size and values.max() > 0 else 1.0
-        floor = 1e-4 * top  # the bars' bottom: 10,000 times smaller than the largest
 
-        def height(v):
-            if v <= floor:
-                return 0.0
-            return 100 * (math.log10(v) - math.log10(floor)) / (math.log10(top) - math.log10(floor))
+        def height(v):  # linear, this model's largest = full: a fading signal looks as small as it is
+            return 100 * v / top
 
         who = esc(MODEL_LABELS.get(model, model))
         cells = "".join(f'<td class="grad{" current" if t == step else ""}" title="{who}, state after '
@@ -573,9 +570,9 @@ def gradient_html(reaches: dict, chars: list[str], step: int, labels: list[str])
         rows.append(f"<tr><th>{who}</th>{cells}</tr>")
         lines.append(f"<li><b>{who}</b>: {esc(fade_summary(reach, chars, labels[reach.target]))}</li>")
     return (f'<div class="scroll-x"><table class="letters gradient">{head}{"".join(rows)}</table></div>'
-            f'<div class="small-note">Bar height: the size of the gradient at the state after each letter (log '
-            f'scale: each model\'s largest fills its bar, 10,000 times smaller is empty). The RNN\'s answer reads '
-            f'the state before the last letter, so the state after it gets none.</div><ul class="fade">'
+            f'<div class="small-note">Bar height: the size of the gradient at the state after each letter, each '
+            f'model\'s largest filling its bar (hover a bar for the number). The RNN\'s answer reads the state '
+            f'before the last letter, so the state after it gets none.</div><ul class="fade">'
             f'{"".join(lines)}</ul>')
 
 
