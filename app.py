@@ -53,6 +53,16 @@ KEYS_JS = """
     const button = document.querySelector(event.key === "ArrowLeft" ? "#prev" : "#next");
     if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
   });
+  // A tap (or click) on a map dot names its training name: touch screens never show an SVG <title>.
+  document.addEventListener("click", (event) => {
+    const dot = event.target.closest && event.target.closest("circle.ref");
+    let tip = document.getElementById("map-tip");
+    if (!dot) { if (tip) tip.remove(); return; }
+    if (!tip) { tip = document.createElement("div"); tip.id = "map-tip"; document.body.appendChild(tip); }
+    tip.textContent = dot.querySelector("title") ? dot.querySelector("title").textContent : "";
+    tip.style.cssText = `position:absolute;left:${event.pageX + 10}px;top:${event.pageY - 28}px;z-index:50;` +
+      "background:#111;color:#fff;padding:2px 6px;border-radius:4px;font-size:13px;pointer-events:none";
+  });
 }
 """
 

@@ -150,7 +150,7 @@ ARROW_DEFS = ('<defs><marker id="map-arrow" viewBox="0 0 10 10" refX="9" refY="5
 def map_path_svg(projection, points, chars: list[str], step: int, neighbours: list[int] = ()) -> str:
     """Drawn over :func:`map_svg`: rings round the ``neighbours`` (indices into the projection's sample), the
     current name's path up to ``step`` with an arrowhead on every segment and each letter beside its point (the
-    first in a square: the start), the current point as a large red dot, and on top of everything each
+    first in a square: the start), the current point as a large black dot, and on top of everything each
     language's name at the centre of its training names, placed clear of each other and of the path."""
     frame = map_frame(projection)
     xy = frame.pixels(points)
@@ -180,7 +180,7 @@ def map_path_svg(projection, points, chars: list[str], step: int, neighbours: li
                      f'font-family="IBM Plex Mono, monospace" fill="#111" stroke="#fff" stroke-width="3" '
                      f'paint-order="stroke">{esc(display_char(chars[i]))}</text>')
     x, y = xy[step]
-    parts.append(f'<circle class="map-current" data-step="{step}" cx="{x:.1f}" cy="{y:.1f}" r="8" fill="#d62728" '
+    parts.append(f'<circle class="map-current" data-step="{step}" cx="{x:.1f}" cy="{y:.1f}" r="8" fill="#111" '
                  f'stroke="#fff" stroke-width="2.5"/>')
     parts += _language_labels(projection, frame, avoid=xy)
     return frame.svg("".join(parts), "map-marks", "position:absolute;left:0;top:0;pointer-events:none;"

@@ -77,5 +77,6 @@ class FigureImage:
         return self._box("".join(marks), "pointer-events:none")
 
 
-_MARK_STYLE = ("position:absolute;box-sizing:border-box;background:rgba(214,39,40,0.10);"
-               "border-left:1px dashed #d62728;border-right:1px dashed #d62728;pointer-events:none;")
+# The current letter in neutral ink: red and blue mean "lowered / raised the answer" everywhere else.
+_MARK_STYLE = ("position:absolute;box-sizing:border-box;background:rgba(17,17,17,0.08);"
+               "border-left:1.5px dashed #111;border-right:1.5px dashed #111;pointer-events:none;")

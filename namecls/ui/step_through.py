@@ -31,10 +31,10 @@ N_PUSHERS = 6  # units shown for and against the answer (so at most 12 rows)
 N_EDITS = 6  # one-letter variants offered
 
 MAP_NOTE = """\
-**Where the name travels.** Each dot is a training name (hover to read it), placed by the network's top-layer
-state after its last letter and coloured by its language; each language's name sits at the centre of its dots.
-The black path is the current name's state after each prefix; the red dot is the current letter, the rings its
-nearest training names (listed above). The map is a flat picture of a {hidden}-number state ({method}; kept
+**Where the name travels.** Each dot is a training name (hover or tap it to read it), placed by the network's
+top-layer state after its last letter and coloured by its language; each language's name sits near the centre of
+its dots. The black path, from the square, is the current name's state after each prefix; the large black dot is
+the current letter, the rings its nearest training names (listed above). The map is a flat picture of a {hidden}-number state ({method}; kept
 over LDA, whose map separated validation names' languages less): a path can end in empty space or among another
 language's dots while the network, which reads the whole state, answers firmly. Read the answer from the
 probabilities, not from the map.
