@@ -131,10 +131,7 @@ class GRUClassifier(nn.Module):
         h0 = out.new_zeros(1, x.shape[0], self.config.hidden_size)  # (1, B, H)
         states = []
         for i, layer in enumerate(self.layers):
-            # torch.gru is the kernel nn.GRU.forward calls after its argument checks; calling it directly gives
-            # the same numbers and saves ~70 µs per layer, a tenth of a single name's prediction.
-            out, _ = torch.gru(out if i == 0 else self.drop(out), h0, layer.all_weights[0], True, 1, 0.0,
-                               self.training, False, True)  # (B, T, H)
+            out, _ = layer(out if i == 0 else self.drop(out), h0)  # (B, T, H)
             states.append(out)
         return states
 
