@@ -280,6 +280,9 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         clf = session_models(models, request).get(v.key)
         if clf is None:
             return {edits: gr.update(choices=[], value=None)}
+        if wanted and wanted not in clf.labels:  # a model trained in the page on a few languages
+            return {edits: gr.update(choices=[], value=None,
+                                     label=f"This model knows only {', '.join(clf.labels)}: pick one of them")}
         found = clf.edits(v.trace.normalized, target=wanted or None, n=N_EDITS)
         label = "Variants" if not wanted else f"Variants that raise {wanted} most"
         return {edits: gr.update(choices=[(edit_choice(e), e["name"]) for e in found], value=None, label=label)}
