@@ -2,7 +2,7 @@
 
 Launches the app in-process (``app.build_demo(ui_visibility="undocumented")``, ``app.launch_kwargs()``: the
 production limits unless the NAMECLS_* variables below say otherwise) with a fresh ``GRADIO_TEMP_DIR`` (gradio's
-upload folder and cache) and ``TMPDIR`` (the Batch tab's CSV exports, the Train tab's zips), then:
+upload folder and cache, where the CSV exports and model zips are written) and ``TMPDIR`` (where a zip is staged), then:
 
 1. upload flood, many addresses: ``--offer-mb`` of ~1 MB one-file uploads from ``--threads`` threads, each request
    from its own address (X-Forwarded-For, trusted from 127.0.0.1): the upload folder's peak size against
@@ -10,17 +10,27 @@ upload folder and cache) and ``TMPDIR`` (the Batch tab's CSV exports, the Train 
 2. upload flood, one address: ``--one-client`` small uploads as fast as they go: how many got through (the burst);
 3. slow connections: ``--slow`` connections that send their headers and then a byte of body every 0.5 s, and as many
    that send a header line a byte at a time: when the server closed them (BODY_SECONDS, HEADER_SECONDS);
-4. CSV exports: ``--export-clients`` clients calling the Batch tab's event with 10,000 names whose rows are the
-   largest an export holds (error rows echoing 100 four-byte letters) for ``--export-seconds``: the bytes written
-   to the export folder and to gradio's cache per second, and that rate over a file's lifetime (1.5 x CACHE_SECONDS);
-5. a model zip: one training at the largest settings (GRU, 256 hidden, 2 layers, 1 epoch, the two smallest
-   languages): its time and zip size, and one training after another over a file's lifetime.
+4. CSV exports, many addresses: ``--export-clients`` threads calling the Batch tab's event as a script would, each
+   call from its own address, with 10,000 names whose rows are the largest an export holds (error rows echoing 100
+   four-byte letters, ~8.6 MB a CSV), until the output space has refused ``--export-refusals`` of them or
+   ``--export-seconds`` passed: the peak on disk (gradio's cache and the system temp folder, sampled) against
+   ``MAX_OUTPUT_DISK_BYTES``, files written and refused, and that every call still got its 10,000-row table; then
+   one address with small batches (``--one-exporter`` calls): how many got a file (``EXPORTS_PER_MINUTE``) and what
+   the others were told; then the cleanup's deletion gives the space back;
+5. model zips: one training at the largest settings (GRU, 256 hidden, 2 layers, 1 epoch, the two smallest
+   languages), its time and zip size, then its zip written the way the Train tab writes it (``server.write_zip``),
+   one after another until the space refuses: the peak on disk (the zip's staging included) against the cap.
+
+The clients download nothing (gradio_client would save every file it is given into this process's
+``GRADIO_TEMP_DIR``, the very folder measured). ``NAMECLS_OUTPUT_SPACE_MB=50`` makes phases 4 and 5 quicker.
 
     python bench/disk.py                          # production limits; the slow phase takes ~75 s
     NAMECLS_BODY_SECONDS=5 NAMECLS_HEADER_SECONDS=3 python bench/disk.py --skip-zip
+    python bench/disk.py --phases 45              # the downloads only
 
 Refusals are expected (that is the point); the floors checked: the upload folder never holds more than the cap,
-every refusal is 413/429 with its reason, every slow connection is closed by its deadline (+ 3 s).
+every refusal is 413/429 with its reason, every slow connection is closed by its deadline (+ 3 s), the files
+written for download never hold more than their cap, every export refused still got its table and the reason.
 """
 
 from __future__ import annotations
@@ -178,45 +188,115 @@ def slow_connections(url: str, n: int, server) -> None:
 
 
 # 10,000 names whose export rows are large and cheap: an error row echoes the name (≤ 100 characters) and its reason
-EXPORT_NAMES = {
-    "dropped": lambda i: "😀" * 99 + chr(0x1F600 + i % 50),  # the reason lists the dropped letters: 860 B a row
-    "long": lambda i: "x" * 1000 + str(i),  # too long before normalising: the quickest error, 154 B a row
-}
+EXPORT_NAMES = "\n".join("😀" * 99 + chr(0x1F600 + i % 50) for i in range(10_000))  # dropped letters: 860 B a row
 
 
-def exports(url: str, tmp: Path, cache: Path, clients: int, seconds: float, server, kind: str) -> None:
+class Peak:
+    """The largest size (bytes allocated, folders included) the folders reach while it runs, sampled every 10 ms."""
+
+    def __init__(self, *folders: Path):
+        self.folders, self.bytes, self._done = folders, 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def allocated(self) -> int:
+        seen, total = set(), 0
+        for folder in self.folders:
+            for root, dirs, files in os.walk(folder):
+                for name in dirs + files:
+                    try:
+                        st = os.lstat(os.path.join(root, name))
+                    except OSError:
+                        continue
+                    if (st.st_dev, st.st_ino) not in seen:
+                        seen.add((st.st_dev, st.st_ino))
+                        total += st.st_blocks * 512
+        return total
+
+    def _sample(self):
+        while not self._done.is_set():
+            self.bytes = max(self.bytes, self.allocated())
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+        self.bytes = max(self.bytes, self.allocated())
+
+
+def _button(download) -> tuple[bool, str]:
+    """(whether the Batch tab's answer offers a file, its button's label)."""
+    return bool(download.get("value")), str(download.get("label"))
+
+
+def exports(url: str, tmp: Path, cache: Path, clients: int, seconds: float, refusals: int, one: int,
+            server) -> None:
     from gradio_client import Client
 
-    text = "\n".join(EXPORT_NAMES[kind](i) for i in range(10_000))
-    before_tmp, before_cache = folder_bytes(tmp)[0], folder_bytes(cache)[0]
-    calls, stop = [], time.monotonic() + seconds
+    def call(address: str, text: str):
+        c = Client(url, verbose=False, download_files=False, headers={"x-forwarded-for": address})
+        return c.predict(None, text, "gru", api_name="/ui_batch")
+
+    server.sweep_cache(cache, max_age=-1)
+    server.OUTPUT_SPACE.prune()
+    cap = server.MAX_OUTPUT_DISK_BYTES
+    answers, stop, counter, lock = [], time.monotonic() + seconds, [0], threading.Lock()
 
     def run():
-        c = Client(url, verbose=False)
-        while time.monotonic() < stop:
+        while time.monotonic() < stop and sum(not a[1] for a in answers) < refusals:
+            with lock:
+                counter[0] += 1
+                i = counter[0]
             t = time.monotonic()
-            c.predict(None, text, "gru", api_name="/ui_batch")
-            calls.append(time.monotonic() - t)
+            summary, table, download = call(f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", EXPORT_NAMES)
+            answers.append((time.monotonic() - t, *_button(download), summary.startswith("**10,000** names"),
+                            len(table["data"])))
 
-    workers = [threading.Thread(target=run) for _ in range(clients)]
     began = time.monotonic()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    with Peak(cache, tmp) as peak:
+        workers = [threading.Thread(target=run) for _ in range(clients)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
     wall = time.monotonic() - began
-    grew_tmp, grew_cache = folder_bytes(tmp)[0] - before_tmp, folder_bytes(cache)[0] - before_cache
-    rate = (grew_tmp + grew_cache) / wall
-    life = 1.5 * server.CACHE_SECONDS
-    print(f"\n## 4. CSV exports ({kind!r} names): {clients} clients x 10,000 names for {wall:.0f} s: {len(calls)} "
-          f"exports ({sorted(calls)[len(calls) // 2]:.2f} s median), {grew_tmp / max(1, len(calls)) / 2**20:.2f} MB "
-          f"each; export folder +{grew_tmp / 2**20:.0f} MB, gradio cache +{grew_cache / 2**20:.0f} MB "
-          f"({grew_cache / max(1, grew_tmp):.1f} copies): {rate / 2**20:.1f} MB/s; over a file's lifetime "
-          f"({life:.0f} s): {rate * life / 2**30:.1f} GB")
+    written = [a for a in answers if a[1]]
+    refused = [a for a in answers if not a[1]]
+    each = max((os.path.getsize(p) for p in cache.rglob("*.csv")), default=0)
+    print(f"\n## 4. CSV exports, {clients} clients, each call from its own address, 10,000 names "
+          f"(~{each / 2**20:.1f} MB a CSV) for {wall:.0f} s: {len(answers)} calls ({sorted(a[0] for a in answers)[len(answers) // 2]:.2f} s "
+          f"median), {len(written)} files written, {len(refused)} refused")
+    print(f"cap MAX_OUTPUT_DISK_BYTES {cap / 2**20:.0f} MB; peak on disk (gradio cache + system temp) "
+          f"{peak.bytes / 2**20:.1f} MB; output space used {server.OUTPUT_SPACE.used / 2**20:.1f} MB; "
+          f"{len(list(cache.rglob('*.csv')))} CSV files on disk (one per export: gradio serves them, no copy)")
+    for label in sorted({a[2] for a in answers}):
+        print(f"  {sum(1 for a in answers if a[2] == label)} x {label!r}")
+    assert peak.bytes <= cap, "the files written for download held more than the cap"
+    assert all(a[3] and a[4] == 10_000 for a in answers), "a call did not get its whole table"
+    assert all(a[2] == f"No CSV file: {server.OutputSpace.FULL}" for a in refused)
+
+    server.sweep_cache(cache, max_age=-1)  # as the cleanup would, CACHE_SECONDS later
+    server.OUTPUT_SPACE.prune()
+    began = time.monotonic()
+    small = [call("10.255.0.2", "Nguyen\nQin\nSmith") for _ in range(one)]
+    wall = time.monotonic() - began
+    got = [_button(d) for _, _, d in small]
+    print(f"\n## 4b. One address, {one} small batches in {wall:.1f} s: {sum(g for g, _ in got)} got a file "
+          f"(EXPORTS_PER_MINUTE {server.EXPORTS_PER_MINUTE:g}), {sum(not g for g, _ in got)} told "
+          f"{next((label for g, label in got if not g), '-')!r}; every table answered: "
+          f"{all(s.startswith('**3** names') for s, _, _ in small)}")
+    server.sweep_cache(cache, max_age=-1)
+    server.OUTPUT_SPACE.prune()
+    print(f"after the cleanup deleted them: output space used {server.OUTPUT_SPACE.used / 2**20:.1f} MB; a new export "
+          f"gets a file: {_button(call('10.255.0.3', 'Nguyen')[2])[0]}")
+    server.sweep_cache(cache, max_age=-1)
+    server.OUTPUT_SPACE.prune()
 
 
-def model_zip(server) -> None:
-    from namecls.checkpoint import save_zip
+def model_zip(tmp: Path, cache: Path, server) -> None:
     from namecls.fit import fit, find_or_download_data
 
     folder = find_or_download_data()
@@ -225,13 +305,23 @@ def model_zip(server) -> None:
     began = time.monotonic()
     mine = fit(folder, kind="gru", languages=smallest, hidden_size=256, num_layers=2, epochs=1, time_budget=5)
     took = time.monotonic() - began
-    path = Path(tempfile.mkdtemp(prefix="namecls-yours-")) / "namecls-gru-yours.zip"
-    save_zip(mine, path)
-    size = path.stat().st_size
+    cap = server.MAX_OUTPUT_DISK_BYTES
+    paths, began = [], time.monotonic()
+    with Peak(cache, tmp) as peak:
+        while (path := server.write_zip(mine, "namecls-gru-yours.zip", cache)) is not None:
+            paths.append(path)
+    wall = time.monotonic() - began
+    size = os.path.getsize(paths[0]) if paths else 0
     life = 1.5 * server.CACHE_SECONDS
-    print(f"\n## 5. Model zip: GRU 256 x 2 layers, 1 epoch on {smallest}: {took:.1f} s, zip {size / 2**20:.2f} MB; "
-          f"one after another for {life:.0f} s, 3 copies (its temp folder, two in gradio's cache, as an export): "
-          f"{life / took * size * 3 / 2**30:.1f} GB")
+    print(f"\n## 5. Model zip: GRU 256 x 2 layers, 1 epoch on {smallest}: {took:.1f} s, zip {size / 2**20:.2f} MB "
+          f"(reserved while written: ZIP_RESERVE_BYTES {server.ZIP_RESERVE_BYTES / 2**20:.0f} MB); uncapped, one "
+          f"training after another for {life:.0f} s: {life / took * size / 2**30:.2f} GB")
+    print(f"written as the Train tab writes them until refused: {len(paths)} zips in {wall:.1f} s, then "
+          f"{server.OutputSpace.FULL!r}; cap {cap / 2**20:.0f} MB, peak on disk (gradio cache + system temp, the "
+          f"zip's staging included) {peak.bytes / 2**20:.1f} MB; {len(list(cache.rglob('*.zip')))} zip files on disk")
+    assert peak.bytes <= cap, "the model zips held more than the cap"
+    server.sweep_cache(cache, max_age=-1)
+    server.OUTPUT_SPACE.prune()
 
 
 def main() -> None:
@@ -241,8 +331,12 @@ def main() -> None:
     p.add_argument("--one-client", type=int, default=200, help="uploads from one address in phase 2 (default: 200)")
     p.add_argument("--slow", type=int, default=30, help="slow connections of each kind in phase 3 (default: 30)")
     p.add_argument("--export-clients", type=int, default=4, help="clients of phase 4 (default: 4)")
-    p.add_argument("--export-seconds", type=float, default=15, help="length of phase 4, each kind (default: 15)")
+    p.add_argument("--export-seconds", type=float, default=300, help="phase 4 at most this long (default: 300)")
+    p.add_argument("--export-refusals", type=int, default=8,
+                   help="phase 4 ends after this many exports refused for want of space (default: 8)")
+    p.add_argument("--one-exporter", type=int, default=30, help="small batches from one address (default: 30)")
     p.add_argument("--skip-zip", action="store_true", help="skip phase 5 (a training)")
+    p.add_argument("--phases", default="12345", help="the phases to run, e.g. 45 (default: 12345)")
     args = p.parse_args()
 
     import torch
@@ -256,20 +350,25 @@ def main() -> None:
     print(f"settings: {' '.join(sys.argv[1:]) or '(defaults)'}; upload space "
           f"{server.MAX_UPLOAD_DISK_BYTES / 2**20:.0f} MB, {server.UPLOADS_PER_MINUTE:g} uploads a minute per "
           f"address, body {server.BODY_SECONDS:g} s, headers {server.HEADER_SECONDS:g} s, cache "
-          f"{server.CACHE_SECONDS} s; work folder {WORK}", flush=True)
+          f"{server.CACHE_SECONDS} s, output space {server.MAX_OUTPUT_DISK_BYTES / 2**20:.0f} MB, "
+          f"{server.EXPORTS_PER_MINUTE:g} exports a minute per address; work folder {WORK}", flush=True)
     demo = app.build_demo(ui_visibility="undocumented")
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs())
     url = url.rstrip("/")
     try:
-        upload_flood(url, WORK / "cache", args.offer_mb, args.threads, server, service)
-        one_client_flood(url, args.one_client)
+        if "1" in args.phases:
+            upload_flood(url, WORK / "cache", args.offer_mb, args.threads, server, service)
+        if "2" in args.phases:
+            one_client_flood(url, args.one_client)
         server.sweep_cache(WORK / "cache", max_age=-1)  # as the cleanup would: the upload space is free again
         time.sleep(1.5)
-        slow_connections(url, args.slow, server)
-        for kind in EXPORT_NAMES:
-            exports(url, WORK / "tmp", WORK / "cache", args.export_clients, args.export_seconds, server, kind)
-        if not args.skip_zip:
-            model_zip(server)
+        if "3" in args.phases:
+            slow_connections(url, args.slow, server)
+        if "4" in args.phases:
+            exports(url, WORK / "tmp", WORK / "cache", args.export_clients, args.export_seconds, args.export_refusals,
+                    args.one_exporter, server)
+        if "5" in args.phases and not args.skip_zip:
+            model_zip(WORK / "tmp", WORK / "cache", server)
     finally:
         demo.close()
         import shutil

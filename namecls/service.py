@@ -304,8 +304,20 @@ def _defuse(value):
     return value
 
 
+def csv_bytes(table: pd.DataFrame) -> bytes:
+    """``table`` as the bytes of a CSV file: formulas defused (:func:`_defuse`), UTF-8 with a byte-order mark. Made
+    in memory, so that its size is known before anything is written (the server reserves it on disk first)."""
+    safe = table.copy()
+    for col in safe.columns:
+        if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
+            safe[col] = safe[col].map(_defuse)
+    return safe.to_csv(index=False).encode("utf-8-sig")  # the BOM tells Excel it is UTF-8 (Ślusàrski, Иванов)
+
+
 def write_csv(table: pd.DataFrame, stem: str = "namecls-batch", max_age: float = 3600.0) -> str:
-    """Write ``table`` to a fresh CSV file in this process's export folder; files older than ``max_age`` go."""
+    """Write ``table`` (:func:`csv_bytes`) to a fresh CSV file in this process's export folder; files older than
+    ``max_age`` go. (The app's Batch tab writes its exports into gradio's cache instead, within a disk budget:
+    ``namecls.ui.server.write_export``.)"""
     global _EXPORT_DIR
     if _EXPORT_DIR is None or not _EXPORT_DIR.is_dir():
         _EXPORT_DIR = Path(tempfile.mkdtemp(prefix="namecls-export-"))
@@ -317,9 +329,5 @@ def write_csv(table: pd.DataFrame, stem: str = "namecls-batch", max_age: float =
         except OSError:
             pass
     path = _EXPORT_DIR / f"{stem}-{uuid.uuid4().hex[:8]}.csv"
-    safe = table.copy()
-    for col in safe.columns:
-        if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
-            safe[col] = safe[col].map(_defuse)
-    safe.to_csv(path, index=False, encoding="utf-8-sig")  # the BOM tells Excel it is UTF-8 (Ślusàrski, Иванов)
+    path.write_bytes(csv_bytes(table))
     return str(path)

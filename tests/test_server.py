@@ -1,8 +1,9 @@
 """The server stays bounded: public API calls leave no result behind in gradio's per-session state, upload
-requests are capped in files and bytes, and the cache and session limits are the ones written down.
+requests are capped in files and bytes, and the cache, session and download limits are the ones written down.
 
 Runs the real app in-process and calls it with gradio_client and raw HTTP (``namecls/ui/server.py`` holds the
-settings and their worst cases; ``bench/soak.py`` measures memory and disk under load).
+settings and their worst cases; ``bench/soak.py`` measures memory and disk under load; ``tests/test_disk_caps.py``
+attacks the space of the files written for download).
 """
 
 import json
@@ -46,6 +47,15 @@ def test_the_limits_are_the_ones_written_down(served):
     assert demo.delete_cache == server.DELETE_CACHE == (server.CACHE_SECONDS, server.CACHE_SECONDS)
     assert demo.state_holder.capacity == server.SESSION_CAPACITY
     assert server.MAX_REQUEST_BYTES > service.MAX_UPLOAD_BYTES  # one full-size file still fits
+    # Downloads: one space for the process, a rate per client, defaults as written in server.py.
+    assert server.OUTPUT_SPACE.capacity == server.MAX_OUTPUT_DISK_BYTES
+    assert server.EXPORT_RATE.per_minute == server.EXPORTS_PER_MINUTE == server.EXPORT_RATE.burst
+    if not os.environ.get("NAMECLS_OUTPUT_SPACE_MB") and not os.environ.get("NAMECLS_EXPORTS_PER_MINUTE"):
+        assert (server.MAX_OUTPUT_DISK_BYTES, server.EXPORTS_PER_MINUTE) == (300 * 2**20, 20)
+    # The largest zip the Train tab makes (measured: a 3.2 MB checkpoint staged, a 2.5 MB zip) fits its reservation,
+    # and the largest export (10,000 rows of ≤ 860 B) fits the space many times over.
+    assert server.ZIP_RESERVE_BYTES >= server.OutputSpace.charge(int(5.7e6))
+    assert server.MAX_OUTPUT_DISK_BYTES >= 30 * server.OutputSpace.charge(service.MAX_BATCH_NAMES * 860)
 
 
 def test_public_api_results_are_not_kept_per_session(served):
@@ -527,3 +537,10 @@ def test_an_uploaded_file_still_reaches_the_batch_event(served):
                 completed = line
                 break
     assert completed and '"success":true' in completed.replace(" ", "") and "**2** names" in completed
+    # Its CSV is written into gradio's cache (served from there, not copied: on disk once) and counted.
+    message = json.loads(completed.split("data:", 1)[1])
+    download = next(v for v in message["output"]["data"] if isinstance(v, dict) and v.get("label") == "Download CSV")
+    csv = Path(download["value"]["path"])
+    assert csv.parent.parent == Path(demo.GRADIO_CACHE) and csv.parent.name.startswith("namecls-out-")
+    assert list(Path(demo.GRADIO_CACHE).rglob(csv.name)) == [csv]
+    assert str(csv.parent) in server.OUTPUT_SPACE._files

@@ -1,6 +1,7 @@
 """Tab "Batch": classify a file or a pasted list of names; a table to read and a CSV to download. If "Yours" is
 chosen after the server let the session's model go, the tab says so in place of a table, and its radio stops
-offering it."""
+offering it. The CSV counts against the server's disk budget for downloads and the client's export rate
+(namecls/ui/server.py): past either the table is still shown and the download button says why there is no file."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .common import DEFAULT_MODEL, MODEL_CHOICES, TOP_K, gone_notice, stop_offer
 from .html import MODEL_LABELS, percent
 from .yours import session_models
 
+DOWNLOAD_LABEL = "Download CSV"
 COLUMNS = ["name", "normalised", "top-1", "probability", "prediction set", "in training as", f"top-{TOP_K}", "error"]
 
 
@@ -56,7 +58,7 @@ def build(models: dict, ui: dict) -> gr.Radio:
             button = gr.Button("Classify all", variant="primary", elem_id="batch-btn", min_width=140)
         summary = gr.Markdown(elem_id="batch-summary")
         table = gr.Dataframe(headers=COLUMNS, interactive=False, elem_id="batch-table", max_height=420, wrap=True)
-        download = gr.DownloadButton("Download CSV", visible=False, elem_id="batch-download")
+        download = gr.DownloadButton(DOWNLOAD_LABEL, visible=False, elem_id="batch-download")
 
     def run(file, text, kind, request: gr.Request = None):
         gone = gone_notice(kind, request)
@@ -79,9 +81,23 @@ def build(models: dict, ui: dict) -> gr.Radio:
         text_out = (f"**{len(result):,}** names classified with the {MODEL_LABELS[kind]}; **{several:,}** with more "
                     f"than one language in their prediction set; **{seen:,}** in the training lists"
                     + (f"; **{errors:,}** could not be read (see the error column)." if errors else "."))
-        return {summary: text_out, table: result,
-                download: gr.DownloadButton(value=service.write_csv(result, f"namecls-{kind}", server.CACHE_SECONDS),
-                                          visible=True)}
+        return {summary: text_out, table: result, download: export(result, kind, request)}
+
+    def export(result: pd.DataFrame, kind: str, request) -> gr.DownloadButton:
+        """The download of ``result``'s CSV, written into gradio's cache (served from there, not copied) within the
+        server's disk budget and the client's export rate; past either the button says why, and nothing is written
+        (namecls/ui/server.py)."""
+        wait = server.export_wait(request)
+        if wait > 0:
+            why = (f"too many CSV exports from your address (at most {server.EXPORT_RATE.per_minute:g} a minute), "
+                   f"try again in {math.ceil(wait)} s")
+            path = None
+        else:
+            path = server.write_export(result, f"namecls-{kind}", download.GRADIO_CACHE)
+            why = server.OutputSpace.FULL
+        if path is None:
+            return gr.DownloadButton(f"No CSV file: {why}", value=None, visible=True, interactive=False)
+        return gr.DownloadButton(DOWNLOAD_LABEL, value=path, visible=True, interactive=True)
 
     ran = button.click(run, [upload, pasted, model], [summary, table, download], api_name="ui_batch", **ui)
     stop_offering_gone([ran], model, "ui_batch_choices", **ui)

@@ -1,4 +1,4 @@
-"""What keeps the server bounded: per-session memory, the disk cache and temp files, uploads, slow connections.
+"""What keeps the server bounded: per-session memory, the cache and temp files, uploads, downloads, slow connections.
 
 Every setting has a cap and a lifetime, and its worst case is written beside it. Measured on this app (2 cores,
 gradio 6.31): a fresh session costs ~0.21 MB (gradio's per-session copy of the page's config); a traced name in
@@ -17,8 +17,11 @@ What a client can make the server hold, and for how long (issue 18):
 - on disk, files given by URL: none (:class:`NoRemoteFiles`: gradio would fetch them into its cache, uncapped);
 - a connection: its request line and headers within :data:`HEADER_SECONDS`, its body within :data:`BODY_SECONDS`
   (:class:`BodyDeadline` answers 408; :class:`DeadlineH11Protocol` closes what is still waiting after that);
-- on disk, the Batch tab's CSV exports and the Train tab's model zips (outside gradio's cache): the uploads' lifetime,
-  :data:`CACHE_SECONDS` (:func:`sweep_temp`); their worst case is written beside :data:`CACHE_SECONDS`.
+- on disk, the files it writes for download (the Batch tab's CSV exports, the Train tab's model zips): at most
+  :data:`MAX_OUTPUT_DISK_BYTES` for the whole process (:class:`OutputSpace`: each file's bytes are reserved before it
+  is written, atomically, and stay reserved until the cache's cleanup has deleted it), and each client at most
+  :data:`EXPORTS_PER_MINUTE` CSV exports a minute (:data:`EXPORT_RATE`); past either the tab still answers (the
+  table, the trained model) and its download button says why there is no file; nothing is written.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ import json
 import math
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import threading
 import time
 from collections import OrderedDict, deque
+from pathlib import Path
 
 import h11
 from python_multipart.multipart import parse_options_header
@@ -56,20 +61,24 @@ SWEEP_SECONDS = 2.0
 # gradio's cache of uploads and returned files: files older than CACHE_SECONDS go, every CACHE_SECONDS / 2, by
 # gradio's own cleanup (Blocks(delete_cache=...)) and by ours (sweep_cache: gradio 6.31's cleanup can die for good
 # under load with "Set changed size during iteration", and leaves the empty temp files of gr.File uploads and empty
-# folders). The Batch tab's CSV exports (service.write_csv, in namecls-export-*) and the Train tab's model zips
-# (namecls-yours-*), both in the system temp folder, go at the same age (sweep_temp); each is on disk three times
-# (that file and two copies gradio makes in its cache, measured). A file lives ≤ 1.5 × CACHE_SECONDS = 900 s.
+# folders). A file lives ≤ 1.5 × CACHE_SECONDS = 900 s. gradio 6.31 copies a file an event returns (a gr.File or
+# gr.DownloadButton value) once, into its cache (GRADIO_CACHE/<sha256 of the content>/<name>, processing_utils.
+# save_file_to_cache), unless the file is already inside its cache: then it serves it where it is. So the Batch tab's
+# CSV exports and the Train tab's model zips are written straight into gradio's cache (write_export, write_zip; each
+# in a folder of its own with an unguessable name, as gradio's are) and are on disk once. (They used to be written to
+# the system temp folder, then copied: twice on disk. bench/disk.py counted three copies: the third was its own
+# gradio_client's download, into the same GRADIO_TEMP_DIR.)
 # Worst case on disk (bench/disk.py measures each):
 #   uploads      ≤ MAX_UPLOAD_DISK_BYTES = 200 MB, a hard cap (below), the temp files of refused uploads included;
-#   CSV exports  NOT capped: what the Batch event (private, but a script can drive it as the page does) writes in
-#                900 s. 10,000 names make ≤ 8.6 MB (error rows echo the name and the letters dropped from it); 4
-#                clients sending such names wrote 8.1 MB/s with all copies on 2 shared cores → ~7 GB in 900 s;
-#   model zips   NOT capped: one training at a time (train.SLOT); the largest (GRU, 256 hidden, 2 layers, 1 epoch)
-#                takes ≥ 3.3 s and zips to 2.3 MB → 3 copies one after another ≈ 1.8 GB in 900 s;
+#   downloads    ≤ MAX_OUTPUT_DISK_BYTES = 300 MB, a hard cap (below): CSV exports and model zips together, what is
+#                being written included (uncapped, two copies each, they were: exports of 10,000 names, ≤ 8.6 MB
+#                each, ~4.7 GB in 900 s from 4 scripted clients; zips, one training after another, ≤ 2.5 MB each,
+#                ~1.2 GB in 900 s);
 #   the rest     the figures and other files gradio returns (a few 100 KB per event).
 # NAMECLS_CACHE_SECONDS replaces the 600 s, e.g. 20 for bench/soak.py.
 CACHE_SECONDS = int(os.environ.get("NAMECLS_CACHE_SECONDS") or 600)
-# Names (in tempfile.gettempdir()) of the app's own temp folders that sweep_temp ages like the cache.
+# Names (in tempfile.gettempdir()) of the temp folders that sweep_temp ages like the cache: where CSV exports
+# (service.write_csv) and model zips were written before they went into gradio's cache, left by older processes.
 TEMP_PREFIXES = ("namecls-export-", "namecls-yours-")
 DELETE_CACHE = (CACHE_SECONDS, CACHE_SECONDS)
 # Large allocations (≥ 128 KB: tables, figures, batch results) are served by mmap, so freeing them returns the
@@ -111,6 +120,37 @@ MAX_RATE_CLIENTS = 10_000
 # pauses accepting). NAMECLS_BODY_SECONDS / NAMECLS_HEADER_SECONDS replace the 60 s / 10 s.
 BODY_SECONDS = float(os.environ.get("NAMECLS_BODY_SECONDS") or 60)
 HEADER_SECONDS = float(os.environ.get("NAMECLS_HEADER_SECONDS") or 10)
+# Bytes the files written for download (the Batch tab's CSV exports, the Train tab's model zips) may hold on disk at
+# once, for the whole process (OutputSpace, OUTPUT_SPACE). A file reserves its bytes before anything is written,
+# atomically (rounded up to 4 KiB blocks, plus 8 KiB: its inode and its folder; a CSV its exact size, encoded in
+# memory first; a zip ZIP_RESERVE_BYTES while it is written, then its own size), and keeps them until its folder is
+# gone: the cleanups delete it CACHE_SECONDS after it was written, ≤ 1.5 × CACHE_SECONDS = 900 s. Past the cap nothing
+# is written and the download button says "the server's export space is full, try again in a few minutes"; the Batch
+# tab still shows its table, the Train tab still gives the model to the session. Worst case on disk: 300 MB, what is
+# being written included (a CSV is written from memory; a zip's staging is inside its reservation); in memory, beside
+# the table it is made from, each CSV being written, for the moment it takes: its text and its bytes (≤ 2 × 8.8 MB,
+# ≤ 4 at once: the queue's concurrency, ≤ 70 MB), and one entry per stored file (~200 B; each holds ≥ 12 KiB of the
+# cap, so ≤ 26,000 entries, ≤ 5 MB). Under a flood of large
+# exports from many addresses (~35 exports of 10,000 names fill it), downloads are refused until files age out
+# (≤ 15 min); tables, trainings and the API still work. Not counted: the files of a process that died without
+# closing (gradio deletes its own at shutdown), until the cache's cleanup deletes them by age (≤ 900 s).
+# NAMECLS_OUTPUT_SPACE_MB replaces the 300.
+MAX_OUTPUT_DISK_BYTES = int(float(os.environ.get("NAMECLS_OUTPUT_SPACE_MB") or 300) * 2**20)
+# What a model zip reserves while it is written: checkpoint.save_zip stages the checkpoint folder (in the system temp
+# folder) and writes the zip beside its final name, then renames it and deletes the folder. The largest the Train tab
+# allows (GRU, 256 hidden, 2 layers, all 18 languages) stages 3.2 MB and zips to 2.5 MB: a 5.6 MB peak (measured);
+# 8 MiB covers it with its inodes and folders. A zip that still came out larger than its reservation is kept only if
+# the rest fits (else deleted, and the button says the space is full).
+ZIP_RESERVE_BYTES = 8 * 2**20
+# CSV exports per client (request.client.host, an IPv6 address by its /64; behind a proxy see UPLOADS_PER_MINUTE): a
+# token bucket of EXPORTS_PER_MINUTE exports that refills at EXPORTS_PER_MINUTE a minute (EXPORT_RATE). The Batch
+# event is private but callable by a script as the page calls it; past the rate the table is still answered and the
+# download button says when the next export is possible, nothing written. One client's worst case: 20 exports at
+# once, then one every 3 s, ≤ 8.6 MB each (≤ 2.9 MB/s after its burst): alone it could fill MAX_OUTPUT_DISK_BYTES
+# in about a minute, so the disk is bounded by that cap, the rate bounds what one script makes the server write
+# (and it takes a 10,000-name batch ≥ 1 s, 3-14 s here, to make an 8.6 MB export). Buckets kept as for uploads
+# (MAX_RATE_CLIENTS, ≤ 1.5 MB). NAMECLS_EXPORTS_PER_MINUTE replaces the 20.
+EXPORTS_PER_MINUTE = float(os.environ.get("NAMECLS_EXPORTS_PER_MINUTE") or 20)
 
 
 def drop_stored_outputs(demo) -> int:
@@ -213,8 +253,8 @@ def _release_free_memory() -> None:
 def start_sweeper(demo, seconds: float = SWEEP_SECONDS) -> threading.Thread:
     """A daemon thread that, for the life of the process, runs :func:`drop_stored_outputs` every ``seconds`` (and
     returns the freed heap to the system when it dropped something) and, every ``CACHE_SECONDS / 2``,
-    :func:`sweep_cache` on gradio's cache and :func:`sweep_temp` on the system temp folder. One failed sweep does
-    not end the thread."""
+    :func:`sweep_cache` on gradio's cache and :func:`sweep_temp` on the system temp folder, then gives back the
+    upload and output space of the files they deleted. One failed sweep does not end the thread."""
     def sweep():
         last_cache = time.monotonic()
         while True:
@@ -224,7 +264,8 @@ def start_sweeper(demo, seconds: float = SWEEP_SECONDS) -> threading.Thread:
             if time.monotonic() - last_cache >= CACHE_SECONDS / 2:
                 last_cache = time.monotonic()
                 for sweep_one in (lambda: sweep_cache(demo.GRADIO_CACHE, CACHE_SECONDS),
-                                  lambda: sweep_temp(None, CACHE_SECONDS)):
+                                  lambda: sweep_temp(None, CACHE_SECONDS),
+                                  lambda: UPLOAD_SPACE.prune(), lambda: OUTPUT_SPACE.prune()):  # deleted: free
                     try:
                         sweep_one()
                     except Exception:  # noqa: BLE001 - the next sweep tries again; the thread must live on
@@ -341,6 +382,83 @@ class UploadSpace:
 UPLOAD_SPACE = UploadSpace()
 
 
+class OutputSpace(UploadSpace):
+    """The bytes the files written for download hold on disk (the Batch tab's CSVs, the Train tab's zips), against
+    a cap (:data:`MAX_OUTPUT_DISK_BYTES`), for everything that shares this object (the process's
+    :data:`OUTPUT_SPACE`, looked up at each write: tests put their own there).
+
+    :meth:`store` reserves a file's bytes before anything is written (the check and the reservation are one step
+    under a lock, as for uploads, so writers in many threads cannot overshoot), writes it into a fresh folder of its
+    own and keeps the reservation on that folder until it is gone (the cleanups delete the file, and
+    :func:`sweep_cache` its empty folder, by age); past the cap nothing is written."""
+
+    FULL = "the server's export space is full, try again in a few minutes"
+
+    def __init__(self, capacity: int = MAX_OUTPUT_DISK_BYTES, prune_seconds: float = 1.0):
+        super().__init__(capacity, prune_seconds=prune_seconds)
+
+    def store(self, folder, name: str, write, nbytes: int) -> str | None:
+        """Write the file ``name`` with ``write(path)``, which may leave at most ``nbytes`` on disk while it runs
+        and after, in a new folder (an unguessable name) in ``folder``; returns its path, or None when the space is
+        full (then nothing was written). A write that raises leaves nothing behind and frees its space."""
+        reserved = self.charge(nbytes)
+        if not self.reserve(reserved):
+            return None
+        home = Path(folder) / f"namecls-out-{secrets.token_hex(16)}"
+        path = home / Path(name).name
+        try:
+            for attempt in range(3):
+                try:  # a placeholder at once: a sweep removes empty folders, whatever their age
+                    home.mkdir(parents=True, exist_ok=True)
+                    path.touch()
+                    break
+                except FileNotFoundError:  # the folder went meanwhile
+                    if attempt == 2:
+                        raise
+            write(path)
+            used = self.charge(sum(f.stat().st_size for f in home.iterdir()))
+            if used > reserved:  # larger than its bound said: kept only if the rest fits
+                if not self.reserve(used - reserved):
+                    raise _NoRoom
+                reserved = used
+            reserved = self.shrink(reserved, used)
+        except BaseException as err:
+            self.release(reserved)
+            shutil.rmtree(home, ignore_errors=True)
+            if isinstance(err, _NoRoom):
+                return None
+            raise
+        self.keep(reserved, [str(home)])
+        return str(path)
+
+
+class _NoRoom(Exception):
+    pass
+
+
+OUTPUT_SPACE = OutputSpace()
+
+
+def write_export(table, stem: str, folder) -> str | None:
+    """The Batch tab's CSV of ``table`` (:func:`namecls.service.csv_bytes`) as ``<stem>-<8 hex>.csv`` in
+    ``folder`` (gradio's cache: served from there, not copied), inside :data:`OUTPUT_SPACE`; None when it is full.
+
+    gradio serves a returned file without copying it when it lies in the component's ``GRADIO_CACHE`` (fixed when
+    the app was built) and allows it when it lies in ``GRADIO_TEMP_DIR`` as it is at the event: the two are one
+    folder unless that variable is changed while the app runs (it is not, in production)."""
+    data = service.csv_bytes(table)
+    return OUTPUT_SPACE.store(folder, f"{stem}-{secrets.token_hex(4)}.csv", lambda path: path.write_bytes(data),
+                              len(data))
+
+
+def write_zip(model, name: str, folder) -> str | None:
+    """``model`` (a Classifier) as the checkpoint zip ``name`` in ``folder`` (gradio's cache), inside
+    :data:`OUTPUT_SPACE` (:data:`ZIP_RESERVE_BYTES` while it is written); None when it is full."""
+    from ..checkpoint import save_zip
+
+    return OUTPUT_SPACE.store(folder, name, lambda path: save_zip(model, path), ZIP_RESERVE_BYTES)
+
+
 class UploadRate:
     """A token bucket per client: ``burst`` upload requests at once, refilled at ``per_minute``; the buckets of at
     most ``max_clients`` clients are kept (the least recently seen forgotten first: a forgotten client starts full,
@@ -373,6 +491,17 @@ class UploadRate:
             while len(self._buckets) > self.max_clients:
                 self._buckets.popitem(last=False)
         return wait
+
+
+EXPORT_RATE = UploadRate(per_minute=EXPORTS_PER_MINUTE)
+
+
+def export_wait(request) -> float:
+    """Take one CSV export's token from :data:`EXPORT_RATE` for the client of ``request`` (a gr.Request, or None):
+    0.0 if it had one, else the seconds until it will."""
+    client = getattr(request, "client", None)
+    host = getattr(client, "host", None)
+    return EXPORT_RATE.take(client_key({"client": (host, 0) if host else None}))
 
 
 def client_key(scope) -> str:

@@ -20,11 +20,9 @@ from __future__ import annotations
 import logging
 import math
 import queue
-import tempfile
 import threading
 import time
 from collections import OrderedDict
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -32,7 +30,7 @@ import pandas as pd
 from ..data import DATA_URL
 from ..fit import FIT_DEFAULTS, FitAborted, data_on_disk, find_or_download_data, fit, validation_accuracy
 from .. import service
-from ..checkpoint import save_zip
+from . import server
 from .common import MODEL_CHOICES, user_errors
 from .html import MODEL_LABELS, esc, notice_html, percent
 from .yours import TRAINED, YOURS
@@ -40,6 +38,7 @@ from .yours import TRAINED, YOURS
 log = logging.getLogger(__name__)
 
 MAX_BUDGET_SECONDS = 60
+ZIP_LABEL = "Download your model (.zip)"
 _STOPS: dict[str, threading.Event] = {}  # session → the stop signal of its running training
 
 # One training at a time in this process. Acquired by the event before it starts the training's thread, released
@@ -203,7 +202,7 @@ def build(models: dict, ui: dict, radios: list) -> None:
         watched = gr.Label(label="The watched name, as the model sees it after each epoch", elem_id="train-watched",
                            num_top_classes=3)
         result = gr.Markdown(elem_id="train-result")
-        download = gr.DownloadButton("Download your model (.zip)", visible=False, elem_id="train-download")
+        download = gr.DownloadButton(ZIP_LABEL, visible=False, elem_id="train-download")
 
     def run(kind, hidden_size, num_layers, rate, epoch_limit, seconds, chosen, name, request: gr.Request):
         with user_errors():
@@ -295,11 +294,19 @@ def build(models: dict, ui: dict, radios: list) -> None:
             raise gr.Error(esc(outcome["error"]), title="Cannot train", print_exception=False)
         mine = outcome["model"]
         TRAINED.put(session, mine)
-        path = Path(tempfile.mkdtemp(prefix="namecls-yours-")) / f"namecls-{kind}-yours.zip"
-        save_zip(mine, path)
+        # The zip goes into gradio's cache (served from there, not copied), within the server's disk budget for
+        # downloads (server.OUTPUT_SPACE); past it, or if it cannot be written, the model is still the session's.
+        try:
+            path = server.write_zip(mine, f"namecls-{kind}-yours.zip", download.GRADIO_CACHE)
+            why = server.OutputSpace.FULL
+        except OSError as err:
+            log.warning("the trained model's zip could not be written: %s", err)
+            path, why = None, "the server could not write the file"
+        offer = (gr.DownloadButton(ZIP_LABEL, value=path, visible=True, interactive=True) if path else
+                 gr.DownloadButton(f"No zip to download: {why} (your model is still yours in this session)",
+                                   value=None, visible=True, interactive=False))
         # every output: the last yield is the answer
-        yield {**shown, result: summary_md(mine, models, list(chosen), folder),
-               download: gr.DownloadButton(value=str(path), visible=True),
+        yield {**shown, result: summary_md(mine, models, list(chosen), folder), download: offer,
                **{radio: gr.Radio(choices=[*MODEL_CHOICES, ("Yours", YOURS)]) for radio in radios}}
 
     def halt(request: gr.Request):
