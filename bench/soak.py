@@ -19,6 +19,18 @@ is 600 s, the soak uses ``--cache-seconds``):
    Then the cache: its size on disk before, after the mix, and after waiting past two cleanup periods; floor: no
    file the soak made (an upload or a result) older than the interval remains.
 
+3. ``--minutes N`` (instead of 1 and 2): one server as in 2, then for N minutes a steady stream of fresh sessions,
+   ``--timed-clients`` at once, each calling ``/predict``, ``/predict_details``, ``/trace``, ``/predict_batch``
+   (``--session-names`` names), the Step-through tab's ``/ui_trace`` and ``/ui_next`` twice (its gr.State), and
+   (every other session) a ``/ui_batch`` upload; every ``--bad-every``-th also the refused input of 2. Far more
+   sessions than the app's cap are made. RSS (process and children), the sessions so far and the bytes of gradio's
+   cache are sampled every ``--curve-seconds``, then ``--idle-seconds`` more with no traffic. The curve is printed
+   a row per minute (``--curve-csv``: every sample as CSV); the verdict is the least-squares slope of RSS over the
+   stream's second half, MB per 10 minutes, with its 95% interval: PASS if the interval includes 0 or the slope is
+   below ``--plateau-floor-mb``. ``--diagnostics`` makes the server log what it holds every minute (gradio's
+   sessions and queue dicts, its temp-file sets, the app's stores, gc objects by type, glibc's heap) and the report
+   says what grew once the session cap was full; ``--tracemalloc`` adds allocation sites (slow).
+
 Every answer is compared with a serial reference computed in this process with ``namecls.service`` on the same
 names (0 differences expected). Errors are counted and split into clear ones (gradio_client's ``AppError`` with
 the app's own message) and others. RSS is sampled every ``--sample-seconds`` by a thread (for the peaks), and read
@@ -28,6 +40,8 @@ A session is a ``gradio_client.Client`` with a new session hash (``reset_session
     python bench/soak.py                            # the defaults: 10,000 names a batch, well over 10 min on 2 cores
     python bench/soak.py --names 2000               # what bench/README.md reports, about 8 min
     python bench/soak.py --sessions 20 --mix-sessions 40 --cache-seconds 10    # a quick look
+    python bench/soak.py --minutes 60 --cache-seconds 600 --curve-csv curve.csv    # the hour (issue 18)
+    python bench/soak.py --minutes 4 --diagnostics                                 # a short look at the growth
 """
 
 from __future__ import annotations
@@ -54,7 +68,21 @@ GENERIC = "The upstream Gradio app has raised an exception"  # gradio_client's t
 # The mix server (this file with --serve): the app with its UI events callable, launched as app.py launches
 
 
+# With DIAG_ENV set (seconds), the --serve server writes one line "SOAKDIAG {json}" to its log that often: what it
+# holds (server_snapshot). With TRACEMALLOC_ENV set too (frames), tracemalloc runs from start-up and each line also
+# holds the allocation sites that grew most since the first line (slow: for a look, not for the hour's curve).
+DIAG_ENV = "NAMECLS_SOAK_DIAG_SECONDS"
+CAPACITY_ENV = "NAMECLS_SOAK_SESSION_CAPACITY"  # --session-capacity: the served app's session cap, for a short look
+TRACEMALLOC_ENV = "NAMECLS_SOAK_TRACEMALLOC"
+DIAG_PREFIX = "SOAKDIAG "
+
+
 def serve(port: int) -> None:
+    diag_seconds = float(os.environ.get(DIAG_ENV) or 0)
+    if diag_seconds and int(os.environ.get(TRACEMALLOC_ENV) or 0):
+        import tracemalloc
+
+        tracemalloc.start(int(os.environ[TRACEMALLOC_ENV]))
     import torch
 
     torch.set_num_threads(int(os.environ.get("NAMECLS_TORCH_THREADS") or 1))  # as app.py's __main__
@@ -62,7 +90,139 @@ def serve(port: int) -> None:
     import app
 
     demo = app.build_demo(ui_visibility="undocumented")
-    demo.launch(server_name="127.0.0.1", server_port=port, quiet=True, **app.launch_kwargs())
+    if diag_seconds:
+        threading.Thread(target=diagnose, args=(demo, diag_seconds), name="soak-diagnostics", daemon=True).start()
+    kwargs = app.launch_kwargs()
+    if os.environ.get(CAPACITY_ENV):
+        kwargs["state_session_capacity"] = int(os.environ[CAPACITY_ENV])
+    demo.launch(server_name="127.0.0.1", server_port=port, quiet=True, **kwargs)
+
+
+def _mallinfo() -> dict:
+    """glibc's heap figures (all arenas), MB: in use, free inside the heap, and mmapped blocks; {} elsewhere."""
+    import ctypes
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                     "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    fn.restype = Mallinfo2
+    m = fn()
+    return {"malloc_heap_mb": m.arena / 2**20, "malloc_used_mb": m.uordblks / 2**20,
+            "malloc_free_mb": m.fordblks / 2**20, "malloc_mmap_mb": m.hblkhd / 2**20}
+
+
+def _queue_bytes(queue) -> int:
+    """The bytes of an empty-ish asyncio.Queue: itself, its attributes' dict, its three deques and its Event."""
+    size = sys.getsizeof(queue) + sys.getsizeof(vars(queue))
+    for name in ("_queue", "_getters", "_putters"):
+        size += sys.getsizeof(getattr(queue, name, None))
+    finished = getattr(queue, "_finished", None)
+    if finished is not None:
+        size += sys.getsizeof(finished) + sys.getsizeof(vars(finished)) + sys.getsizeof(finished._waiters)
+    return size
+
+
+def server_snapshot(demo) -> dict:
+    """What the server process holds (run inside it): gradio's per-session state (``state_holder``: sessions,
+    closed ones, gr.State values, stored output values, components replaced per session), its queue's per-session
+    and per-event dicts, its iterators and streams, the files its components track for the cache cleanup
+    (``temp_file_sets``), the app's own stores (trained models, upload space), threads, open files, Python's
+    allocated blocks, glibc's heap, and the gc-tracked objects by type (counts ≥ 100)."""
+    import collections
+    import gc
+
+    from namecls.ui import server, yours
+
+    d: dict = {"t": time.time()}
+    holder = getattr(demo, "state_holder", None)
+    if holder is not None:
+        with holder.lock:
+            sessions = list(holder.session_data.values())
+            d["time_last_used"] = len(holder.time_last_used)
+        defaults = demo.default_config.blocks
+        d["capacity"] = holder.capacity
+        d["sessions"] = len(sessions)
+        d["closed"] = sum(1 for s in sessions if s.is_closed)
+        d["state_values"] = sum(1 for s in sessions for v in list(s.state_data.values()) if v is not None)
+        d["config_values"] = sum(len(s.config_values) for s in sessions)
+        d["values_kept"] = sum(1 for s in sessions for c in list(s.config_values.values())
+                               if isinstance(c, dict) and (c.get("props") or {}).get("value") is not None)
+        d["blocks_replaced"] = sum(1 for s in sessions for k, b in list(s.blocks_config.blocks.items())
+                                   if defaults.get(k) is not b)
+    q = getattr(demo, "_queue", None)
+    if q is not None:
+        queues = list(q.pending_messages_per_session.values())
+        d["q_message_queues"] = len(queues)
+        d["q_messages_waiting"] = sum(m.qsize() for m in queues)
+        d["q_message_queues_kb"] = sum(_queue_bytes(m) for m in queues) / 1024
+        id_sets = list(q.pending_event_ids_session.items())
+        d["q_event_id_sessions"] = len(id_sets)
+        d["q_event_id_sessions_empty"] = sum(1 for _, v in id_sets if not v)
+        d["q_event_id_sessions_kb"] = (sys.getsizeof(q.pending_event_ids_session)
+                                       + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in id_sets)) / 1024
+        d["q_event_ids"] = sum(len(v) for _, v in id_sets)
+        d["q_events"] = len(q.event_ids_to_events)
+        d["q_queued"] = sum(len(e.queue) for e in list(q.event_queue_per_concurrency_id.values()))
+        d["q_analytics"] = len(getattr(q, "event_analytics", {}))
+    app = getattr(demo, "server_app", None)
+    if app is not None:
+        d["iterators"] = len(app.iterators)
+        d["iterators_to_reset"] = len(app.iterators_to_reset)
+    d["pending_streams"] = len(getattr(demo, "pending_streams", {}))
+    d["pending_diff_streams"] = len(getattr(demo, "pending_diff_streams", {}))
+    paths = [path for files in list(getattr(demo, "temp_file_sets", [])) for path in list(files)]
+    d["temp_files"] = len(paths)
+    d["temp_files_gone"] = sum(1 for path in paths if not os.path.exists(path))  # deleted, still tracked
+    d["trained"] = len(yours.TRAINED)
+    d["trained_gone"] = len(yours.TRAINED._gone)
+    space = getattr(server, "UPLOAD_SPACE", None)
+    if space is not None:
+        d["upload_files"] = len(space._files)
+        d["upload_unclaimed"] = len(space._unclaimed)
+        d["upload_mb"] = space.used / 2**20
+    d["threads"] = threading.active_count()
+    try:
+        d["fds"] = len(os.listdir("/proc/self/fd"))
+        d["rss_mb"] = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        pass
+    d["py_blocks"] = sys.getallocatedblocks()
+    d.update(_mallinfo())
+    counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+    d["gc_objects"] = sum(counts.values())
+    d["gc_types"] = {name: n for name, n in counts.most_common() if n >= 100}
+    return d
+
+
+def diagnose(demo, seconds: float) -> None:
+    """The --serve server's diagnostics thread: a ``server_snapshot`` line every ``seconds`` on stdout (the log)."""
+    first = None
+    while True:
+        time.sleep(seconds)
+        for _ in range(3):  # the dicts change under us: a RuntimeError is tried again
+            try:
+                line = server_snapshot(demo)
+                break
+            except RuntimeError as err:
+                line = {"t": time.time(), "error": repr(err)}
+            except Exception as err:  # noqa: BLE001: the thread must live on, and say what went wrong
+                line = {"t": time.time(), "error": repr(err)}
+                break
+        import tracemalloc
+
+        if tracemalloc.is_tracing():
+            snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+            line["traced_mb"] = tracemalloc.get_traced_memory()[0] / 2**20
+            if first is None:
+                first = snap
+            top = snap.compare_to(first, "lineno")[:12]
+            line["traced_growth"] = [(str(s.traceback[0]), s.size_diff / 2**20, s.count_diff) for s in top]
+        print(DIAG_PREFIX + json.dumps(line, default=str), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -200,9 +360,11 @@ class Tally:
         return len(self.clear) + len(self.unclear)
 
 
-def run_sessions(url: str, n_sessions: int, n_clients: int, job, tally: Tally, on_done=None) -> float:
+def run_sessions(url: str, n_sessions: int, n_clients: int, job, tally: Tally, on_done=None,
+                 until: float | None = None) -> float:
     """``n_sessions`` fresh sessions over ``n_clients`` threads; ``job(client, i)`` runs session i. Returns the
-    wall time. ``on_done(count)`` runs after every finished session."""
+    wall time. ``on_done(count)`` runs after every finished session. With ``until`` (a ``time.monotonic()``), no
+    session starts after it (those under way finish)."""
     from gradio_client import Client
 
     counter = itertools.count()
@@ -210,7 +372,7 @@ def run_sessions(url: str, n_sessions: int, n_clients: int, job, tally: Tally, o
     clients = [Client(url, verbose=False, download_files=False) for _ in range(n_clients)]
 
     def worker(client):
-        while (i := next(counter)) < n_sessions:
+        while (until is None or time.monotonic() < until) and (i := next(counter)) < n_sessions:
             client.reset_session()  # a new session hash: gradio sees a new visitor
             job(client, i)
             if on_done is not None:
@@ -254,6 +416,376 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def report_tallies(tallies: dict, floors: list) -> None:
+    """Latency per endpoint, the errors and wrong answers of every phase (a few of each written out), then the
+    floors (``floors`` gains the error and answer floors)."""
+    print("\n| phase | endpoint | calls | p50 ms | p99 ms |\n|---|---|---:|---:|---:|")
+    for phase, tally in tallies.items():
+        for endpoint in sorted(tally.calls):
+            lat = tally.latency.get(endpoint, [])
+            print(f"| {phase} | {endpoint} | {tally.calls[endpoint]:,} | {1000 * pct(lat, 50):.0f} | "
+                  f"{1000 * pct(lat, 99):.0f} |")
+    print("\n| phase | errors | clear (AppError, the app's message) | not clear | wrong answers | expected "
+          "refusals with a message | refusals without one | bad input accepted |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for phase, tally in tallies.items():
+        print(f"| {phase} | {tally.errors()} | {len(tally.clear)} | {len(tally.unclear)} | {len(tally.wrong)} | "
+              f"{len(tally.refusals_clear)} | {len(tally.refusals_unclear)} | {len(tally.refusals_missing)} |")
+    for phase, tally in tallies.items():
+        for kind, lines in (("error", tally.clear + tally.unclear), ("wrong", tally.wrong),
+                            ("refusal", tally.refusals_clear[:2] + tally.refusals_unclear),
+                            ("accepted", tally.refusals_missing)):
+            for line in sorted(set(lines))[:4]:
+                print(f"- {phase} {kind}: {line}")
+    errors = sum(t.errors() for t in tallies.values())
+    unclear = sum(len(t.refusals_unclear) + len(t.refusals_missing) for t in tallies.values())
+    wrong = sum(len(t.wrong) for t in tallies.values())
+    floors.append(("errors: 0 on valid input; every refusal a clear message",
+                   f"{errors} errors on valid input ({sum(len(t.unclear) for t in tallies.values())} without the "
+                   f"app's message), {unclear} unclear or missing refusals",
+                   errors == 0 and unclear == 0))
+    floors.append(("answers that differ from the serial reference: 0", f"{wrong}", wrong == 0))
+    print("\n## Floors\n")
+    print("| floor | measured | |\n|---|---|---|")
+    for floor, figure, ok in floors:
+        print(f"| {floor} | {figure} | {verdict(ok)} |")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The time-boxed soak (--minutes): one mix server, a steady stream of fresh sessions, the memory curve
+
+
+def plateau(points: list[tuple[float, float]]) -> dict:
+    """Least-squares slope of RSS (MB) on time (minutes) over ``points``, in MB per 10 minutes, with its 95%
+    interval (Student's t on the fit's standard error: samples a few seconds apart are not independent, so the
+    interval is narrower than it should be; the floor covers that), and max − min."""
+    from scipy import stats
+
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    out = {"n": len(points), "spread": (max(ys) - min(ys)) if ys else float("nan")}
+    if len(points) < 3 or max(xs) == min(xs):
+        return {**out, "slope": float("nan"), "lo": float("nan"), "hi": float("nan")}
+    fit = stats.linregress(xs, ys)
+    half = stats.t.ppf(0.975, len(points) - 2) * fit.stderr
+    return {**out, "slope": 10 * fit.slope, "lo": 10 * (fit.slope - half), "hi": 10 * (fit.slope + half)}
+
+
+def read_diagnostics(log: Path) -> list[dict]:
+    """The SOAKDIAG lines of a --serve server's log."""
+    lines = []
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return lines
+    for line in text.splitlines():
+        if line.startswith(DIAG_PREFIX):
+            try:
+                lines.append(json.loads(line[len(DIAG_PREFIX):]))
+            except json.JSONDecodeError:
+                pass
+    return lines
+
+
+DIAG_COLUMNS = [  # (key, header) of the diagnostics table
+    ("sessions", "sessions held"), ("closed", "closed"), ("state_values", "gr.State values"),
+    ("values_kept", "output values kept"), ("blocks_replaced", "components replaced"),
+    ("q_message_queues", "queue: message queues"), ("q_messages_waiting", "messages waiting"),
+    ("q_message_queues_kb", "their KB"), ("q_event_id_sessions", "queue: event-id sets"),
+    ("q_event_id_sessions_empty", "empty"), ("q_event_id_sessions_kb", "their KB"), ("q_events", "queue: events"),
+    ("iterators", "iterators"), ("temp_files", "temp_file_sets paths"), ("temp_files_gone", "of deleted files"),
+    ("trained_gone", "TRAINED._gone"), ("upload_files", "upload space files"),
+    ("threads", "threads"), ("fds", "fds"), ("gc_objects", "gc objects"), ("py_blocks", "Python blocks"),
+    ("malloc_used_mb", "malloc used MB"), ("malloc_free_mb", "malloc free MB"), ("malloc_mmap_mb", "mmap MB"),
+    ("rss_mb", "RSS MB (server)"),
+]
+
+
+def report_diagnostics(diags: list[dict], stream_began: float, capacity: int) -> None:
+    """The server's own view, a row per diagnostics line, then what grew after the session cap filled: the
+    counters and the gc-tracked types (and tracemalloc's sites, if it ran)."""
+    diags = [d for d in diags if "error" not in d]
+    if not diags:
+        print("\n(no diagnostics lines in the server log)")
+        return
+    print("\n## What the server holds (its own diagnostics, one line a minute)\n")
+    print("| minute | " + " | ".join(h for _, h in DIAG_COLUMNS) + " |")
+    print("|---:|" + "---:|" * len(DIAG_COLUMNS))
+    for d in diags:
+        cells = []
+        for key, _ in DIAG_COLUMNS:
+            v = d.get(key)
+            cells.append("–" if v is None else f"{v:,.1f}" if isinstance(v, float) else f"{v:,}")
+        print(f"| {(d['t'] - stream_began) / 60:.1f} | " + " | ".join(cells) + " |")
+    full = [d for d in diags[:-1] if d.get("sessions", 0) >= capacity]  # the last line is what it is compared with
+    base = full[0] if full else diags[(len(diags) - 1) // 2]
+    last = diags[-1]
+    span = (last["t"] - base["t"]) / 60
+    print(f"\nFrom minute {(base['t'] - stream_began) / 60:.1f} "
+          f"({'the session cap full' if full else 'half-way: the cap never filled'}) to minute "
+          f"{(last['t'] - stream_began) / 60:.1f} ({span:.1f} min):")
+    grew = [(h, base.get(k), last.get(k)) for k, h in DIAG_COLUMNS
+            if isinstance(base.get(k), (int, float)) and isinstance(last.get(k), (int, float))]
+    changed = [f"{h} {a:,.0f} → {b:,.0f}" for h, a, b in grew if abs(b - a) >= max(1.0, 0.02 * abs(a))]
+    print("- counters that changed by 2% or more: " + ("; ".join(changed) or "none"))
+    types_a, types_b = base.get("gc_types", {}), last.get("gc_types", {})
+    growth = sorted(((types_b.get(t, 0) - types_a.get(t, 0), t) for t in set(types_a) | set(types_b)),
+                    reverse=True)
+    shown = [f"{t} {types_a.get(t, 0):,} → {types_b.get(t, 0):,}" for g, t in growth[:12] if g > 0]
+    print("- gc-tracked objects that grew most: " + ("; ".join(shown) or "none"))
+    if last.get("traced_growth"):
+        print(f"- tracemalloc (since the first line; traced {last.get('traced_mb', 0):.0f} MB):")
+        for site, mb, count in last["traced_growth"][:8]:
+            print(f"  - {site}: {mb:+.2f} MB, {count:+,} blocks")
+
+
+def timed(args) -> None:
+    """``--minutes``: one mix server, fresh sessions for that long, the RSS curve and its plateau verdict."""
+    import torch
+
+    torch.set_num_threads(1)  # the server computes each request on one torch thread: same numbers
+    sys.path.insert(0, str(ROOT))
+    from gradio_client import handle_file
+
+    from namecls import service
+    from namecls.ui.batch import batch_table
+    from namecls.ui.server import SESSION_CAPACITY
+
+    cap = args.session_capacity or SESSION_CAPACITY  # the served app's session cap
+    began_run = time.monotonic()
+    print(f"# bench/soak.py --minutes, {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    print(f"machine: {machine()}")
+    print(f"settings: {' '.join(sys.argv[1:])}; {args.minutes:g} min of fresh sessions at {args.timed_clients} "
+          f"clients; each: /predict, /predict_details, /trace, /predict_batch of {args.session_names} names, "
+          f"/ui_trace + 2 × /ui_next (Step through), every other one a /ui_batch upload of {args.upload_names} "
+          f"names, every {args.bad_every}-th input the app must refuse; RSS every {args.curve_seconds:g} s; cache "
+          f"interval {args.cache_seconds} s; session cap {cap}\n", flush=True)
+
+    models = service.load_models(None)
+    data = Path(args.data)
+    t0 = time.perf_counter()
+    reference = {}
+    pool = load_names(data, 64, seed=1)
+    lengths = {}
+    for name, model in itertools.product(pool, ("gru", "rnn")):
+        reference[("predict", name, model)] = canonical(service.predict(models, name, model, K))
+        reference[("details", name, model)] = canonical(service.predict_details(models, name, model, K))
+        traced = service.trace(models, name, model)
+        reference[("trace", name, model)] = canonical(traced)
+        lengths[name] = len(traced["chars"])
+    batches = [load_names(data, args.session_names, seed=10 + j) for j in range(4)]
+    for j, model in itertools.product(range(len(batches)), ("gru", "rnn")):
+        reference[("batch", j, model)] = canonical(service.predict_batch(models, batches[j], model, K))
+    uploads = [load_names(data, args.upload_names, seed=20 + j) for j in range(8)]
+    for j, model in itertools.product(range(len(uploads)), ("gru", "rnn")):
+        table = batch_table(service.predict_batch(models, uploads[j], model, K))
+        reference[("ui_batch", j, model)] = canonical(json.loads(table.to_json(orient="values")))
+    print(f"serial reference computed in-process in {time.perf_counter() - t0:.1f} s ({len(pool)} names x 2 models "
+          f"for /predict, /predict_details, /trace; {len(batches)} batches and {len(uploads)} upload files x 2 "
+          f"models)\n", flush=True)
+
+    work = Path(tempfile.mkdtemp(prefix="namecls-soak-"))
+    cache, tmp = work / "gradio", work / "tmp"
+    for folder in (cache, tmp):
+        folder.mkdir(parents=True)
+    env = {"NAMECLS_CACHE_SECONDS": str(args.cache_seconds), "GRADIO_TEMP_DIR": str(cache), "TMPDIR": str(tmp),
+           "NAMECLS_UPLOADS_PER_MINUTE": "100000",  # every client is 127.0.0.1: one upload bucket for all of them
+           **({DIAG_ENV: str(args.diagnostics)} if args.diagnostics else {}),
+           **({TRACEMALLOC_ENV: str(args.tracemalloc)} if args.tracemalloc else {}),
+           **({CAPACITY_ENV: str(args.session_capacity)} if args.session_capacity else {}),
+           **dict(item.split("=", 1) for item in args.server_env)}
+    files = []
+    for j, chunk in enumerate(uploads):
+        path = work / f"upload-{j}.txt"
+        path.write_text("\n".join(chunk) + "\n", encoding="utf-8")
+        files.append(path)
+    too_many = work / "too-many.txt"
+    too_many.write_text("\n".join(load_names(data, service.MAX_BATCH_NAMES + 1)) + "\n", encoding="utf-8")
+    log = work / "serve.log"
+    tally = Tally()
+    curve = []  # (seconds since the stream began, part, RSS MB, sessions done, errors, cache bytes, export bytes)
+    progress = {"sessions": 0}
+
+    def check_trace(answer, name):
+        n = lengths[name]
+        texts = [a for a in answer if isinstance(a, str)]
+        if not any(f"Character <b>{n}</b> of {n}" in t for t in texts):
+            return f"no 'Character {n} of {n}' in the {len(answer)} outputs"
+        return None
+
+    def check_step(answer, name, position):
+        n, want = lengths[name], min(position + 1, lengths[name])
+        if want not in answer or not any(isinstance(a, str) and f"Character <b>{want}</b> of {n}" in a
+                                         for a in answer):
+            return f"step {position} + 1: expected character {want} of {n}, got {str(answer)[:100]}"
+        return None
+
+    def check_upload(answer, j, model):
+        summary, table, download = answer
+        got, want = canonical(table["data"]), reference[("ui_batch", j, model)]
+        if got != want:
+            return f"table differs: got {got[:100]}… expected {want[:100]}…"
+        if f"**{len(uploads[j]):,}** names" not in summary or not download:
+            return f"summary or download missing: {summary[:100]!r}, {str(download)[:80]}"
+        return None
+
+    def job(client, i):
+        name, model = pool[i % len(pool)], ("gru", "rnn")[i // len(pool) % 2]
+        b = i % len(batches)
+        tally.call("/predict", lambda: client.predict(name, model, K, api_name="/predict"),
+                   expected=reference[("predict", name, model)])
+        tally.call("/predict_details", lambda: client.predict(name, model, K, api_name="/predict_details"),
+                   expected=reference[("details", name, model)])
+        tally.call("/trace", lambda: client.predict(name, model, api_name="/trace"),
+                   expected=reference[("trace", name, model)])
+        tally.call("/predict_batch", lambda: client.predict(batches[b], model, K, api_name="/predict_batch"),
+                   expected=reference[("batch", b, model)])
+        traced = tally.call("/ui_trace", lambda: client.predict(name, model, K, api_name="/ui_trace"),
+                            check=lambda a: check_trace(a, name))
+        for position in (1, 2):
+            tally.call("/ui_next", lambda: client.predict(*next_args(position, traced), api_name="/ui_next"),
+                       check=lambda a, position=position: check_step(a, name, position))
+        if i % 2 == 0:
+            j = i // 2 % len(files)
+            tally.call("/ui_batch (upload)", lambda: client.predict(handle_file(str(files[j])), "", model,
+                                                                    api_name="/ui_batch"),
+                       check=lambda a: check_upload(a, j, model))
+        if args.bad_every and i % args.bad_every == args.bad_every - 1:
+            tally.call("/predict (empty name)", lambda: client.predict("", model, K, api_name="/predict"),
+                       refusal=True)
+            tally.call("/ui_batch (10,001 names)", lambda: client.predict(
+                handle_file(str(too_many)), "", model, api_name="/ui_batch"), refusal=True)
+
+    next_params = []  # /ui_next's parameters after the slider, as the server lists them (read once it is up)
+
+    def next_args(position, traced):
+        """What the page sends with Next: the slider's position, then any other input the event reads (a dropdown
+        gets the value /ui_trace set on it, anything else its default)."""
+        choice = next((a.get("value") for a in traced or () if isinstance(a, dict) and "choices" in a), None)
+        return [position] + [choice if c.get("type") == "dropdown" else (c.get("props") or {}).get("value")
+                             for c in next_params]
+
+    try:
+        report = run_stream(args, env, log, job, tally, curve, progress, next_params, cache, tmp, cap)
+        print_curve(args, report, curve, tally, log, cap, began_run)
+    finally:
+        if args.keep:
+            print(f"\n(kept {work}; server log {log})")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run_stream(args, env, log, job, tally, curve, progress, next_params, cache, tmp, cap) -> dict:
+    """Start the mix server, run the stream of sessions for ``args.minutes`` and the idle wait after it, filling
+    ``curve``; stop the server. Returns the figures the report needs besides the curve."""
+    from gradio_client import Client
+
+    def disk(folder):
+        return sum(b for b, _ in walk(folder).values())
+
+    def on_done(count):
+        progress["sessions"] = max(progress["sessions"], count)
+
+    duration = 60 * args.minutes
+    proc, url = start([sys.executable, str(Path(__file__).resolve()), "--serve"], env, log)
+    sampler = Sampler(proc, args.sample_seconds)
+    sampler.start()
+    stop_curve = threading.Event()
+    try:
+        probe = Client(url, verbose=False, download_files=False)  # /ui_next is undocumented: read the page's config
+        components = {c["id"]: c for c in probe.config["components"]}
+        dep = next(d for d in probe.config["dependencies"] if d.get("api_name") in ("ui_next", "/ui_next"))
+        next_params[:] = [components[i] for i in dep["inputs"] if components[i].get("type") != "state"][1:]
+        probe.close()
+        time.sleep(args.settle_seconds)
+        idle = rss_mb(proc)
+        stream_began, stream_wall = time.monotonic(), time.time()
+
+        def sample(part):
+            curve.append((time.monotonic() - stream_began, part, rss_mb(proc), progress["sessions"],
+                          tally.errors(), disk(cache), disk(tmp)))
+
+        def curve_loop():
+            while not stop_curve.wait(args.curve_seconds):
+                sample("stream")
+
+        sample("stream")
+        curve_thread = threading.Thread(target=curve_loop, daemon=True)
+        curve_thread.start()
+        print(f"## {args.minutes:g} min of fresh sessions (server RSS {idle:.0f} MB before)\n", flush=True)
+        wall = run_sessions(url, 10**9, args.timed_clients, job, tally, on_done=on_done,
+                            until=stream_began + duration)
+        stop_curve.set()
+        curve_thread.join()
+        sample("stream")
+        sessions = progress["sessions"]
+        print(f"  {sessions:,} sessions in {wall / 60:.1f} min ({60 * sessions / wall:.1f} a minute, "
+              f"{sessions / cap:.1f} × the session cap); now idle for {args.idle_seconds:g} s",
+              flush=True)
+        idle_end = time.monotonic() + args.idle_seconds
+        while time.monotonic() < idle_end:
+            time.sleep(min(args.curve_seconds, max(0.0, idle_end - time.monotonic())))
+            sample("idle")
+        peak = sampler.peak(stream_began)
+    finally:
+        stop_curve.set()
+        sampler.stopped.set()
+        stop_group(proc, timeout=20)
+    return {"idle": idle, "peak": peak, "wall": wall, "sessions": sessions, "stream_wall": stream_wall}
+
+
+def print_curve(args, report, curve, tally, log, cap, began_run) -> None:
+    """The curve a row per minute (and as CSV), the plateau fit over the stream's second half, the server's
+    diagnostics, the calls and errors, the floors."""
+    import csv
+
+    idle, peak, wall, sessions, stream_wall = (report[k] for k in ("idle", "peak", "wall", "sessions",
+                                                                     "stream_wall"))
+    stream = [row for row in curve if row[1] == "stream"]
+    end = stream[-1][0]
+    second = [(sec / 60, mb) for sec, part, mb, *_ in stream if sec >= end / 2]
+    fit = plateau(second)
+    print(f"\n## Report ({(time.monotonic() - began_run) / 60:.1f} min)\n")
+    print("| minute | RSS MB (last sample) | RSS MB (max in the minute) | sessions so far | errors so far | "
+          "gradio cache bytes on disk | CSV exports bytes (TMPDIR) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    by_minute: dict[tuple[str, int], list] = {}
+    for row in curve:
+        by_minute.setdefault((row[1], int(row[0] // 60)), []).append(row)
+    for (part, minute), rows in by_minute.items():
+        sec, _, mb, done, errs, cache_b, export_b = rows[-1]
+        label = f"{minute}" if part == "stream" else f"{minute} (idle)"
+        print(f"| {label} | {mb:.0f} | {max(r[2] for r in rows):.0f} | {done:,} | {errs:,} | {cache_b:,} | "
+              f"{export_b:,} |")
+    print(f"\nRSS before the stream {idle:.0f} MB; peak {peak:.0f} MB (sampled every {args.sample_seconds:g} s); "
+          f"at the end of the stream {stream[-1][2]:.0f} MB; after {args.idle_seconds:g} s idle "
+          f"{curve[-1][2]:.0f} MB. Sessions: {sessions:,} ({60 * sessions / wall:.1f} a minute; the cap is "
+          f"{cap}).")
+    print(f"Second half (minute {end / 120:.1f} to {end / 60:.1f}, {fit['n']} samples): slope "
+          f"{fit['slope']:+.1f} MB per 10 min (95% interval {fit['lo']:+.1f} … {fit['hi']:+.1f}); "
+          f"max − min {fit['spread']:.0f} MB; gradio cache on disk ≤ "
+          f"{max((r[5] for r in stream if r[0] >= end / 2), default=0) / 2**20:.1f} MB.")
+    if args.curve_csv:
+        with open(args.curve_csv, "w", newline="", encoding="utf-8") as f:
+            out = csv.writer(f)
+            out.writerow(["seconds", "minute", "part", "rss_mb", "sessions", "errors", "gradio_cache_bytes",
+                          "export_bytes"])
+            for sec, part, mb, done, errs, cache_b, export_b in curve:
+                out.writerow([f"{sec:.1f}", f"{sec / 60:.2f}", part, f"{mb:.1f}", done, errs, cache_b,
+                              export_b])
+        print(f"(the curve, every sample: {args.curve_csv})")
+    if args.diagnostics:
+        report_diagnostics(read_diagnostics(log), stream_wall, cap)
+    includes_zero = fit["lo"] <= 0 <= fit["hi"]
+    floors = [(f"plateau: over the second half the RSS slope's 95% interval includes 0, or the slope is below "
+               f"{args.plateau_floor_mb:g} MB per 10 min",
+               f"{fit['slope']:+.1f} MB per 10 min ({fit['lo']:+.1f} … {fit['hi']:+.1f}), max − min "
+               f"{fit['spread']:.0f} MB over {fit['n']} samples",
+               includes_zero or fit["slope"] < args.plateau_floor_mb)]
+    floors.append((f"sessions: more than the cap ({cap}) in the run", f"{sessions:,}",
+                   sessions > cap))
+    report_tallies({"timed": tally}, floors)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--names", type=int, default=10_000, help="names per /predict_batch call (default: 10000, the "
@@ -286,11 +818,43 @@ def main() -> None:
     p.add_argument("--data", default=os.environ.get("NAMECLS_DATA_DIR") or str(ROOT.parent / "shared/data/names"),
                    help="folder of <Language>.txt name lists (default: $NAMECLS_DATA_DIR or ../shared/data/names)")
     p.add_argument("--keep", action="store_true", help="keep the temp folder (server logs, caches) afterwards")
+    t = p.add_argument_group("time-boxed soak (--minutes): one mix server, fresh sessions for N minutes, the RSS curve")
+    t.add_argument("--minutes", type=float, help="run only the time-boxed soak for this many minutes: a steady stream "
+                                                 "of fresh sessions (each /predict, /predict_details, /trace, "
+                                                 "/predict_batch, /ui_trace and 2 x /ui_next, every other one a "
+                                                 "/ui_batch upload) on one server started with --serve; prints the "
+                                                 "RSS curve and the plateau verdict over its second half (phases "
+                                                 "A, B and the mix are skipped)")
+    t.add_argument("--timed-clients", type=int, default=8, help="concurrent clients in --minutes (default: 8)")
+    t.add_argument("--session-names", type=int, default=300, help="names in each session's /predict_batch call in "
+                                                                  "--minutes (default: 300)")
+    t.add_argument("--curve-seconds", type=float, default=15.0, help="RSS curve sampling period in --minutes "
+                                                                     "(default: 15)")
+    t.add_argument("--idle-seconds", type=float, default=60.0, help="after the stream, keep sampling the idle server "
+                                                                    "this long (not in the fit; default: 60)")
+    t.add_argument("--plateau-floor-mb", type=float, default=10.0, help="floor: PASS when the second half's RSS "
+                                                                        "slope, MB per 10 min, is below this or its "
+                                                                        "95%% interval includes 0 (default: 10)")
+    t.add_argument("--curve-csv", metavar="PATH", help="also write the curve (every sample) as CSV here "
+                                                       "(default: none)")
+    t.add_argument("--diagnostics", type=float, nargs="?", const=60.0, default=0.0, metavar="SECONDS",
+                   help="the --serve server logs what it holds (gradio's sessions, queue dicts, temp-file sets, "
+                        "trained models, gc objects by type, glibc heap) every SECONDS (default 60 when given); "
+                        "the report tabulates it and says what grew after the session cap filled (default: off)")
+    t.add_argument("--session-capacity", type=int, default=0, metavar="N",
+                   help="serve with this session cap instead of the app's (namecls.ui.server.SESSION_CAPACITY): "
+                        "a short run then goes far past it, to see what grows past the cap (default: the app's)")
+    t.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                   help="with --diagnostics, run tracemalloc in the server (FRAMES deep) and report the allocation "
+                        "sites that grew most (slow, inflates RSS: not for the curve; default: off)")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.serve:
         serve(args.port)
+        return
+    if args.minutes is not None:
+        timed(args)
         return
 
     import torch
@@ -333,6 +897,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="namecls-soak-"))
     cache, tmp = work / "gradio", work / "tmp"
     env = {"NAMECLS_CACHE_SECONDS": str(args.cache_seconds), "GRADIO_TEMP_DIR": str(cache), "TMPDIR": str(tmp),
+           "NAMECLS_UPLOADS_PER_MINUTE": "100000",  # every client is 127.0.0.1: one upload bucket for all of them
+           **({DIAG_ENV: str(args.diagnostics)} if args.diagnostics else {}),
            **dict(item.split("=", 1) for item in args.server_env)}
     rows, floors = [], []  # (phase, sessions, calls, wall, before, peak, after); (floor, figure, ok)
     tallies = {}
@@ -508,35 +1074,7 @@ def main() -> None:
             print(f"\nCSV exports (service.write_csv in TMPDIR, kept 1 h, outside gradio's cache): before "
                   f"{describe(export_before)}, end of the mix {describe(export_after)}, after the wait "
                   f"{describe(walk(tmp))}.")
-        print("\n| phase | endpoint | calls | p50 ms | p99 ms |\n|---|---|---:|---:|---:|")
-        for phase, tally in tallies.items():
-            for endpoint in sorted(tally.calls):
-                lat = tally.latency.get(endpoint, [])
-                print(f"| {phase} | {endpoint} | {tally.calls[endpoint]:,} | {1000 * pct(lat, 50):.0f} | "
-                      f"{1000 * pct(lat, 99):.0f} |")
-        print("\n| phase | errors | clear (AppError, the app's message) | not clear | wrong answers | expected "
-              "refusals with a message | refusals without one | bad input accepted |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for phase, tally in tallies.items():
-            print(f"| {phase} | {tally.errors()} | {len(tally.clear)} | {len(tally.unclear)} | {len(tally.wrong)} | "
-                  f"{len(tally.refusals_clear)} | {len(tally.refusals_unclear)} | {len(tally.refusals_missing)} |")
-        for phase, tally in tallies.items():
-            for kind, lines in (("error", tally.clear + tally.unclear), ("wrong", tally.wrong),
-                                ("refusal", tally.refusals_clear[:2] + tally.refusals_unclear),
-                                ("accepted", tally.refusals_missing)):
-                for line in sorted(set(lines))[:4]:
-                    print(f"- {phase} {kind}: {line}")
-        errors = sum(t.errors() for t in tallies.values())
-        unclear = sum(len(t.unclear) + len(t.refusals_unclear) + len(t.refusals_missing) for t in tallies.values())
-        wrong = sum(len(t.wrong) for t in tallies.values())
-        floors.append(("errors: 0 on valid input; every refusal a clear message",
-                       f"{errors} errors on valid input, {unclear} unclear or missing refusals",
-                       errors == 0 and unclear == 0))
-        floors.append(("answers that differ from the serial reference: 0", f"{wrong}", wrong == 0))
-        print("\n## Floors\n")
-        print("| floor | measured | |\n|---|---|---|")
-        for floor, figure, ok in floors:
-            print(f"| {floor} | {figure} | {verdict(ok)} |")
+        report_tallies(tallies, floors)
     finally:
         if args.keep:
             print(f"\n(kept {work})")
