@@ -15,9 +15,12 @@ from namecls import cell
 from namecls.data import encode, pad_batch
 from test_models import tiny_model  # the same small random models as the model tests
 
+# Compares the committed checkpoints' numbers across two computations: .ci/run reruns it under emulated CPUs.
+pytestmark = pytest.mark.recorded
+
 KINDS = ["rnn", "gru"]
 NAMES = ["Nakamura", "O'Neill", "A", "de la Cruz", "Mikhailovich", "Qin", "x" * 64]
-STATE_ATOL = 1e-5  # float32 recomputation of a state from the gates vs the GRU kernel's own arithmetic
+STATE_ATOL = 5e-5  # float32 recomputation of a state from the gates vs the GRU kernel (4e-6 here, 1.2e-5 under MKL_CBWR=AVX2)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,9 @@ import namecls
 from namecls import edits
 from namecls.data import MAX_NAME_LENGTH, normalize
 
+# Compares the committed checkpoints' numbers across two computations: .ci/run reruns it under emulated CPUs.
+pytestmark = pytest.mark.recorded
+
 TOLERANCE = 1e-5  # float32 rounding of different batch shapes; the two passes agree with predict far closer
 LONG_NAME = ("Vanderberghe" * 6)[:MAX_NAME_LENGTH]  # 64 letters: no insertion fits
 

@@ -21,6 +21,9 @@ from namecls.data import ALPHABET, pad_batch
 from namecls.gradient import StateGradients, fade_summary, state_gradients, state_vectors
 from namecls.models import GRUClassifier, GRUConfig, RNNClassifier, RNNConfig
 
+# Compares the committed checkpoints' numbers across two computations: .ci/run reruns it under emulated CPUs.
+pytestmark = pytest.mark.recorded
+
 NAMES = ["Nakamura", "Kowalski", "Shirinsky-Shikhmatov", "Ng", "O'Neill", "A"]
 
 
@@ -175,8 +178,11 @@ def test_rnn_hand_bptt_matches_autograd(committed):
         for name in NAMES + ["Zhelekhovsky", "van der Berg"]:
             vectors = state_vectors(model, name, None, temperature)
             after, initial = rnn_autograd(model, name, vectors.target, temperature)
-            torch.testing.assert_close(vectors.after, after, rtol=1e-4, atol=1e-7 * float(after.abs().max()))
-            torch.testing.assert_close(vectors.initial, initial, rtol=1e-4, atol=1e-7 * float(after.abs().max()))
+            # float32 through a dozen steps: a component 1e-5 of the largest is rounding, whatever the kernels
+            # (other thread counts and CPUs sum in another order); float64 holds to 1e-7 of it.
+            floor = (1e-7 if after.dtype == torch.float64 else 1e-5) * float(after.abs().max())
+            torch.testing.assert_close(vectors.after, after, rtol=1e-4, atol=floor)
+            torch.testing.assert_close(vectors.initial, initial, rtol=1e-4, atol=floor)
             norms = state_gradients(model, name, None, temperature).norms
             np.testing.assert_allclose(norms, torch.linalg.vector_norm(after.double(), dim=1).numpy(), rtol=1e-4)
             assert norms[-1] == 0.0, (label, name)

@@ -11,6 +11,9 @@ import pytest
 import namecls
 from namecls import story as st
 
+# Compares the committed checkpoints' numbers across two computations: .ci/run reruns it under emulated CPUs.
+pytestmark = pytest.mark.recorded
+
 NAMES = ["Nakamura", "Yilmaz", "Smith", "Q", "Nguyen", "Demirkan", "O'Connell", "Zz", "Gudmundsdottir"]
 
 
