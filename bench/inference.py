@@ -8,16 +8,23 @@ Everything is measured in one run, side by side, and every figure is the median 
   regression baseline's ``predict_proba`` on the same names, and next to the pre-optimisation batch path
   (per-name tensors in ``pad_batch``, one NumPy top-k per row) kept here as ``legacy``;
 - the achieved GFLOP/s of batch inference (the recurrence's multiply-adds per character, counted on the real name
-  lengths without padding) against the machine's matmul GFLOP/s (a large ``torch.matmul`` timed in the same run).
+  lengths without padding) against the machine's matmul GFLOP/s (a large ``torch.matmul`` timed in the same run);
+- Step through's trace of an 8-letter name, by part, at one torch thread (issue 19): ``Classifier.trace`` whole, the
+  same call with its new parts left out (what trace did before them), each new part alone
+  (``namecls.cell.contributions``, ``cell.gates``, ``namecls.gradient.state_gradients``, ``Trace.story``),
+  ``Classifier.edits``, and the ``/trace`` endpoint's handler (``service.trace``); p50 / p99 over ``--trace-calls``
+  rounds in which every part takes its turn on the same name.
 
     python bench/inference.py                              # the committed checkpoints, all 20,070 names
     python bench/inference.py --fresh                      # untrained models of the default size (2x256 GRU)
     python bench/inference.py --calls 200 --repeats 2 --limit 3000   # a quick look
+    python bench/inference.py --trace-only                 # only Step through's trace by part (3-6 min)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -30,6 +37,7 @@ import torch
 from common import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from namecls import cell, gradient  # noqa: E402
 from namecls import data as nd  # noqa: E402
 from namecls import service  # noqa: E402
 from namecls.evaluation import tfidf_baseline  # noqa: E402
@@ -37,7 +45,9 @@ from namecls.experiment import model_config  # noqa: E402
 from namecls.inference import Classifier, _top_k  # noqa: E402
 from namecls.models import build, config_to_dict  # noqa: E402
 
-TARGETS = {"predict_p50_ms": 1.0, "trace_p50_ms": 3.0, "roofline_share": 0.60}
+TARGETS = {"predict_p50_ms": 1.0, "trace_p50_ms": 3.0, "roofline_share": 0.60,
+           "full_trace_p50_ms": 15.0, "edits_p50_ms": 100.0}  # the last two: issue 19, an 8-letter name
+TRACE_NAMES = ["Nakamura", "Kowalski", "Schröder"]  # 8 letters each (Schröder is read as Schroder)
 
 
 def classifiers(args, labels: list[str]) -> dict[str, Classifier]:
@@ -126,6 +136,141 @@ def fmt(value: float, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
+@contextlib.contextmanager
+def without_new_parts():
+    """``Classifier.trace`` as it was before issue 19: its contributions, gates and gradient left out (the three
+    functions it calls return None while this is active; nothing else changes)."""
+    saved = cell.contributions, cell.gates, gradient.state_gradients
+    cell.contributions = cell.gates = gradient.state_gradients = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        cell.contributions, cell.gates, gradient.state_gradients = saved
+
+
+def old_trace(clf: Classifier, name):
+    with without_new_parts():
+        return clf.trace(name)
+
+
+def trace_parts(models: dict[str, Classifier], names: list[str], calls: int) -> dict:
+    """{(kind, part): [(wall seconds, this thread's CPU seconds) per call]} for Step through's trace of each of
+    ``names``, one call of every part after another on the same name, ``calls`` rounds per name (names in turn), at
+    the current torch threads."""
+    parts = {}
+    for kind, clf in models.items():
+        norms = [service.check_name(n) for n in names]
+        inputs = {}
+        for norm in norms:  # what the new parts take: the encoded name, its states, its answer; a finished trace
+            x, lengths = nd.pad_batch([norm.text])
+            with torch.inference_mode():
+                hidden = clf.model.steps(x, lengths).hidden[:, 0]
+            t = clf.trace(norm)
+            inputs[norm.text] = (x, lengths, hidden, t.target, t)
+        temperature = clf.temperature
+
+        def older(norm):  # what trace did before issue 19 beyond model.steps, each alone (None: no such data)
+            x, _, hidden, target, t = inputs[norm.text]
+            logits = clf.model.steps(x, torch.tensor([x.shape[1]])).logits[0][-1:]
+            return {
+                "novelty score (older part)": None if clf.novelty is None else
+                lambda: clf.novelty.score([norm.text], t.layers[-1][-1:], logits.numpy()),
+                "nearest training names, every prefix (older part)": None if clf.explain is None else
+                lambda: clf.explain.nearest(t.layers[-1]),
+                "leave-one-out deletion (older part)": lambda: clf._deletion(norm.text, target, t.probs[-1, target]),
+                "prediction sets, every prefix (older part)": lambda: clf.sets(t.probs),
+                "map projection (older part)": None if clf.projection is None else
+                lambda: clf.projection.transform(t.layers[-1]),
+            }
+        with torch.inference_mode():
+            olders = {norm.text: older(norm) for norm in norms}
+
+        def steps_only(norm):
+            x, lengths = inputs[norm.text][:2]
+            with torch.inference_mode():
+                clf.model.steps(x, lengths)
+
+        def contributions(norm):
+            x, _, hidden, target, _ = inputs[norm.text]
+            cell.contributions(clf.model, x[0], target, temperature, hidden=hidden)
+
+        def gates(norm):
+            x, _, hidden, _, _ = inputs[norm.text]
+            cell.gates(clf.model, x[0], hidden=hidden)
+
+        def state_gradients(norm):
+            x, _, _, target, _ = inputs[norm.text]
+            gradient.state_gradients(clf.model, x[0], target, temperature)
+
+        def story(norm):
+            inputs[norm.text][4].story  # a property: computed on every access
+
+        def trace_and_story(norm):
+            clf.trace(norm).story
+
+        ops = {"model.steps alone": steps_only,
+               "trace without the new parts (before)": lambda n: old_trace(clf, n),
+               **{label: (lambda n, label=label: olders[n.text][label]())
+                  for label, fn in olders[norms[0].text].items() if fn is not None},
+               "cell.contributions": contributions, "cell.gates": gates,
+               "gradient.state_gradients": state_gradients, "Trace.story": story,
+               "trace (whole)": clf.trace, "trace + story": trace_and_story,
+               "edits": clf.edits,
+               "/trace handler (service.trace: trace, story, edits, lists)":
+                   lambda n: service.trace(models, n.original, kind)}
+        for norm in norms:  # warm-up
+            for fn in ops.values():
+                fn(norm)
+        for i in range(calls * len(norms)):
+            norm = norms[i % len(norms)]
+            for label, fn in ops.items():
+                start, cpu = time.perf_counter(), time.thread_time()
+                fn(norm)
+                parts.setdefault((kind, label), []).append((time.perf_counter() - start, time.thread_time() - cpu))
+    return parts
+
+
+def print_trace_parts(parts: dict, models: dict, names: list[str], calls: int) -> dict:
+    """Print the table; return {(kind, part): (wall p50 ms, CPU p50 ms)}."""
+    shown = ", ".join(f"{n} ({service.check_name(n).text})" if service.check_name(n).text != n else n
+                      for n in names)
+    print(f"\n## Step through's trace of an 8-letter name, by part (1 thread; ms; {calls} rounds x {len(names)} names: "
+          f"{shown}; every part takes its turn on the same name)\n")
+    print("Wall time, and the CPU time of the calling thread (time.thread_time: what the call costs when it has a "
+          "core to itself; on shared cores the wall time also holds the waits for one).\n")
+    print("| model | part | p50 | p99 | p50 CPU | p50 / trace before | p50 CPU / trace before |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    p50s = {}
+    for kind in models:
+        before = [1000 * percentile([v[j] for v in parts[(kind, "trace without the new parts (before)")]], 50)
+                  for j in (0, 1)]
+        for (k, label), samples in parts.items():
+            if k != kind:
+                continue
+            wall = [1000 * v[0] for v in samples]
+            cpu = [1000 * v[1] for v in samples]
+            p50, p99, c50 = percentile(wall, 50), percentile(wall, 99), percentile(cpu, 50)
+            p50s[(kind, label)] = (p50, c50)
+            print(f"| {kind} | {label} | {fmt(p50, 3)} | {fmt(p99, 3)} | {fmt(c50, 3)} | {p50 / before[0]:.2f}x | "
+                  f"{c50 / before[1]:.2f}x |")
+        new = [sum(p50s[(kind, p)][j] for p in ("cell.contributions", "cell.gates", "gradient.state_gradients",
+                                                "Trace.story")) for j in (0, 1)]
+        print(f"| {kind} | *sum of the four new parts' p50s* | {fmt(new[0], 3)} | | {fmt(new[1], 3)} | "
+              f"{new[0] / before[0]:.2f}x | {new[1] / before[1]:.2f}x |")
+    return p50s
+
+
+def print_trace_targets(p50s: dict, models: dict) -> None:
+    for kind in models:
+        for label, part, target in (("trace with story, contributions, gates and gradient", "trace + story",
+                                     TARGETS["full_trace_p50_ms"]),
+                                    ("Classifier.edits", "edits", TARGETS["edits_p50_ms"])):
+            wall, cpu = p50s[(kind, part)]
+            print(f"- {kind.upper()} {label}, 8 letters, p50 (1 thread): {wall:.2f} ms wall, {cpu:.2f} ms CPU "
+                  f"(target ≤ {target:g} ms): {'met' if wall <= target else 'MISSED'} (wall), "
+                  f"{'met' if cpu <= target else 'MISSED'} (CPU)")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=os.environ.get("NAMECLS_DATA_DIR", "../shared/data/names"),
@@ -145,6 +290,12 @@ def main() -> None:
     p.add_argument("--limit", type=int, help="use only the first N names of the (shuffled) data set")
     p.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline (its fit takes a while)")
     p.add_argument("--no-legacy", action="store_true", help="skip the pre-optimisation batch path")
+    p.add_argument("--trace-calls", type=int, default=100,
+                   help="rounds per name of Step through's trace by part (default: 100; 0: skip that section)")
+    p.add_argument("--trace-names", nargs="+", default=TRACE_NAMES,
+                   help=f"the 8-letter names traced by part (default: {' '.join(TRACE_NAMES)})")
+    p.add_argument("--trace-only", action="store_true",
+                   help="time only Step through's trace by part (skip latency, batch throughput and roofline)")
     args = p.parse_args()
 
     data = nd.read_names(args.data_dir)
@@ -161,7 +312,16 @@ def main() -> None:
     print(f"machine: {machine()}, torch {torch.__version__}")
     print(f"models: {', '.join(f'{k}: {describe(c)}' for k, c in models.items())}"
           + (" (untrained, --fresh)" if args.fresh else f" from {args.checkpoints or 'checkpoints/'}"))
-    print(f"names: {len(names):,} (mean length {mean_len:.2f}); medians of {args.repeats} repeats\n")
+    if not args.trace_only:
+        print(f"names: {len(names):,} (mean length {mean_len:.2f}); medians of {args.repeats} repeats\n")
+
+    if args.trace_only:
+        torch.set_num_threads(1)
+        parts = trace_parts(models, args.trace_names, args.trace_calls)
+        p50s = print_trace_parts(parts, models, args.trace_names, args.trace_calls)
+        print("\n## Targets\n")
+        print_trace_targets(p50s, models)
+        return
 
     # -- Single-name latency at 1 thread and at all cores, interleaved so that both see the same machine --------
     lat = {}
@@ -280,6 +440,13 @@ def main() -> None:
                 print(f"- {t} thread{'s' * (t > 1)}, {kind}: predict_batch is {speedup:.2f}x as fast as the "
                       f"pre-optimisation batch path")
 
+    p50s = None
+    if args.trace_calls > 0:
+        torch.set_num_threads(1)
+        parts = trace_parts(models, args.trace_names, args.trace_calls)
+        torch.set_num_threads(args.threads)
+        p50s = print_trace_parts(parts, models, args.trace_names, args.trace_calls)
+
     print("\n## Targets\n")
     checks = [
         ("GRU predict p50 (1 thread)", medians[("gru", "predict", 1)], TARGETS["predict_p50_ms"], "ms"),
@@ -291,6 +458,8 @@ def main() -> None:
         share = gflop["gru"] / statistics.median(rows[(t, "gru predict_batch")]) / peaks[t]
         print(f"- GRU batch throughput at {t} thread{'s' * (t > 1)}: {100 * share:.0f}% of that roofline (target ≥ "
               f"{100 * TARGETS['roofline_share']:.0f}%): {'met' if share >= TARGETS['roofline_share'] else 'MISSED'}")
+    if p50s is not None:
+        print_trace_targets(p50s, models)
 
 if __name__ == "__main__":
     main()
