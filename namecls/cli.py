@@ -360,6 +360,7 @@ def batch(args: argparse.Namespace) -> None:
             tqdm(total=_row_count(args.input, in_format), unit=" names", file=sys.stderr, disable=args.no_progress,
                  desc="namecls batch") as bar:  # the bar after the sink: a folder that is not there, no bar
         for frame in frames:
+            _stop_if_terminated()  # a SIGTERM whose exception was swallowed (e.g. raised inside a __del__)
             write(bulk.annotate(frame, column, args.model, k))
             bar.update(len(frame))
 
@@ -441,8 +442,19 @@ class _Terminated(BaseException):
     does; a BaseException, so no ``except Exception`` swallows it."""
 
 
+_TERMINATED = threading.Event()
+
+
 def _raise_terminated(signum, frame):
+    _TERMINATED.set()
     raise _Terminated
+
+
+def _stop_if_terminated() -> None:
+    """Raise :class:`_Terminated` if a SIGTERM arrived: Python drops an exception a signal handler raises while a
+    destructor runs, so the batch loop checks again between chunks."""
+    if _TERMINATED.is_set():
+        raise _Terminated
 
 
 @contextlib.contextmanager
@@ -451,6 +463,7 @@ def _sigterm_unwinds():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _TERMINATED.clear()
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield

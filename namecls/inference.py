@@ -276,6 +276,13 @@ class Classifier:
         _same_threads()
         return one_letter_edits(self, self._normalized(name).text, target, n)
 
+    @torch.inference_mode()
+    def state_gradients(self, name: str | Normalized):
+        """How far back learning reaches for ``name``'s answer (:func:`namecls.gradient.state_gradients`), without
+        the rest of a trace."""
+        _same_threads()
+        return gradient.state_gradients(self.model, self._normalized(name).text, None, self.temperature)
+
     def neighbours(self, state, n: int = 8) -> list[Neighbour]:
         """The ``n`` reference training names whose final top-layer state is nearest ``state`` (H,), nearest first.
 

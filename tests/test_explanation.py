@@ -155,7 +155,7 @@ def test_gates_html_of_the_rnn_is_the_letters_share_of_the_push(models):
 def test_gradient_html_draws_each_models_gradient_against_its_largest(models):
     t = {kind: models[kind].trace("Shirinsky-Shikhmatov") for kind in ("rnn", "gru")}
     chars = t["gru"].chars
-    tree = dom(html.gradient_html({k: v.gradient for k, v in t.items()}, chars, 3, t["gru"].labels))
+    tree = dom(html.gradient_html({k: (v.gradient, v.labels) for k, v in t.items()}, chars, 3))
     for row, kind in zip(tree.find("table", "gradient").find_all("tr")[1:], ("rnn", "gru")):
         norms = t[kind].gradient.norms
         heights = [float(re.search(r"height:(\d+)%", str(td.find("span").attrs["style"])).group(1))

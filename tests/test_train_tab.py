@@ -203,9 +203,10 @@ def test_compare_shows_yours_beside_rnn_and_gru_and_says_when_it_is_gone(demo, u
 # --- a gone "Yours" in Classify, Step through and Batch ------------------------------------------------------------
 
 # /ui_trace's outputs as the client returns them (namecls/ui/step_through.py; the state and the accordion left out)
-TRACED = ["norm_line", "letters_key", "answer", "trajectory_img", "trajectory_key", "decision", "unit", "unit_view",
-          "units_img", "map_img", "map_key", "map_note", "step", "letters", "step_label", "trajectory_marks",
-          "neighbours", "map_marks", "heatmap"]
+TRACED = ["norm_line", "story", "letters_key", "answer", "trajectory_img", "trajectory_key", "decision",
+          "contributions", "unit", "units_img", "map_img", "map_key", "map_note", "edits", "step", "letters",
+          "step_label", "trajectory_marks", "neighbours", "map_marks", "heatmap", "state_heatmap", "gates",
+          "gradient", "unit_view"]
 
 
 def _handler(demo, name: str):
@@ -249,7 +250,7 @@ def test_a_gone_yours_is_a_message_in_classify_step_through_and_batch_which_then
             traced = dict(zip(TRACED, client.predict("Fujita", "yours", 3, api_name=endpoint)))
             assert _is_gone_notice(traced["answer"]), endpoint
             left = {key: value for key, value in traced.items()
-                    if key not in ("answer", "step", "unit") and value not in ("", None, {})}
+                    if key not in ("answer", "step", "unit", "edits") and value not in ("", None, {})}
             assert not left, (endpoint, left)
         # Batch: the message in place of the table, no file to download.
         summary, table, download = client.predict(None, "Qin\nFujita\n", "yours", api_name="/ui_batch")

@@ -545,18 +545,18 @@ def gates_html(gates: dict | None, chars: list[str], step: int, kind: str, n_lay
             f'</table></div><div class="small-note">{words}</div>')
 
 
-def gradient_html(reaches: dict, chars: list[str], step: int, labels: list[str]) -> str:
-    """How learning reaches back: for each model ({key: :class:`namecls.gradient.StateGradients`}), the size of the
-    gradient of its final answer's log-probability with respect to the state after each letter, as bars on a log
-    scale (each model's own largest = full), the current letter outlined, and one sentence each on how fast it
-    fades going back (:func:`namecls.gradient.fade_summary`)."""
+def gradient_html(reaches: dict, chars: list[str], step: int) -> str:
+    """How learning reaches back: for each model ({key: (:class:`namecls.gradient.StateGradients`, that model's
+    labels)}), the size of the gradient of its final answer's log-probability with respect to the state after each
+    letter, as bars (each model's own largest = full), the current letter outlined, and one sentence each on how
+    fast it fades going back (:func:`namecls.gradient.fade_summary`)."""
     from ..gradient import fade_summary
 
     step = clamp_step(step, len(chars))
     head = "<tr><th></th>" + "".join(f'<td class="ch{" current" if t == step else ""}">'
                                      f'{esc(display_char(c))}</td>' for t, c in enumerate(chars)) + "</tr>"
     rows, lines = [], []
-    for model, reach in reaches.items():
+    for model, (reach, labels) in reaches.items():
         values = np.asarray(reach.norms, dtype=float)
         top = float(values.max()) if values.size and values.max() > 0 else 1.0
 

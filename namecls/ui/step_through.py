@@ -53,7 +53,7 @@ class StepView:
     key: str = ""  # the model choice it was traced with: "rnn", "gru" or "yours" (a model trained in the session)
     projection: object | None = None  # the model's map (shared with the model, not copied), or None
     explain: object | None = None  # the model's explanation data (shared), or None
-    gradients: tuple = ()  # ((model key, StateGradients), ...): this model's first, then the committed others'
+    gradients: tuple = ()  # ((model key, (StateGradients, its labels)), ...): this model's, then the committed ones'
     model: object | None = None  # the model itself (shared, not copied), for one unit's equation at one letter
     unit: str = ""  # the unit written out ("layer:unit"), chosen in the dropdown
 
@@ -65,13 +65,13 @@ class StepView:
         trace = classifier.trace(name)  # ValueError on bad input
         pushed_for, pushed_against = top_contributors(trace.contributions, N_PUSHERS)
         units = tuple((u["layer"], u["unit"]) for u in pushed_for + pushed_against)
-        gradients = [(key or classifier.kind, trace.gradient)]
+        gradients = [(key or classifier.kind, (trace.gradient, classifier.labels))]
         for other_key, other in (others or {}).items():
-            if other is not classifier:
-                gradients.append((other_key, other.trace(trace.normalized).gradient))
+            if other is not classifier:  # its gradient alone (~3 ms), not a whole trace
+                gradients.append((other_key, (other.state_gradients(trace.normalized), other.labels)))
         return cls(trace, classifier.kind, k, units, _trajectory(trace, k), key or classifier.kind,
                    classifier.projection, getattr(classifier, "explain", None),
-                   tuple((g, v) for g, v in gradients if v is not None), classifier.model)
+                   tuple((g, v) for g, v in gradients if v[0] is not None), classifier.model)
 
     def with_k(self, k: int) -> "StepView":
         return self if k == self.k else replace(self, k=k, trajectory=_trajectory(self.trace, k))
@@ -211,7 +211,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
             heatmap: contribution_along_html(t.contributions, t.chars, list(v.units), index, v.n_layers, v.kind),
             state_heatmap: heatmap_html(t, v.kind, list(v.units), index),
             gates: gates_html(t.gates, t.chars, index, v.kind, v.n_layers, list(v.units)),
-            gradient: gradient_html(dict(v.gradients), t.chars, index, t.labels),
+            gradient: gradient_html(dict(v.gradients), t.chars, index),
         }
         out.update(unit_parts(v, v.unit, index))
         return out
@@ -371,8 +371,10 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
     clear_when_rejected(triggers, name, cleared, **ui)  # before the trace
     traced_event = gr.on(triggers, new_trace, [name, model, k, view], traced, validator=name_validator,
                          api_name="ui_trace", **ui)
-    typed = name.input(live, [name, model, k, view], traced, api_name="ui_trace_live", trigger_mode="always_last",
-                       show_progress="hidden", **ui)
+    # .change, not .input: gradio 6.31's Textbox fires input on keypress, which Backspace and Delete never fire.
+    # A change made by another event (a variant picked, Classify's name) finds that name traced and is skipped.
+    typed = name.change(live, [name, model, k, view], traced, api_name="ui_trace_live", trigger_mode="always_last",
+                        show_progress="hidden", **ui)
     reopened = tab.select(trace_if_stale, [name, model, k, view], traced, api_name="ui_trace_tab", **ui)
     picked_variant = edits.input(trace_variant, [edits, model, k, view], [name, *traced], api_name="ui_variant",
                                  **ui)
