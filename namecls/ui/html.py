@@ -244,10 +244,9 @@ def _answer_without_set(details: dict, facts: dict) -> str:
 
 def decision_html(trace, model: str = "") -> str:
     """When the network made up its mind, e.g. 'Vietnamese (71.0%) leads from character 3 of 6 (Ngu) on'."""
-    winners = np.asarray(trace.probs).argmax(axis=1)
-    step = len(winners) - 1
-    while step > 0 and winners[step - 1] == winners[-1]:
-        step -= 1
+    from ..story import lead_from
+
+    step = lead_from(np.asarray(trace.probs))
     lang, p = trace.top(-1, 1)[0]
     who = f"{esc(model)}: " if model else ""
     return (f'<div class="decision">{who}<b>{esc(lang)}</b> ({percent(p)}) leads from character {step + 1} of '
