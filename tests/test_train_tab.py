@@ -27,6 +27,7 @@ import app  # noqa: E402
 import namecls  # noqa: E402
 import namecls.data  # noqa: E402
 from namecls.ui import yours  # noqa: E402
+from test_app import TRACED  # noqa: E402  (/ui_trace's outputs as the client returns them)
 
 fitting = importlib.import_module("namecls.fit")  # the module (namecls.fit is its function)
 
@@ -202,11 +203,6 @@ def test_compare_shows_yours_beside_rnn_and_gru_and_says_when_it_is_gone(demo, u
 
 # --- a gone "Yours" in Classify, Step through and Batch ------------------------------------------------------------
 
-# /ui_trace's outputs as the client returns them (namecls/ui/step_through.py; the state and the accordion left out)
-TRACED = ["norm_line", "story", "letters_key", "answer", "trajectory_img", "trajectory_key", "decision",
-          "contributions", "unit", "units_img", "map_img", "map_key", "map_note", "edits", "step", "letters",
-          "step_label", "trajectory_marks", "neighbours", "map_marks", "heatmap", "state_heatmap", "gates",
-          "gradient", "unit_view"]
 
 
 def _handler(demo, name: str):
