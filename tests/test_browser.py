@@ -239,7 +239,8 @@ def test_the_app_in_a_browser(page):
     expect(norm).to_contain_text("→ Slusarski")
     expect(label).to_contain_text("Polish")
 
-    # A rejected name marks the box and leaves no answer of the previous name on screen.
+    # A rejected name says why under the box and leaves no answer of the previous name on screen. (gradio's own
+    # mark on the box is not checked: its frontend unmarks the box when any other event reading it answers.)
     for bad, reason in (("", "name is empty"), ("A" * 65, "too long")):
         box.fill("Qin")
         box.press("Enter")
@@ -247,10 +248,9 @@ def test_the_app_in_a_browser(page):
         expect(label).to_contain_text("%")
         box.fill(bad)
         box.press("Enter")
-        expect(page.locator("#name")).to_contain_text(reason)
+        expect(norm.locator(".rejected")).to_contain_text(reason)
         expect(label).not_to_contain_text("%")
         expect(answer).to_have_text("")
-        expect(norm).to_have_text("")
 
     box.fill(XSS + "Nguyen")  # user text is shown as text
     box.press("Enter")
@@ -379,7 +379,7 @@ def test_the_app_in_a_browser(page):
 
     trace_box.fill("12345")  # rejected: no stale answer
     trace_box.press("Enter")
-    expect(page.locator("#trace-name")).to_contain_text("no letters")
+    expect(page.locator("#trace-normalisation .rejected")).to_contain_text("no letters")
     expect(display).to_have_text("")
     expect(page.locator("#step-label")).not_to_contain_text("%")
     expect(trace_answer).to_have_text("")

@@ -54,7 +54,7 @@ def build(models: dict, ui: dict) -> Picked:
 
     outputs = [label, norm_line, answer]
     triggers = [name.submit, button.click]
-    clear_when_rejected(triggers, name, {label: None, norm_line: "", answer: ""}, **ui)  # before it: see there
+    clear_when_rejected(triggers, name, {label: None, answer: ""}, norm_line, **ui)  # before it: see there
     classified = gr.on(triggers, classify, [name, model, k], outputs, validator=name_validator,
                        api_name="ui_classify", **ui)
     reclassified = gr.on([model.input, k.release], reclassify, [name, model, k], outputs, api_name="ui_reclassify",

@@ -102,9 +102,9 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
     shown = [component for c in views.values() for component in c.values()]
     outputs = [compared, note, columns[YOURS], *shown]
     triggers = [name.submit, button.click, k.release]
-    clear_when_rejected(triggers, name, {compared: None, note: "",
+    clear_when_rejected(triggers, name, {compared: None,
                                          **{c[key]: blank[key] for c in views.values() for key in PARTS}},
-                        **ui)  # before the validated event: see there
+                        note, **ui)  # before the validated event: see there
     gr.on(triggers, compare, [name, k], outputs, validator=name_validator, api_name="ui_compare", **ui)
     tab.select(compare_if_stale, [name, k, compared], outputs, api_name="ui_compare_tab", **ui)
     for event in follow.events:

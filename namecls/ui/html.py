@@ -145,6 +145,11 @@ def notice_html(text: str) -> str:
     return f'<div class="notice" role="status">{esc(text)}</div>'
 
 
+def rejected_html(reason: str) -> str:
+    """Why a name was not read, under its box ("Cannot read this name: name is empty."); no answer beside it."""
+    return f'<div class="notice rejected" role="alert">Cannot read this name: {esc(reason.rstrip("."))}.</div>'
+
+
 def legend_html(languages: list[str], labels: list[str]) -> str:
     """The colour key of a figure: one chip per language, wrapping onto more lines on a narrow screen."""
     return f'<div class="chips legend">{"".join(chip(lang, labels) for lang in languages)}</div>'

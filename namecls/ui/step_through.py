@@ -22,8 +22,8 @@ from .common import DEFAULT_MODEL, MODEL_CHOICES, TOP_K, Picked, clear_when_reje
 from .figures import map_path_svg, map_svg, trajectory_figure, trajectory_languages, units_figure
 from .html import MODEL_LABELS, answer_html, clamp_step, contribution_along_html, contributions_html, \
     decision_html, edit_choice, esc, gates_html, gradient_html, heatmap_html, legend_html, letters_html, \
-    letters_key_html, name_caption_html, neighbours_html, normalisation_html, notice_html, percent, story_html, \
-    top_contributors, unit_html, unit_label
+    letters_key_html, name_caption_html, neighbours_html, normalisation_html, notice_html, percent, \
+    rejected_html, story_html, top_contributors, unit_html, unit_label
 from .overlay import FigureImage
 from .yours import session_models
 
@@ -220,7 +220,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         """Trace a name once into the session's state; show its last character."""
         gone = gone_notice(kind, request)
         if gone is not None:  # "Yours", no longer on the server: why, and nothing of an earlier trace beside it
-            return {**cleared, view: None, answer: gone, unit: gr.update(choices=[], value=None), map_img: "",
+            return {**cleared, view: None, norm_line: "", answer: gone, unit: gr.update(choices=[], value=None), map_img: "",
                     map_key: "", map_note: ""}
         with user_errors():
             norm = service.check_name(name_value)
@@ -264,7 +264,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         cannot be read clears the answer and says why in the normalisation line, without an error box."""
         reason = rejected(name_value)
         if reason is not None:
-            return {**cleared, view: None, norm_line: notice_html(f"Cannot read this name: {reason}.")}
+            return {**cleared, view: None, norm_line: rejected_html(reason)}
         if old is not None and old.trace.name == name_value and old.key == kind:
             return gr.skip()
         try:
@@ -359,7 +359,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         return {units_img: FigureImage.from_figure(figure).image_html(f"{MODEL_LABELS[v.kind]}: every hidden unit")}
 
     # What a trace shows, emptied: for a rejected name, and for a "Yours" that is gone.
-    cleared = {norm_line: "", story: "", letters: "", letters_key: "", answer: "", step_label: None,
+    cleared = {story: "", letters: "", letters_key: "", answer: "", step_label: None,
                trajectory_img: "", trajectory_marks: "", trajectory_key: "", decision: "", neighbours: "",
                map_marks: "", heatmap: "", state_heatmap: "", contributions: "", gates: "", gradient: "",
                unit_view: "", units_img: "", edits: gr.update(choices=[], value=None)}
@@ -368,7 +368,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
     traced = [view, norm_line, story, letters_key, answer, trajectory_img, trajectory_key, decision, contributions,
               unit, units_img, all_units, map_img, map_key, map_note, edits, *per_step]
     triggers = [name.submit, button.click, model.input]
-    clear_when_rejected(triggers, name, cleared, **ui)  # before the trace
+    clear_when_rejected(triggers, name, cleared, norm_line, **ui)  # before the trace
     traced_event = gr.on(triggers, new_trace, [name, model, k, view], traced, validator=name_validator,
                          api_name="ui_trace", **ui)
     # .change, not .input: gradio 6.31's Textbox fires input on keypress, which Backspace and Delete never fire.
