@@ -35,7 +35,7 @@ N_TIMED = 20
 PER_STEP = ["step", "letters", "step_label", "trajectory_marks", "neighbours", "map_marks", "heatmap",
             "state_heatmap", "gates", "gradient", "unit_view"]  # ui_next...
 TRACED = ["norm_line", "story", "letters_key", "answer", "trajectory_img", "trajectory_key", "decision",
-          "contributions", "unit", "units_img", "map_img", "map_key", "map_note", "edits", *PER_STEP]  # ui_trace
+          "contributions", "unit", "units_img", "map_img", "map_key", "map_note", "edits", "k", *PER_STEP]  # ui_trace
 BATCH_COLUMNS = ["name", "normalised", "top-1", "probability", "prediction set", "in training as", "top-3", "error"]
 
 
@@ -271,9 +271,14 @@ def test_classify_gives_the_prediction_set_and_the_training_lists(ui_server):
     c = Client(ui_server, verbose=False)
     for name, model in (("Demirkan", "gru"), ("Yilmaz", "rnn"), ("Nguyen", "rnn"), ("Nguyen", "gru"),
                         ("Brady", "gru")):
-        label, norm, answer = c.predict(name, model, 3, api_name="/ui_classify")
+        update, norm, answer, _ = c.predict(name, model, 3, api_name="/ui_classify")
         details = service.predict_details(app.MODELS, name, model, 3)
+        label = update["value"]
         assert label["label"] == next(iter(details["top"]))
+        # The bars hold the top 3 and every language of the set; a set of several leads, without the big heading.
+        bars = [row["label"] for row in label["confidences"]]
+        assert bars[:3] == list(details["top"]) and set(details["set"]) <= set(bars)
+        assert len(bars) == max(3, len(details["set"])) and update["show_heading"] == (len(details["set"]) == 1)
         alone = " alone" if len(details["set"]) == 1 else ""
         assert f'<div class="answer-set">{languages_text(details["set"])}{alone} <span' in answer
         assert f'data-set-size="{len(details["set"])}"' in answer and "(90% prediction set)" in answer

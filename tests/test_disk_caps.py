@@ -208,8 +208,8 @@ def test_a_trained_model_past_the_space_is_still_the_sessions(capped, data_dir, 
     assert download["value"] is None and download["interactive"] is False and download["visible"] is True
     assert download["label"] == (f"No zip to download: {server.OutputSpace.FULL} (your model is still yours in "
                                  f"this session)")
-    label, _, _ = client.predict("Nguyen", "yours", 3, api_name="/ui_classify")
-    assert label["label"] in short[6]
+    label, *_ = client.predict("Nguyen", "yours", 3, api_name="/ui_classify")
+    assert label["value"]["label"] in short[6]
     assert small.used == 0 and on_disk(cache, tmp)[2] == []  # nothing written, staging included
     roomy = server.OutputSpace(2 * server.ZIP_RESERVE_BYTES)
     monkeypatch.setattr(server, "OUTPUT_SPACE", roomy)

@@ -366,13 +366,15 @@ def test_set_facts_are_the_checkpoints_measured_coverage_and_worst_small_languag
     facts = common.set_facts(models[kind])
     assert facts == {"coverage": conformal["coverage_asked"], "test_coverage": conformal["test"]["coverage"],
                      "worst": (worst, small[worst]["coverage"], small[worst]["support"]), "n_labels": 18,
+                     "labels": list(models[kind].labels),
                      "unusual_share": pytest.approx(1 - novelty["threshold"]["quantile"]),
                      "novelty_threshold": novelty["threshold"]["value"],
                      "novelty_auroc_in_language": novelty["measured"]["heldout"]["auroc_vs_in_language"],
                      "novelty_auroc_test": novelty["measured"]["heldout"]["auroc_vs_test_split"]}
     assert facts["coverage"] == 0.9 and facts["unusual_share"] == pytest.approx(0.05)
     assert common.set_facts(_NoMetrics(models[kind])) == \
-        {"coverage": 0.9, "test_coverage": None, "worst": None, "n_labels": 18, "unusual_share": pytest.approx(0.05),
+        {"coverage": 0.9, "test_coverage": None, "worst": None, "n_labels": 18, "labels": list(models[kind].labels),
+         "unusual_share": pytest.approx(0.05),
          "novelty_threshold": None, "novelty_auroc_in_language": None, "novelty_auroc_test": None}
 
 

@@ -8,7 +8,7 @@ import gradio as gr
 
 from .. import service
 from .common import DEFAULT_MODEL, EXAMPLES, MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, gone_notice, \
-    name_validator, set_facts, rejected, stop_offering_gone, user_errors
+    name_validator, set_facts, rejected, stop_offering_gone, top_k_for, user_errors
 from .html import answer_html, normalisation_html
 from .yours import session_models
 
@@ -28,8 +28,8 @@ def build(models: dict, ui: dict) -> Picked:
                 button = gr.Button("Classify", variant="primary", elem_id="classify-btn")
                 norm_line = gr.HTML(elem_id="normalisation")
             with gr.Column(scale=4, min_width=280):
+                answer = gr.HTML(elem_id="answer")  # the prediction set leads; the bars follow
                 label = gr.Label(num_top_classes=n_labels, label="Languages", elem_id="label")
-                answer = gr.HTML(elem_id="answer")
         # Below the answer, not beside the box: on a phone the columns stack and the answer comes first.
         examples = gr.Examples([[e.name] for e in EXAMPLES], inputs=[name], cache_examples=False,
                                example_labels=[e.says for e in EXAMPLES], label="Examples: what to expect",
@@ -38,21 +38,28 @@ def build(models: dict, ui: dict) -> Picked:
     def classify(name_value, kind, k_value, request: gr.Request = None):
         gone = gone_notice(kind, request)
         if gone is not None:  # "Yours", no longer on the server: why, and no earlier answer beside it
-            return {label: None, norm_line: "", answer: gone}
+            return {label: None, norm_line: "", answer: gone, k: top_k_for(n_labels, k_value)[1]}
         with user_errors():
             norm = service.check_name(name_value)
             choices = session_models(models, request)
-            details = service.predict_details(choices, norm, kind, k_value)
-        return {label: details["top"], norm_line: normalisation_html(norm),
-                answer: answer_html(details, set_facts(service.pick_model(choices, kind)))}
+            classifier = service.pick_model(choices, kind)
+            k_int, slider = top_k_for(len(classifier.labels), k_value)
+            details = service.predict_details(choices, norm, kind, len(classifier.labels))
+        # The bars show the top k and every language of the set; a set of several languages leads (the label's big
+        # heading would single out a top language the set does not).
+        several = len(details["set"] or []) > 1
+        bars = dict(list(details["top"].items())[:max(k_int, len(details["set"] or []))])
+        return {label: gr.Label(value=bars, show_heading=not several), norm_line: normalisation_html(norm),
+                k: slider, answer: answer_html(details, set_facts(classifier))}
 
     def reclassify(name_value, kind, k_value, request: gr.Request = None):
         """Model or top-k changed: classify again if there is a name (or say that "Yours" is gone)."""
         if rejected(name_value) is not None and gone_notice(kind, request) is None:
-            return gr.skip()
+            choices = session_models(models, request)
+            return {k: top_k_for(len(choices[kind].labels), k_value)[1]} if kind in choices else gr.skip()
         return classify(name_value, kind, k_value, request)
 
-    outputs = [label, norm_line, answer]
+    outputs = [label, norm_line, answer, k]
     triggers = [name.submit, button.click]
     clear_when_rejected(triggers, name, {label: None, answer: ""}, norm_line, **ui)  # before it: see there
     classified = gr.on(triggers, classify, [name, model, k], outputs, validator=name_validator,

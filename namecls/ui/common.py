@@ -140,7 +140,7 @@ def set_facts(classifier) -> dict:
     novelty = classifier.metrics.get("novelty") or {}
     heldout = (novelty.get("measured") or {}).get("heldout") or {}
     return {"coverage": conformal.get("coverage_asked", 0.9), "test_coverage": test.get("coverage"),
-            "worst": worst, "n_labels": len(classifier.labels),
+            "worst": worst, "n_labels": len(classifier.labels), "labels": list(classifier.labels),
             "unusual_share": 1 - (novelty.get("threshold") or {}).get("quantile", 0.95),
             "novelty_threshold": (novelty.get("threshold") or {}).get("value"),
             "novelty_auroc_in_language": heldout.get("auroc_vs_in_language"),
@@ -155,6 +155,17 @@ def whole_name(trace) -> dict:
     return {"set": trace.sets[-1] if trace.sets else [trace.top(-1, 1)[0][0]], "seen_as": trace.seen_as,
             "novelty": trace.novelty, "unfamiliar": trace.unfamiliar,
             "top_probability": float(final.max()), "entropy": float(trace.entropy[-1])}
+
+
+def top_k_for(n_labels: int, k_value) -> tuple[int, gr.Slider]:
+    """The top-k a model of ``n_labels`` languages can give (the slider's value, at most ``n_labels``), and the
+    Top-k slider's update to that range, so the slider follows the chosen model (a 3-language "Yours", then the
+    18-language GRU) instead of offering a k the model cannot answer."""
+    try:
+        k = min(max(int(k_value), 1), n_labels)
+    except (TypeError, ValueError):
+        k = min(TOP_K, n_labels)
+    return k, gr.Slider(minimum=1, maximum=n_labels, value=k)
 
 
 def top_k_dict(pairs) -> dict[str, float]:

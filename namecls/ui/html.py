@@ -17,6 +17,7 @@ from .palette import AGAINST_COLOR, ATTRIBUTION_SCALE, FOR_COLOR, GATE_SCALE, ST
     language_color, scale_color
 
 MODEL_LABELS = {"rnn": "RNN", "gru": "GRU", "yours": "model you trained"}
+ALL_LANGUAGES = 18  # the names data's languages: a model trained on fewer says which it can answer
 
 # The whole app's CSS (launch(css=...)). Class names are the fragments' own; ids are the components' elem_id.
 CSS = """
@@ -205,11 +206,21 @@ def answer_html(details: dict, facts: dict) -> str:
     n = facts["n_labels"]
     return (f'<div class="answer" data-set-size="{len(languages)}" data-seen="{_seen_flag(seen)}">'
             f'<div class="answer-set">{languages_text(languages)}{alone} <span class="small-note nowrap">'
-            f'({coverage} prediction set)</span></div>'
+            f'({coverage} prediction set)</span></div>{only_these_html(facts.get("labels"))}'
             f'<div class="small-note">{record}</div><div class="seen">{seen_line}</div>'
             f'{novelty_html(details, facts)}'
             f'<div class="small-note">Top probability {percent(details["top_probability"])}; entropy '
             f'{details["entropy"]:.2f} nats of at most {math.log(n):.2f}.</div></div>')
+
+
+def only_these_html(labels) -> str:
+    """For a model trained on fewer than all the languages (a "Yours"): which it knows, since its answer is always
+    one of them, whatever the name. Empty for a model of every language."""
+    if not labels or len(labels) >= ALL_LANGUAGES:
+        return ""
+    listed = ", ".join(esc(lang) for lang in labels[:-1]) + f" and {esc(labels[-1])}"
+    return (f'<div class="only-these" data-languages="{len(labels)}">This model knows only {len(labels)} '
+            f'languages ({listed}): its answer is always one of them.</div>')
 
 
 def novelty_html(details: dict, facts: dict) -> str:
@@ -242,7 +253,7 @@ def _answer_without_set(details: dict, facts: dict) -> str:
     language = next(iter(top), "?")
     return (f'<div class="answer" data-set-size="0" data-seen="{_seen_flag(details.get("seen_as"))}">'
             f'<div class="answer-set"><b>{esc(language)}</b> <span class="small-note">(this checkpoint has no '
-            f'prediction sets)</span></div><div class="small-note">Top probability '
+            f'prediction sets)</span></div>{only_these_html(facts.get("labels"))}<div class="small-note">Top probability '
             f'{percent(details["top_probability"])}; entropy {details["entropy"]:.2f} nats of at most '
             f'{math.log(facts["n_labels"]):.2f}.</div></div>')
 

@@ -18,7 +18,7 @@ from ..data import Normalized
 from ..inference import Classifier, Trace
 from . import server
 from .common import DEFAULT_MODEL, MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, gone_notice, \
-    name_validator, offered, rejected, set_facts, stop_offering_gone, top_k_dict, user_errors, whole_name
+    name_validator, offered, rejected, set_facts, stop_offering_gone, top_k_dict, top_k_for, user_errors, whole_name
 from .figures import map_path_svg, map_svg, trajectory_figure, trajectory_languages, units_figure
 from .html import MODEL_LABELS, answer_html, clamp_step, contribution_along_html, contributions_html, \
     decision_html, edit_choice, esc, gates_html, gradient_html, heatmap_html, legend_html, letters_html, \
@@ -226,7 +226,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
             norm = service.check_name(name_value)
             mine = session_models(models, request)
             clf = service.pick_model(mine, kind)
-            v = StepView.build(clf, norm, int(k_value), kind, others={key: mine[key] for key in ("rnn", "gru")})
+            v = StepView.build(clf, norm, top_k_for(len(clf.labels), k_value)[0], kind, others={key: mine[key] for key in ("rnn", "gru")})
         return traced_parts(v, old, clf)
 
     def traced_parts(v: StepView, old, clf) -> dict:
@@ -252,6 +252,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
             edits: gr.update(choices=[], value=None),
             **parts(v, n - 1),
             step: gr.update(maximum=max(n, 2), value=n, interactive=n > 1),  # after parts(): it sets the value only
+            k: top_k_for(len(t.labels), v.k)[1],
         }
         if old is None or old.projection is not v.projection:  # the map's background changes only with the model
             out[map_img] = map_svg(clf.projection, v.kind) if has_map else no_map_html(v.key)
@@ -319,9 +320,9 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         """Top-k changed: the trajectory draws that many languages, the prediction lists that many."""
         if v is None:
             return gr.skip()
-        v = v.with_k(int(k_value))
+        v = v.with_k(top_k_for(len(v.trace.labels), k_value)[0])
         t = v.trace
-        return {view: v, trajectory_img: v.trajectory.image_html(f"{MODEL_LABELS[v.kind]}: probability of the "
+        return {view: v, k: top_k_for(len(t.labels), v.k)[1], trajectory_img: v.trajectory.image_html(f"{MODEL_LABELS[v.kind]}: probability of the "
                                                                   f"top languages after each prefix"),
                 trajectory_key: legend_html(trajectory_languages(t, v.k), t.labels),
                 **parts(v, index_of(position, v))}
@@ -366,7 +367,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
     per_step = [step, letters, step_label, trajectory_marks, neighbours, map_marks, heatmap, state_heatmap, gates,
                 gradient, unit_view]
     traced = [view, norm_line, story, letters_key, answer, trajectory_img, trajectory_key, decision, contributions,
-              unit, units_img, all_units, map_img, map_key, map_note, edits, *per_step]
+              unit, units_img, all_units, map_img, map_key, map_note, edits, k, *per_step]
     triggers = [name.submit, button.click, model.input]
     clear_when_rejected(triggers, name, cleared, norm_line, **ui)  # before the trace
     traced_event = gr.on(triggers, new_trace, [name, model, k, view], traced, validator=name_validator,
@@ -384,7 +385,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
     stop_offering_gone([traced_event, reopened], model, "ui_trace_choices", **ui)
     quiet = dict(show_progress="hidden", **ui)
     step.input(show, [step, view], per_step, api_name="ui_step", trigger_mode="always_last", **quiet)
-    k.release(change_k, [step, view, k], [view, trajectory_img, trajectory_key, *per_step], api_name="ui_step_k",
+    k.release(change_k, [step, view, k], [view, k, trajectory_img, trajectory_key, *per_step], api_name="ui_step_k",
               **quiet)
     prev_btn.click(move(-1), [step, view], per_step, api_name="ui_prev", **quiet)
     next_btn.click(move(+1), [step, view], per_step, api_name="ui_next", **quiet)
