@@ -27,7 +27,7 @@ except CheckpointError as err:
 import gradio as gr  # noqa: E402
 
 from namecls.ui import api, batch, classify, compare, model_card, server, step_through, train, yours  # noqa: E402
-from namecls.ui.html import CSS  # noqa: E402
+from namecls.ui.html import CSS, HEAD  # noqa: E402
 
 INTRO = f"""\
 # Where does a surname come from?
@@ -72,7 +72,7 @@ def launch_kwargs(**limits) -> dict:
     """Everything launch() needs besides host and port, fresh each time (gradio changes app_kwargs in place);
     tests launch with the same settings, and may lower the request limits (``limits``: server.middleware's). The
     limits and their worst cases are in namecls/ui/server.py."""
-    return dict(theme=THEME, css=CSS, js=KEYS_JS, max_file_size=service.MAX_UPLOAD_BYTES, ssr_mode=False,
+    return dict(theme=THEME, css=CSS, head=HEAD, js=KEYS_JS, max_file_size=service.MAX_UPLOAD_BYTES, ssr_mode=False,
                 footer_links=["api", "gradio"], run_history=False, state_session_capacity=server.SESSION_CAPACITY,
                 app_kwargs={"middleware": server.middleware(**limits)},
                 mcp_server=True)  # the public API as MCP tools at /gradio_api/mcp/ (README: For AI assistants)

@@ -73,7 +73,16 @@ CSS = """
          border-left: 4px solid var(--body-text-color); max-width: 62rem; }
 .contrib-sum { font-size: 0.95rem; margin: 0.2rem 0 0.4rem; max-width: 62rem; }
 .contrib-cols { display: flex; flex-wrap: wrap; gap: 0.4rem 2rem; }
-.contrib-cols > div { min-width: 0; max-width: 100%; }
+.contrib-cols > div { flex: 1 1 21rem; min-width: 0; max-width: 100%; }  /* a basis: contained tables have none */
+/* Long names (up to 64 letters) wrap in text rather than widen a phone's page. */
+.gradio-container code, .story, .decision, .answer, #trace-edits label span { overflow-wrap: anywhere; }
+.legend-lead { font-size: 0.85rem; white-space: normal; }
+/* Dark theme: every figure sits on a light card, so its colours mean what they mean in the light theme (grey
+   levels are a unit's value, blue raised and red lowered) and its dark marks (the map's path) stay visible. */
+.dark :is(#trace-display, #letters-key, #trajectory, #trajectory-key, #contributions, #heatmap, #gates,
+          #state-heatmap, #unit-view, #gradient, #state-map, #map-key, #all-units) {
+  background: #ffffff !important; color: #1f2937 !important; --body-text-color: #1f2937;
+  --block-background-fill: #ffffff; border-radius: 8px; padding: 6px 8px !important; }
 .contrib-head { font-weight: 700; font-size: 0.9rem; }
 .contrib { border-collapse: collapse; font-size: 0.88rem; font-variant-numeric: tabular-nums; margin: 0 !important;
            border: none !important; width: auto !important; }
@@ -89,11 +98,13 @@ ul.fade { margin: 0.2rem 0 0 1.1rem; font-size: 0.9rem; }
 .gbar { display: block; width: 100%; background: #374151; min-height: 1px; }
 /* a phone: nothing wider than the screen */
 @media (max-width: 640px) {
-  .gradio-container { padding-left: 6px !important; padding-right: 6px !important; }
   .letters { border-spacing: 2px 2px; }
   .letters td.ch { font-size: 1.3rem; }  /* a 9-letter name fits a 390 px screen; longer ones scroll */
-  .letters td { min-width: 1.25rem; font-size: 0.62rem; padding: 0.1rem 0; }
-  .letters th { white-space: normal; font-size: 0.62rem; max-width: 2.6rem; padding-right: 0.15rem; }
+  .letters td { min-width: 1.9rem; font-size: 0.6rem; padding: 0.1rem 0; }  /* "−1.61" fits its tile */
+  .letters th { white-space: normal; font-size: 0.6rem; max-width: 2.7rem; padding-right: 0.3rem; }
+  /* the letter figures use the phone's width: an 8-letter name's tiles, current letter included, fit */
+  :is(#trace-display, #letters-key, #gates, #gradient, #heatmap, #state-heatmap, #contributions, #unit-view)
+    :is(.html-container) { padding-left: 2px !important; padding-right: 2px !important; }
   .map-svg text.lang { font-size: 18px; stroke-width: 4px; }  /* SVG units: the map is drawn at about half size */
   .map-svg circle.ref { r: 6px; }  /* a dot a finger can find */
   .map-svg text.step-letter { font-size: 26px; }
@@ -104,6 +115,12 @@ ul.fade { margin: 0.2rem 0 0 1.1rem; font-size: 0.9rem; }
 }
 """
 
+# CSS outside the app's content, which launch(css=...) cannot reach (gradio scopes that to `.contain`): on a phone,
+# the page's side margins go from gradio's 32 px to 6 px, so a name's letter tiles fit the screen.
+HEAD = """<style>
+@media (max-width: 640px) { .gradio-container .main.fillable { padding-left: 6px !important;
+                                                               padding-right: 6px !important; } }
+</style>"""
 
 # ---------------------------------------------------------------------------------------------------------------
 # Text helpers
@@ -151,9 +168,11 @@ def rejected_html(reason: str) -> str:
     return f'<div class="notice rejected" role="alert">Cannot read this name: {esc(reason.rstrip("."))}.</div>'
 
 
-def legend_html(languages: list[str], labels: list[str]) -> str:
-    """The colour key of a figure: one chip per language, wrapping onto more lines on a narrow screen."""
-    return f'<div class="chips legend">{"".join(chip(lang, labels) for lang in languages)}</div>'
+def legend_html(languages: list[str], labels: list[str], lead: str = "") -> str:
+    """The colour key of a figure: one chip per language, wrapping onto more lines on a narrow screen, after
+    ``lead`` (plain text: what the lines are)."""
+    first = f'<span class="legend-lead">{esc(lead)}</span>' if lead else ""
+    return f'<div class="chips legend">{first}{"".join(chip(lang, labels) for lang in languages)}</div>'
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -92,6 +92,10 @@ class StepView:
                  f"{l}:{u}") for l, u in self.units]
 
 
+# The lines are not the current prefix's top k (the panel beside them): they are the languages that rose highest.
+TRAJECTORY_LEAD = "Lines: the final answer and the languages that rose highest at any letter —"
+
+
 def _trajectory(trace: Trace, k: int) -> FigureImage:
     return FigureImage.from_figure(trajectory_figure(trace, k, "Probability after each prefix"))
 
@@ -243,7 +247,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
             answer: answer_html(details, set_facts(clf)),
             trajectory_img: v.trajectory.image_html(f"{MODEL_LABELS[v.kind]}: probability of the top languages "
                                                     f"after each prefix of {''.join(t.chars)}"),
-            trajectory_key: legend_html(trajectory_languages(t, v.k), t.labels),
+            trajectory_key: legend_html(trajectory_languages(t, v.k), t.labels, TRAJECTORY_LEAD),
             decision: decision_html(t),
             contributions: contributions_html(t.contributions, t.labels, v.n_layers, N_PUSHERS),
             unit: gr.update(choices=v.unit_choices(), value=first_choice),
@@ -324,7 +328,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         t = v.trace
         return {view: v, k: top_k_for(len(t.labels), v.k)[1], trajectory_img: v.trajectory.image_html(f"{MODEL_LABELS[v.kind]}: probability of the "
                                                                   f"top languages after each prefix"),
-                trajectory_key: legend_html(trajectory_languages(t, v.k), t.labels),
+                trajectory_key: legend_html(trajectory_languages(t, v.k), t.labels, TRAJECTORY_LEAD),
                 **parts(v, index_of(position, v))}
 
     def stopped() -> dict:
