@@ -375,7 +375,17 @@ def test_the_app_in_a_browser(page):
     expect(trace_answer.locator(".answer-set")).to_have_text(set_line(slusarski))
     expect(trace_answer.locator(".seen")).to_have_text(seen_line(slusarski))
     check_width(page, "Step through (Ślusàrski, GRU)", problems)
+    # A 9-letter name's tiles fit, the current (last) letter included: no scrolling to find it, even on a phone.
+    tiles = display.locator(".scroll-x").first
+    assert tiles.evaluate("e => e.scrollWidth <= e.clientWidth"), "Ślusàrski's tiles scroll in their box"
     shot(page, f"{width}-step-Slusarski-gru")
+
+    longest = ("Wolfeschlegelsteinhausenbergerdorff" * 2)[:64]  # the longest name allowed wraps, never widens
+    trace_box.fill(longest)
+    trace_box.press("Enter")
+    tracing(longest, "gru")
+    at(64, 64)
+    check_width(page, "Step through (a 64-letter name)", problems)
 
     trace_box.fill("12345")  # rejected: no stale answer
     trace_box.press("Enter")
