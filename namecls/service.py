@@ -221,12 +221,16 @@ def predict_batch(models, names, model: str = "gru", k: int = 3) -> list[dict]:
 
 
 def read_names_file(path: str | os.PathLike) -> list[str]:
-    """Names from an uploaded ``.txt`` (one a line) or ``.csv`` (a name/surname column, else the first column).
+    """Names from an uploaded ``.txt`` (one a line) or ``.csv`` (a name/surname column, else the first column):
+    :func:`read_upload_text`, then :func:`parse_csv` or :func:`parse_lines`. Blank lines are skipped
+    (:func:`blank_rows` counts them). Raises ``ValueError`` as those do, or for more than ``MAX_BATCH_NAMES`` names."""
+    text = read_upload_text(path)
+    return parse_csv(text) if Path(path).suffix.lower() == ".csv" else parse_lines(text)
 
-    Blank lines are skipped. The text is UTF-8 (a BOM is allowed) or UTF-16 with a BOM. Raises ``ValueError`` for a
-    wrong type, an oversized or binary file, another encoding (naming the first line in it), or more than
-    ``MAX_BATCH_NAMES`` names.
-    """
+
+def read_upload_text(path: str | os.PathLike) -> str:
+    """The text of an uploaded ``.txt`` or ``.csv``: UTF-8 (a BOM is allowed) or UTF-16 with a BOM. Raises
+    ``ValueError`` for a wrong type, an oversized or binary file, or another encoding (naming the first line in it)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in UPLOAD_TYPES:
@@ -248,7 +252,22 @@ def read_names_file(path: str | os.PathLike) -> list[str]:
                          "save it as UTF-8 and upload it again") from None
     if "\x00" in text:
         raise ValueError(f"{path.name!r} is not a text file")
-    return parse_csv(text) if suffix == ".csv" else parse_lines(text)
+    return text
+
+
+def blank_rows(text: str, is_csv: bool = False) -> int:
+    """How many rows of ``text`` the readers above skip as blank (a CSV row whose cells are all blank), not
+    counting blank lines after the last name: what a page says it left out."""
+    if is_csv:
+        try:
+            blank = [not any(cell.strip() for cell in row) for row in csv.reader(io.StringIO(text))]
+        except csv.Error:
+            return 0
+    else:
+        blank = [not line.strip() for line in str(text).splitlines()]
+    while blank and blank[-1]:
+        blank.pop()
+    return sum(blank)
 
 
 def parse_lines(text: str) -> list[str]:

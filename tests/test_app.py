@@ -36,7 +36,7 @@ PER_STEP = ["step", "letters", "step_label", "trajectory_marks", "neighbours", "
             "state_heatmap", "gates", "gradient", "unit_view"]  # ui_next...
 TRACED = ["norm_line", "story", "letters_key", "answer", "trajectory_img", "trajectory_key", "decision",
           "contributions", "unit", "units_img", "map_img", "map_key", "map_note", "edits", "k", *PER_STEP]  # ui_trace
-BATCH_COLUMNS = ["name", "normalised", "top-1", "probability", "prediction set", "in training as", "top-3", "error"]
+BATCH_COLUMNS = ["name", "error", "normalised", "top-1", "probability", "prediction set", "in training as", "top-3"]
 
 
 def named(outputs, names: list[str]) -> dict:
@@ -235,9 +235,11 @@ def client_alive(url):
 def test_batch_upload_through_the_ui_event(ui_server, tmp_path):
     c = Client(ui_server, verbose=False)
     good = tmp_path / "people.csv"
-    good.write_text("surname,city\nNguyen,Hanoi\n12345,x\n<img src=x onerror=alert(1)>,y\n", encoding="utf-8")
+    good.write_text("surname,city\nNguyen,Hanoi\n,\n12345,x\n<img src=x onerror=alert(1)>,y\n\n", encoding="utf-8")
     summary, table, download = c.predict(handle_file(str(good)), "Qin\n", "rnn", api_name="/ui_batch")
     assert summary.startswith("**4** names classified with the RNN") and "**1** could not be read" in summary
+    # What went in is said: the file's names and the pasted ones together, the blank row left out (not the last).
+    assert summary.endswith("(3 from the file and 1 pasted, in that order; 1 blank line skipped.)")
     assert [row[0] for row in table["data"]] == ["Nguyen", "12345", "<img src=x onerror=alert(1)>", "Qin"]
     assert table["headers"] == BATCH_COLUMNS
     column = {name: [row[BATCH_COLUMNS.index(name)] for row in table["data"]] for name in BATCH_COLUMNS}
@@ -255,7 +257,7 @@ def test_batch_upload_through_the_ui_event(ui_server, tmp_path):
     path = download["value"] if isinstance(download, dict) else download  # an update: {"value": path, ...}
     raw = Path(path).read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")  # UTF-8 with a byte-order mark: spreadsheets read every letter
-    assert raw[3:].decode("utf-8").startswith(",".join(BATCH_COLUMNS) + "\nNguyen,Nguyen,")
+    assert raw[3:].decode("utf-8").startswith(",".join(BATCH_COLUMNS) + "\nNguyen,,Nguyen,")
     wrong = tmp_path / "names.pdf"
     wrong.write_text("Nguyen")
     with pytest.raises(AppError, match="(?i)invalid file type|not a .csv"):

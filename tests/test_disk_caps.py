@@ -148,7 +148,7 @@ def test_exports_from_many_threads_never_hold_more_than_the_space(capped, space)
     assert all(Path(p).parent.parent == cache for p in paths)  # in gradio's cache: served, not copied
     served = httpx.get(given[0]["value"]["url"], timeout=30)
     assert served.status_code == 200 and served.content == Path(paths[0]).read_bytes()
-    assert served.content.startswith(b"\xef\xbb\xbfname,normalised,")
+    assert served.content.startswith(b"\xef\xbb\xbfname,error,normalised,")
     assert sorted(on_disk(cache, tmp)[2]) == sorted(paths)  # serving it made no copy either
     # Still full; then the cleanup deletes the files (their folders too) and the space is free again.
     assert not batch(url, BIG, "198.51.100.50")[2].get("value")

@@ -1,5 +1,7 @@
 """The app's endpoint logic (namecls.service) without a server: checked inputs, JSON-able outputs, batch files."""
 
+import csv
+import io
 import json
 import re
 
@@ -102,6 +104,20 @@ def test_csv_with_a_name_column(tmp_path):
     path = tmp_path / "people.csv"
     path.write_text("id,Surname,city\n1,Nguyen,Hanoi\n2,\"O'Neill, Jr\",Cork\n\n3,,Rome\n", encoding="utf-8-sig")
     assert service.read_names_file(path) == ["Nguyen", "O'Neill, Jr", ""]  # the empty cell becomes an error row
+
+
+@pytest.mark.parametrize("text, is_csv", [
+    ("Nguyen\n\n  O'Neill  \n \t\nŚlusàrski\n\n\n", False), ("\n\nQin", False), ("Qin", False), ("", False),
+    ("id,Surname\n1,Nguyen\n,\n\n3,\n ,  \n4,Qin\n,\n\n", True), ("Nguyen\n\n", True)])
+def test_blank_rows_counts_what_the_readers_skip_before_the_last_name(text, is_csv):
+    names = service.parse_csv(text) if is_csv else service.parse_lines(text)
+    rows = list(csv.reader(io.StringIO(text))) if is_csv else text.splitlines()
+    def blank(row):
+        return not (any(c.strip() for c in row) if is_csv else row.strip())
+    last = max((i for i, row in enumerate(rows) if not blank(row)), default=-1)
+    header = 1 if is_csv and rows and "surname" in [c.strip().lower() for c in rows[0]] else 0
+    assert service.blank_rows(text, is_csv) == sum(blank(row) for row in rows[: last + 1])
+    assert len(names) + service.blank_rows(text, is_csv) + header == last + 1  # every row up to the last: one or other
 
 
 def test_csv_without_header_uses_the_first_column(tmp_path):

@@ -896,9 +896,9 @@ def test_batch_table_rows_and_values():
          "set": None, "seen_as": None, "error": "name has no letters"},
     ]
     table = batch.batch_table(rows)
-    assert list(table.columns) == ["name", "normalised", "top-1", "probability", "prediction set", "in training as",
-                                   "top-3", "error"]
-    assert table.iloc[0].tolist()[:6] == ["Nguyen", "Nguyen", "Vietnamese", 0.9123, "Vietnamese", "Vietnamese"]
+    assert list(table.columns) == ["name", "error", "normalised", "top-1", "probability", "prediction set",
+                                   "in training as", "top-3"]
+    assert table.iloc[0].tolist()[:7] == ["Nguyen", "", "Nguyen", "Vietnamese", 0.9123, "Vietnamese", "Vietnamese"]
     assert table.iloc[0]["top-3"] == "Vietnamese 91.2% · Chinese 5.0% · Korean 2.0%"
     assert table.iloc[0]["error"] == ""
     assert table.iloc[1]["prediction set"] == "Chinese or Korean or Vietnamese"

@@ -17,7 +17,8 @@ from .html import MODEL_LABELS, percent
 from .yours import session_models
 
 DOWNLOAD_LABEL = "Download CSV"
-COLUMNS = ["name", "normalised", "top-1", "probability", "prediction set", "in training as", f"top-{TOP_K}", "error"]
+# "error" beside the name: a row that could not be read says why where it is seen, on a phone too.
+COLUMNS = ["name", "error", "normalised", "top-1", "probability", "prediction set", "in training as", f"top-{TOP_K}"]
 
 
 def batch_table(rows: list[dict]) -> pd.DataFrame:
@@ -36,6 +37,17 @@ def batch_table(rows: list[dict]) -> pd.DataFrame:
             "error": "" if ok else row["error"],
         })
     return pd.DataFrame.from_records(records, columns=COLUMNS)
+
+
+def sources_note(n_file: int, n_text: int, skipped: int) -> str:
+    """What went into the table besides the count: the file's and the pasted names when both were given (they are
+    classified together), and the blank lines left out."""
+    parts = []
+    if n_file and n_text:
+        parts.append(f"{n_file:,} from the file and {n_text:,} pasted, in that order")
+    if skipped:
+        parts.append(f"{skipped:,} blank {'line' if skipped == 1 else 'lines'} skipped")
+    return f" ({'; '.join(parts)}.)" if parts else ""
 
 
 def build(models: dict, ui: dict) -> gr.Radio:
@@ -65,9 +77,15 @@ def build(models: dict, ui: dict) -> gr.Radio:
         if gone is not None:  # "Yours", no longer on the server: why, and no table of an earlier batch
             return {summary: gone, table: pd.DataFrame(columns=COLUMNS), download: gr.DownloadButton(visible=False)}
         with user_errors():
-            names = service.read_names_file(file) if file else []
-            if text and text.strip():
-                names += service.parse_lines(text)
+            from_file, skipped = [], 0
+            if file:
+                content = service.read_upload_text(file)
+                is_csv = str(file).lower().endswith(".csv")
+                from_file = service.parse_csv(content) if is_csv else service.parse_lines(content)
+                skipped += service.blank_rows(content, is_csv)
+            from_text = service.parse_lines(text) if text and text.strip() else []
+            skipped += service.blank_rows(text or "")
+            names = from_file + from_text
             if len(names) > service.MAX_BATCH_NAMES:
                 raise ValueError(f"{len(names):,} names is too many: at most {service.MAX_BATCH_NAMES:,} per batch")
             if not names:  # not an error: one plain message, and no stale table
@@ -80,7 +98,8 @@ def build(models: dict, ui: dict) -> gr.Radio:
         seen = int((result["in training as"] != "").sum())
         text_out = (f"**{len(result):,}** names classified with the {MODEL_LABELS[kind]}; **{several:,}** with more "
                     f"than one language in their prediction set; **{seen:,}** in the training lists"
-                    + (f"; **{errors:,}** could not be read (see the error column)." if errors else "."))
+                    + (f"; **{errors:,}** could not be read (see the error column)." if errors else ".")
+                    + sources_note(len(from_file), len(from_text), skipped))
         return {summary: text_out, table: result, download: export(result, kind, request)}
 
     def export(result: pd.DataFrame, kind: str, request) -> gr.DownloadButton:
