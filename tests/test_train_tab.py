@@ -59,7 +59,9 @@ def test_a_short_training_gives_a_model_that_classifies_and_downloads(url):
 
     for kind, label in (("rnn", "RNN"), ("gru", "GRU")):  # the committed models, on the same validation names
         assert f"| committed {label}¹ | {100 * validation_accuracy(app.MODELS[kind], THREE):.1f}% |" in result
-    assert len(loss["data"]) >= 2 and len(accuracy["data"]) >= 1  # the curves were drawn
+    assert len(loss["data"]) >= 2 and len(accuracy["value"]["data"]) >= 1  # the curves were drawn
+    lowest = min(row[1] for row in accuracy["value"]["data"])  # the accuracy axis reaches just below its curve
+    assert accuracy["y_lim"][1] == 1.0 and lowest - 0.15 <= accuracy["y_lim"][0] <= lowest
     assert watched["label"] in THREE  # the watched name's last answer is one of the three languages
     assert all(choice == ["Yours", "yours"] for radio in radios for choice in radio["choices"][-1:])
     path = download["value"] if isinstance(download, dict) else download
@@ -81,7 +83,7 @@ def test_a_short_training_gives_a_model_that_classifies_and_downloads(url):
     traced = dict(zip(TRACED, client.predict("Nguyen", "yours", 6, api_name="/ui_trace")))
     assert (traced["k"]["maximum"], traced["k"]["value"]) == (3, 3) and len(traced["step_label"]["confidences"]) == 3
     # A session without a trained model cannot choose it.
-    with pytest.raises(Exception, match="(?i)400 Bad Request|unknown model|choose one of"):  # gradio or us
+    with pytest.raises(Exception, match="(?i)400 Bad Request|unknown model|choose one of|not in the list of choices"):  # gradio or us
         Client(url, verbose=False).predict("Nguyen", "yours", 3, api_name="/ui_classify")
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import service
-from .common import DEFAULT_MODEL, EXAMPLES, MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, gone_notice, \
-    name_validator, set_facts, rejected, stop_offering_gone, top_k_for, user_errors
-from .html import answer_html, normalisation_html
+from .common import DEFAULT_MODEL, EXAMPLES, MODEL_CHOICES, TOP_K, Picked, gone_notice, rejected, set_facts, \
+    stop_offering_gone, top_k_for, user_errors
+from .html import answer_html, normalisation_html, rejected_html
 from .yours import session_models
 
 
@@ -39,6 +39,9 @@ def build(models: dict, ui: dict) -> Picked:
         gone = gone_notice(kind, request)
         if gone is not None:  # "Yours", no longer on the server: why, and no earlier answer beside it
             return {label: None, norm_line: "", answer: gone, k: top_k_for(n_labels, k_value)[1]}
+        reason = rejected(name_value)
+        if reason is not None:  # said under the box; no answer of an earlier name beside it
+            return {label: None, norm_line: rejected_html(reason), answer: ""}
         with user_errors():
             norm = service.check_name(name_value)
             choices = session_models(models, request)
@@ -61,9 +64,9 @@ def build(models: dict, ui: dict) -> Picked:
 
     outputs = [label, norm_line, answer, k]
     triggers = [name.submit, button.click]
-    clear_when_rejected(triggers, name, {label: None, answer: ""}, norm_line, **ui)  # before it: see there
-    classified = gr.on(triggers, classify, [name, model, k], outputs, validator=name_validator,
-                       api_name="ui_classify", **ui)
+    # No validator: a rejected name is an answer in place (gradio's 422 refusal logged a console error each time,
+    # and its mark on the box vanished when another event reading the box answered).
+    classified = gr.on(triggers, classify, [name, model, k], outputs, api_name="ui_classify", **ui)
     reclassified = gr.on([model.input, k.release], reclassify, [name, model, k], outputs, api_name="ui_reclassify",
                          **ui)
     example = examples.load_input_event.then(classify, [name, model, k], outputs, api_name="ui_example", **ui)

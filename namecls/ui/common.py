@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .. import service
-from .html import MODEL_LABELS, esc, notice_html, rejected_html
+from .html import MODEL_LABELS, esc, notice_html
 from .yours import YOURS, picked_gone, session_mine
 
 MODEL_CHOICES = [("RNN", "rnn"), ("GRU", "gru")]
@@ -75,28 +75,6 @@ def rejected(name) -> str | None:
     except ValueError as err:
         return str(err)
     return None
-
-
-def name_validator(name, *others):
-    """Runs before a name's event: marks the name box with the reason it cannot be classified."""
-    reason = rejected(name)
-    return [gr.validate(reason is None, reason or ""), *[gr.validate(True, "") for _ in others]]
-
-
-def clear_when_rejected(triggers, name: gr.Textbox, cleared: dict, said, **event) -> None:
-    """Beside a name's validated event: when the name is rejected, set ``cleared`` ({component: empty value}), so
-    no answer of an earlier name stays on screen next to it, and write the reason into ``said`` (an HTML component
-    under the box); otherwise change nothing.
-
-    The validator marks the box too, but gradio's frontend unmarks a box at the first message of *any* event that
-    reads it (a tab taking the name over, the live trace), so the mark can vanish a moment later: ``said`` stays.
-    Call it BEFORE registering the validated event on the same triggers: gradio's frontend runs a trigger's events
-    one after another and stops at a validator's refusal, so an event registered after it never runs then."""
-    def clear(value):
-        reason = rejected(value)
-        return gr.skip() if reason is None else {**cleared, said: rejected_html(reason)}
-
-    gr.on(triggers, clear, name, [*cleared, said], queue=False, show_progress="hidden", **event)
 
 
 def gone_notice(kind, request: gr.Request | None) -> str | None:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import gradio as gr
 
 from .. import service
-from .common import TOP_K, Picked, clear_when_rejected, set_facts, name_validator, top_k_dict, user_errors, \
-    whole_name
+from .common import TOP_K, Picked, rejected, set_facts, top_k_dict, user_errors, whole_name
 from .figures import trajectory_figure, trajectory_languages
-from .html import ALL_LANGUAGES, MODEL_LABELS, answer_html, decision_html, esc, legend_html, letters_html, letters_key_html, \
-    notice_html
+from .html import ALL_LANGUAGES, MODEL_LABELS, answer_html, decision_html, esc, legend_html, letters_html, \
+    letters_key_html, notice_html, rejected_html
 from .overlay import FigureImage
 from .yours import YOURS, Mine, gone_message, session_mine
 
@@ -74,6 +73,10 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
     blank = {key: (None if key == "label" else "") for key in PARTS}
 
     def compare(name_value, k_value, request: gr.Request = None):
+        reason = rejected(name_value)
+        if reason is not None:  # said above the columns; nothing of an earlier name in them
+            return {compared: None, note: rejected_html(reason),
+                    **{c[key]: blank[key] for c in views.values() for key in PARTS}}
         mine = session_mine(request)
         chosen = models if mine.classifier is None else {**models, YOURS: mine.classifier}
         with user_errors():
@@ -102,10 +105,7 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
     shown = [component for c in views.values() for component in c.values()]
     outputs = [compared, note, columns[YOURS], *shown]
     triggers = [name.submit, button.click, k.release]
-    clear_when_rejected(triggers, name, {compared: None,
-                                         **{c[key]: blank[key] for c in views.values() for key in PARTS}},
-                        note, **ui)  # before the validated event: see there
-    gr.on(triggers, compare, [name, k], outputs, validator=name_validator, api_name="ui_compare", **ui)
+    gr.on(triggers, compare, [name, k], outputs, api_name="ui_compare", **ui)
     tab.select(compare_if_stale, [name, k, compared], outputs, api_name="ui_compare_tab", **ui)
     for event in follow.events:
-        event.success(lambda n: n, follow.name, name, queue=False, **ui)
+        event.success(lambda n: gr.skip() if rejected(n) is not None else n, follow.name, name, queue=False, **ui)

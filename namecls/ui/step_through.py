@@ -17,8 +17,8 @@ from .. import cell, service
 from ..data import Normalized
 from ..inference import Classifier, Trace
 from . import server
-from .common import DEFAULT_MODEL, MODEL_CHOICES, TOP_K, Picked, clear_when_rejected, gone_notice, \
-    name_validator, offered, rejected, set_facts, stop_offering_gone, top_k_dict, top_k_for, user_errors, whole_name
+from .common import DEFAULT_MODEL, MODEL_CHOICES, TOP_K, Picked, gone_notice, offered, rejected, set_facts, \
+    stop_offering_gone, top_k_dict, top_k_for, user_errors, whole_name
 from .figures import map_path_svg, map_svg, trajectory_figure, trajectory_languages, units_figure
 from .html import MODEL_LABELS, answer_html, clamp_step, contribution_along_html, contributions_html, \
     decision_html, edit_choice, esc, gates_html, gradient_html, heatmap_html, legend_html, letters_html, \
@@ -226,6 +226,9 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         if gone is not None:  # "Yours", no longer on the server: why, and nothing of an earlier trace beside it
             return {**cleared, view: None, norm_line: "", answer: gone, unit: gr.update(choices=[], value=None), map_img: "",
                     map_key: "", map_note: ""}
+        reason = rejected(name_value)
+        if reason is not None:  # said under the box; nothing of an earlier trace beside it
+            return {**cleared, view: None, norm_line: rejected_html(reason)}
         with user_errors():
             norm = service.check_name(name_value)
             mine = session_models(models, request)
@@ -373,9 +376,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
     traced = [view, norm_line, story, letters_key, answer, trajectory_img, trajectory_key, decision, contributions,
               unit, units_img, all_units, map_img, map_key, map_note, edits, k, *per_step]
     triggers = [name.submit, button.click, model.input]
-    clear_when_rejected(triggers, name, cleared, norm_line, **ui)  # before the trace
-    traced_event = gr.on(triggers, new_trace, [name, model, k, view], traced, validator=name_validator,
-                         api_name="ui_trace", **ui)
+    traced_event = gr.on(triggers, new_trace, [name, model, k, view], traced, api_name="ui_trace", **ui)
     # .change, not .input: gradio 6.31's Textbox fires input on keypress, which Backspace and Delete never fire.
     # A change made by another event (a variant picked, Classify's name) finds that name traced and is skipped.
     typed = name.change(live, [name, model, k, view], traced, api_name="ui_trace_live", trigger_mode="always_last",
@@ -400,7 +401,9 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
     all_units.expand(draw_all_units, view, units_img, api_name="ui_all_units", **ui)
 
     def take_over(n, m, request: gr.Request = None):
-        """Classify's name and model; without "Yours" if the session's model is gone."""
+        """Classify's name and model; without "Yours" if the session's model is gone. A rejected name stays there."""
+        if rejected(n) is not None:
+            return gr.skip()
         update = offered(m, request)
         return {name: n, model: m if update is None else update}
 
