@@ -39,9 +39,15 @@ which letters decided the answer and what the network holds after each one. A su
 
 # Served fonts are gradio's own copies (no request leaves the machine); Source Sans 3 and IBM Plex Mono draw every
 # letter plainly (the Soft theme's Montserrat makes N, Q and F read oddly).
+# The Soft theme's own colours fail text contrast (WCAG 4.5:1): indigo-500 labels on indigo-100 (3.6:1), white on
+# indigo-500 buttons (4.46:1), grey-400 notes (2.4:1); one shade darker each passes (6:1 or more).
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="rose",
                        font=[gr.themes.LocalFont("Source Sans 3"), "ui-sans-serif", "sans-serif"],
-                       font_mono=[gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "monospace"])
+                       font_mono=[gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "monospace"]).set(
+    block_label_text_color="*primary_700", block_title_text_color="*primary_700",
+    button_primary_background_fill="*primary_600", button_primary_background_fill_hover="*primary_700",
+    checkbox_label_background_fill_selected="*primary_600", body_text_color_subdued="*neutral_600",
+    body_text_color_subdued_dark="*neutral_300")
 
 # ← / → step through the characters when no text box has the focus and the Step through tab is open.
 KEYS_JS = """

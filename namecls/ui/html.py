@@ -33,7 +33,7 @@ CSS = """
 .tab-container { flex-wrap: wrap; }  /* gradio measures the tab bar on a hidden copy that must not widen the page */
 .scroll-x { overflow-x: auto; max-width: 100%; contain: inline-size; }  /* wide content scrolls in its box */
 .table-wrap { contain: inline-size; }  /* a wide table scrolls inside its box, not the page */
-#batch-table th, #batch-table th * { word-break: normal !important; overflow-wrap: normal !important; }
+.table-wrap th, .table-wrap th * { word-break: normal !important; overflow-wrap: normal !important; }  /* "accura/cy" */
 .letters, .heat { width: auto !important; margin: 0.2rem 0 !important; border: none !important; }
 .letters td, .letters th, .heat td, .heat th { border: none !important; }
 .chips { display: flex; flex-wrap: wrap; gap: 0.25rem 0.8rem; font-size: 0.9rem; margin: 0.2rem 0; }
@@ -109,9 +109,13 @@ ul.fade { margin: 0.2rem 0 0 1.1rem; font-size: 0.9rem; }
   .map-svg circle.ref { r: 6px; }  /* a dot a finger can find */
   .map-svg text.step-letter { font-size: 26px; }
   .map-svg text.axis { font-size: 22px; }
-  /* model-card figures keep a readable size and scroll sideways inside their box */
-  [id^="card-"].block { overflow-x: auto !important; contain: inline-size; }
-  [id^="card-"] img { min-width: 620px; max-width: none !important; }
+  /* model-card figures keep a readable size and scroll sideways inside their box, from their left edge */
+  .card-figure .fig-image { min-width: 620px; }
+  /* every tab in view: gradio hides the tabs that its hidden copy of the bar says do not fit behind a "⋯" menu;
+     measured at no width, all six fit, and the real bar wraps onto a second line */
+  .tab-container.visually-hidden button { font-size: 0 !important; padding: 0 !important; min-width: 0 !important; }
+  [role="tablist"].tab-container { overflow: visible !important; height: auto !important; }
+  [role="tablist"] button[role="tab"] { padding-left: 0.6rem !important; padding-right: 0.6rem !important; }
 }
 """
 

@@ -10,11 +10,10 @@ import functools
 
 import gradio as gr
 import pandas as pd
-from gradio.components.plot import PlotData
-from gradio.processing_utils import encode_plot_to_base64
 
 from .figures import CARD_FIGURES, card_figures
 from .html import MODEL_LABELS, esc, percent
+from .overlay import FigureImage
 
 LIMITATIONS_MD = """\
 ### Limitations — read before you trust an answer
@@ -170,29 +169,36 @@ def test_share_md(metrics: dict, language: str = "Russian") -> str:
     return f"{esc(language)} is {percent(n / total)} of this test set ({n:,} of {total:,} names)."
 
 
+def alt_text(which: str, kind: str) -> str:
+    """What a model-card figure shows, for a screen reader (the figure's own title and axes, in words)."""
+    label = MODEL_LABELS[kind]
+    return {"confusion": f"{label}: confusion matrix on the test set, true language by row, predicted by column",
+            "training": f"{label}: training loss and validation accuracy after each epoch",
+            "reliability": f"{label}: reliability diagram on the test set, confidence against accuracy"}[which]
+
+
 def build(models: dict, ui: dict) -> None:
     """Lay out the tab (tables and text at once, figures on the first visit) and wire its event."""
     with gr.Tab("Model card", id="model-card") as tab:
         gr.Markdown("Scores on each checkpoint's held-out **test split**, read from its `metrics.json`; baselines "
                     "scored on the same split.")
         gr.Dataframe(headline_table({kind: clf.metrics for kind, clf in models.items()}),
-                     label="Headline numbers (test set)", interactive=False, elem_id="headline")
+                     label="Headline numbers (test set)", interactive=False, elem_id="headline", wrap=True)
         plots = []
         with gr.Tabs():
             for kind, clf in models.items():
                 label = MODEL_LABELS[kind]
-                figure = {which: dict(label=which.capitalize(), format="png", show_label=False,
-                                      elem_id=f"card-{kind}-{which}") for which in CARD_FIGURES}
+                figure = {which: dict(elem_id=f"card-{kind}-{which}") for which in CARD_FIGURES}
                 with gr.Tab(label, id=f"card-{kind}"):
                     gr.Dataframe(per_language_table(clf.metrics), label=f"{label}: per language (test set)",
                                  interactive=False, max_height=800)
-                    confusion = gr.Plot(**figure["confusion"])
-                    training = gr.Plot(**figure["training"])
+                    confusion = gr.HTML(**figure["confusion"])
+                    training = gr.HTML(**figure["training"])
                     sets = sets_md(clf.metrics)
                     gr.Markdown(sets, elem_id=f"sets-{kind}", visible=bool(sets))
                     calibration = calibration_md(clf.metrics)
                     gr.Markdown(calibration, elem_id=f"calibration-{kind}", visible=bool(calibration))
-                    reliability = gr.Plot(visible=bool(calibration), **figure["reliability"])
+                    reliability = gr.HTML(visible=bool(calibration), **figure["reliability"])
                     plots += [confusion, training, reliability]
                     gr.Dataframe(facts_table(clf.config, clf.metrics), label=f"{label}: data, protocol, settings",
                                  interactive=False, wrap=True, column_widths=["30%", "70%"])
@@ -203,12 +209,14 @@ def build(models: dict, ui: dict) -> None:
         drawn = gr.State(False)
 
     @functools.cache
-    def figures() -> list[PlotData]:
-        """Every checkpoint's figures as PNG plot values, drawn once per app on the first visit to the tab
-        (drawing them while building the page added ~2 s to start-up)."""
-        return [PlotData(type="matplotlib", plot=encode_plot_to_base64(figure, "png"))
+    def figures() -> list[str]:
+        """Every checkpoint's figures as images with their titles for alt text, drawn once per app on the first
+        visit to the tab (drawing them while building the page added ~2 s to start-up). Each keeps a readable size
+        on a phone and scrolls sideways in its box."""
+        return [f'<div class="scroll-x card-figure">{FigureImage.from_figure(figure).image_html(alt_text(which, kind))}'
+                f'</div>'
                 for kind, clf in models.items()
-                for figure in card_figures(clf.metrics, clf.labels, MODEL_LABELS[kind]).values()]
+                for which, figure in card_figures(clf.metrics, clf.labels, MODEL_LABELS[kind]).items()]
 
     def show(already: bool):
         """The figures on a session's first visit to the tab (then ``drawn``); later visits resend nothing."""

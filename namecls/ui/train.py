@@ -151,6 +151,13 @@ def curves(history: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return loss, accuracy
 
 
+def accuracy_range(accuracy: pd.DataFrame) -> list[float]:
+    """The accuracy plot's y range: from a tenth below its lowest point (0.9 for a first epoch at 0.95) to 1, so a
+    climb from 0.95 to 0.98 is seen, not a flat line on a 0-1 axis."""
+    low = float(accuracy["value"].min()) if len(accuracy) else 0.0
+    return [max(0.0, math.floor(10 * low - 0.5) / 10), 1.0]
+
+
 def progress_html(info: dict, budget: float) -> str:
     """A progress bar with the seconds left (by the time budget or the epochs, whichever ends first)."""
     fraction = min(1.0, max(0.0, float(info.get("fraction") or 0.0)))
@@ -183,7 +190,7 @@ def build(models: dict, ui: dict, radios: list) -> None:
                                min_width=160, elem_id="train-epochs")
             budget = gr.Slider(5, MAX_BUDGET_SECONDS, value=30, step=5, precision=0, label="Time budget (s)",
                                min_width=160, elem_id="train-budget")
-            watch = gr.Textbox(value="Nguyen", label="A name to watch", max_lines=1, max_length=64, min_width=160,
+            watch = gr.Textbox(value="Fujita", label="A name to watch", max_lines=1, max_length=64, min_width=160,
                                elem_id="train-watch")
         languages = gr.CheckboxGroup(labels, value=["Chinese", "Japanese", "Russian"], label="Languages",
                                      elem_id="train-languages")
@@ -280,7 +287,8 @@ def build(models: dict, ui: dict, radios: list) -> None:
                 last, last_at = info, time.monotonic()
                 history.append(info)
                 loss, accuracy = curves(history)
-                shown |= {progress: progress_html(info, seconds), loss_plot: loss, accuracy_plot: accuracy}
+                shown |= {progress: progress_html(info, seconds), loss_plot: loss,
+                          accuracy_plot: gr.LinePlot(value=accuracy, y_lim=accuracy_range(accuracy))}
                 if info.get("watch"):
                     shown[watched] = dict(info["watch"])
                 yield shown
@@ -316,7 +324,7 @@ def build(models: dict, ui: dict, radios: list) -> None:
 
     start.click(run, [cell, hidden, layers, lr, epochs, budget, languages, watch],
                 [progress, loss_plot, accuracy_plot, watched, result, download, *radios], api_name="ui_train",
-                concurrency_limit=1, concurrency_id="train", **ui)
+                concurrency_limit=1, concurrency_id="train", show_progress="hidden", **ui)  # the tab's own bar
     stop.click(halt, None, None, queue=False, api_name="ui_train_stop", **ui)
     everything.click(lambda: gr.CheckboxGroup(value=labels), None, languages, queue=False,
                      api_name="ui_train_all", **ui)
