@@ -49,7 +49,8 @@ THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="rose",
     checkbox_label_background_fill_selected="*primary_600", body_text_color_subdued="*neutral_600",
     body_text_color_subdued_dark="*neutral_300")
 
-# ← / → step through the characters when no text box has the focus and the Step through tab is open.
+# ← / → step through the characters when no text box has the focus and the Step through tab is open; a tap on a
+# map dot names it; gradio's empty placeholders get a role.
 KEYS_JS = """
 () => {
   document.addEventListener("keydown", (event) => {
@@ -69,6 +70,12 @@ KEYS_JS = """
     tip.style.cssText = `position:absolute;left:${event.pageX + 10}px;top:${event.pageY - 28}px;z-index:50;` +
       "background:#111;color:#fff;padding:2px 6px;border-radius:4px;font-size:13px;pointer-events:none";
   });
+  // gradio's empty-value placeholder is a <div aria-label="Empty value"> with no role, which ARIA prohibits (an
+  // accessibility audit fails on it): give it the role its label implies.
+  const label_empty = () => document.querySelectorAll("div.empty[aria-label]:not([role])").forEach(
+    (el) => el.setAttribute("role", "img"));
+  new MutationObserver(label_empty).observe(document.body, {childList: true, subtree: true});
+  label_empty();
 }
 """
 

@@ -21,7 +21,6 @@ ALL_LANGUAGES = 18  # the names data's languages: a model trained on fewer says 
 
 # The whole app's CSS (launch(css=...)). Class names are the fragments' own; ids are the components' elem_id.
 CSS = """
-.gradio-container { max-width: 1200px !important; margin: 0 auto; }
 .small-note { font-size: 0.85rem; color: var(--body-text-color); }  /* the theme's subdued grey is 2.4:1 */
 .nowrap { white-space: nowrap; }
 .norm-line, .decision { font-size: 0.95rem; padding: 0.2rem 0.1rem; }
@@ -119,9 +118,13 @@ ul.fade { margin: 0.2rem 0 0 1.1rem; font-size: 0.9rem; }
 }
 """
 
-# CSS outside the app's content, which launch(css=...) cannot reach (gradio scopes that to `.contain`): on a phone,
-# the page's side margins go from gradio's 32 px to 6 px, so a name's letter tiles fit the screen.
+# CSS in the page's head: outside the app's content, which launch(css=...) cannot reach (gradio scopes that to
+# `.contain`), and there from the first paint. On a phone the side margins go from gradio's 32 px to 6 px, so a
+# name's letter tiles fit the screen.
 HEAD = """<style>
+/* the page's width from the first paint: set by the app's css (loaded later) it moved the whole page twice while
+   loading, a layout shift of 0.64 */
+.gradio-container { width: 100% !important; max-width: 1200px !important; margin: 0 auto !important; }
 @media (max-width: 640px) { .gradio-container .main.fillable { padding-left: 6px !important;
                                                                padding-right: 6px !important; } }
 </style>"""
