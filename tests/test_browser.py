@@ -508,8 +508,7 @@ def test_train_your_own_in_a_browser(page, data_dir):
     # "Yours" in Compare: a third column beside the RNN and the GRU, on the name Classify took.
     open_tab(page, "Compare")
     expect(page.locator("#compare-name input, #compare-name textarea").first).to_have_value("Nguyen")
-    column = page.locator("#compare-yours-column")
-    expect(column).to_be_visible()
+    expect(page.locator("#compare-yours")).to_be_visible()
     expect(page.locator("#compare-note")).to_contain_text("you trained")
     expect(page.locator("#compare-note")).to_contain_text("Chinese, Japanese and Russian")
     expect(page.locator("#compare-yours")).to_contain_text("Yours (GRU)")
@@ -520,11 +519,18 @@ def test_train_your_own_in_a_browser(page, data_dir):
     expect(page.locator("#compare-yours-decision")).to_contain_text("Yours:")
     for kind in ("rnn", "gru"):
         expect(page.locator(f"#compare-{kind}-answer .answer-set")).to_be_visible()
-    boxes = [page.locator(f"#compare-{kind}-column").bounding_box() for kind in ("rnn", "gru", "yours")]
-    if width >= 1024:  # side by side on a laptop, one under the other on a phone
-        assert boxes[0]["y"] == boxes[1]["y"] == boxes[2]["y"] and boxes[0]["x"] < boxes[1]["x"] < boxes[2]["x"]
+    # On a laptop each part of the three models in one row, level (whatever each holds); on a phone one part of
+    # every model after another (the labels together, then the answers, ...), so they are read together.
+    parts = ["", "-answer", "-letters", "-trajectory", "-decision"]
+    boxes = {(part, kind): page.locator(f"#compare-{kind}{part}").bounding_box()
+             for part in parts for kind in ("rnn", "gru", "yours")}
+    if width >= 1024:
+        for part in parts:
+            rnn, gru, mine = (boxes[part, kind] for kind in ("rnn", "gru", "yours"))
+            assert rnn["y"] == gru["y"] == mine["y"] and rnn["x"] < gru["x"] < mine["x"], part
     else:
-        assert boxes[0]["y"] < boxes[1]["y"] < boxes[2]["y"]
+        tops = [boxes[key]["y"] for key in boxes]  # in (part, model) order
+        assert tops == sorted(tops) and len(set(tops)) == len(tops), tops
     check_width(page, "Compare with Yours", problems)
     shot(page, f"{width}-7-compare-yours")
     assert not problems, "\n".join(problems)

@@ -21,9 +21,10 @@ def column(trace, k: int, label: str, facts: dict) -> dict:
     """One model's column for a traced name: {part: value} for :data:`PARTS` (``label``: the model's name)."""
     details = whole_name(trace)
     figure = FigureImage.from_figure(trajectory_figure(trace, k, f"{label}: after each prefix"))
+    model = f'<div class="compare-model">{esc(label)}</div>'  # on a phone the parts of the models interleave
     return {"label": top_k_dict(trace.top(-1, k)),
-            "answer": answer_html(details, facts),
-            "letters": letters_html(trace) + letters_key_html(trace),
+            "answer": model + answer_html(details, facts),
+            "letters": model + letters_html(trace) + letters_key_html(trace),
             "trajectory": figure.image_html(f"{label}: probability of the top languages after each prefix")
             + legend_html(trajectory_languages(trace, k), trace.labels),
             "decision": decision_html(trace, label)}

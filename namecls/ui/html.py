@@ -76,6 +76,12 @@ CSS = """
 /* Long names (up to 64 letters) wrap in text rather than widen a phone's page. */
 .gradio-container code, .story, .decision, .answer, #trace-edits label span { overflow-wrap: anywhere; }
 .legend-lead { font-size: 0.85rem; white-space: normal; }
+/* Compare: each model's parts in a row with the other models' same part (the columns line up whatever each holds);
+   on a phone, one part of every model after another: the labels together, then the answers, ... */
+#compare-columns { display: grid !important; grid-template-rows: repeat(5, auto); grid-auto-flow: column;
+                   grid-auto-columns: minmax(0, 1fr); gap: 0.5rem 1rem; }
+#compare-columns .column, #compare-columns div:has(> .column) { display: contents !important; }
+.compare-model { display: none; font-weight: 700; font-size: 0.85rem; margin-bottom: 0.15rem; }
 /* Dark theme: every figure sits on a light card, so its colours mean what they mean in the light theme (grey
    levels are a unit's value, blue raised and red lowered) and its dark marks (the map's path) stay visible. */
 .dark :is(#trace-display, #letters-key, #trajectory, #trajectory-key, #contributions, #heatmap, #gates,
@@ -108,6 +114,12 @@ ul.fade { margin: 0.2rem 0 0 1.1rem; font-size: 0.9rem; }
   .map-svg circle.ref { r: 6px; }  /* a dot a finger can find */
   .map-svg text.step-letter { font-size: 26px; }
   .map-svg text.axis { font-size: 22px; }
+  #compare-columns { grid-template-rows: none; grid-auto-flow: row; grid-template-columns: minmax(0, 1fr); }
+  .compare-model { display: block; }  /* the parts interleave: each says whose it is */
+  #compare-columns [id$="-answer"] { order: 2; }
+  #compare-columns [id$="-letters"] { order: 3; }
+  #compare-columns [id$="-trajectory"] { order: 4; }
+  #compare-columns [id$="-decision"] { order: 5; }
   /* model-card figures keep a readable size and scroll sideways inside their box, from their left edge */
   .card-figure .fig-image { min-width: 620px; }
   /* every tab in view: gradio hides the tabs that its hidden copy of the bar says do not fit behind a "⋯" menu;
