@@ -32,7 +32,8 @@ CSS = """
 .tab-container { flex-wrap: wrap; }  /* gradio measures the tab bar on a hidden copy that must not widen the page */
 .scroll-x { overflow-x: auto; max-width: 100%; contain: inline-size; }  /* wide content scrolls in its box */
 .table-wrap { contain: inline-size; }  /* a wide table scrolls inside its box, not the page */
-.table-wrap th, .table-wrap th * { word-break: normal !important; overflow-wrap: normal !important; }  /* "accura/cy" */
+.table-wrap th, .table-wrap th *, #train-result th {
+  word-break: normal !important; overflow-wrap: normal !important; }  /* "accura/cy" */
 .letters, .heat { width: auto !important; margin: 0.2rem 0 !important; border: none !important; }
 .letters td, .letters th, .heat td, .heat th { border: none !important; }
 .chips { display: flex; flex-wrap: wrap; gap: 0.25rem 0.8rem; font-size: 0.9rem; margin: 0.2rem 0; }
@@ -126,6 +127,7 @@ ul.fade { margin: 0.2rem 0 0 1.1rem; font-size: 0.9rem; }
      measured at no width, all six fit, and the real bar wraps onto a second line */
   .tab-container.visually-hidden button { font-size: 0 !important; padding: 0 !important; min-width: 0 !important; }
   [role="tablist"].tab-container { overflow: visible !important; height: auto !important; }
+  .min_value, .max_value { display: inline !important; }  /* a slider's range: gradio hides it below 480 px */
   [role="tablist"] button[role="tab"] { padding-left: 0.6rem !important; padding-right: 0.6rem !important; }
 }
 """

@@ -206,7 +206,7 @@ def build(models: dict, ui: dict, radios: list) -> None:
             accuracy_plot = gr.LinePlot(x="seconds", y="value", y_lim=[0, 1], title="Validation accuracy",
                                         x_title="seconds", y_title="accuracy", elem_id="train-accuracy",
                                         min_width=280, height=240)
-        watched = gr.Label(label="The watched name, as the model sees it after each epoch", elem_id="train-watched",
+        watched = gr.Label(label="The watched name, after each epoch", elem_id="train-watched",
                            num_top_classes=3)
         result = gr.Markdown(elem_id="train-result")
         download = gr.DownloadButton(ZIP_LABEL, visible=False, elem_id="train-download")
