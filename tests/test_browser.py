@@ -232,6 +232,21 @@ def test_the_app_in_a_browser(page):
     expect(box).to_have_value("Ślusàrski")
     expect(norm).to_contain_text("→ Slusarski")
     expect(label).to_contain_text("Polish")
+    # A set of one language is the label's heading; a set of several leads above bars that hold every one of them.
+    expect(label.locator(".output-class")).to_have_text("Polish")
+    box.fill("Yilmaz")
+    box.press("Enter")
+    yilmaz = service.predict_details(app.MODELS, "Yilmaz", "gru", 18)
+    expect(answer.locator(".answer-set")).to_have_text(set_line(yilmaz))
+    assert len(yilmaz["set"]) > 1
+    expect(label.locator(".output-class")).to_have_count(0)
+    for language in yilmaz["set"]:
+        expect(label).to_contain_text(language)
+    longest = ("Wolfeschlegelsteinhausenbergerdorff" * 2)[:64]  # the longest name allowed wraps, never widens
+    box.fill(longest)
+    box.press("Enter")
+    expect(norm).to_contain_text(f"{longest} is read as typed")
+    check_width(page, "Classify (a 64-letter name)", problems)
 
     # A rejected name says why under the box and leaves no answer of the previous name on screen. (gradio's own
     # mark on the box is not checked: its frontend unmarks the box when any other event reading it answers.)
@@ -404,7 +419,7 @@ def test_the_app_in_a_browser(page):
     # -- Batch: pasted names with hostile ones, shown as text; CSV offered; nothing pasted is a plain message ---
     open_tab(page, "Batch")
     pasted = page.locator("#batch-text textarea")
-    pasted.fill("\n".join(BATCH_NAMES))
+    pasted.fill("\n".join([*BATCH_NAMES[:2], "", *BATCH_NAMES[2:]]))  # a blank line among them: skipped, and said
     page.locator("#batch-btn").click()
     summary, table = page.locator("#batch-summary"), page.locator("#batch-table")
     expect(summary).to_contain_text("6 names classified")
@@ -418,7 +433,10 @@ def test_the_app_in_a_browser(page):
     assert len(answered) == 4 and several and seen
     expect(summary).to_have_text(f"6 names classified with the GRU; {several} with more than one language in their "
                                  f"prediction set; {seen} in the training lists; 2 could not be read (see the "
-                                 f"error column).")
+                                 f"error column). (1 blank line skipped.)")
+    # The reason a row could not be read sits beside its name, in view on a phone too.
+    error_cell = table.locator("td").filter(has_text="no letters").first
+    assert error_cell.bounding_box()["x"] + 20 < width, error_cell.bounding_box()
     for d in answered:
         if len(d["set"]) > 1:
             expect(table).to_contain_text(" or ".join(d["set"]))
