@@ -159,8 +159,8 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         with gr.Row():
             with gr.Column(scale=4, min_width=280):
                 state_heatmap = gr.HTML(elem_id="state-heatmap")
-                gr.Markdown("Each row is one of the units above (*L2 #119*: unit 119 of layer 2), each column its "
-                            "value after that letter, light low, dark high; the outlined column is the current "
+                gr.Markdown("Each row is one of the units above (*L2 #119*: unit 119 of layer 2; a one-layer "
+                            "model's are just *#119*), each column its value after that letter, light low, dark high; the outlined column is the current "
                             "letter and *Δ here* the unit's change there.", elem_classes="small-note")
             with gr.Column(scale=3, min_width=280):
                 unit = gr.Dropdown(label="One unit, written out", elem_id="unit", interactive=True)
@@ -413,11 +413,12 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
 
 
 def no_map_html(key: str) -> str:
-    """Why there is no map: a model trained in the page has none (it takes minutes to fit); any other checkpoint
+    """Why there is no map: a model trained in the page has none (the page runs no separate fit); any other checkpoint
     can have one added."""
     if key == "yours":
-        return ('<div class="small-note">The model you trained has no map of training names: fitting one takes '
-                'minutes, more than a training in the page is given. The views above are all there.</div>')
+        return ('<div class="small-note">The model you trained in this page has no map of training names, no '
+                'nearest training names and no novelty score: the committed models get them from a separate fit '
+                'after training, which the page does not run. Every view above is there.</div>')
     return NO_MAP_HTML
 
 
