@@ -201,7 +201,8 @@ def build(models: dict, ui: dict) -> None:
                     reliability = gr.HTML(visible=bool(calibration), **figure["reliability"])
                     plots += [confusion, training, reliability]
                     gr.Dataframe(facts_table(clf.config, clf.metrics), label=f"{label}: data, protocol, settings",
-                                 interactive=False, wrap=True, column_widths=["30%", "70%"])
+                                 interactive=False, wrap=True, column_widths=["30%", "70%"],
+                                 max_height=1000)  # every row in view (the default height cut the last one)
                     share = test_share_md(clf.metrics)
                     if share:
                         gr.Markdown(share)
