@@ -515,13 +515,26 @@ def test_train_your_own_in_a_browser(page, data_dir):
     page.locator("#train-stop").click()
     expect(page.locator("#train-result")).to_contain_text("stopped by stop", timeout=60_000)
 
-    # "Yours" in Classify.
+    # "Yours" in Classify, after k = 6 on the GRU: the Top-k slider follows the model (1-3), no error, and the
+    # answer says which languages it knows; back on the GRU the slider offers 1-18 again.
     open_tab(page, "Classify")
-    page.locator("#model").get_by_text("Yours").click()
     box = page.locator("#name input, #name textarea").first
     box.fill("Nguyen")
     box.press("Enter")
+    k_box = page.locator("#k input[type=number]")
+    k_box.fill("6")
+    k_box.press("Enter")
+    expect(page.locator("#label")).to_contain_text("%")
+    page.locator("#model").get_by_text("Yours").click()
     expect(page.locator("#answer")).to_contain_text("prediction set")
+    expect(page.locator("#answer")).to_contain_text("This model knows only 3 languages")
+    expect(k_box).to_have_value("3")
+    expect(page.locator("#k input[type=range]")).to_have_attribute("max", "3")
+    expect(page.locator(".toast-body")).to_have_count(0)  # no error toast
+    page.locator("#model").get_by_text("GRU", exact=True).click()
+    expect(page.locator("#k input[type=range]")).to_have_attribute("max", "18")
+    page.locator("#model").get_by_text("Yours").click()
+    expect(page.locator("#k input[type=range]")).to_have_attribute("max", "3")
 
     # "Yours" in Compare: a third column beside the RNN and the GRU, on the name Classify took.
     open_tab(page, "Compare")

@@ -67,8 +67,9 @@ def build(models: dict, ui: dict) -> Picked:
     # No validator: a rejected name is an answer in place (gradio's 422 refusal logged a console error each time,
     # and its mark on the box vanished when another event reading the box answered).
     classified = gr.on(triggers, classify, [name, model, k], outputs, api_name="ui_classify", **ui)
+    # always_last: a model picked while a top-k change is still answered is answered next, not dropped
     reclassified = gr.on([model.input, k.release], reclassify, [name, model, k], outputs, api_name="ui_reclassify",
-                         **ui)
+                         trigger_mode="always_last", **ui)
     example = examples.load_input_event.then(classify, [name, model, k], outputs, api_name="ui_example", **ui)
     stop_offering_gone([classified, reclassified, example], model, "ui_classify_choices", **ui)
     return Picked(name, model, (classified, example))

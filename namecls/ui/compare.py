@@ -106,7 +106,7 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
     shown = [component for c in views.values() for component in c.values()]
     outputs = [compared, note, columns[YOURS], *shown]
     triggers = [name.submit, button.click, k.release]
-    gr.on(triggers, compare, [name, k], outputs, api_name="ui_compare", **ui)
+    gr.on(triggers, compare, [name, k], outputs, api_name="ui_compare", trigger_mode="always_last", **ui)
     tab.select(compare_if_stale, [name, k, compared], outputs, api_name="ui_compare_tab", **ui)
     for event in follow.events:
         event.success(lambda n: gr.skip() if rejected(n) is not None else n, follow.name, name, queue=False, **ui)

@@ -376,7 +376,8 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
     traced = [view, norm_line, story, letters_key, answer, trajectory_img, trajectory_key, decision, contributions,
               unit, units_img, all_units, map_img, map_key, map_note, edits, k, *per_step]
     triggers = [name.submit, button.click, model.input]
-    traced_event = gr.on(triggers, new_trace, [name, model, k, view], traced, api_name="ui_trace", **ui)
+    traced_event = gr.on(triggers, new_trace, [name, model, k, view], traced, api_name="ui_trace",
+                         trigger_mode="always_last", **ui)  # a model picked mid-trace is traced next, not dropped
     # .change, not .input: gradio 6.31's Textbox fires input on keypress, which Backspace and Delete never fire.
     # A change made by another event (a variant picked, Classify's name) finds that name traced and is skipped.
     typed = name.change(live, [name, model, k, view], traced, api_name="ui_trace_live", trigger_mode="always_last",
