@@ -218,6 +218,11 @@ def test_the_app_in_a_browser(page):
     expect.set_options(timeout=TIMEOUT)
     width = page.viewport_size["width"]
     problems = []  # pages wider than the screen, collected over all tabs
+    # Every tab in view at both widths (on a phone gradio would hide all but two behind a "⋯" menu).
+    for tab in ("Classify", "Step through", "Compare", "Batch", "Train your own", "Model card"):
+        expect(page.get_by_role("tab", name=tab, exact=True)).to_be_visible()
+        assert page.get_by_role("tab", name=tab, exact=True).bounding_box()["x"] >= 0, tab
+    expect(page.locator('button[aria-label="More tabs"]')).to_be_hidden()
 
     # -- Classify -----------------------------------------------------------------------------------------------
     box = page.locator("#name input, #name textarea").first
@@ -456,6 +461,8 @@ def test_the_app_in_a_browser(page):
     # -- Model card: figures drawn on the first visit, limitations ---------------------------------------------
     open_tab(page, "Model card")
     expect(page.locator("#card-rnn-confusion img")).to_be_visible()
+    expect(page.locator("#card-rnn-confusion img")).to_have_attribute("alt", re.compile(r"^RNN: confusion matrix"))
+    expect(page.locator("#card-rnn-training img")).to_have_attribute("alt", re.compile(r"^RNN: training loss"))
     expect(page.locator("#card-rnn-training img")).to_be_visible()
     expect(page.get_by_text("A surname is not a nationality, an ethnicity")).to_be_visible()
     expect(page.locator("#headline")).to_contain_text("GRU")
