@@ -50,7 +50,7 @@ THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="rose",
     body_text_color_subdued_dark="*neutral_300")
 
 # ← / → step through the characters when no text box has the focus and the Step through tab is open; a tap on a
-# map dot names it; gradio's empty placeholders get a role.
+# map dot names it; gradio's empty placeholders get a role; a letter table keeps its current letter in view.
 KEYS_JS = """
 () => {
   document.addEventListener("keydown", (event) => {
@@ -74,7 +74,16 @@ KEYS_JS = """
   // accessibility audit fails on it): give it the role its label implies.
   const label_empty = () => document.querySelectorAll("div.empty[aria-label]:not([role])").forEach(
     (el) => el.setAttribute("role", "img"));
-  new MutationObserver(label_empty).observe(document.body, {childList: true, subtree: true});
+  // A long name's letter tables scroll sideways in their box: keep the current letter in view as it moves.
+  const follow_current = () => document.querySelectorAll(".scroll-x").forEach((box) => {
+    const current = box.querySelector(".current");
+    if (!current || box.scrollWidth <= box.clientWidth) return;
+    const outer = box.getBoundingClientRect(), inner = current.getBoundingClientRect();
+    if (inner.left < outer.left || inner.right > outer.right)
+      box.scrollLeft += (inner.left + inner.right) / 2 - (outer.left + outer.right) / 2;
+  });
+  new MutationObserver(() => { label_empty(); follow_current(); })
+    .observe(document.body, {childList: true, subtree: true});
   label_empty();
 }
 """

@@ -400,6 +400,12 @@ def test_the_app_in_a_browser(page):
     tracing(longest, "gru")
     at(64, 64)
     check_width(page, "Step through (a 64-letter name)", problems)
+    # Its letter tables scroll in their boxes, each keeping the current (last) letter in view.
+    for figure in ("#trace-display", "#heatmap", "#gates", "#gradient"):
+        expect(page.locator(f"{figure} .scroll-x .current").first).to_be_attached()
+        page.wait_for_function("""(sel) => { const b = document.querySelector(sel); const c = b.querySelector('.current');
+            const o = b.getBoundingClientRect(), i = c.getBoundingClientRect();
+            return i.left >= o.left - 1 && i.right <= o.right + 1; }""", arg=f"{figure} .scroll-x", timeout=TIMEOUT)
 
     trace_box.fill("12345")  # rejected: no stale answer
     trace_box.press("Enter")
