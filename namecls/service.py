@@ -224,8 +224,14 @@ def read_names_file(path: str | os.PathLike) -> list[str]:
     """Names from an uploaded ``.txt`` (one a line) or ``.csv`` (a name/surname column, else the first column):
     :func:`read_upload_text`, then :func:`parse_csv` or :func:`parse_lines`. Blank lines are skipped
     (:func:`blank_rows` counts them). Raises ``ValueError`` as those do, or for more than ``MAX_BATCH_NAMES`` names."""
+    return read_upload(path)[0]
+
+
+def read_upload(path: str | os.PathLike) -> tuple[list[str], int]:
+    """:func:`read_names_file`'s names, and how many blank rows it skipped (:func:`blank_rows`)."""
     text = read_upload_text(path)
-    return parse_csv(text) if Path(path).suffix.lower() == ".csv" else parse_lines(text)
+    is_csv = Path(path).suffix.lower() == ".csv"
+    return (parse_csv(text) if is_csv else parse_lines(text)), blank_rows(text, is_csv)
 
 
 def read_upload_text(path: str | os.PathLike) -> str:

@@ -77,12 +77,7 @@ def build(models: dict, ui: dict) -> gr.Radio:
         if gone is not None:  # "Yours", no longer on the server: why, and no table of an earlier batch
             return {summary: gone, table: pd.DataFrame(columns=COLUMNS), download: gr.DownloadButton(visible=False)}
         with user_errors():
-            from_file, skipped = [], 0
-            if file:
-                content = service.read_upload_text(file)
-                is_csv = str(file).lower().endswith(".csv")
-                from_file = service.parse_csv(content) if is_csv else service.parse_lines(content)
-                skipped += service.blank_rows(content, is_csv)
+            from_file, skipped = service.read_upload(file) if file else ([], 0)
             from_text = service.parse_lines(text) if text and text.strip() else []
             skipped += service.blank_rows(text or "")
             names = from_file + from_text

@@ -10,7 +10,7 @@ from .. import service
 from .common import TOP_K, Picked, rejected, set_facts, top_k_dict, user_errors, whole_name
 from .figures import trajectory_figure, trajectory_languages
 from .html import ALL_LANGUAGES, MODEL_LABELS, answer_html, decision_html, esc, legend_html, letters_html, \
-    letters_key_html, notice_html, rejected_html
+    letters_key_html, listed_and, notice_html, rejected_html
 from .overlay import FigureImage
 from .yours import YOURS, Mine, gone_message, session_mine
 
@@ -33,9 +33,8 @@ def column(trace, k: int, label: str, facts: dict) -> dict:
 def about_yours_html(classifier) -> str:
     """What the session's model is, above the columns: its cell and the languages it can answer."""
     labels = classifier.labels
-    listed = ", ".join(esc(lang) for lang in labels[:-1]) + f" and {esc(labels[-1])}"
     which = (f"all {len(labels)} languages" if len(labels) >= ALL_LANGUAGES else
-             f"{len(labels)} languages ({listed}): its answer is always one of them")
+             f"{len(labels)} languages ({listed_and(labels)}): its answer is always one of them")
     return (f'<div class="small-note" data-languages="{len(labels)}"><b>Yours</b>: the '
             f'{esc(MODEL_LABELS[classifier.kind])} you trained in “Train your own”, on {which}.</div>')
 

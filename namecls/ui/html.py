@@ -258,9 +258,14 @@ def only_these_html(labels) -> str:
     one of them, whatever the name. Empty for a model of every language."""
     if not labels or len(labels) >= ALL_LANGUAGES:
         return ""
-    listed = ", ".join(esc(lang) for lang in labels[:-1]) + f" and {esc(labels[-1])}"
     return (f'<div class="only-these" data-languages="{len(labels)}">This model knows only {len(labels)} '
-            f'languages ({listed}): its answer is always one of them.</div>')
+            f'languages ({listed_and(labels)}): its answer is always one of them.</div>')
+
+
+def listed_and(labels: list[str]) -> str:
+    """'Chinese, Japanese and Russian' (escaped)."""
+    return ", ".join(esc(lang) for lang in labels[:-1]) + f" and {esc(labels[-1])}" if len(labels) > 1 else \
+        esc(labels[0])
 
 
 def novelty_html(details: dict, facts: dict) -> str:
@@ -293,7 +298,8 @@ def _answer_without_set(details: dict, facts: dict) -> str:
     language = next(iter(top), "?")
     return (f'<div class="answer" data-set-size="0" data-seen="{_seen_flag(details.get("seen_as"))}">'
             f'<div class="answer-set"><b>{esc(language)}</b> <span class="small-note">(this checkpoint has no '
-            f'prediction sets)</span></div>{only_these_html(facts.get("labels"))}<div class="small-note">Top probability '
+            f'prediction sets)</span></div>{only_these_html(facts.get("labels"))}<div class="small-note">Top '
+            f'probability '
             f'{percent(details["top_probability"])}; entropy {details["entropy"]:.2f} nats of at most '
             f'{math.log(facts["n_labels"]):.2f}.</div></div>')
 

@@ -11,7 +11,7 @@ import functools
 import gradio as gr
 import pandas as pd
 
-from .figures import CARD_FIGURES, card_figures
+from .figures import card_figures
 from .html import MODEL_LABELS, esc, percent
 from .overlay import FigureImage
 
@@ -188,17 +188,16 @@ def build(models: dict, ui: dict) -> None:
         with gr.Tabs():
             for kind, clf in models.items():
                 label = MODEL_LABELS[kind]
-                figure = {which: dict(elem_id=f"card-{kind}-{which}") for which in CARD_FIGURES}
                 with gr.Tab(label, id=f"card-{kind}"):
                     gr.Dataframe(per_language_table(clf.metrics), label=f"{label}: per language (test set)",
                                  interactive=False, max_height=800)
-                    confusion = gr.HTML(**figure["confusion"])
-                    training = gr.HTML(**figure["training"])
+                    confusion = gr.HTML(elem_id=f"card-{kind}-confusion")
+                    training = gr.HTML(elem_id=f"card-{kind}-training")
                     sets = sets_md(clf.metrics)
                     gr.Markdown(sets, elem_id=f"sets-{kind}", visible=bool(sets))
                     calibration = calibration_md(clf.metrics)
                     gr.Markdown(calibration, elem_id=f"calibration-{kind}", visible=bool(calibration))
-                    reliability = gr.HTML(visible=bool(calibration), **figure["reliability"])
+                    reliability = gr.HTML(visible=bool(calibration), elem_id=f"card-{kind}-reliability")
                     plots += [confusion, training, reliability]
                     gr.Dataframe(facts_table(clf.config, clf.metrics), label=f"{label}: data, protocol, settings",
                                  interactive=False, wrap=True, column_widths=["30%", "70%"],
@@ -214,8 +213,8 @@ def build(models: dict, ui: dict) -> None:
         """Every checkpoint's figures as images with their titles for alt text, drawn once per app on the first
         visit to the tab (drawing them while building the page added ~2 s to start-up). Each keeps a readable size
         on a phone and scrolls sideways in its box."""
-        return [f'<div class="scroll-x card-figure">{FigureImage.from_figure(figure).image_html(alt_text(which, kind))}'
-                f'</div>'
+        return [f'<div class="scroll-x card-figure">'
+                f'{FigureImage.from_figure(figure).image_html(alt_text(which, kind))}</div>'
                 for kind, clf in models.items()
                 for which, figure in card_figures(clf.metrics, clf.labels, MODEL_LABELS[kind]).items()]
 

@@ -160,8 +160,9 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
             with gr.Column(scale=4, min_width=280):
                 state_heatmap = gr.HTML(elem_id="state-heatmap")
                 gr.Markdown("Each row is one of the units above (*L2 #119*: unit 119 of layer 2; a one-layer "
-                            "model's are just *#119*), each column its value after that letter, light low, dark high; the outlined column is the current "
-                            "letter and *Δ here* the unit's change there.", elem_classes="small-note")
+                            "model's are just *#119*), each column its value after that letter, light low, dark "
+                            "high; the outlined column is the current letter and *Δ here* the unit's change there.",
+                            elem_classes="small-note")
             with gr.Column(scale=3, min_width=280):
                 unit = gr.Dropdown(label="One unit, written out", elem_id="unit", interactive=True)
                 unit_view = gr.HTML(elem_id="unit-view")
@@ -224,8 +225,8 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         """Trace a name once into the session's state; show its last character."""
         gone = gone_notice(kind, request)
         if gone is not None:  # "Yours", no longer on the server: why, and nothing of an earlier trace beside it
-            return {**cleared, view: None, norm_line: "", answer: gone, unit: gr.update(choices=[], value=None), map_img: "",
-                    map_key: "", map_note: ""}
+            return {**cleared, view: None, norm_line: "", answer: gone, unit: gr.update(choices=[], value=None),
+                    map_img: "", map_key: "", map_note: ""}
         reason = rejected(name_value)
         if reason is not None:  # said under the box; nothing of an earlier trace beside it
             return {**cleared, view: None, norm_line: rejected_html(reason)}
@@ -233,7 +234,8 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
             norm = service.check_name(name_value)
             mine = session_models(models, request)
             clf = service.pick_model(mine, kind)
-            v = StepView.build(clf, norm, top_k_for(len(clf.labels), k_value)[0], kind, others={key: mine[key] for key in ("rnn", "gru")})
+            v = StepView.build(clf, norm, top_k_for(len(clf.labels), k_value)[0], kind,
+                               others={key: mine[key] for key in ("rnn", "gru")})
         return traced_parts(v, old, clf)
 
     def traced_parts(v: StepView, old, clf) -> dict:
@@ -270,9 +272,6 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
     def live(name_value, kind, k_value, old, request: gr.Request = None):
         """As the name is typed: trace it again (the queue keeps only the last keystroke's event); a name that
         cannot be read clears the answer and says why in the normalisation line, without an error box."""
-        reason = rejected(name_value)
-        if reason is not None:
-            return {**cleared, view: None, norm_line: rejected_html(reason)}
         if old is not None and old.trace.name == name_value and old.key == kind:
             return gr.skip()
         try:
@@ -329,8 +328,9 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
             return gr.skip()
         v = v.with_k(top_k_for(len(v.trace.labels), k_value)[0])
         t = v.trace
-        return {view: v, k: top_k_for(len(t.labels), v.k)[1], trajectory_img: v.trajectory.image_html(f"{MODEL_LABELS[v.kind]}: probability of the "
-                                                                  f"top languages after each prefix"),
+        return {view: v, k: top_k_for(len(t.labels), v.k)[1],
+                trajectory_img: v.trajectory.image_html(f"{MODEL_LABELS[v.kind]}: probability of the top languages "
+                                                        f"after each prefix"),
                 trajectory_key: legend_html(trajectory_languages(t, v.k), t.labels, TRAJECTORY_LEAD),
                 **parts(v, index_of(position, v))}
 
