@@ -110,7 +110,7 @@ def _rnn_pieces(model: nn.Module, x: torch.Tensor, states: torch.Tensor) -> dict
 
 @torch.inference_mode()
 def contributions(model: nn.Module, x, target: int | None = None, temperature: float = 1.0,
-                  hidden=None) -> dict:
+                  hidden=None, shift=None) -> dict:
     """Split the final answer's logit exactly into a bias, the last character's direct term and one term per unit.
 
     The logit of language c after the whole name is linear in the state the readout reads:
@@ -122,7 +122,9 @@ def contributions(model: nn.Module, x, target: int | None = None, temperature: f
       last character's direct term i2o.weight[c, x_T].
 
     The logit is the raw one, *before* the temperature: the calibrated log-odds are logits / ``temperature``, so each
-    part divided by ``temperature`` is its share of the calibrated logit (``probability`` is the calibrated one).
+    part divided by ``temperature`` is its share of the calibrated logit (``probability`` is the calibrated one,
+    under a prior's log ``shift`` (C,) when given: :mod:`namecls.prior`; a prior adds the same to every name's
+    logit of c, so it moves no unit's part).
 
     ``target`` is the language index c (default: the model's top answer for the name). Returns::
 
@@ -153,7 +155,10 @@ def contributions(model: nn.Module, x, target: int | None = None, temperature: f
     read = read.double()  # (T, H)
     bias = readout.bias.double()  # (C,)
     logits = bias + direct + weight @ read[-1]  # (C,)
-    c = int(torch.argmax(logits)) if target is None else int(target)
+    scaled = logits / float(temperature)
+    if shift is not None:
+        scaled = scaled + torch.as_tensor(shift, dtype=scaled.dtype)
+    c = int(torch.argmax(scaled)) if target is None else int(target)
     if not 0 <= c < logits.shape[0]:
         raise ValueError(f"target {c} is not a language index: expected 0 … {logits.shape[0] - 1}")
     along = (read * weight[c]).numpy()  # (T, H)
@@ -162,7 +167,7 @@ def contributions(model: nn.Module, x, target: int | None = None, temperature: f
     state, w = read[-1].numpy(), weight[c].numpy()
     units = [{"layer": top, "unit": j, "state": s, "weight": wj, "contribution": v}
              for j, s, wj, v in zip(order.tolist(), state[order].tolist(), w[order].tolist(), final[order].tolist())]
-    probability = torch.softmax(logits / float(temperature), dim=0)[c]
+    probability = torch.softmax(scaled, dim=0)[c]
     return {"language": c, "logit": float(logits[c]), "bias": float(bias[c]), "input": float(direct[c]),
             "temperature": float(temperature), "probability": float(probability), "units": units, "along": along}
 

@@ -34,8 +34,24 @@ set by the rule itself, and coverage lands on the nominal value (a small excess 
 90% of the time, small languages (Scottish, Portuguese, Arabic) much less. ``metrics.json`` reports it per
 language; conditional coverage per language would need far more than 7-30 validation names each.
 
-Files: ``conformal.safetensors`` (``scores`` (n,) float32, sorted) and ``conformal.json`` (the method, the
-penalty, the evidence for it, n).
+**Under another prior** (:mod:`namecls.prior`: a visitor who expects every language equally often). The promise
+above is for names in the lists' mix, half of them Russian; under an equal prior the same threshold would cover
+the big languages and miss the small ones. The sets are then recalibrated by label-shift-weighted split conformal
+prediction (Tibshirani et al., 2019, "Conformal Prediction Under Covariate Shift"; Podkopaev & Ramdas, 2021,
+"Distribution-free uncertainty quantification for classification under label shift"): the validation scores are
+recomputed on the prior-moved probabilities and weighted by ``w(y) = prior(y) / share of y in validation``, and a
+language ``y`` enters the set when its score is at most the weighted ``coverage`` quantile of the validation scores
+with the name's own weight ``w(y)`` placed at infinity (the finite-sample correction; exact for each candidate
+language, so the promise holds for names whose languages follow the chosen prior and whose spellings, language by
+language, are like the lists'). A language with no validation name cannot be bounded and is always in the set.
+With 7 validation names (Portuguese, Vietnamese) a language's weight is large and its share of the guarantee rests
+on few names: the promise holds on average over calibration draws, and a single draw can miss it for that language.
+Nothing here covers names *unlike* the lists' (``bench/surnames.py`` measures how far the promise carries to real
+surnames from outside them).
+
+Files: ``conformal.safetensors`` (``scores`` (n,) float32, sorted; ``val_probs`` (n, C) float32 and ``val_targets``
+(n,) int64, the validation split's calibrated probabilities and right languages, from which the sets under another
+prior are computed) and ``conformal.json`` (the method, the penalty, the evidence for it, n).
 """
 
 from __future__ import annotations
@@ -46,6 +62,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from . import prior as prior_rule
+
 FORMAT_VERSION = 1
 # A score within this of the threshold counts as at it. The validation score that *is* the threshold is stored in
 # float32 and recomputed, at answer time, from logits that another CPU's kernels round differently (probabilities
@@ -53,6 +71,7 @@ FORMAT_VERSION = 1
 # another. Scores are probability masses (0 to 1 plus the penalty), so this widens a set only for a language whose
 # score lies within 1e-5 of the threshold.
 TIE_TOLERANCE = 1e-5
+THRESHOLD_CACHE = 32  # (prior, coverage) pairs of per-language thresholds kept per model: 32 × C floats at most
 
 
 @dataclass(frozen=True)
@@ -123,6 +142,34 @@ def set_report(sizes: np.ndarray, covered: np.ndarray, targets: np.ndarray, labe
             "singletons": float((sizes == 1).mean()) if len(targets) else None, "per_language": per_language}
 
 
+def weighted_thresholds(scores, targets, weights: np.ndarray, coverage: float) -> np.ndarray:
+    """(C,): for each language y, the weighted ``coverage`` quantile of the validation ``scores`` (n,) whose
+    right languages are ``targets`` (n,), each weighted ``weights[target]``, with the candidate's own weight
+    ``weights[y]`` at +inf (Tibshirani et al., 2019): the smallest score s with (sum of weights of scores <= s) /
+    (total + weights[y]) >= coverage; +inf when no score reaches it or ``weights[y]`` is infinite (no validation
+    name of y)."""
+    scores, targets, weights = np.asarray(scores, np.float64), np.asarray(targets), np.asarray(weights, np.float64)
+    order = np.argsort(scores, kind="stable")
+    ranked = scores[order]  # (n,)
+    cum = np.cumsum(weights[targets[order]])  # (n,)
+    total = cum[-1] if len(cum) else 0.0
+    out = np.full(len(weights), math.inf)
+    for y, w_y in enumerate(weights):
+        if not np.isfinite(w_y) or total <= 0:
+            continue
+        i = int(np.searchsorted(cum, coverage * (total + w_y) * (1 - 1e-12)))  # first index reaching the share
+        out[y] = ranked[i] if i < len(ranked) else math.inf
+    return out
+
+
+def shift_weights(targets, n_labels: int) -> np.ndarray:
+    """(C,): w(y) = (1 / C) / (share of y among ``targets``): the weight that turns the validation split's mix into
+    an equal prior; +inf for a language with no validation name."""
+    counts = np.bincount(np.asarray(targets), minlength=n_labels).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(counts > 0, (1.0 / n_labels) / (counts / counts.sum()), math.inf)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The fitted thing
 
@@ -130,13 +177,57 @@ def set_report(sizes: np.ndarray, covered: np.ndarray, targets: np.ndarray, labe
 class Conformal:
     """Fitted split-conformal prediction sets: the sorted validation scores and the score's penalty."""
 
-    def __init__(self, scores, summary: dict):
+    def __init__(self, scores, summary: dict, val_probs=None, val_targets=None):
         self.scores = np.sort(np.asarray(scores, dtype=np.float32))  # (n,) ascending
         self.summary = summary  # the JSON-able part (conformal.json)
         if self.scores.ndim != 1 or not np.isfinite(self.scores).all():
             raise ValueError(f"conformal scores must be a finite vector, not shape {self.scores.shape}")
         self.penalty = float(summary.get("penalty", 0.0))
         self.free_ranks = int(summary.get("free_ranks", CONFIG.free_ranks))
+        # The validation split itself, for sets under another prior (None: an older checkpoint, lists prior only)
+        self.val_probs = self.val_targets = None
+        self._thresholds: dict[tuple[str, float], np.ndarray] = {}
+        if val_probs is not None:
+            self.val_probs = np.asarray(val_probs, dtype=np.float32)  # (n, C)
+            self.val_targets = np.asarray(val_targets, dtype=np.int64)  # (n,)
+            n, C = self.val_probs.shape if self.val_probs.ndim == 2 else (-1, -1)
+            if (n != len(self.scores) or self.val_targets.shape != (n,) or not np.isfinite(self.val_probs).all()
+                    or (self.val_probs < 0).any() or not np.allclose(self.val_probs.sum(axis=1), 1, atol=1e-3)
+                    or self.val_targets.min(initial=0) < 0 or self.val_targets.max(initial=0) >= C):
+                raise ValueError(f"conformal validation data must be {len(self.scores)} probability rows and their "
+                                 f"languages, not shapes {self.val_probs.shape} and {self.val_targets.shape}")
+            recomputed = np.sort(conformity(self.val_probs, self.val_targets, self.penalty, self.free_ranks))
+            if np.abs(recomputed - self.scores).max(initial=0) > 1e-4:
+                raise ValueError("conformal scores do not follow from the stored validation probabilities")
+            self.learned_prior = prior_rule.learned(self.val_probs)  # (C,)
+
+    @property
+    def priors(self) -> tuple[str, ...]:
+        """The priors this model's sets are calibrated for (:data:`namecls.prior.PRIORS`, or only "lists")."""
+        return prior_rule.PRIORS if self.val_probs is not None else ("lists",)
+
+    def shift(self, prior: str = prior_rule.DEFAULT) -> np.ndarray | None:
+        """(C,) the log-probability shift to ``prior`` (:func:`namecls.prior.log_shift`); None for the lists'.
+        ``ValueError`` for a prior this checkpoint has no validation data for."""
+        prior = prior_rule.check(prior)
+        if prior not in self.priors:
+            raise ValueError(f"these prediction sets have no validation data for the {prior!r} prior "
+                             "(an older checkpoint: only 'lists')")
+        return prior_rule.log_shift(prior, self.learned_prior) if prior != "lists" else None
+
+    def label_thresholds(self, prior: str, coverage: float) -> np.ndarray:
+        """(C,): each language's threshold under ``prior`` at ``coverage`` (:func:`weighted_thresholds` on the
+        validation scores of the prior-moved probabilities). Kept per model: at most
+        :data:`THRESHOLD_CACHE` (prior, coverage) pairs of C floats, then the cache starts again."""
+        key = (prior_rule.check(prior), float(coverage))
+        if key not in self._thresholds:
+            moved = prior_rule.reweight(self.val_probs, self.shift(prior))  # (n, C)
+            scores = conformity(moved, self.val_targets, self.penalty, self.free_ranks)  # (n,)
+            weights = shift_weights(self.val_targets, moved.shape[1])  # (C,)
+            if len(self._thresholds) >= THRESHOLD_CACHE:
+                self._thresholds.clear()
+            self._thresholds[key] = weighted_thresholds(scores, self.val_targets, weights, coverage)
+        return self._thresholds[key]
 
     def __repr__(self) -> str:
         return f"Conformal(n={len(self.scores)}, penalty={self.penalty:g})"
@@ -149,23 +240,36 @@ class Conformal:
         """(N,): the set size of each row of ``probs`` (N, C)."""
         return set_sizes(np.atleast_2d(probs), self.threshold(coverage), self.penalty, self.free_ranks)
 
-    def sets(self, probs, coverage: float = CONFIG.coverage) -> list[list[int]]:
-        """The set of each row of calibrated ``probs`` (N, C): label indices, most probable first, never empty."""
+    def sets(self, probs, coverage: float = CONFIG.coverage, prior: str = prior_rule.DEFAULT) -> list[list[int]]:
+        """The set of each row of calibrated ``probs`` (N, C), already under ``prior``: label indices, most
+        probable first, never empty (the top language is always in)."""
         probs = np.atleast_2d(np.asarray(probs, dtype=np.float64))
         order = _order(probs)
-        sizes = set_sizes(probs, self.threshold(coverage), self.penalty, self.free_ranks)
-        return [row[:m] for row, m in zip(order.tolist(), sizes.tolist())]
+        if prior_rule.check(prior) == "lists":
+            sizes = set_sizes(probs, self.threshold(coverage), self.penalty, self.free_ranks)
+            return [row[:m] for row, m in zip(order.tolist(), sizes.tolist())]
+        _, score = sorted_scores(probs, self.penalty, self.free_ranks)  # (N, C), by rank
+        inside = score <= self.label_thresholds(prior, float(coverage))[order] + TIE_TOLERANCE  # (N, C)
+        inside[:, 0] = True
+        return [[label for label, keep in zip(row, keep_row) if keep]
+                for row, keep_row in zip(order.tolist(), inside.tolist())]
 
-    def report(self, probs, targets, labels: list[str], coverage: float = CONFIG.coverage) -> dict:
-        """:func:`set_report` of this model's sets on ``probs`` with right labels ``targets``."""
+    def report(self, probs, targets, labels: list[str], coverage: float = CONFIG.coverage,
+               prior: str = prior_rule.DEFAULT) -> dict:
+        """:func:`set_report` of this model's sets on ``probs`` (under ``prior``) with right labels ``targets``."""
         probs, targets = np.atleast_2d(np.asarray(probs, dtype=np.float64)), np.asarray(targets)
-        sizes = self.sizes(probs, coverage)
-        rank = np.argmax(_order(probs) == targets[:, None], axis=1)  # 0-based
-        return set_report(sizes, rank < sizes, targets, labels)
+        sets = self.sets(probs, coverage, prior)
+        sizes = np.array([len(row) for row in sets])
+        covered = np.array([t in row for t, row in zip(targets.tolist(), sets)])
+        return set_report(sizes, covered, targets, labels)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """What ``conformal.safetensors`` holds."""
-        return {"scores": torch.from_numpy(self.scores.copy())}
+        out = {"scores": torch.from_numpy(self.scores.copy())}
+        if self.val_probs is not None:
+            out["val_probs"] = torch.from_numpy(self.val_probs.copy())
+            out["val_targets"] = torch.from_numpy(self.val_targets.copy())
+        return out
 
     @classmethod
     def from_saved(cls, tensors: dict, summary: dict) -> "Conformal":
@@ -173,6 +277,10 @@ class Conformal:
         scores = np.asarray(tensors["scores"])
         if not isinstance(summary, dict) or summary.get("n") != len(scores):
             raise ValueError(f"conformal.json does not describe the {len(scores)} stored scores")
+        if ("val_probs" in tensors) != ("val_targets" in tensors):
+            raise ValueError("conformal.safetensors holds one of val_probs and val_targets without the other")
+        if "val_probs" in tensors:
+            return cls(scores, summary, np.asarray(tensors["val_probs"]), np.asarray(tensors["val_targets"]))
         return cls(scores, summary)
 
 
@@ -226,6 +334,10 @@ def fit(val_probs, val_targets, config: ConformalConfig = CONFIG, penalty: float
         "n": int(len(scores)),
         "penalty": float(penalty),
         "free_ranks": int(config.free_ranks),
+        "priors": list(prior_rule.PRIORS),
+        "other_priors": ("label-shift-weighted split conformal (Podkopaev & Ramdas, 2021): validation scores of the "
+                         "prior-moved probabilities, weighted prior(y) / validation share of y, each candidate "
+                         "language's own weight at +inf"),
         "default_coverage": config.coverage,
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()},  # as JSON reads it
         "penalty_choice": None if evidence is None else {
@@ -236,4 +348,4 @@ def fit(val_probs, val_targets, config: ConformalConfig = CONFIG, penalty: float
             "candidates": evidence,
         },
     }
-    return Conformal(scores, summary)
+    return Conformal(scores, summary, val_probs.astype(np.float32), val_targets)

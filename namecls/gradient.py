@@ -124,29 +124,38 @@ def _as_batch(x: torch.Tensor | str) -> torch.Tensor:
     return x
 
 
-def _readout_gradient(logits: torch.Tensor, target: int | None, temperature: float) -> tuple[torch.Tensor, int, float]:
-    """δz = ∂ log softmax(z / τ)[c] / ∂z = (onehot_c - p) / τ for final logits z (C,); also c and log p_c."""
-    log_p = torch.log_softmax(logits / temperature, dim=-1)  # (C,)
-    c = int(torch.argmax(logits)) if target is None else int(target)
+def _readout_gradient(logits: torch.Tensor, target: int | None, temperature: float,
+                      shift=None) -> tuple[torch.Tensor, int, float]:
+    """δz = ∂ log softmax(z / τ + s)[c] / ∂z = (onehot_c - p) / τ for final logits z (C,) and a prior's shift s
+    (:mod:`namecls.prior`; None: 0); also c and log p_c."""
+    log_p = torch.log_softmax(_moved(logits / temperature, shift), dim=-1)  # (C,)
+    c = int(torch.argmax(log_p)) if target is None else int(target)
     dz = -log_p.exp() / temperature  # (C,)
     dz[c] += 1.0 / temperature
     return dz, c, float(log_p[c])
 
 
 @torch.no_grad()
-def _rnn_vectors(model: RNNClassifier, x: torch.Tensor, target: int | None, temperature: float) -> StateVectors:
+def _moved(scaled: torch.Tensor, shift) -> torch.Tensor:
+    """Calibrated logits plus a prior's log shift (C,) (None: unchanged, the lists' prior)."""
+    return scaled if shift is None else scaled + torch.as_tensor(shift, dtype=scaled.dtype)
+
+
+def _rnn_vectors(model: RNNClassifier, x: torch.Tensor, target: int | None, temperature: float,
+                 shift=None) -> StateVectors:
     """The RNN's state gradients by the hand-written BPTT of :mod:`namecls.bptt`."""
     lengths = torch.tensor([x.shape[1]])
     W_h, b_h, W_o, b_o = model.i2h.weight, model.i2h.bias, model.i2o.weight, model.i2o.bias
     logits, cache = bptt.rnn_forward(x, lengths, W_h, b_h, W_o, b_o, model.h0)  # (1, C)
-    dz, c, log_p = _readout_gradient(logits[0], target, temperature)  # (C,)
+    dz, c, log_p = _readout_gradient(logits[0], target, temperature, shift)  # (C,)
     dh = bptt.state_gradients(dz.unsqueeze(0), cache, W_h, W_o)[0]  # (T, H): δh_t for h_0 … h_{T-1} (1-based)
     # The state after character t (0-based) is bptt's h_{t+1}; the one after the last character feeds nothing.
     after = torch.cat([dh[1:], dh.new_zeros(1, dh.shape[1])])  # (T, H)
     return StateVectors(after, dh[0], c, log_p)
 
 
-def _gru_vectors(model: GRUClassifier, x: torch.Tensor, target: int | None, temperature: float) -> StateVectors:
+def _gru_vectors(model: GRUClassifier, x: torch.Tensor, target: int | None, temperature: float,
+                 shift=None) -> StateVectors:
     """The GRU's state gradients by autograd through a step-by-step recomputation of the top layer."""
     H = model.config.hidden_size
     with torch.inference_mode(False), torch.no_grad():  # the lower layers: constants for this derivative
@@ -169,37 +178,39 @@ def _gru_vectors(model: GRUClassifier, x: torch.Tensor, target: int | None, temp
             h = (1 - z) * n + z * h  # (H,): h_t, a node of the graph
             states.append(h)
         logits = h @ W_head.t() + b_head  # (C,): read from the state after the last character
-        c = int(torch.argmax(logits)) if target is None else int(target)
-        log_p = torch.log_softmax(logits / temperature, dim=-1)[c]
+        all_log_p = torch.log_softmax(_moved(logits / temperature, shift), dim=-1)  # (C,)
+        c = int(torch.argmax(all_log_p)) if target is None else int(target)
+        log_p = all_log_p[c]
         grads = torch.autograd.grad(log_p, [h0, *states])  # total derivatives: every later step and the head
     return StateVectors(torch.stack(grads[1:]), grads[0], c, float(log_p.detach()))  # after (T, H)
 
 
 def state_vectors(model: torch.nn.Module, x: torch.Tensor | str, target: int | None = None,
-                  temperature: float = 1.0) -> StateVectors:
+                  temperature: float = 1.0, shift=None) -> StateVectors:
     """The gradient vectors ∂ log p / ∂h_t (T, H) and ∂ log p / ∂(initial state) (H,) behind
     :func:`state_gradients`, same arguments."""
     x = _as_batch(x)
     if target is not None and not 0 <= int(target) < model.config.num_classes:
         raise ValueError(f"target {target} is not a class index 0 … {model.config.num_classes - 1}")
     if isinstance(model, RNNClassifier):
-        return _rnn_vectors(model, x, target, float(temperature))
+        return _rnn_vectors(model, x, target, float(temperature), shift)
     if isinstance(model, GRUClassifier):
-        return _gru_vectors(model, x, target, float(temperature))
+        return _gru_vectors(model, x, target, float(temperature), shift)
     raise TypeError(f"state gradients are written for RNNClassifier and GRUClassifier, not {type(model).__name__}")
 
 
 def state_gradients(model: torch.nn.Module, x: torch.Tensor | str, target: int | None = None,
-                    temperature: float = 1.0) -> StateGradients:
+                    temperature: float = 1.0, shift=None) -> StateGradients:
     """For one name, how strongly the final answer's calibrated log-probability depends on the top layer's state
     after each character: entry t of ``norms`` (T,) is ‖∂ log softmax(logits_T / temperature)[c] / ∂h_t‖₂, the
     total derivative (through every later step), with c = ``target`` or, when None, the final top-1 language.
 
     ``x`` is the name as (T,) or (1, T) character indices (``pad_batch([text])[0]``) or as normalised text.
+    ``shift`` (C,): a prior's log shift added to the calibrated logits (:mod:`namecls.prior`; None: the lists').
     For the RNN the last entry is exactly 0 (its answer reads the state before the last character; see the module
     docstring). Works under ``torch.inference_mode``; never changes the model.
     """
-    vectors = state_vectors(model, x, target, temperature)
+    vectors = state_vectors(model, x, target, temperature, shift)
     norms = torch.linalg.vector_norm(vectors.after.double(), dim=1).numpy()  # (T,)
     return StateGradients(model.config.kind, norms, float(torch.linalg.vector_norm(vectors.initial.double())),
                           vectors.target, vectors.log_prob, float(temperature), isinstance(model, RNNClassifier))

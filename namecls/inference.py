@@ -5,6 +5,10 @@ Every probability is calibrated: logits are divided by the checkpoint's ``temper
 (:mod:`namecls.conformal`) and "seen in training" (:mod:`namecls.seen`) come from the checkpoint's post-training
 fits (:class:`namecls.posthoc.Posthoc`).
 
+Every method that answers takes ``prior`` (:mod:`namecls.prior`): ``"lists"`` (the default, the network's answer
+as trained on the lists' proportions) or ``"equal"`` (every language equally likely before the name is read;
+Bayes' rule, with prediction sets recalibrated for it).
+
 A name is validated and normalised once: every method takes a raw ``str`` or an already validated
 :class:`namecls.data.Normalized` (what :func:`namecls.service.check_name` returns), which it uses as it is.
 """
@@ -20,6 +24,7 @@ import numpy as np
 import torch
 
 from . import calibration, cell, checkpoint, gradient
+from . import prior as prior_rule
 from .conformal import CONFIG as CONFORMAL
 from .data import Normalized, pad_batch, validate
 from .explain import Neighbour, UnitContext  # noqa: F401  (part of the inference API: Trace.neighbours' items)
@@ -50,6 +55,7 @@ class Trace:
     contributions: dict | None = None  # the final answer's logit split over bias, input and units (namecls.cell)
     gates: dict | None = None  # the cell at work after each character (namecls.cell.gates: GRU gates, RNN drives)
     gradient: object | None = None  # namecls.gradient.StateGradients: |d log p(answer) / d h_t| (T,), top layer
+    prior: str = prior_rule.DEFAULT  # the prior every probability and set is under (namecls.prior)
 
     @property
     def hidden(self) -> np.ndarray:
@@ -110,6 +116,7 @@ class Prediction:
     seen_as: list[str] | None = None  # languages of this exact name in the training split ([] unseen; None: no table)
     novelty: float | None = None  # how unusual the name is for the training lists (None: no novelty model)
     unfamiliar: bool | None = None  # novelty above the checkpoint's threshold (None: no novelty model)
+    prior: str = prior_rule.DEFAULT  # the prior the answer is under (namecls.prior)
 
 
 def _log(p: np.ndarray) -> np.ndarray:
@@ -181,9 +188,26 @@ class Classifier:
         reads it back."""
         return checkpoint.save_zip(self, path)
 
-    def _softmax(self, logits: torch.Tensor) -> np.ndarray:
-        """Calibrated probabilities over the last dimension of ``logits``."""
-        return torch.softmax(logits / self.temperature, dim=-1).numpy()
+    def _softmax(self, logits: torch.Tensor, shift: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probabilities over the last dimension of ``logits``, moved to another prior by ``shift``
+        (:meth:`prior_shift`; None: the lists')."""
+        probs = torch.softmax(logits / self.temperature, dim=-1).numpy()
+        return probs if shift is None else prior_rule.reweight(probs, shift).astype(np.float32)
+
+    def prior_shift(self, prior: str = prior_rule.DEFAULT) -> np.ndarray | None:
+        """(C,): what ``prior`` adds to the calibrated log-probabilities (:func:`namecls.prior.log_shift`); None for
+        ``"lists"``. ``ValueError`` for an unknown prior or one this checkpoint has no validation data for."""
+        if prior_rule.check(prior) == "lists":
+            return None
+        if self.conformal is None:
+            raise ValueError(f"{self._where} has no validation data (conformal.safetensors) to move to the "
+                             f"{prior!r} prior")
+        return self.conformal.shift(prior)
+
+    @property
+    def priors(self) -> tuple[str, ...]:
+        """The priors this classifier answers under."""
+        return ("lists",) if self.conformal is None else self.conformal.priors
 
     @staticmethod
     def _normalized(name: str | Normalized) -> Normalized:
@@ -191,29 +215,33 @@ class Classifier:
         return name if isinstance(name, Normalized) else validate(name)
 
     @torch.inference_mode()
-    def _probs(self, names: list[str]) -> np.ndarray:
+    def _probs(self, names: list[str], prior: str = prior_rule.DEFAULT) -> np.ndarray:
+        shift = self.prior_shift(prior)
         _same_threads()
         x, lengths = pad_batch(names)
-        return self._softmax(self.model(x, lengths))  # (B, C)
+        return self._softmax(self.model(x, lengths), shift)  # (B, C)
 
     def is_low_confidence(self, probs) -> bool | np.ndarray:
         """The checkpoint's low-confidence rule on (calibrated) probabilities: one vector → bool, rows → array."""
         flags = calibration.low_confidence(probs, self.low_confidence_rule)
         return bool(flags) if np.ndim(flags) == 0 else flags
 
-    def sets(self, probs, coverage: float = CONFORMAL.coverage) -> list[list[str]] | None:
-        """The prediction set of each row of (calibrated) ``probs`` (N, C) at ``coverage``, most probable first;
-        None when the checkpoint has no conformal data."""
+    def sets(self, probs, coverage: float = CONFORMAL.coverage,
+             prior: str = prior_rule.DEFAULT) -> list[list[str]] | None:
+        """The prediction set of each row of (calibrated, already under ``prior``) ``probs`` (N, C) at
+        ``coverage``, most probable first; None when the checkpoint has no conformal data."""
         if self.conformal is None:
             return None
-        return [[self.labels[i] for i in row] for row in self.conformal.sets(probs, coverage)]
+        return [[self.labels[i] for i in row] for row in self.conformal.sets(probs, coverage, prior)]
 
-    def predict_set(self, name: str | Normalized, coverage: float = CONFORMAL.coverage) -> list[str]:
+    def predict_set(self, name: str | Normalized, coverage: float = CONFORMAL.coverage,
+                    prior: str = prior_rule.DEFAULT) -> list[str]:
         """The languages that hold the right one with probability ``coverage`` (on average over names like the test
-        names), most probable first, never empty. ``ValueError`` for bad input or a checkpoint without sets."""
+        names, their languages in the mix ``prior`` says), most probable first, never empty. ``ValueError`` for bad
+        input or a checkpoint without sets."""
         if self.conformal is None:
             raise ValueError(f"{self._where} has no prediction-set data (conformal.safetensors / conformal.json)")
-        return self.sets(self._probs([self._normalized(name).text]), coverage)[0]
+        return self.sets(self._probs([self._normalized(name).text], prior), coverage, prior)[0]
 
     def seen_as(self, name: str | Normalized) -> list[str] | None:
         """The languages this exact (normalised) name has in the training split, in label order; [] when it is not
@@ -232,27 +260,30 @@ class Classifier:
         score = float(self.novelty.score_model(self.model, [self._normalized(name).text])[0])
         return score, self.novelty.unfamiliar(score)
 
-    def predict_details(self, name: str | Normalized, k: int = 3,
-                        coverage: float = CONFORMAL.coverage) -> Prediction:
+    def predict_details(self, name: str | Normalized, k: int = 3, coverage: float = CONFORMAL.coverage,
+                        prior: str = prior_rule.DEFAULT) -> Prediction:
         """:meth:`predict` plus the top probability, the entropy, the low-confidence flag, the prediction set at
-        ``coverage``, the languages the name had in training and its novelty."""
+        ``coverage``, the languages the name had in training and its novelty, all under ``prior``."""
         norm = self._normalized(name)
-        probs = self._probs([norm.text])[0]
-        sets = self.sets(probs, coverage)
+        prior = prior_rule.check(prior)
+        probs = self._probs([norm.text], prior)[0]
+        sets = self.sets(probs, coverage, prior)
         return Prediction(norm.original, norm.text, _top_k(probs, self.labels, k), float(probs.max()),
                           float(calibration.entropy(probs)), self.is_low_confidence(probs),
-                          None if sets is None else sets[0], coverage, self.seen_as(norm), *self.novelty_of(norm))
+                          None if sets is None else sets[0], coverage, self.seen_as(norm), *self.novelty_of(norm),
+                          prior=prior)
 
-    def predict(self, name: str | Normalized, k: int = 3) -> list[tuple[str, float]]:
+    def predict(self, name: str | Normalized, k: int = 3, prior: str = prior_rule.DEFAULT) -> list[tuple[str, float]]:
         """Top-k (language, probability) for one name, most probable first. Bad input raises ``ValueError``."""
-        return _top_k(self._probs([self._normalized(name).text])[0], self.labels, k)
+        return _top_k(self._probs([self._normalized(name).text], prior)[0], self.labels, k)
 
-    def predict_batch(self, names: list[str | Normalized], k: int = 3,
-                      batch_size: int = 512) -> list[list[tuple[str, float]]]:
+    def predict_batch(self, names: list[str | Normalized], k: int = 3, batch_size: int = 512,
+                      prior: str = prior_rule.DEFAULT) -> list[list[tuple[str, float]]]:
         """:meth:`predict` for many names, computed in length-sorted batches; results in input order.
 
         Raises ``ValueError`` naming the first bad name's position.
         """
+        self.prior_shift(prior)  # a bad prior fails before any name is read
         texts = []
         for i, name in enumerate(names):
             try:
@@ -263,7 +294,7 @@ class Classifier:
         results: list = [None] * len(texts)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            for row, top in zip(rows, _top_k_rows(self._probs([texts[i] for i in rows]), self.labels, k)):
+            for row, top in zip(rows, _top_k_rows(self._probs([texts[i] for i in rows], prior), self.labels, k)):
                 results[row] = top
         return results
 
@@ -293,7 +324,7 @@ class Classifier:
         return self.explain.nearest(np.reshape(state, (1, -1)), n)[0]
 
     @torch.inference_mode()
-    def _deletion(self, text: str, target: int, final: float) -> np.ndarray:
+    def _deletion(self, text: str, target: int, final: float, shift: np.ndarray | None = None) -> np.ndarray:
         """(T,): log p(target | text) - log p(target | text without character t), one batched pass over the T
         variants. ``final`` is p(target | text); an empty variant (a one-letter name) counts as uniform, 1/C."""
         variants = [text[:t] + text[t + 1 :] for t in range(len(text))]
@@ -301,20 +332,22 @@ class Classifier:
         rows = [t for t, v in enumerate(variants) if v]
         if rows:
             x, lengths = pad_batch([variants[t] for t in rows])
-            logp[rows] = _log(self._softmax(self.model(x, lengths))[:, target])
+            logp[rows] = _log(self._softmax(self.model(x, lengths), shift)[:, target])
         return _log(final) - logp
 
     @torch.inference_mode()
-    def trace(self, name: str | Normalized) -> Trace:
+    def trace(self, name: str | Normalized, prior: str = prior_rule.DEFAULT) -> Trace:
         """Hidden states and predictions after every prefix of ``name``, with the state before the first character,
         each character's leave-one-out effect, (with a reference bank) each step's nearest training names, (with
         conformal data) the prediction set after each prefix at the default coverage, and the languages the whole
-        name had in training. Bad input raises ``ValueError``."""
+        name had in training; every probability and set under ``prior``. Bad input raises ``ValueError``."""
         norm = self._normalized(name)
+        prior = prior_rule.check(prior)
+        shift = self.prior_shift(prior)
         _same_threads()
         x, lengths = pad_batch([norm.text])
         steps = self.model.steps(x, lengths)
-        probs = self._softmax(steps.logits[0])  # (T, C)
+        probs = self._softmax(steps.logits[0], shift)  # (T, C)
         layers = steps.hidden[:, 0].numpy()  # (L, T, H)
         points = None if self.projection is None else self.projection.transform(layers[-1])  # (T, 2)
         target = int(np.argmax(probs[-1]))
@@ -323,15 +356,15 @@ class Classifier:
             novelty = float(self.novelty.score([norm.text], layers[-1][-1:], steps.logits[0][-1:].numpy())[0])
             unfamiliar = self.novelty.unfamiliar(novelty)
         hidden = steps.hidden[:, 0]  # (L, T, H)
-        contributions = cell.contributions(self.model, x[0], target, self.temperature, hidden=hidden)
+        contributions = cell.contributions(self.model, x[0], target, self.temperature, hidden=hidden, shift=shift)
         gates = cell.gates(self.model, x[0], hidden=hidden)
-        reach = gradient.state_gradients(self.model, x[0], target, self.temperature)
+        reach = gradient.state_gradients(self.model, x[0], target, self.temperature, shift=shift)
         return Trace(norm.original, norm, list(norm.text), layers, probs, self.labels, points,
                      initial=self.model.initial_state().numpy(),
-                     deletion=self._deletion(norm.text, target, probs[-1, target]),
+                     deletion=self._deletion(norm.text, target, probs[-1, target], shift),
                      neighbours=None if self.explain is None else self.explain.nearest(layers[-1]),
-                     sets=self.sets(probs), seen_as=self.seen_as(norm), novelty=novelty, unfamiliar=unfamiliar,
-                     contributions=contributions, gates=gates, gradient=reach)
+                     sets=self.sets(probs, prior=prior), seen_as=self.seen_as(norm), novelty=novelty,
+                     unfamiliar=unfamiliar, contributions=contributions, gates=gates, gradient=reach, prior=prior)
 
 
 def load(name_or_path: str | os.PathLike = "gru") -> Classifier:
