@@ -192,6 +192,67 @@ def measure(parts: list[str], coverage: float = 0.9) -> dict:
     return out
 
 
+def designs(coverage: float = 0.9) -> str:
+    """The few designs compared on the development set (and on validation, weighted to the equal prior, with
+    2-fold cross-fitting), both models: which prior the network learned (the training split's counts, or the mean
+    of its calibrated validation probabilities) × how the sets are calibrated (the lists' threshold unchanged;
+    label-shift-weighted; one threshold per language, Mondrian)."""
+    import namecls
+    from namecls import calibration, conformal as cf, prior as prior_rule
+    from namecls.data import read_names, validate
+    from namecls.evaluation import predict_logits
+    from namecls.splits import make_split
+
+    data = read_names(data_dir())
+    names, languages = read_surnames(SURNAMES_DEV)
+    lines = ["| model | learned prior from | sets | dev top-1 | dev coverage | dev mean size |", "|---|---|---|---|---|---|"]
+    for kind in ("gru", "rnn"):
+        clf = namecls.load(kind)
+        labels, C = clf.labels, len(clf.labels)
+        split = make_split(data, clf.config["protocol"], clf.config["split_seed"])
+        (val_names, val_targets), (_, train_targets) = split.part("val"), split.part("train")
+        val_probs = calibration.softmax(predict_logits(clf.model, val_names), clf.temperature)
+        dev_probs = calibration.softmax(predict_logits(clf.model, [validate(n).text for n in names]), clf.temperature)
+        dev_targets = np.array([labels.index(lang) for lang in languages])
+        for source, learned in (("training counts", np.bincount(train_targets, minlength=C) / len(train_targets)),
+                                ("mean validation probability", prior_rule.learned(val_probs))):
+            shift = prior_rule.log_shift("equal", learned)
+            val_moved, dev_moved = prior_rule.reweight(val_probs, shift), prior_rule.reweight(dev_probs, shift)
+            scores = cf.conformity(val_moved, val_targets)
+            weights = cf.shift_weights(val_targets, C)
+            thresholds = {
+                "lists' threshold": np.full(C, cf.qhat(np.sort(scores), coverage)),
+                "label-shift weighted": cf.weighted_thresholds(scores, val_targets, weights, coverage),
+                "per language (Mondrian)": np.array([cf.qhat(np.sort(scores[val_targets == c]), coverage)
+                                                     for c in range(C)]),
+            }
+            order, ranked = cf.sorted_scores(dev_moved)
+            for method, q in thresholds.items():
+                inside = ranked <= q[order] + cf.TIE_TOLERANCE
+                inside[:, 0] = True
+                rank = np.argmax(order == dev_targets[:, None], axis=1)
+                lines.append(f"| {kind} | {source} | {method} | {(dev_moved.argmax(1) == dev_targets).mean():.3f} | "
+                             f"{inside[np.arange(len(rank)), rank].mean():.3f} | {inside.sum(1).mean():.2f} |")
+        lines.append(f"| {kind} | *ceiling: any prior (18 biases fitted on the development names themselves)* | — | "
+                     f"{_prior_ceiling(dev_probs, dev_targets):.3f} | — | — |")
+    return "\n".join(lines)
+
+
+def _prior_ceiling(probs: np.ndarray, targets: np.ndarray) -> float:
+    """Top-1 on ``targets`` after the log-prior shift (C,) that minimises their own negative log-likelihood: the
+    most any prior could give these names (an upper bound for reference, not a design: it looks at the answers)."""
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
+    logp = np.log(np.maximum(probs, 1e-30))
+
+    def nll(shift):
+        return -log_softmax(logp + shift, axis=1)[np.arange(len(targets)), targets].mean()
+
+    best = minimize(nll, np.zeros(probs.shape[1]), method="L-BFGS-B").x
+    return float(((logp + best).argmax(axis=1) == targets).mean())
+
+
 PART_NAMES = {"test": "test split (names like the lists')", "dev": "real surnames, development set",
               "final": "real surnames, final set (untouched until the end)"}
 
@@ -216,6 +277,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", action="store_true", help="rebuild the two CSV files from names-dataset")
+    parser.add_argument("--designs", action="store_true",
+                        help="compare the prior estimates and set calibrations on the development set")
     parser.add_argument("--final", action="store_true",
                         help="also measure the untouched final set (once, at the end of a design's development)")
     parser.add_argument("--write", action="store_true",
@@ -223,6 +286,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.build:
         build()
+        return
+    if args.designs:
+        text = (f"# Designs for the equal prior, on the real-surname development set\n\n{machine()}\n\n"
+                "`python bench/surnames.py --designs`\n\n" + designs() + "\n")
+        print(text)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "surnames-designs.md").write_text(text, encoding="utf-8")
         return
     began = time.monotonic()
     parts = ["test", "dev", *(["final"] if args.final else [])]
