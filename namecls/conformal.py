@@ -220,6 +220,8 @@ class Conformal:
         validation scores of the prior-moved probabilities). Kept per model: at most
         :data:`THRESHOLD_CACHE` (prior, coverage) pairs of C floats, then the cache starts again."""
         key = (prior_rule.check(prior), float(coverage))
+        if key[0] == "lists":  # unweighted: the one threshold for every language
+            return np.full(len(self.learned_prior) if self.val_probs is not None else 1, self.threshold(coverage))
         if key not in self._thresholds:
             moved = prior_rule.reweight(self.val_probs, self.shift(prior))  # (n, C)
             scores = conformity(moved, self.val_targets, self.penalty, self.free_ranks)  # (n,)

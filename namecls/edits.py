@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import prior as prior_rule
 from .data import MAX_NAME_LENGTH, check_normalized, normalize, pad_batch
 
 LETTERS = string.ascii_lowercase  # what an edit writes (case adjusted, see the module docstring)
@@ -262,7 +263,7 @@ def shared_prefix_probabilities(clf, text: str, edits: list[Edit]) -> np.ndarray
 
 
 def one_letter_edits(clf, text: str, target: str | None = None, n: int = 6, *,
-                     shared_prefix: bool = True) -> list[dict]:
+                     shared_prefix: bool = True, prior: str = "lists") -> list[dict]:
     """Up to ``n`` one-letter edits of the normalised name ``text`` that matter most to ``clf``, all variants
     classified in one batched pass.
 
@@ -275,14 +276,16 @@ def one_letter_edits(clf, text: str, target: str | None = None, n: int = 6, *,
     ``top`` and ``probability`` (the variant's top-1 language and its calibrated probability), ``target_probability``
     (the variant's probability of the original answer, or of ``target``), ``delta`` (that minus the name's own
     probability of the same language) and ``changes_answer`` (top-1 differs from the name's). ``shared_prefix=False``
-    classifies the variants whole (the reference pass; same numbers, slower). Bad input raises ``ValueError``.
+    classifies the variants whole (the reference pass; same numbers, slower). Every probability is under ``prior``
+    (:mod:`namecls.prior`). Bad input raises ``ValueError``.
     """
     check_text(text)
     if target is not None and target not in clf.labels:
         raise ValueError(f"unknown target language {target!r}: expected one of {', '.join(clf.labels)}")
     n = max(0, int(n))
     C = len(clf.labels)
-    own = dict(clf.predict(text, k=C))
+    shift = clf.prior_shift(prior)
+    own = dict(clf.predict(text, k=C, prior=prior))
     own_probs = np.array([own[label] for label in clf.labels])  # (C,)
     answer = int(np.argmax(own_probs))  # the name's top-1 (first on a tie, as predict)
     goal = answer if target is None else clf.labels.index(target)
@@ -292,6 +295,8 @@ def one_letter_edits(clf, text: str, target: str | None = None, n: int = 6, *,
         probs = shared_prefix_probabilities(clf, text, edits)  # (N, C)
     else:
         probs = plain_probabilities(clf, [e.variant for e in edits])  # (N, C)
+    if shift is not None and len(probs):
+        probs = prior_rule.reweight(probs, shift).astype(np.float32)
     if not edits or n == 0:
         return []
     tops = probs.argmax(axis=1)  # (N,): first on a tie, as predict's stable sort

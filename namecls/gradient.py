@@ -135,12 +135,12 @@ def _readout_gradient(logits: torch.Tensor, target: int | None, temperature: flo
     return dz, c, float(log_p[c])
 
 
-@torch.no_grad()
 def _moved(scaled: torch.Tensor, shift) -> torch.Tensor:
     """Calibrated logits plus a prior's log shift (C,) (None: unchanged, the lists' prior)."""
     return scaled if shift is None else scaled + torch.as_tensor(shift, dtype=scaled.dtype)
 
 
+@torch.no_grad()
 def _rnn_vectors(model: RNNClassifier, x: torch.Tensor, target: int | None, temperature: float,
                  shift=None) -> StateVectors:
     """The RNN's state gradients by the hand-written BPTT of :mod:`namecls.bptt`."""

@@ -298,21 +298,23 @@ class Classifier:
                 results[row] = top
         return results
 
-    def edits(self, name: str | Normalized, target: str | None = None, n: int = 6) -> list[dict]:
+    def edits(self, name: str | Normalized, target: str | None = None, n: int = 6,
+              prior: str = prior_rule.DEFAULT) -> list[dict]:
         """The one-letter variants of ``name`` (a letter replaced, added or removed) that change the answer or move
         it most, or with ``target`` (a language) those that raise it most: :func:`namecls.edits.one_letter_edits`,
-        all variants read in one batched pass that shares each variant's unchanged prefix."""
+        all variants read in one batched pass that shares each variant's unchanged prefix; under ``prior``."""
         from .edits import one_letter_edits
 
         _same_threads()
-        return one_letter_edits(self, self._normalized(name).text, target, n)
+        return one_letter_edits(self, self._normalized(name).text, target, n, prior=prior)
 
     @torch.inference_mode()
-    def state_gradients(self, name: str | Normalized):
-        """How far back learning reaches for ``name``'s answer (:func:`namecls.gradient.state_gradients`), without
-        the rest of a trace."""
+    def state_gradients(self, name: str | Normalized, prior: str = prior_rule.DEFAULT):
+        """How far back learning reaches for ``name``'s answer under ``prior`` (:func:`namecls.gradient.
+        state_gradients`), without the rest of a trace."""
+        shift = self.prior_shift(prior)
         _same_threads()
-        return gradient.state_gradients(self.model, self._normalized(name).text, None, self.temperature)
+        return gradient.state_gradients(self.model, self._normalized(name).text, None, self.temperature, shift)
 
     def neighbours(self, state, n: int = 8) -> list[Neighbour]:
         """The ``n`` reference training names whose final top-layer state is nearest ``state`` (H,), nearest first.

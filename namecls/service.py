@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import prior as prior_rule
 from .conformal import CONFIG as CONFORMAL
 from .data import ALPHABET, Normalized, check_normalized, check_raw, normalize, printable
 from .inference import MODEL_NAMES, Classifier, load
@@ -93,21 +94,35 @@ def _check_normalized(norm: Normalized) -> Normalized:
         raise
 
 
-def predict(models, name: str, model: str = "gru", k: int = 3) -> dict[str, float]:
-    """{language: probability} for the k most probable languages, most probable first."""
+def check_prior(clf: Classifier, prior) -> str:
+    """``prior`` as one of the priors ``clf`` answers under (:mod:`namecls.prior`); ``ValueError`` otherwise.
+    None (an API call that leaves it out) is the default, the lists'."""
+    prior = prior_rule.check(prior_rule.DEFAULT if prior is None else prior)
+    if prior not in clf.priors:
+        raise ValueError(f"the {prior!r} prior needs validation data this model does not have: "
+                         f"use {', '.join(repr(p) for p in clf.priors)}")
+    return prior
+
+
+def predict(models, name: str, model: str = "gru", k: int = 3, prior: str = prior_rule.DEFAULT) -> dict[str, float]:
+    """{language: probability} for the k most probable languages, most probable first, under ``prior``."""
     clf = pick_model(models, model)
     k = check_k(k, len(clf.labels))
-    return {lang: float(p) for lang, p in clf.predict(check_name(name), k)}
+    prior = check_prior(clf, prior)
+    return {lang: float(p) for lang, p in clf.predict(check_name(name), k, prior)}
 
 
-def predict_details(models, name: str, model: str = "gru", k: int = 3, coverage: float = CONFORMAL.coverage) -> dict:
+def predict_details(models, name: str, model: str = "gru", k: int = 3, coverage: float = CONFORMAL.coverage,
+                    prior: str = prior_rule.DEFAULT) -> dict:
     """:func:`predict` plus how sure the network is: top probability, entropy (nats), the low-confidence flag,
     the prediction set at ``coverage`` (languages, most probable first; None without conformal data) and the
-    languages this exact name had in the training split (``seen_as``; [] unseen, None without the table)."""
+    languages this exact name had in the training split (``seen_as``; [] unseen, None without the table); every
+    probability and the set under ``prior`` (:mod:`namecls.prior`: "lists", the default, or "equal")."""
     clf = pick_model(models, model)
     k = check_k(k, len(clf.labels))
     coverage = check_coverage(coverage)
-    d = clf.predict_details(check_name(name), k, coverage)
+    prior = check_prior(clf, prior)
+    d = clf.predict_details(check_name(name), k, coverage, prior)
     return {
         "name": getattr(name, "original", name),  # a Normalized from check_name: what was typed
         "normalized": d.normalized,
@@ -122,18 +137,21 @@ def predict_details(models, name: str, model: str = "gru", k: int = 3, coverage:
         "seen_as": d.seen_as,
         "novelty": d.novelty,
         "unfamiliar": d.unfamiliar,
+        "prior": d.prior,
     }
 
 
-def trace(models, name: str, model: str = "gru") -> dict:
+def trace(models, name: str, model: str = "gru", prior: str = prior_rule.DEFAULT) -> dict:
     """The prediction after every prefix and the (top layer's) hidden state after every character, as lists; the
     prediction's entropy after every prefix, the whole name's low-confidence flag, the state's position on the
     model's 2-D map after every character (None if the checkpoint has no map), each character's attribution and
     leave-one-out effect on the final answer's log-probability, the nearest reference training names after
     every character (None if the checkpoint has no reference bank), the prediction set after every prefix at the
-    default coverage (None without conformal data), and the whole name's languages in the training split."""
+    default coverage (None without conformal data), and the whole name's languages in the training split; every
+    probability and set under ``prior``."""
     clf = pick_model(models, model)
-    t = clf.trace(check_name(name))
+    prior = check_prior(clf, prior)
+    t = clf.trace(check_name(name), prior)
     return {
         "name": getattr(name, "original", name),  # a Normalized from check_name: what was typed
         "normalized": t.normalized.text,
@@ -155,7 +173,9 @@ def trace(models, name: str, model: str = "gru") -> dict:
         "seen_as": t.seen_as,
         "novelty": t.novelty,
         "unfamiliar": t.unfamiliar,
-        "edits": [{key: e[key] for key in ("name", "edit", "top", "probability")} for e in clf.edits(t.normalized)],
+        "prior": t.prior,
+        "edits": [{key: e[key] for key in ("name", "edit", "top", "probability")}
+                  for e in clf.edits(t.normalized, prior=prior)],
         "contributions": _contributions(t),
         "gradient": None if t.gradient is None else t.gradient.norms.astype(float).tolist(),  # [T]: |d log p / d h_t|
         "gates": None if t.gates is None or "update" not in t.gates else  # [L][T][H]; null for the RNN (no gates)
@@ -175,15 +195,17 @@ def _contributions(t) -> dict | None:
 BATCH_KEYS = ("name", "normalized", "top1", "probability", "top_k", "low_confidence", "set", "seen_as", "error")
 
 
-def predict_batch(models, names, model: str = "gru", k: int = 3) -> list[dict]:
+def predict_batch(models, names, model: str = "gru", k: int = 3, prior: str = prior_rule.DEFAULT) -> list[dict]:
     """One row per name, in order: name, normalized, top1, probability, top_k {language: p}, low_confidence
     (the checkpoint's "not sure" flag, as :func:`predict_details`), set (the prediction set at the default
     coverage), seen_as (its languages in the training split), error.
 
     A name that cannot be classified gets ``error`` (a message) and empty predictions; it does not fail the batch.
+    Every probability and set under ``prior``.
     """
     clf = pick_model(models, model)
     k = check_k(k, len(clf.labels))
+    prior = check_prior(clf, prior)
     if not isinstance(names, (list, tuple)):
         raise ValueError(f"names must be a list of strings, not {type(names).__name__}")
     if len(names) > MAX_BATCH_NAMES:
@@ -202,17 +224,19 @@ def predict_batch(models, names, model: str = "gru", k: int = 3) -> list[dict]:
         good.append((len(rows), norm))
         rows.append({"name": name, "normalized": norm.text, "error": None})
     if good:
-        # All C probabilities of each name (sorted): the flag and the set need the whole distribution, the answer
-        # its top k. Sorted rows are a valid probability matrix for both (the set is read back as languages).
-        results = clf.predict_batch([norm for _, norm in good], len(clf.labels))
-        sorted_probs = [[p for _, p in full] for full in results]
-        flags = clf.is_low_confidence(sorted_probs)
-        sizes = None if clf.conformal is None else clf.conformal.sizes(sorted_probs).tolist()
+        # All C probabilities of each name (most probable first): the flag and the set need the whole distribution,
+        # the answer its top k. Put back in label order for the sets, whose thresholds can differ by language.
+        results = clf.predict_batch([norm for _, norm in good], len(clf.labels), prior=prior)
+        index = {lang: c for c, lang in enumerate(clf.labels)}
+        probs = np.zeros((len(results), len(clf.labels)))
+        for j, full in enumerate(results):
+            probs[j, [index[lang] for lang, _ in full]] = [p for _, p in full]
+        flags = clf.is_low_confidence(probs)
+        sets = clf.sets(probs, prior=prior)
         for j, ((i, norm), full, flag) in enumerate(zip(good, results, flags)):
             rows[i].update(top1=full[0][0], probability=float(full[0][1]),
                            top_k={lang: float(p) for lang, p in full[:k]}, low_confidence=bool(flag),
-                           set=None if sizes is None else [lang for lang, _ in full[: sizes[j]]],
-                           seen_as=clf.seen_as(norm))
+                           set=None if sets is None else sets[j], seen_as=clf.seen_as(norm))
     return [{key: row.get(key) for key in BATCH_KEYS} for row in rows]
 
 
