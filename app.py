@@ -27,6 +27,7 @@ except CheckpointError as err:
 import gradio as gr  # noqa: E402
 
 from namecls.ui import api, batch, classify, compare, model_card, server, step_through, train, yours  # noqa: E402
+from namecls.ui.common import prior_control  # noqa: E402
 from namecls.ui.html import CSS, HEAD  # noqa: E402
 
 INTRO = f"""\
@@ -96,7 +97,7 @@ def launch_kwargs(**limits) -> dict:
     limits and their worst cases are in namecls/ui/server.py."""
     return dict(theme=THEME, css=CSS, head=HEAD, js=KEYS_JS, max_file_size=service.MAX_UPLOAD_BYTES, ssr_mode=False,
                 footer_links=["api", "gradio"], run_history=False, state_session_capacity=server.SESSION_CAPACITY,
-                app_kwargs={"middleware": server.middleware(**limits)},
+                app_kwargs={"middleware": server.middleware(api.last_defaults(MODELS), **limits)},
                 mcp_server=True)  # the public API as MCP tools at /gradio_api/mcp/ (README: For AI assistants)
 
 
@@ -106,11 +107,12 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
     ui = dict(api_visibility=ui_visibility)
     with gr.Blocks(title="namecls: where does a surname come from?", delete_cache=server.DELETE_CACHE) as demo:
         gr.Markdown(INTRO)
+        prior = prior_control(MODELS)  # one choice for every tab that answers
         with gr.Tabs(elem_id="tabs"):
-            picked = classify.build(MODELS, ui)
-            stepper = step_through.build(MODELS, ui, follow=picked)
-            compare.build(MODELS, ui, follow=picked)
-            batcher = batch.build(MODELS, ui)
+            picked = classify.build(MODELS, ui, prior)
+            stepper = step_through.build(MODELS, ui, follow=picked, prior=prior)
+            compare.build(MODELS, ui, follow=picked, prior=prior)
+            batcher = batch.build(MODELS, ui, prior)
             train.build(MODELS, ui, radios=[picked.model, stepper, batcher])
             model_card.build(MODELS, ui)
         demo.unload(yours.forget)  # a session's trained model goes with the session

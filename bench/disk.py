@@ -238,7 +238,7 @@ def exports(url: str, tmp: Path, cache: Path, clients: int, seconds: float, refu
 
     def call(address: str, text: str):
         c = Client(url, verbose=False, download_files=False, headers={"x-forwarded-for": address})
-        return c.predict(None, text, "gru", api_name="/ui_batch")
+        return c.predict(None, text, "gru", "lists", api_name="/ui_batch")
 
     server.sweep_cache(cache, max_age=-1)
     server.OUTPUT_SPACE.prune()

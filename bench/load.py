@@ -122,7 +122,7 @@ def serial_answers(url: str) -> dict:
         answers[("predict", name, model)] = canonical(client.predict(name, model, K, api_name="/predict"))
         answers[("trace", name, model)] = canonical(client.predict(name, model, api_name="/trace"))
     for session in SESSIONS:
-        traced = client.predict(*session, K, api_name="/ui_trace")
+        traced = client.predict(*session, K, "lists", api_name="/ui_trace")
         length = answers[("length", *session)] = len(json.loads(answers[("trace", *session)])["chars"])
         answers[("ui_trace", *session)] = canonical(traced[1:])  # [0] is the slider update
         for position in range(1, length + 1):
@@ -145,7 +145,7 @@ def run_phase(url: str, n_clients: int, n_requests: int, phase: str, answers: di
         local, errors, wrong, samples = {}, 0, 0, []
         try:
             if phase == "mix":  # this user's own trace in its session: what step changes re-render from
-                traced = client.predict(*session, K, api_name="/ui_trace")
+                traced = client.predict(*session, K, "lists", api_name="/ui_trace")
                 if canonical(traced[1:]) != answers[("ui_trace", *session)]:
                     wrong += 1
                     samples.append(f"wrong answer: /ui_trace {session}: {diff(canonical(traced[1:]), answers[('ui_trace', *session)])}")

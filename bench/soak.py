@@ -639,7 +639,7 @@ def timed(args) -> None:
                    expected=reference[("trace", name, model)])
         tally.call("/predict_batch", lambda: client.predict(batches[b], model, K, api_name="/predict_batch"),
                    expected=reference[("batch", b, model)])
-        traced = tally.call("/ui_trace", lambda: client.predict(name, model, K, api_name="/ui_trace"),
+        traced = tally.call("/ui_trace", lambda: client.predict(name, model, K, "lists", api_name="/ui_trace"),
                             check=lambda a: check_trace(a, name))
         for position in (1, 2):
             tally.call("/ui_next", lambda: client.predict(*next_args(position, traced), api_name="/ui_next"),
@@ -647,13 +647,13 @@ def timed(args) -> None:
         if i % 2 == 0:
             j = i // 2 % len(files)
             tally.call("/ui_batch (upload)", lambda: client.predict(handle_file(str(files[j])), "", model,
-                                                                    api_name="/ui_batch"),
+                                                                    "lists", api_name="/ui_batch"),
                        check=lambda a: check_upload(a, j, model))
         if args.bad_every and i % args.bad_every == args.bad_every - 1:
             tally.call("/predict (empty name)", lambda: client.predict("", model, K, api_name="/predict"),
                        refusal=True)
             tally.call("/ui_batch (10,001 names)", lambda: client.predict(
-                handle_file(str(too_many)), "", model, api_name="/ui_batch"), refusal=True)
+                handle_file(str(too_many)), "", model, "lists", api_name="/ui_batch"), refusal=True)
 
     next_params = []  # /ui_next's parameters after the slider, as the server lists them (read once it is up)
 
@@ -1000,13 +1000,13 @@ def main() -> None:
                             return None
 
                         tally.call("/ui_batch (upload)", lambda: client.predict(
-                            handle_file(str(files[j])), "", model, api_name="/ui_batch"), check=check)
+                            handle_file(str(files[j])), "", model, "lists", api_name="/ui_batch"), check=check)
                     if args.bad_every and i % args.bad_every == args.bad_every - 1:
                         tally.call("/predict (empty name)", lambda: client.predict("", model, K,
                                                                                    api_name="/predict"),
                                    refusal=True)
                         tally.call("/ui_batch (10,001 names)", lambda: client.predict(
-                            handle_file(str(too_many)), "", model, api_name="/ui_batch"), refusal=True)
+                            handle_file(str(too_many)), "", model, "lists", api_name="/ui_batch"), refusal=True)
 
                 print("\n## Mix: /predict, /trace, /ui_batch uploads (the app with UI events callable)", flush=True)
                 time.sleep(args.settle_seconds)

@@ -95,27 +95,30 @@ def _columns(rows: list[dict], k: int) -> pd.DataFrame:
     return pd.DataFrame({name: pd.array(columns[name], dtype=dtype) for name, dtype in answer_dtypes(k).items()})
 
 
-def answers(names: list, model: str = "gru", k: int = 3) -> pd.DataFrame:
+def answers(names: list, model: str = "gru", k: int = 3, prior: str = "lists") -> pd.DataFrame:
     """The answer columns (see the module's docstring) of ``names``, one row per name, in order (a fresh
     ``RangeIndex``): :func:`namecls.service.predict_batch` on at most ``MAX_BATCH_NAMES`` names at a time.
-    ``ValueError`` for an unknown model or a bad ``k``; a name that cannot be read only gets its ``error``."""
+    ``ValueError`` for an unknown model, a bad ``k`` or ``prior`` (:mod:`namecls.prior`); a name that cannot be read
+    only gets its ``error``."""
     k = check_k(model, k)
     step = service.MAX_BATCH_NAMES
-    parts = [_columns(service.predict_batch(MODELS, names[start : start + step], model, k), k)
+    parts = [_columns(service.predict_batch(MODELS, names[start : start + step], model, k, prior), k)
              for start in range(0, len(names), step)]
     return pd.concat(parts or [_columns([], k)], ignore_index=True)
 
 
-def annotate(df: pd.DataFrame, column: str = "name", model: str = "gru", k: int = 3) -> pd.DataFrame:
+def annotate(df: pd.DataFrame, column: str = "name", model: str = "gru", k: int = 3,
+             prior: str = "lists") -> pd.DataFrame:
     """``df`` with the answer columns for the names in ``column`` appended (see the module's docstring); its own
     columns, index and row order kept. An empty ``df`` gives the empty result with the right dtypes: the ``meta``
     of ``ddf.map_partitions(namecls.annotate, ...)``. ``ValueError`` for a missing column, an answer column that
-    ``df`` already has, an unknown model or a bad ``k``."""
+    ``df`` already has, an unknown model, a bad ``k`` or ``prior``; every answer under ``prior`` (:mod:`namecls.
+    prior`: "lists", the default, or "equal")."""
     if column not in df.columns:
         raise ValueError(f"no column {column!r} (the columns are: {', '.join(map(str, df.columns)) or 'none'})")
     clash = [name for name in answer_dtypes(check_k(model, k)) if name in df.columns]
     if clash:
         raise ValueError(f"the table already has answer columns ({', '.join(clash)}): rename them first")
     names = df[column]
-    found = answers(names.astype(object).where(names.notna(), "").tolist(), model, k)
+    found = answers(names.astype(object).where(names.notna(), "").tolist(), model, k, prior)
     return df.assign(**{name: found[name].array for name in found.columns})

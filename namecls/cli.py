@@ -1,9 +1,12 @@
 """The ``namecls`` command line (``python -m namecls`` is the same): classify a few names, a whole file, or trace
 one name character by character, on the committed checkpoints.
 
-    namecls predict Qin Nakamura O'Connell [--model gru] [-k 3] [--json]
-    namecls batch voters.csv -o voters-namecls.parquet [--column surname] [--chunk-size 10000]
-    namecls trace Nakamura [--model gru]
+    namecls predict Qin Nakamura O'Connell [--model gru] [-k 3] [--prior lists] [--json]
+    namecls batch voters.csv -o voters-namecls.parquet [--column surname] [--prior lists] [--chunk-size 10000]
+    namecls trace Nakamura [--model gru] [--prior lists]
+
+``--prior equal`` answers as if every language were equally likely before the name is read (:mod:`namecls.prior`);
+the default, ``lists``, is the network's answer as trained, the training lists' proportions (half of them Russian).
 
 ``batch`` streams: it reads, classifies (:func:`namecls.bulk.annotate`, the library's batch path) and writes one
 chunk at a time, so its memory stays flat however long the file is. Bad input (an unknown model, a missing file or
@@ -29,6 +32,7 @@ import threading
 from pathlib import Path
 
 from . import bulk, service
+from . import prior as prior_rule
 from .inference import MODEL_NAMES
 
 TAB = "\t"
@@ -80,7 +84,8 @@ def predict(args: argparse.Namespace) -> None:
     """A table of each name's top-k languages, prediction set and training languages; or, with ``--json``, one
     JSON object per line: :func:`namecls.service.predict_details`, as the app's ``/predict_details`` returns it."""
     k = bulk.check_k(args.model, args.k)
-    details = [service.predict_details(bulk.MODELS, name, args.model, k) for name in _checked_names(args.names)]
+    details = [service.predict_details(bulk.MODELS, name, args.model, k, prior=args.prior)
+               for name in _checked_names(args.names)]
     if args.json:
         for row in details:
             print(json.dumps(row, ensure_ascii=False))
@@ -94,13 +99,14 @@ def predict(args: argparse.Namespace) -> None:
 def trace(args: argparse.Namespace) -> None:
     """The most probable language after each character of one name (:func:`namecls.service.trace`)."""
     (name,) = _checked_names([args.name])
-    t = service.trace(bulk.MODELS, name, args.model)
+    t = service.trace(bulk.MODELS, name, args.model, args.prior)
     rows = []
     for i, (char, probs) in enumerate(zip(t["chars"], t["probs"]), 1):
         best = max(range(len(probs)), key=probs.__getitem__)
         rows.append([str(i), "(space)" if char == " " else char, t["labels"][best], _percent(probs[best])])
     read_as = "" if t["normalized"] == t["name"] else f", read as {t['normalized']!r}"
-    print(f"{t['name']} ({t['model']}{read_as}): the top language after each character")
+    prior = "" if t["prior"] == prior_rule.DEFAULT else f", {t['prior']} prior"
+    print(f"{t['name']} ({t['model']}{prior}{read_as}): the top language after each character")
     print(_table(["step", "character", "top language", "probability"], rows))
 
 
@@ -355,13 +361,14 @@ def batch(args: argparse.Namespace) -> None:
     in_format = _format(args.input, args.format, "input")
     out_format = _format(args.output, args.format, "output")
     k = bulk.check_k(args.model, args.k)  # loads the checkpoint now: the progress bar's rate leaves it out
+    service.check_prior(service.pick_model(bulk.MODELS, args.model), args.prior)
     frames, column = _input(args, in_format, k)
     with _sink(args.output, out_format, defuse=not args.raw_cells) as write, \
             tqdm(total=_row_count(args.input, in_format), unit=" names", file=sys.stderr, disable=args.no_progress,
                  desc="namecls batch") as bar:  # the bar after the sink: a folder that is not there, no bar
         for frame in frames:
             _stop_if_terminated()  # a SIGTERM whose exception was swallowed (e.g. raised inside a __del__)
-            write(bulk.annotate(frame, column, args.model, k))
+            write(bulk.annotate(frame, column, args.model, k, args.prior))
             bar.update(len(frame))
 
 
@@ -389,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", choices=MODEL_NAMES, default=default,
                        help=f"which network answers: rnn or gru (default: {default})")
 
+    def prior_option(p):
+        p.add_argument("--prior", choices=prior_rule.PRIORS, default=prior_rule.DEFAULT,
+                       help="how likely each language is before the name is read: lists, as common as in the "
+                       "training lists (half of them Russian), or equal, every language equally likely, for names "
+                       f"from around the world (default: {prior_rule.DEFAULT})")
+
     def k_option(p):
         p.add_argument("-k", type=int, default=3, help="how many of the most probable languages to give, 1-18 "
                        "(default: 3)")
@@ -399,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="+", metavar="NAME", help="a surname (quote it if it has spaces)")
     model_option(p)
     k_option(p)
+    prior_option(p)
     p.add_argument("--json", action="store_true", help="one JSON object per name and line (the fields of the app's "
                    "/predict_details) instead of a table")
     p.set_defaults(command=predict)
@@ -416,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "last_name or the like; for a .txt input, the name given to its one column, default: name)")
     model_option(p)
     k_option(p)
+    prior_option(p)
     p.add_argument("--chunk-size", type=_positive, default=DEFAULT_CHUNK, metavar="N",
                    help=f"names read, classified and written at a time (default: {DEFAULT_CHUNK:,})")
     p.add_argument("--format", choices=STREAM_FORMATS,
@@ -433,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "language and that language's probability.")
     p.add_argument("name", metavar="NAME", help="a surname (quote it if it has spaces)")
     model_option(p)
+    prior_option(p)
     p.set_defaults(command=trace)
     return parser
 

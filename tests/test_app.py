@@ -23,6 +23,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
+import namecls  # noqa: E402
 from namecls import service  # noqa: E402
 from namecls.ui.html import languages_text  # noqa: E402
 
@@ -92,15 +93,15 @@ def test_view_api_lists_exactly_the_public_endpoints(client):
     assert set(api["named_endpoints"]) == PUBLIC
     assert not api["unnamed_endpoints"]
     params = {name: [p["parameter_name"] for p in info["parameters"]] for name, info in api["named_endpoints"].items()}
-    assert params == {"/predict": ["name", "model", "k"], "/predict_details": ["name", "model", "k"],
-                      "/trace": ["name", "model"], "/predict_batch": ["names", "model", "k"]}
+    assert params == {"/predict": ["name", "model", "k", "prior"], "/predict_details": ["name", "model", "k", "prior"],
+                      "/trace": ["name", "model", "prior"], "/predict_batch": ["names", "model", "k", "prior"]}
     visibility = {d["api_name"]: d["api_visibility"] for d in app.demo.config["dependencies"]}
     assert {f"/{n}" for n, v in visibility.items() if v != "private"} == PUBLIC
 
 
 def test_ui_events_are_not_callable(client):
     with pytest.raises(Exception):
-        client.predict("Nguyen", "gru", 3, api_name="/ui_classify")
+        client.predict("Nguyen", "gru", 3, "lists", api_name="/ui_classify")
 
 
 @pytest.mark.parametrize("model", ["rnn", "gru"])
@@ -236,10 +237,14 @@ def test_batch_upload_through_the_ui_event(ui_server, tmp_path):
     c = Client(ui_server, verbose=False)
     good = tmp_path / "people.csv"
     good.write_text("surname,city\nNguyen,Hanoi\n,\n12345,x\n<img src=x onerror=alert(1)>,y\n\n", encoding="utf-8")
-    summary, table, download = c.predict(handle_file(str(good)), "Qin\n", "rnn", api_name="/ui_batch")
+    summary, table, download = c.predict(handle_file(str(good)), "Qin\n", "rnn", "lists", api_name="/ui_batch")
     assert summary.startswith("**4** names classified with the RNN") and "**1** could not be read" in summary
     # What went in is said: the file's names and the pasted ones together, the blank row left out (not the last).
-    assert summary.endswith("(3 from the file and 1 pasted, in that order; 1 blank line skipped.)")
+    counts, record = summary.split("\n\n")
+    assert counts.endswith("(3 from the file and 1 pasted, in that order; 1 blank line skipped.)")
+    # ... and what the sets' coverage has been, as beside every set (the test split and real surnames)
+    measured = app.MODELS["rnn"].metrics["conformal"]["test"]["coverage"]
+    assert record.startswith(f"Over held-out test names, a 90% set held the right language {100 * measured:.1f}%")
     assert [row[0] for row in table["data"]] == ["Nguyen", "12345", "<img src=x onerror=alert(1)>", "Qin"]
     assert table["headers"] == BATCH_COLUMNS
     column = {name: [row[BATCH_COLUMNS.index(name)] for row in table["data"]] for name in BATCH_COLUMNS}
@@ -261,9 +266,9 @@ def test_batch_upload_through_the_ui_event(ui_server, tmp_path):
     wrong = tmp_path / "names.pdf"
     wrong.write_text("Nguyen")
     with pytest.raises(AppError, match="(?i)invalid file type|not a .csv"):
-        c.predict(handle_file(str(wrong)), "", "gru", api_name="/ui_batch")
+        c.predict(handle_file(str(wrong)), "", "gru", "lists", api_name="/ui_batch")
     # Nothing to classify is not an error: a plain message, an empty table and no download.
-    summary, table, download = c.predict(None, "  ", "gru", api_name="/ui_batch")
+    summary, table, download = c.predict(None, "  ", "gru", "lists", api_name="/ui_batch")
     assert summary.startswith("Nothing to classify yet:") and "upload a .csv" in summary
     assert table["data"] in ([], [[""] * len(BATCH_COLUMNS)]) and table["headers"] == BATCH_COLUMNS
     assert isinstance(download, dict) and download.get("visible") is False
@@ -273,7 +278,7 @@ def test_classify_gives_the_prediction_set_and_the_training_lists(ui_server):
     c = Client(ui_server, verbose=False)
     for name, model in (("Demirkan", "gru"), ("Yilmaz", "rnn"), ("Nguyen", "rnn"), ("Nguyen", "gru"),
                         ("Brady", "gru")):
-        update, norm, answer, _ = c.predict(name, model, 3, api_name="/ui_classify")
+        update, norm, answer, _ = c.predict(name, model, 3, "lists", api_name="/ui_classify")
         details = service.predict_details(app.MODELS, name, model, 3)
         label = update["value"]
         assert label["label"] == next(iter(details["top"]))
@@ -293,10 +298,38 @@ def test_classify_gives_the_prediction_set_and_the_training_lists(ui_server):
         assert f"Top probability {100 * details['top_probability']:.1f}%" in answer and "nats" in answer
 
 
+@pytest.mark.parametrize("model", ["rnn", "gru"])
+def test_classify_under_each_prior_quotes_its_measured_coverage(ui_server, model):
+    """The page's prior reaches Classify: under "equal" the set is the library's equal-prior set, the caption says
+    so and quotes the coverage measured for that prior on the test split (every language counted equally) and on
+    real surnames (checkpoints/outside_lists.json, read here); under the lists' prior, the real-surname coverage too,
+    with the advice to expect every language equally."""
+    from namecls.inference import CHECKPOINTS
+
+    report = json.loads((CHECKPOINTS / "outside_lists.json").read_text(encoding="utf-8"))["results"][model]
+    c = Client(ui_server, verbose=False)
+    for prior in ("lists", "equal"):
+        update, _, answer, _ = c.predict("Kowalczyk", model, 3, prior, api_name="/ui_classify")
+        clf = namecls.load(model)  # not the app's copy
+        expected = clf.predict_set("Kowalczyk", prior=prior)
+        assert f'data-set-size="{len(expected)}"' in answer
+        assert update["value"]["label"] == clf.predict("Kowalczyk", 1, prior)[0][0]
+        rows = report[prior]
+        real = rows["final"] if "final" in rows else rows["dev"]
+        assert f"On {real['n']:,} real surnames from outside the lists, it held the right one " \
+               f"{100 * real['coverage']:.1f}% of the time ({real['mean_size']:.1f} languages on average)" in answer
+        if prior == "equal":
+            assert "every language equally likely)" in answer
+            assert (f"every language counted equally, a 90% set held the right language "
+                    f"{100 * rows['test']['coverage']:.1f}% of the time") in answer
+        else:
+            assert "expect every language equally likely (above)" in answer
+
+
 def test_step_change_path(ui_server):
     """The browser's path: trace once (kept in gr.State), then Next re-renders from the state."""
     c = Client(ui_server, verbose=False)
-    out = named(c.predict("Nguyen", "gru", 3, api_name="/ui_trace"), TRACED)
+    out = named(c.predict("Nguyen", "gru", 3, "lists", api_name="/ui_trace"), TRACED)
     sets = service.trace(app.MODELS, "Nguyen", "gru")["sets"]  # the prediction set after each prefix
     assert out["step"]["value"] == 6 and out["step"]["maximum"] == 6  # a slider update: 6 characters
     assert "Character <b>6</b> of 6" in out["letters"]

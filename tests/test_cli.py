@@ -98,6 +98,105 @@ def test_trace_table_follows_the_classifier(namecls_script):
         assert line.split() == [str(step), char, t.labels[best], f"{probs[best]:.1%}"]
 
 
+PRIOR_NAMES = ["Abel", "Adam", "Hong", "Ślusàrski"]  # the first three change their top language under "equal"
+
+
+def table_lines(out: str, names: list[str]) -> list[str]:
+    """The rows of predict's table for ``names``, in order (after its header)."""
+    _, *lines = out.splitlines()
+    assert len(lines) == len(names) and all(line.startswith(name) for line, name in zip(lines, names))
+    return lines
+
+
+@pytest.mark.parametrize("prior", ["equal", None])
+def test_predict_prior_is_the_classifiers(capsys, prior):
+    """``--prior equal`` prints the Classifier's equal-prior top-k and set; without ``--prior``, the same as
+    ``--prior lists`` and as the Classifier's default."""
+    option = [] if prior is None else ["--prior", prior]
+    code, out, err = run_main(capsys, "predict", *PRIOR_NAMES, "-k", "2", *option)
+    assert code == 0 and err == ""
+    clf = namecls.load("gru")
+    for line, name in zip(table_lines(out, PRIOR_NAMES), PRIOR_NAMES):
+        want = clf.predict_details(name, 2) if prior is None else clf.predict_details(name, 2, prior=prior)
+        cells = [f"{lang} {p:.1%}" for lang, p in want.top] + [" or ".join(want.set)]
+        assert line.split("  ")[0] == name and all(cell in line for cell in cells), (line, cells)
+    firsts = [line.split()[1] for line in table_lines(out, PRIOR_NAMES)]
+    assert firsts == (["German", "Arabic", "Korean", "Polish"] if prior else ["Russian", "English", "Chinese",
+                                                                             "Polish"])
+    if prior is None:
+        assert run_main(capsys, "predict", *PRIOR_NAMES, "-k", "2", "--prior", "lists")[1] == out
+
+
+def test_predict_json_carries_the_prior(capsys):
+    code, out, err = run_main(capsys, "predict", "Abel", "Hong", "--model", "rnn", "--prior", "equal", "--json")
+    assert code == 0, err
+    clf = namecls.load("rnn")
+    for line, name in zip(out.splitlines(), ["Abel", "Hong"], strict=True):
+        row, want = json.loads(line), clf.predict_details(name, 3, prior="equal")
+        assert row["prior"] == "equal" and row["set"] == want.set
+        assert list(row["top"]) == [lang for lang, _ in want.top]
+        assert list(row["top"].values()) == pytest.approx([p for _, p in want.top], rel=1e-5)
+    assert json.loads(run_main(capsys, "predict", "Abel", "--json")[1])["prior"] == "lists"
+
+
+def test_trace_prior_is_the_classifiers(capsys):
+    code, out, err = run_main(capsys, "trace", "Bach", "--model", "rnn", "--prior", "equal")
+    assert code == 0, err
+    title, _, *lines = out.splitlines()
+    assert title.startswith("Bach (rnn, equal prior)")
+    t = namecls.load("rnn").trace("Bach", prior="equal")
+    for step, (line, char, probs) in enumerate(zip(lines, t.chars, t.probs, strict=True), 1):
+        best = int(np.argmax(probs))
+        assert line.split() == [str(step), char, t.labels[best], f"{probs[best]:.1%}"]
+    assert lines[-1].split()[2] == "Vietnamese"
+    code, out, _ = run_main(capsys, "trace", "Bach", "--model", "rnn")
+    assert code == 0 and out.splitlines()[0] == "Bach (rnn): the top language after each character"
+    assert out.splitlines()[-1].split()[2] == "German"  # the lists' answer
+
+
+def test_batch_prior_is_the_classifiers(capsys, tmp_path):
+    """``batch --prior equal`` in chunks: every row the Classifier's equal-prior answer; without it, the library's
+    default (:func:`namecls.annotate`)."""
+    table = source_table()
+    src = tmp_path / "in.csv"
+    write_input(table, src)
+    code, _, err = run_main(capsys, "batch", str(src), "-o", str(tmp_path / "equal.csv"), "--chunk-size", "4", "-k",
+                            "2", "--prior", "equal", "--no-progress")
+    assert code == 0, err
+    got = read_output(tmp_path / "equal.csv")
+    assert list(got.columns) == [*table.columns, *bulk.answer_dtypes(2)]
+    assert_same_table(got[list(table.columns)], defused_notes(table))  # the input's columns as they were
+    clf = namecls.load("gru")
+    for _, row in got.iterrows():
+        try:
+            want = clf.predict_details(row["surname"], 2, prior="equal")
+        except ValueError:
+            assert row["error"] and row["top1"] == "" and row["set"] == ""
+            continue
+        assert row["error"] == "" and row["normalized"] == want.normalized
+        assert [row["top1"], row["top2"]] == [lang for lang, _ in want.top]
+        assert [float(row["probability"]), float(row["probability2"])] == pytest.approx(
+            [p for _, p in want.top], rel=1e-5)
+        assert row["set"] == ";".join(want.set) and row["low_confidence"] == str(want.low_confidence)
+    assert not got["error"].eq("").all() and got["error"].eq("").sum() > 5
+
+    code, _, err = run_main(capsys, "batch", str(src), "-o", str(tmp_path / "lists.csv"), "--chunk-size", "4", "-k",
+                            "2", "--no-progress")
+    assert code == 0, err
+    assert_same_table(read_output(tmp_path / "lists.csv"), defused_notes(namecls.annotate(table, "surname", k=2)))
+    assert (read_output(tmp_path / "lists.csv")["top1"] != got["top1"]).any()
+
+
+def test_every_predicting_command_takes_the_prior():
+    parser = cli.build_parser()
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        (prior,) = [action for action in sub._actions if action.dest == "prior"]
+        assert prior.option_strings == ["--prior"] and tuple(prior.choices) == ("lists", "equal"), name
+        assert prior.default == "lists" and "(default: lists)" in prior.help, name
+        assert "Russian" in prior.help and "equally likely" in prior.help, name
+
+
 def test_python_m_namecls_is_the_same_command(namecls_script):
     args = ["predict", "Qin", "Nguyen", "--json", "-k", "2"]
     by_module = subprocess.run([sys.executable, "-m", "namecls", *args], capture_output=True, text=True, timeout=120,
@@ -298,6 +397,8 @@ BAD_INPUTS = [
     (["batch", "people.csv", "--model", "lstm"], "invalid choice: 'lstm'"),
     (["predict", "Qin", "--model", "lstm"], "invalid choice: 'lstm'"),
     (["trace", "Qin", "--model", "lstm"], "invalid choice: 'lstm'"),
+    (["predict", "Qin", "--prior", "flat"], "argument --prior: invalid choice: 'flat' (choose from 'lists', 'equal')"),
+    (["batch", "people.csv", "--prior", "uniform"], "invalid choice: 'uniform'"),
     (["batch", "people.xlsx"], "unknown extension '.xlsx'"),
     (["batch", "people.csv", "-o", "out.json"], "unknown extension '.json'"),
     (["batch", "absent.csv"], "no such file: absent.csv"),

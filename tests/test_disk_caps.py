@@ -101,7 +101,7 @@ def batch(url: str, text: str, address: str):
     """The Batch tab's event as a script calls it, from ``address`` (uvicorn trusts X-Forwarded-For from
     127.0.0.1); the client downloads nothing (its downloads would land in this process's GRADIO_TEMP_DIR)."""
     client = Client(url, verbose=False, download_files=False, headers={"x-forwarded-for": address})
-    return client.predict(None, text, "gru", api_name="/ui_batch")
+    return client.predict(None, text, "gru", "lists", api_name="/ui_batch")
 
 
 def test_exports_from_many_threads_never_hold_more_than_the_space(capped, space):
@@ -208,7 +208,7 @@ def test_a_trained_model_past_the_space_is_still_the_sessions(capped, data_dir, 
     assert download["value"] is None and download["interactive"] is False and download["visible"] is True
     assert download["label"] == (f"No zip to download: {server.OutputSpace.FULL} (your model is still yours in "
                                  f"this session)")
-    label, *_ = client.predict("Nguyen", "yours", 3, api_name="/ui_classify")
+    label, *_ = client.predict("Nguyen", "yours", 3, "lists", api_name="/ui_classify")
     assert label["value"]["label"] in short[6]
     assert small.used == 0 and on_disk(cache, tmp)[2] == []  # nothing written, staging included
     roomy = server.OutputSpace(2 * server.ZIP_RESERVE_BYTES)

@@ -30,7 +30,8 @@ from namecls import service  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")  # gradio's own, in its queue
 
 # The messages a bad name may get; anything else (e.g. gradio's generic error) fails the test.
-CLEAR = re.compile(r"name is empty|too long|no letters|not valid text|must be a string|names must be a list|too many")
+CLEAR = re.compile(r"name is empty|too long|no letters|not valid text|must be a string|names must be a list|too many"
+                   r"|prior must be one of 'lists', 'equal'")
 
 HOSTILE_NAMES = [
     "\x00", "Ngu\x00yen", "\x00\x00\x00", "\x1b[31mRed\x1b[0m", "\x07\x08\x7f", "Li\r\nQin", "\t\n\r",
@@ -196,6 +197,8 @@ def test_batch_of_hostile_values_reports_each_row(client):
     ("predict", '{"data": ["\\ud800", "gru", 3]}'),  # a lone surrogate, valid JSON
     ("trace", '{"data": ["Li\\ud800\\u0000", "gru"]}'),
     ("predict", '{"data": ["Nguyen", "gru", 3, 4, 5]}'),  # too many values
+    ("predict", '{"data": ["Nguyen", "gru", 3, "flat"]}'),  # a bad prior
+    ("predict", '{"data": ["Nguyen", "gru"]}'),  # two short: not filled in
     ("predict_batch", '{"data": [[null, 1, "Qin"], "gru", 3]}'),
     ("predict", json.dumps({"data": ["x" * 2_000_000, "gru", 3]})),  # a 2 MB name
 ])
@@ -231,16 +234,16 @@ def assert_no_markup(html: str) -> None:
 
 
 def test_classify_shows_html_names_as_text(client):
-    label, norm_line, *rest = client.predict(EVIL, "gru", 3, api_name="/ui_classify")
+    label, norm_line, *rest = client.predict(EVIL, "gru", 3, "lists", api_name="/ui_classify")
     assert "<code>&lt;img src=x onerror=alert(1)&gt;&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in norm_line
     for html in _html_outputs([norm_line, *rest]):
         assert_no_markup(html)
 
 
 def test_step_through_and_compare_show_html_names_as_text(client):
-    outputs = client.predict(EVIL, "gru", 3, api_name="/ui_trace")
+    outputs = client.predict(EVIL, "gru", 3, "lists", api_name="/ui_trace")
     htmls = _html_outputs(outputs) + _html_outputs(client.predict(3, api_name="/ui_next"))
-    htmls += _html_outputs(client.predict(EVIL, 3, api_name="/ui_compare"))
+    htmls += _html_outputs(client.predict(EVIL, 3, "lists", api_name="/ui_compare"))
     assert len(htmls) >= 20  # ui_trace ~15, ui_next 5, ui_compare 8
     assert any("&lt;img src=x onerror=alert(1)&gt;" in html for html in _html_outputs(outputs))  # shown, as text
     for html in htmls:
@@ -251,7 +254,7 @@ def test_step_through_and_compare_show_html_names_as_text(client):
 
 
 def test_batch_table_holds_html_names_as_plain_strings(client):
-    summary, table, _ = client.predict(None, f"{EVIL}\nQin\n", "gru", api_name="/ui_batch")
+    summary, table, _ = client.predict(None, f"{EVIL}\nQin\n", "gru", "lists", api_name="/ui_batch")
     assert [row[0] for row in table["data"]] == [EVIL, "Qin"]
     headers = table["headers"]
     for row, name in zip(table["data"], (EVIL, "Qin")):  # the set and lists of the letters it holds, as text
@@ -267,7 +270,7 @@ def test_error_messages_shown_in_the_browser_are_escaped(client, tmp_path):
     bad = tmp_path / "names.csv"
     bad.write_bytes(b"Li\x00")
     with pytest.raises(AppError) as info:
-        client.predict(handle_file(str(bad)), "", "gru", api_name="/ui_batch")
+        client.predict(handle_file(str(bad)), "", "gru", "lists", api_name="/ui_batch")
     message = str(info.value)
     assert "not a text file" in message and "'" not in message and "&#x27;names.csv&#x27;" in message
 
@@ -292,7 +295,7 @@ def test_bad_uploads_are_refused_with_a_message(client, tmp_path, filename, cont
     path = tmp_path / filename
     path.write_bytes(content)
     with pytest.raises(AppError, match=message):
-        client.predict(handle_file(str(path)), "", "gru", api_name="/ui_batch")
+        client.predict(handle_file(str(path)), "", "gru", "lists", api_name="/ui_batch")
     assert_alive(client)
 
 
@@ -303,7 +306,7 @@ def test_empty_uploads_get_a_plain_message(client, tmp_path, filename, content):
     and no CSV is offered."""
     path = tmp_path / filename
     path.write_bytes(content)
-    summary, table, download = client.predict(handle_file(str(path)), "", "gru", api_name="/ui_batch")
+    summary, table, download = client.predict(handle_file(str(path)), "", "gru", "lists", api_name="/ui_batch")
     assert summary.startswith("Nothing to classify yet:") and "upload a .csv or .txt file" in summary
     assert not [row for row in table["data"] if any(cell not in ("", None) for cell in row)]
     assert isinstance(download, dict) and download.get("visible") is False
@@ -319,7 +322,7 @@ def test_empty_uploads_get_a_plain_message(client, tmp_path, filename, content):
 def test_other_encodings_are_read(client, tmp_path, filename, content):
     path = tmp_path / filename
     path.write_bytes(content)
-    summary, table, _ = client.predict(handle_file(str(path)), "", "gru", api_name="/ui_batch")
+    summary, table, _ = client.predict(handle_file(str(path)), "", "gru", "lists", api_name="/ui_batch")
     assert [[row[0], row[2]] for row in table["data"]] == [["Müller", "Muller"], ["Nguyen", "Nguyen"]]  # name, normalised
     assert "**2** names" in summary
 
@@ -328,7 +331,7 @@ def test_oversized_upload_is_refused(server, client, tmp_path):
     big = tmp_path / "big.txt"
     big.write_bytes(b"Nguyen\n" * (service.MAX_UPLOAD_BYTES // 7 + 1000))
     with pytest.raises(Exception, match="(?i)maximum file size"):  # gradio_client checks before sending
-        client.predict(handle_file(str(big)), "", "gru", api_name="/ui_batch")
+        client.predict(handle_file(str(big)), "", "gru", "lists", api_name="/ui_batch")
     with big.open("rb") as f:  # and the server refuses it when sent anyway
         response = httpx.post(server.rstrip("/") + "/gradio_api/upload", files={"files": ("big.txt", f)},
                               timeout=60)
@@ -352,7 +355,7 @@ def test_hostile_uploads_do_not_disturb_other_users(server, tmp_path):
         try:
             while not done.is_set():
                 with pytest.raises(AppError, match="too many"):
-                    c.predict(handle_file(str(rows)), "", "gru", api_name="/ui_batch")
+                    c.predict(handle_file(str(rows)), "", "gru", "lists", api_name="/ui_batch")
                 with big.open("rb") as f:
                     assert httpx.post(server.rstrip("/") + "/gradio_api/upload", files={"files": ("big.txt", f)},
                                       timeout=60).status_code == 413

@@ -22,12 +22,13 @@ from test_app import _launch  # noqa: E402  (the same launcher and launch settin
 
 import app  # noqa: E402
 import namecls  # noqa: E402
+from namecls import prior as prior_rule  # noqa: E402
 from namecls import service  # noqa: E402
 from namecls.ui import api  # noqa: E402
 
 TOOLS = ["predict", "predict_details", "trace", "predict_batch"]
-PARAMETERS = {"predict": ["name", "model", "k"], "predict_details": ["name", "model", "k"],
-              "trace": ["name", "model"], "predict_batch": ["names", "model", "k"]}
+PARAMETERS = {"predict": ["name", "model", "k", "prior"], "predict_details": ["name", "model", "k", "prior"],
+              "trace": ["name", "model", "prior"], "predict_batch": ["names", "model", "k", "prior"]}
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +135,19 @@ def test_descriptions_say_what_a_caller_needs(tools):
         "description": tools["predict_batch"].inputSchema["properties"]["names"]["description"]}
 
 
+def test_every_tool_takes_the_prior_last_and_says_what_it_does(tools):
+    for name, tool in tools.items():
+        properties = tool.inputSchema["properties"]
+        assert list(properties)[-1] == "prior" and "prior" not in tool.inputSchema["required"]
+        prior = properties["prior"]
+        assert prior["enum"] == list(prior_rule.PRIORS) == ["lists", "equal"] and prior["default"] == "lists"
+        assert prior["description"] == api.PRIOR_ARG
+        for says in ('"lists" (the default)', "training lists (half of them Russian)",
+                     '"equal" every language equally likely', 'use "equal" for names from around the world'):
+            assert says in prior["description"], (name, says)
+        assert api.PRIOR_SENTENCE in tool.description  # and once in the description, as the API page shows it
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Calls
 
@@ -160,6 +174,18 @@ def test_predict_details_equals_the_library(mcp_url, reference):
     assert got["set"] == direct.set and got["seen_as"] == direct.seen_as and len(got["seen_as"]) >= 2
     assert got["low_confidence"] == direct.low_confidence
     assert got["novelty"] == pytest.approx(direct.novelty, abs=1e-6) and got["unfamiliar"] == direct.unfamiliar
+
+
+@pytest.mark.parametrize("tool", ["predict", "predict_details"])
+def test_the_equal_prior_is_the_librarys(mcp_url, reference, tool):
+    got = value(call(mcp_url, tool, name="Abel", model="gru", k=3, prior="equal"))
+    direct = reference["gru"].predict_details("Abel", 3, prior="equal")
+    top = got if tool == "predict" else got["top"]
+    assert list(top) == [lang for lang, _ in direct.top] and list(top)[0] == "German"  # Russian under "lists"
+    assert list(top.values()) == pytest.approx([p for _, p in direct.top], abs=1e-6)
+    if tool == "predict_details":
+        assert got["prior"] == "equal" and got["set"] == direct.set
+        assert value(call(mcp_url, tool, name="Abel", model="gru", k=3))["prior"] == "lists"
 
 
 def test_trace(mcp_url, reference):
@@ -194,6 +220,7 @@ def test_predict_batch(mcp_url, reference):
     ("trace", {"name": "x" * 300}, "too long"),
     ("predict_batch", {"names": ["Li"] * (service.MAX_BATCH_NAMES + 1)}, "too many"),
     ("predict", {"name": "Nguyen", "model": "lstm"}, "'lstm' is not one of ['rnn', 'gru']"),  # the schema's enum
+    ("predict_details", {"name": "Nguyen", "prior": "flat"}, "'flat' is not one of ['lists', 'equal']"),
 ])
 def test_bad_input_is_a_tool_error_with_the_reason(mcp_url, tool, arguments, message):
     assert message in error_text(call(mcp_url, tool, **arguments))

@@ -495,7 +495,7 @@ def test_sweep_temp_ages_csv_exports_and_model_zips(tmp_path, monkeypatch):
 def _batch_event_join(url: str, demo_fns, file: dict, session: str) -> httpx.Response:
     """Call the Batch tab's event (private: no API name, but the page calls it by its index) as the page does."""
     index = next(i for i, fn in demo_fns.items() if fn.api_name == "ui_batch")
-    payload = {"data": [file, "", "gru"], "fn_index": index, "session_hash": session, "event_data": None,
+    payload = {"data": [file, "", "gru", "lists"], "fn_index": index, "session_hash": session, "event_data": None,
                "trigger_id": None}
     return httpx.post(url + "/gradio_api/queue/join", content=json.dumps(payload).replace("FileData", "\\u0046ileData")
                       if session.endswith("escaped") else json.dumps(payload),

@@ -68,23 +68,23 @@ def test_a_short_training_gives_a_model_that_classifies_and_downloads(url):
     downloaded = namecls.load(path["path"] if isinstance(path, dict) else path)
     assert downloaded.labels == THREE
     # "Yours" in Classify answers what the downloaded checkpoint answers.
-    label, _, answer, _ = client.predict("Nguyen", "yours", 3, api_name="/ui_classify")
+    label, _, answer, _ = client.predict("Nguyen", "yours", 3, "lists", api_name="/ui_classify")
     assert label["value"]["label"] == downloaded.predict("Nguyen", k=1)[0][0] and "prediction set" in answer
     assert "This model knows only 3 languages (Chinese, Japanese and Russian): its answer is always one of them" \
         in answer
-    assert "knows only" not in client.predict("Nguyen", "gru", 3, api_name="/ui_classify")[2]
+    assert "knows only" not in client.predict("Nguyen", "gru", 3, "lists", api_name="/ui_classify")[2]
     # The Top-k sliders follow the chosen model: a k the 3-language model cannot give becomes its 3, not an error,
     # and the slider offers 1-3 until the 18-language GRU is chosen again.
-    client.predict("Nguyen", "gru", 6, api_name="/ui_classify")  # k = 6, then "Yours" is picked
-    label, _, _, k = client.predict("Nguyen", "yours", 6, api_name="/ui_reclassify")
+    client.predict("Nguyen", "gru", 6, "lists", api_name="/ui_classify")  # k = 6, then "Yours" is picked
+    label, _, _, k = client.predict("Nguyen", "yours", 6, "lists", api_name="/ui_reclassify")
     assert len(label["value"]["confidences"]) == 3 and (k["maximum"], k["value"]) == (3, 3)
-    _, _, _, k = client.predict("Nguyen", "gru", 3, api_name="/ui_reclassify")
+    _, _, _, k = client.predict("Nguyen", "gru", 3, "lists", api_name="/ui_reclassify")
     assert (k["maximum"], k["value"]) == (len(app.MODELS["gru"].labels), 3)
-    traced = dict(zip(TRACED, client.predict("Nguyen", "yours", 6, api_name="/ui_trace")))
+    traced = dict(zip(TRACED, client.predict("Nguyen", "yours", 6, "lists", api_name="/ui_trace")))
     assert (traced["k"]["maximum"], traced["k"]["value"]) == (3, 3) and len(traced["step_label"]["confidences"]) == 3
     # A session without a trained model cannot choose it.
     with pytest.raises(Exception, match="(?i)400 Bad Request|unknown model|choose one of|not in the list of choices"):  # gradio or us
-        Client(url, verbose=False).predict("Nguyen", "yours", 3, api_name="/ui_classify")
+        Client(url, verbose=False).predict("Nguyen", "yours", 3, "lists", api_name="/ui_classify")
 
 
 def test_stop_ends_a_training_early(url):
@@ -157,7 +157,7 @@ COMPARE_PARTS = ("label", "answer", "letters", "trajectory", "decision")
 def _compare(client, name="Nguyen", k=3) -> dict:
     """/ui_compare's outputs by name (the client leaves out the state and the column): the note (what the
     session's model is, or why it is gone) and {kind: {part: value}}."""
-    note, *shown = client.predict(name, k, api_name="/ui_compare")
+    note, *shown = client.predict(name, k, "lists", api_name="/ui_compare")
     views = {kind: dict(zip(COMPARE_PARTS, shown[5 * i: 5 * i + 5])) for i, kind in enumerate(("rnn", "gru", "yours"))}
     return {"note": note, "views": views}
 
@@ -165,7 +165,7 @@ def _compare(client, name="Nguyen", k=3) -> dict:
 def _column_shown(demo, session: str) -> bool:
     """Whether the Compare event's own handler shows the "Yours" column to ``session`` (what the client omits)."""
     handler = next(fn for fn in demo.fns.values() if fn.api_name == "ui_compare").fn
-    out = handler("Nguyen", 3, gr.Request(session_hash=session))
+    out = handler("Nguyen", 3, "lists", gr.Request(session_hash=session))
     column = next(block for block in out if getattr(block, "elem_id", None) == "compare-yours-column")
     return out[column].visible
 
@@ -241,29 +241,29 @@ def _is_gone_notice(html: str) -> bool:
 def test_a_gone_yours_is_a_message_in_classify_step_through_and_batch_which_then_stop_offering_it(demo, url):
     client = Client(url, verbose=False)
     client.predict(*SHORT, api_name="/ui_train")  # the tabs' radios now offer "Yours"
-    label, _, answer, _ = client.predict("Fujita", "yours", 3, api_name="/ui_classify")
+    label, _, answer, _ = client.predict("Fujita", "yours", 3, "lists", api_name="/ui_classify")
     assert label["value"]["label"] in THREE and "prediction set" in answer
     for choices in ("/ui_classify_choices", "/ui_trace_choices", "/ui_batch_choices"):  # it is there: no change
         assert client.predict("yours", api_name=choices) == {"__type__": "update"}
-    traced = dict(zip(TRACED, client.predict("Fujita", "yours", 3, api_name="/ui_trace")))
+    traced = dict(zip(TRACED, client.predict("Fujita", "yours", 3, "lists", api_name="/ui_trace")))
     assert traced["step_label"]["label"] in THREE and "<img" in traced["trajectory_img"]
 
     others = _push_out(client.session_hash)
     try:
         # Classify: the message in place of the answer, nothing of the earlier answer beside it, no error.
-        label, norm, answer, _ = client.predict("Fujita", "yours", 3, api_name="/ui_classify")
+        label, norm, answer, _ = client.predict("Fujita", "yours", 3, "lists", api_name="/ui_classify")
         assert not label and norm == "" and _is_gone_notice(answer) and "prediction set" not in answer
-        label, norm, answer, _ = client.predict("", "yours", 3, api_name="/ui_reclassify")  # picked with no name yet
+        label, norm, answer, _ = client.predict("", "yours", 3, "lists", api_name="/ui_reclassify")  # picked with no name yet
         assert not label and _is_gone_notice(answer)
         # Step through: the message in place of the trace; nothing of the earlier trace (of "Yours") left.
         for endpoint in ("/ui_trace", "/ui_trace_tab"):
-            traced = dict(zip(TRACED, client.predict("Fujita", "yours", 3, api_name=endpoint)))
+            traced = dict(zip(TRACED, client.predict("Fujita", "yours", 3, "lists", api_name=endpoint)))
             assert _is_gone_notice(traced["answer"]), endpoint
             left = {key: value for key, value in traced.items()
                     if key not in ("answer", "step", "unit", "edits", "k") and value not in ("", None, {})}
             assert not left, (endpoint, left)
         # Batch: the message in place of the table, no file to download.
-        summary, table, download = client.predict(None, "Qin\nFujita\n", "yours", api_name="/ui_batch")
+        summary, table, download = client.predict(None, "Qin\nFujita\n", "yours", "lists", api_name="/ui_batch")
         assert _is_gone_notice(summary) and not table["data"]
         assert not (download.get("visible", True) if isinstance(download, dict) else download)
         # Step through takes Classify's choice over without "Yours" (the GRU in its place).
@@ -278,14 +278,15 @@ def test_a_gone_yours_is_a_message_in_classify_step_through_and_batch_which_then
             update = client.predict("yours", api_name=choices)
             assert update["choices"] == [["RNN", "rnn"], ["GRU", "gru"]] and update["value"] == "gru", choices
         assert client.predict("rnn", api_name="/ui_batch_choices")["value"] == "rnn"  # another choice stays
-        for endpoint, args in (("/ui_classify", ("Fujita", "yours", 3)), ("/ui_trace", ("Fujita", "yours", 3)),
-                               ("/ui_batch", (None, "Qin\n", "yours"))):
+        for endpoint, args in (("/ui_classify", ("Fujita", "yours", 3, "lists")),
+                               ("/ui_trace", ("Fujita", "yours", 3, "lists")),
+                               ("/ui_batch", (None, "Qin\n", "yours", "lists"))):
             with pytest.raises(Exception, match="not in the list of choices|400 Bad Request"):  # gradio refuses
                 client.predict(*args, api_name=endpoint)
         # The committed models still answer in every tab.
-        label, _, answer, _ = client.predict("Fujita", "gru", 3, api_name="/ui_classify")
+        label, _, answer, _ = client.predict("Fujita", "gru", 3, "lists", api_name="/ui_classify")
         assert label["value"]["label"] == app.MODELS["gru"].predict("Fujita", k=1)[0][0] and "prediction set" in answer
-        summary, table, _ = client.predict(None, "Qin\n", "gru", api_name="/ui_batch")
+        summary, table, _ = client.predict(None, "Qin\n", "gru", "lists", api_name="/ui_batch")
         assert "**1** names classified with the GRU" in summary
     finally:
         for other in others:

@@ -370,12 +370,34 @@ def test_set_facts_are_the_checkpoints_measured_coverage_and_worst_small_languag
                      "unusual_share": pytest.approx(1 - novelty["threshold"]["quantile"]),
                      "novelty_threshold": novelty["threshold"]["value"],
                      "novelty_auroc_in_language": novelty["measured"]["heldout"]["auroc_vs_in_language"],
-                     "novelty_auroc_test": novelty["measured"]["heldout"]["auroc_vs_test_split"]}
+                     "novelty_auroc_test": novelty["measured"]["heldout"]["auroc_vs_test_split"],
+                     "prior": "lists", **_real_surname_facts(kind, "lists")}
     assert facts["coverage"] == 0.9 and facts["unusual_share"] == pytest.approx(0.05)
     assert common.set_facts(_NoMetrics(models[kind])) == \
         {"coverage": 0.9, "test_coverage": None, "worst": None, "n_labels": 18, "labels": list(models[kind].labels),
-         "unusual_share": pytest.approx(0.05),
-         "novelty_threshold": None, "novelty_auroc_in_language": None, "novelty_auroc_test": None}
+         "unusual_share": pytest.approx(0.05), "prior": "lists", "real_coverage": None, "real_size": None,
+         "real_n": None, "novelty_threshold": None, "novelty_auroc_in_language": None, "novelty_auroc_test": None}
+    # Under the equal prior: the test split's coverage with every language counted equally, no worst language
+    equal = common.set_facts(models[kind], "equal")
+    report = _outside_lists()["results"][kind]["equal"]
+    assert equal["test_coverage"] == report["test"]["coverage"] and equal["worst"] is None
+    assert {key: equal[key] for key in ("real_coverage", "real_size", "real_n")} == _real_surname_facts(kind, "equal")
+
+
+def _outside_lists() -> dict:
+    """checkpoints/outside_lists.json (bench/surnames.py --write), read here."""
+    import json
+
+    from namecls.inference import CHECKPOINTS
+
+    return json.loads((CHECKPOINTS / "outside_lists.json").read_text(encoding="utf-8"))
+
+
+def _real_surname_facts(kind: str, prior: str) -> dict:
+    """The real-surname row the page quotes: the final set's when measured, else the development set's."""
+    rows = _outside_lists()["results"][kind][prior]
+    row = rows["final"] if "final" in rows else rows["dev"]
+    return {"real_coverage": row["coverage"], "real_size": row["mean_size"], "real_n": row["n"]}
 
 
 class _NoMetrics:
@@ -1494,3 +1516,24 @@ def test_api_endpoints_are_the_services_functions(models):
     with pytest.raises(gr.Error) as err:
         endpoints["predict"]("<123>")
     assert "<123>" in err.value.message  # the reason, as plain text for API clients: not HTML-escaped
+
+
+def test_model_card_states_the_real_surname_figures_of_the_report():
+    """The model card's "Outside the lists" words and table carry the report's numbers (read here), the final set's
+    once measured, and say the RNN's equal-prior sets are large."""
+    from namecls.ui import model_card
+
+    report = _outside_lists()
+    gru = report["results"]["gru"]
+    part = "final" if "final" in gru["lists"] else "dev"
+    words = model_card.outside_lists_md(report)
+    for value in (gru["lists"][part]["top1"], gru["lists"][part]["coverage"], gru["equal"][part]["top1"],
+                  gru["equal"][part]["coverage"], gru["lists"]["test"]["top1"]):
+        assert f"{100 * value:.1f}%" in words
+    assert f"{report['results']['rnn']['equal'][part]['mean_size']:.1f} languages on average" in words
+    table = model_card.outside_lists_table(report)
+    assert len(table) == 2 * 2 * 2  # two models, two priors, the test split and one real-surname set
+    equal_real = table[(table["model"] == "GRU") & (table["expecting"] == "every language equally")
+                       & table["names"].str.startswith("real surnames")]
+    assert equal_real["90% sets held the language"].item() == round(gru["equal"][part]["coverage"], 3)
+    assert model_card.outside_lists_md({}) == "" and model_card.outside_lists_table({}).empty

@@ -14,18 +14,24 @@ from __future__ import annotations
 from string import Template
 from typing import Literal
 
+from .. import prior as prior_rule
 from .. import service
 from ..data import MAX_NAME_LENGTH
 from .common import set_facts, user_errors
 from .html import MODEL_LABELS, percent
 
 Model = Literal["rnn", "gru"]  # the API's model parameter (documented as an enum; matched case-insensitively)
+Prior = Literal["lists", "equal"]  # the API's prior parameter: namecls.prior.PRIORS, documented and matched as model
 
 # A parameter's description is one docstring line for gradio: the long ones are written here once.
 NAME_ARG = ("one surname (not a full name) in any script: it is transliterated with unidecode, then only the letters "
             f"a-z A-Z and the signs .,:;-' are kept; at least one letter and at most {MAX_NAME_LENGTH} characters "
             "after that")
 NAMES_ARG = f"the surnames, a list of at most {service.MAX_BATCH_NAMES:,} strings, each as the name of predict"
+PRIOR_ARG = ('how likely each language is before the name is read: "lists" (the default) as common as in the '
+             'training lists (half of them Russian), "equal" every language equally likely; use "equal" for names '
+             'from around the world')
+PRIOR_SENTENCE = f'"prior", the optional last argument, sets {PRIOR_ARG}.'  # in each description (the API page)
 MODEL_ARG = ('"gru" (the default) or "rnn" (the PyTorch tutorial\'s hand-written RNN); share of held-out test names '
              "each gets right: ${accuracy}")
 
@@ -44,6 +50,7 @@ def _facts(models: dict) -> dict[str, str]:
     aurocs = sorted(f["novelty_auroc_in_language"] for f in facts.values() if f["novelty_auroc_in_language"])
     return {
         "name_arg": NAME_ARG, "names_arg": NAMES_ARG, "model_arg": Template(MODEL_ARG).substitute(accuracy=accuracy),
+        "prior_arg": PRIOR_ARG, "prior": PRIOR_SENTENCE,
         "n": str(first["n_labels"]), "languages": ", ".join(next(iter(models.values())).labels),
         "max_batch": f"{service.MAX_BATCH_NAMES:,}",
         "coverage": f"{100 * first['coverage']:g}%",
@@ -62,10 +69,18 @@ def _document(fn, facts: dict[str, str]):
     return fn
 
 
+def last_defaults(models: dict) -> dict[str, tuple[int, str]]:
+    """{endpoint: (number of arguments, the default of the last, the prior)}: what a REST call may leave out
+    (:class:`namecls.ui.server.LastArgumentDefault`), so that calls written before the prior existed still answer."""
+    import inspect
+
+    return {fn.__name__: (len(inspect.signature(fn).parameters), prior_rule.DEFAULT) for fn in endpoints(models)}
+
+
 def endpoints(models: dict) -> list:
     """The four public endpoint functions, bound to ``models``; each is registered under its own name."""
 
-    def predict(name: str, model: Model = "gru", k: int = 3) -> dict[str, float]:
+    def predict(name: str, model: Model = "gru", k: int = 3, prior: Prior = prior_rule.DEFAULT) -> dict[str, float]:
         """Which of ${n} languages' surname lists a surname's spelling most resembles: the k most probable
         languages with their probabilities, most probable first.
 
@@ -75,20 +90,21 @@ def endpoints(models: dict) -> list:
         names of these languages ("0.8" is right about 80% of the time), not per name; languages with few names
         in the data are predicted less reliably. For how sure the model is (the prediction set, whether the name
         is in the training lists, how unusual the spelling is) call predict_details instead; for many names, call
-        predict_batch once. Bad input (an empty name, no letters, too long, an unknown model, k out of range)
-        returns an error saying why.
+        predict_batch once. ${prior} Bad input (an empty name, no letters, too long, an unknown model or prior,
+        k out of range) returns an error saying why.
 
         Args:
             name: ${name_arg}
             model: ${model_arg}
             k: how many languages to return, a whole number from 1 to ${n} (default 3)
+            prior: ${prior_arg}
         Returns:
             {language: probability}: the k most probable languages, most probable first (all ${n} sum to 1)
         """
         with user_errors(html=False):
-            return service.predict(models, name, model, k)
+            return service.predict(models, name, model, k, prior)
 
-    def predict_details(name: str, model: Model = "gru", k: int = 3) -> dict:
+    def predict_details(name: str, model: Model = "gru", k: int = 3, prior: Prior = prior_rule.DEFAULT) -> dict:
         """The k most probable languages of a surname with how sure the network is: the prediction set, whether
         the exact name is in the training lists, and how unusual its spelling is. The call to make for one name.
 
@@ -103,23 +119,25 @@ def endpoints(models: dict) -> list:
         validation names: that means "unusual spelling for these ${n} lists", not "from another
         language"${novelty_power}. "low_confidence" is true when the top probability is below "threshold",
         chosen on validation names so that names below it get the right language at most half the time; it does
-        not detect names from outside the ${n} languages. "entropy" is in nats (0: certain). A surname is not a
-        nationality, an ethnicity or a person's origin.
+        not detect names from outside the ${n} languages. "entropy" is in nats (0: certain). ${prior} Under "equal"
+        every probability and the set are those for names whose languages are equally common (the set recalibrated
+        to cover them as often). A surname is not a nationality, an ethnicity or a person's origin.
 
         Args:
             name: ${name_arg}
             model: ${model_arg}
             k: how many languages to return in "top", a whole number from 1 to ${n} (default 3)
+            prior: ${prior_arg}
         Returns:
             {"name" (as sent), "normalized" (the text the model read), "model"
             "top": {language: probability} (the k most probable, most probable first), "top_probability"
             "entropy", "low_confidence", "threshold", "set": [languages], "coverage" (the level the sets aim at)
-            "seen_as": [languages], "novelty", "unfamiliar"}
+            "seen_as": [languages], "novelty", "unfamiliar", "prior" (the one answered under)}
         """
         with user_errors(html=False):
-            return service.predict_details(models, name, model, k)
+            return service.predict_details(models, name, model, k, prior=prior)
 
-    def trace(name: str, model: Model = "gru") -> dict:
+    def trace(name: str, model: Model = "gru", prior: Prior = prior_rule.DEFAULT) -> dict:
         """How the network reads a surname letter by letter: its prediction after every prefix ("N", "Ng",
         "Ngu", ...), which letters decided the final answer, the nearest training names after each letter, and its
         hidden state after each letter.
@@ -131,43 +149,46 @@ def endpoints(models: dict) -> list:
         log-probability minus the one for the name without character t (both positive: the letter pushes toward
         the answer). "sets"[t] is the prediction set after the prefix and "neighbours"[t] the training names
         nearest to the network's state there. "low_confidence", "coverage", "seen_as", "novelty" and "unfamiliar"
-        are the whole name's, read as in predict_details.
+        are the whole name's, read as in predict_details. ${prior}
 
         Args:
             name: ${name_arg}
             model: ${model_arg}
+            prior: ${prior_arg}
         Returns:
             {"name", "normalized", "model", "labels": [the ${n} languages], "chars": [the T characters read]
             "probs": [T][${n}], "entropy": [T] (nats), "attribution": [T], "deletion": [T] or null
             "sets": [T][languages] or null, "neighbours": [T][{"name", "language", "distance"}] or null
             "map": [T][2] (the state on the model's 2-D map of training names) or null
             "hidden": [T][H] (the top layer's state after each character)
-            "low_confidence", "coverage", "seen_as", "novelty", "unfamiliar"}
+            "low_confidence", "coverage", "seen_as", "novelty", "unfamiliar", "prior"}
         """
         with user_errors(html=False):
-            return service.trace(models, name, model)
+            return service.trace(models, name, model, prior)
 
-    def predict_batch(names: list[str], model: Model = "gru", k: int = 3) -> list[dict]:
+    def predict_batch(names: list[str], model: Model = "gru", k: int = 3,
+                      prior: Prior = prior_rule.DEFAULT) -> list[dict]:
         """Classify many surnames in one call (at most ${max_batch}): for each, in order, the top language and its
         probability, the k most probable, the prediction set and the languages it has in the training lists.
 
         A name that cannot be classified (empty, no letters, too long) gets its reason in "error" and empty
-        answer fields instead of failing the batch; too many names, an unknown model or k out of range fails
-        the call with an error saying why. Every row reads as predict_details does, with its caveats: the set is
-        the answer to report, "seen_as" says whether the name was in the training lists, and a surname is not a
-        nationality, an ethnicity or a person's origin.
+        answer fields instead of failing the batch; too many names, an unknown model or prior or k out of range
+        fails the call with an error saying why. Every row reads as predict_details does, with its caveats: the set
+        is the answer to report, "seen_as" says whether the name was in the training lists, and a surname is not a
+        nationality, an ethnicity or a person's origin. ${prior}
 
         Args:
             names: ${names_arg}
             model: ${model_arg}
             k: how many languages per name in "top_k", a whole number from 1 to ${n} (default 3)
+            prior: ${prior_arg}
         Returns:
             one object per name, in the order sent: {"name", "normalized", "top1", "probability" (of top1)
             "top_k": {language: probability}, "low_confidence", "set", "seen_as" (as predict_details)
             "error" (null, or why the name could not be classified)}
         """
         with user_errors(html=False):
-            return service.predict_batch(models, names, model, k)
+            return service.predict_batch(models, names, model, k, prior)
 
     facts = _facts(models)
     return [_document(fn, facts) for fn in (predict, predict_details, trace, predict_batch)]

@@ -12,8 +12,8 @@ import pandas as pd
 
 from .. import service
 from . import server
-from .common import DEFAULT_MODEL, MODEL_CHOICES, TOP_K, gone_notice, stop_offering_gone, user_errors
-from .html import MODEL_LABELS, percent
+from .common import DEFAULT_MODEL, MODEL_CHOICES, TOP_K, gone_notice, set_facts, stop_offering_gone, user_errors
+from .html import MODEL_LABELS, percent, set_record
 from .yours import session_models
 
 DOWNLOAD_LABEL = "Download CSV"
@@ -50,8 +50,9 @@ def sources_note(n_file: int, n_text: int, skipped: int) -> str:
     return f" ({'; '.join(parts)}.)" if parts else ""
 
 
-def build(models: dict, ui: dict) -> gr.Radio:
-    """Lay out the tab and wire its event; returns its model choice (the Train tab adds "Yours" to it)."""
+def build(models: dict, ui: dict, prior: gr.Radio) -> gr.Radio:
+    """Lay out the tab and wire its event (answering under the page's ``prior``); returns its model choice (the
+    Train tab adds "Yours" to it)."""
     limit_mb = service.MAX_UPLOAD_BYTES / 2**20
     with gr.Tab("Batch", id="batch"):
         gr.Markdown(f"Upload a **.csv** (a column headed *name* or *surname*, else the first column) or a **.txt** "
@@ -72,7 +73,7 @@ def build(models: dict, ui: dict) -> gr.Radio:
         table = gr.Dataframe(headers=COLUMNS, interactive=False, elem_id="batch-table", max_height=420, wrap=True)
         download = gr.DownloadButton(DOWNLOAD_LABEL, visible=False, elem_id="batch-download")
 
-    def run(file, text, kind, request: gr.Request = None):
+    def run(file, text, kind, prior_value="lists", request: gr.Request = None):
         gone = gone_notice(kind, request)
         if gone is not None:  # "Yours", no longer on the server: why, and no table of an earlier batch
             return {summary: gone, table: pd.DataFrame(columns=COLUMNS), download: gr.DownloadButton(visible=False)}
@@ -86,16 +87,19 @@ def build(models: dict, ui: dict) -> gr.Radio:
             if not names:  # not an error: one plain message, and no stale table
                 return {summary: "Nothing to classify yet: upload a .csv or .txt file, or paste names one per line.",
                         table: pd.DataFrame(columns=COLUMNS), download: gr.DownloadButton(visible=False)}
-            rows = service.predict_batch(session_models(models, request), names, kind, TOP_K)
+            rows = service.predict_batch(session_models(models, request), names, kind, TOP_K, prior_value)
         result = batch_table(rows)
         errors = int((result["error"] != "").sum())
         several = int(result["prediction set"].str.contains(" or ").sum())
         seen = int((result["in training as"] != "").sum())
-        text_out = (f"**{len(result):,}** names classified with the {MODEL_LABELS[kind]}; **{several:,}** with more "
-                    f"than one language in their prediction set; **{seen:,}** in the training lists"
+        odds = " expecting every language equally" if prior_value == "equal" else ""
+        text_out = (f"**{len(result):,}** names classified with the {MODEL_LABELS[kind]}{odds}; **{several:,}** with "
+                    f"more than one language in their prediction set; **{seen:,}** in the training lists"
                     + (f"; **{errors:,}** could not be read (see the error column)." if errors else ".")
-                    + sources_note(len(from_file), len(from_text), skipped))
-        return {summary: text_out, table: result, download: export(result, kind, request)}
+                    + sources_note(len(from_file), len(from_text), skipped)
+                    + "\n\n" + set_record(set_facts(session_models(models, request)[kind], prior_value)))
+        stem = kind if prior_value == "lists" else f"{kind}-{prior_value}"  # the file says which prior it holds
+        return {summary: text_out, table: result, download: export(result, stem, request)}
 
     def export(result: pd.DataFrame, kind: str, request) -> gr.DownloadButton:
         """The download of ``result``'s CSV, written into gradio's cache (served from there, not copied) within the
@@ -113,6 +117,7 @@ def build(models: dict, ui: dict) -> gr.Radio:
             return gr.DownloadButton(f"No CSV file: {why}", value=None, visible=True, interactive=False)
         return gr.DownloadButton(DOWNLOAD_LABEL, value=path, visible=True, interactive=True)
 
-    ran = button.click(run, [upload, pasted, model], [summary, table, download], api_name="ui_batch", **ui)
+    # the prior last: a client call without it classifies under the lists' prior
+    ran = button.click(run, [upload, pasted, model, prior], [summary, table, download], api_name="ui_batch", **ui)
     stop_offering_gone([ran], model, "ui_batch_choices", **ui)
     return model

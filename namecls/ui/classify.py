@@ -13,8 +13,9 @@ from .html import answer_html, normalisation_html, rejected_html
 from .yours import session_models
 
 
-def build(models: dict, ui: dict) -> Picked:
-    """Lay out the tab and wire its events; returns the name and model the other tabs follow."""
+def build(models: dict, ui: dict, prior: gr.Radio) -> Picked:
+    """Lay out the tab and wire its events (answering under the page's ``prior``); returns the name and model the
+    other tabs follow."""
     n_labels = len(models["gru"].labels)
     with gr.Tab("Classify", id="classify"):
         with gr.Row():
@@ -35,7 +36,7 @@ def build(models: dict, ui: dict) -> Picked:
                                example_labels=[e.says for e in EXAMPLES], label="Examples: what to expect",
                                api_visibility="private", examples_per_page=len(EXAMPLES))
 
-    def classify(name_value, kind, k_value, request: gr.Request = None):
+    def classify(name_value, kind, k_value, prior_value="lists", request: gr.Request = None):
         gone = gone_notice(kind, request)
         if gone is not None:  # "Yours", no longer on the server: why, and no earlier answer beside it
             return {label: None, norm_line: "", answer: gone, k: top_k_for(n_labels, k_value)[1]}
@@ -47,30 +48,31 @@ def build(models: dict, ui: dict) -> Picked:
             choices = session_models(models, request)
             classifier = service.pick_model(choices, kind)
             k_int, slider = top_k_for(len(classifier.labels), k_value)
-            details = service.predict_details(choices, norm, kind, len(classifier.labels))
+            details = service.predict_details(choices, norm, kind, len(classifier.labels), prior=prior_value)
         # The bars show the top k and every language of the set; a set of several languages leads (the label's big
         # heading would single out a top language the set does not).
         several = len(details["set"] or []) > 1
         bars = dict(list(details["top"].items())[:max(k_int, len(details["set"] or []))])
         return {label: gr.Label(value=bars, show_heading=not several), norm_line: normalisation_html(norm),
-                k: slider, answer: answer_html(details, set_facts(classifier))}
+                k: slider, answer: answer_html(details, set_facts(classifier, details["prior"]))}
 
-    def reclassify(name_value, kind, k_value, request: gr.Request = None):
-        """Model or top-k changed: classify again if there is a name (or say that "Yours" is gone)."""
+    def reclassify(name_value, kind, k_value, prior_value="lists", request: gr.Request = None):
+        """Model, top-k or prior changed: classify again if there is a name (or say that "Yours" is gone)."""
         if rejected(name_value) is not None and gone_notice(kind, request) is None:
             choices = session_models(models, request)
             return {k: top_k_for(len(choices[kind].labels), k_value)[1]} if kind in choices else gr.skip()
-        return classify(name_value, kind, k_value, request)
+        return classify(name_value, kind, k_value, prior_value, request)
 
     outputs = [label, norm_line, answer, k]
     triggers = [name.submit, button.click]
     # No validator: a rejected name is an answer in place (gradio's 422 refusal logged a console error each time,
     # and its mark on the box vanished when another event reading the box answered).
-    classified = gr.on(triggers, classify, [name, model, k], outputs, api_name="ui_classify", **ui)
+    inputs = [name, model, k, prior]  # the prior last: a client call without it answers under the lists' prior
+    classified = gr.on(triggers, classify, inputs, outputs, api_name="ui_classify", **ui)
     # always_last: a model picked while a top-k change is still answered is answered next, not dropped
-    reclassified = gr.on([model.input, k.release], reclassify, [name, model, k], outputs, api_name="ui_reclassify",
-                         trigger_mode="always_last", **ui)
-    example = examples.load_input_event.then(classify, [name, model, k], outputs, api_name="ui_example", **ui)
+    reclassified = gr.on([model.input, k.release, prior.input], reclassify, inputs, outputs,
+                         api_name="ui_reclassify", trigger_mode="always_last", **ui)
+    example = examples.load_input_event.then(classify, inputs, outputs, api_name="ui_example", **ui)
     stop_offering_gone([classified, reclassified, example], model, "ui_classify_choices", **ui)
     return Picked(name, model, (classified, example))
 

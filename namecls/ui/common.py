@@ -3,12 +3,16 @@ each, turning bad input into a clear message, and clearing a tab's answer when i
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 import gradio as gr
 
 from .. import service
+from ..inference import CHECKPOINTS
 from .html import MODEL_LABELS, esc, notice_html
 from .yours import YOURS, picked_gone, session_mine
 
@@ -108,16 +112,68 @@ def stop_offering_gone(events, radio: gr.Radio, api_name: str, **event) -> None:
                         api_name=f"{api_name}_{i}" if i else api_name, **event)
 
 
-def set_facts(classifier) -> dict:
-    """What the page says about a checkpoint's prediction sets: the coverage asked, the coverage measured on the
-    held-out test split, and the language it covers worst (among those with at least 5 test names)."""
+PRIOR_CHOICES = [("the training lists' mix (half of them Russian)", "lists"),
+                 ("every language equally (names from anywhere)", "equal")]
+OUTSIDE_LISTS = CHECKPOINTS / "outside_lists.json"  # written by: python bench/surnames.py --final --write
+
+
+@lru_cache(maxsize=1)
+def outside_lists() -> dict:
+    """The committed models measured under each prior on the test split and on real surnames from outside the lists
+    (``bench/surnames.py``); {} when the report is missing or unreadable (the page then quotes the test split only)."""
+    try:
+        return json.loads(OUTSIDE_LISTS.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _real_surnames(classifier, prior: str) -> dict | None:
+    """The committed ``classifier``'s row on real surnames under ``prior`` (the untouched final set if measured,
+    else the development set), or None (a model trained on the page, or no report)."""
+    source = getattr(classifier, "source", None)
+    if source is None or Path(source).resolve() != (CHECKPOINTS / classifier.kind).resolve():
+        return None
+    report = outside_lists()
+    rows = ((report.get("results") or {}).get(classifier.kind) or {}).get(prior) or {}
+    part = "final" if "final" in rows else "dev" if "dev" in rows else None
+    return None if part is None else {**rows[part], "part": part, "test": rows.get("test")}
+
+
+def prior_control(models: dict) -> gr.Radio:
+    """The page's one choice of prior (:mod:`namecls.prior`), explained in a sentence with the measured effect."""
+    gru = {prior: _real_surnames(models["gru"], prior) for prior in ("lists", "equal")}
+    effect = ""
+    if gru["lists"] and gru["equal"]:
+        effect = (f" On {gru['equal']['n']:,} real surnames from outside the lists, the GRU's first answer was right "
+                  f"{100 * gru['lists']['top1']:.0f}% of the time under the lists' mix and "
+                  f"{100 * gru['equal']['top1']:.0f}% under equal odds, its sets larger.")
+    return gr.Radio(PRIOR_CHOICES, value="lists", label="Which languages do you expect?",
+                    info=("The network learned the lists' proportions along with their spellings: half the names "
+                          "it trained on are Russian, so it leans Russian. Bayes' rule can swap those proportions "
+                          f"for equal ones.{effect}"), elem_id="prior")
+
+
+def set_facts(classifier, prior: str = "lists") -> dict:
+    """What the page says about a checkpoint's prediction sets under ``prior``: the coverage asked, the coverage
+    measured on the held-out test split (under the equal prior, every language counted equally), the language it
+    covers worst (among those with at least 5 test names; lists prior), and the coverage and mean size on real
+    surnames from outside the lists (committed models only)."""
     conformal = (classifier.metrics.get("conformal") or {})
     test = conformal.get("test") or {}
-    worst = min(((lang, s["coverage"], s["support"]) for lang, s in (test.get("per_language") or {}).items()
-                 if s.get("support", 0) >= 5), key=lambda row: row[1], default=None)
+    real = _real_surnames(classifier, prior)
+    if prior == "lists":
+        test_coverage = test.get("coverage")
+        worst = min(((lang, s["coverage"], s["support"]) for lang, s in (test.get("per_language") or {}).items()
+                     if s.get("support", 0) >= 5), key=lambda row: row[1], default=None)
+    else:
+        measured = (real or {}).get("test") or conformal.get("test_equal_prior") or {}
+        test_coverage, worst = measured.get("coverage"), None
     novelty = classifier.metrics.get("novelty") or {}
     heldout = (novelty.get("measured") or {}).get("heldout") or {}
-    return {"coverage": conformal.get("coverage_asked", 0.9), "test_coverage": test.get("coverage"),
+    return {"coverage": conformal.get("coverage_asked", 0.9), "test_coverage": test_coverage, "prior": prior,
+            "real_coverage": None if real is None else real.get("coverage"),
+            "real_size": None if real is None else real.get("mean_size"),
+            "real_n": None if real is None else real.get("n"),
             "worst": worst, "n_labels": len(classifier.labels), "labels": list(classifier.labels),
             "unusual_share": 1 - (novelty.get("threshold") or {}).get("quantile", 0.95),
             "novelty_threshold": (novelty.get("threshold") or {}).get("value"),

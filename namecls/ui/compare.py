@@ -44,10 +44,11 @@ def mine_key(mine: Mine):
     return mine.serial, mine.gone
 
 
-def build(models: dict, ui: dict, follow: Picked) -> None:
-    """Lay out the tab and wire its events; the tab takes over the name classified in ``follow``."""
+def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> None:
+    """Lay out the tab and wire its events (answering under the page's ``prior``); the tab takes over the name
+    classified in ``follow``."""
     n_labels = len(models["gru"].labels)
-    facts = {kind: set_facts(clf) for kind, clf in models.items()}
+    facts = {(kind, p): set_facts(clf, p) for kind, clf in models.items() for p in ("lists", "equal")}
     with gr.Tab("Compare", id="compare") as tab:
         with gr.Row():
             name = gr.Textbox(value="Nguyen", label="Surname", elem_id="compare-name", max_lines=1, max_length=256,
@@ -72,7 +73,7 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
                     }
     blank = {key: (None if key == "label" else "") for key in PARTS}
 
-    def compare(name_value, k_value, request: gr.Request = None):
+    def compare(name_value, k_value, prior_value="lists", request: gr.Request = None):
         reason = rejected(name_value)
         if reason is not None:  # said above the columns; nothing of an earlier name in them
             return {compared: None, note: rejected_html(reason),
@@ -81,11 +82,12 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
         chosen = models if mine.classifier is None else {**models, YOURS: mine.classifier}
         with user_errors():
             norm = service.check_name(name_value)
-            traces = {kind: clf.trace(norm) for kind, clf in chosen.items()}
-        out = {compared: (name_value, k_value, mine_key(mine))}
+            prior_value = service.check_prior(models["gru"], prior_value)
+            traces = {kind: clf.trace(norm, prior_value) for kind, clf in chosen.items()}
+        out = {compared: (name_value, k_value, mine_key(mine), prior_value)}
         for kind, t in traces.items():
             values = column(t, int(k_value), "Yours" if kind == YOURS else MODEL_LABELS[kind],
-                            facts[kind] if kind in facts else set_facts(mine.classifier))
+                            facts.get((kind, prior_value)) or set_facts(mine.classifier, prior_value))
             out |= {views[kind][key]: value for key, value in values.items()}
         if mine.classifier is not None:
             out |= {note: about_yours_html(mine.classifier), columns[YOURS]: gr.Column(visible=True),
@@ -96,16 +98,18 @@ def build(models: dict, ui: dict, follow: Picked) -> None:
                     columns[YOURS]: gr.Column(visible=False), **{views[YOURS][key]: v for key, v in blank.items()}}
         return out
 
-    def compare_if_stale(name_value, k_value, last, request: gr.Request = None):
-        if (last == (name_value, k_value, mine_key(session_mine(request)))
+    def compare_if_stale(name_value, k_value, last, prior_value="lists", request: gr.Request = None):
+        if (last == (name_value, k_value, mine_key(session_mine(request)), prior_value)
                 or not str(name_value or "").strip()):
             return gr.skip()
-        return compare(name_value, k_value, request)
+        return compare(name_value, k_value, prior_value, request)
 
     shown = [component for c in views.values() for component in c.values()]
     outputs = [compared, note, columns[YOURS], *shown]
     triggers = [name.submit, button.click, k.release]
-    gr.on(triggers, compare, [name, k], outputs, api_name="ui_compare", trigger_mode="always_last", **ui)
-    tab.select(compare_if_stale, [name, k, compared], outputs, api_name="ui_compare_tab", **ui)
+    # the prior last: a client call without it compares under the lists' prior. A prior changed on another tab is
+    # answered when this tab is opened (compare_if_stale), not at once: nothing here is in view.
+    gr.on(triggers, compare, [name, k, prior], outputs, api_name="ui_compare", trigger_mode="always_last", **ui)
+    tab.select(compare_if_stale, [name, k, compared, prior], outputs, api_name="ui_compare_tab", **ui)
     for event in follow.events:
         event.success(lambda n: gr.skip() if rejected(n) is not None else n, follow.name, name, queue=False, **ui)

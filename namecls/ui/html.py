@@ -224,19 +224,9 @@ def answer_html(details: dict, facts: dict) -> str:
     languages, seen = details.get("set"), details.get("seen_as")
     if not languages:  # a checkpoint without prediction sets: its top language, no promise
         return _answer_without_set(details, facts)
-    measured, worst = facts.get("test_coverage"), facts.get("worst")
     coverage = f"{100 * facts['coverage']:g}%"
     alone = " alone" if len(languages) == 1 else ""
-    record = ""
-    if measured is not None:
-        record = (f"Over held-out test names, a {coverage} set held the right language "
-                  f"{percent(measured)} of the time")
-        if worst is not None:
-            lang, cov, n = worst
-            record += (f"; far less often for some small languages ({esc(lang)}: right for {round(cov * n)} of "
-                       f"{n} test names), so the "
-                       f"promise is about names overall, not every language")
-        record += "."
+    record = set_record(facts)
     if seen is None:
         seen_line = ""
     elif seen:
@@ -246,11 +236,33 @@ def answer_html(details: dict, facts: dict) -> str:
     n = facts["n_labels"]
     return (f'<div class="answer" data-set-size="{len(languages)}" data-seen="{_seen_flag(seen)}">'
             f'<div class="answer-set">{languages_text(languages)}{alone} <span class="small-note nowrap">'
-            f'({coverage} prediction set)</span></div>{only_these_html(facts.get("labels"))}'
+            f'({coverage} prediction set{", every language equally likely" if facts.get("prior") == "equal" else ""})'
+            f'</span></div>{only_these_html(facts.get("labels"))}'
             f'<div class="small-note">{record}</div><div class="seen">{seen_line}</div>'
             f'{novelty_html(details, facts)}'
             f'<div class="small-note">Top probability {percent(details["top_probability"])}; entropy '
             f'{details["entropy"]:.2f} nats of at most {math.log(n):.2f}.</div></div>')
+
+
+def set_record(facts: dict) -> str:
+    """What a set's coverage has been, measured, under the page's prior: on held-out test names (under the equal
+    prior every language counted equally) and on real surnames from outside the lists, in plain words."""
+    measured, worst, real = facts.get("test_coverage"), facts.get("worst"), facts.get("real_coverage")
+    coverage, equal = f"{100 * facts['coverage']:g}%", facts.get("prior") == "equal"
+    if measured is None:
+        return ""
+    record = (f"Over held-out test names{', every language counted equally' if equal else ''}, a {coverage} set "
+              f"held the right language {percent(measured)} of the time")
+    if worst is not None:
+        lang, cov, n = worst
+        record += (f"; far less often for some small languages ({esc(lang)}: right for {round(cov * n)} of {n} test "
+                   f"names), so the promise is about names overall, not every language")
+    record += "."
+    if real is not None:
+        record += (f" On {facts['real_n']:,} real surnames from outside the lists, it held the right one "
+                   f"{percent(real)} of the time ({facts['real_size']:.1f} languages on average)")
+        record += "." if equal else ": for names from anywhere, expect every language equally likely (above)."
+    return record
 
 
 def only_these_html(labels) -> str:

@@ -11,6 +11,7 @@ import functools
 import gradio as gr
 import pandas as pd
 
+from .common import outside_lists
 from .figures import card_figures
 from .html import MODEL_LABELS, esc, percent
 from .overlay import FigureImage
@@ -64,6 +65,54 @@ def headline_table(metrics_by_model: dict[str, dict]) -> pd.DataFrame:
     for col in HEADLINE_COLUMNS.values():
         table[col] = pd.to_numeric(table[col]).round(3)
     return table
+
+
+OUTSIDE_COLUMNS = ["model", "expecting", "names", "top-1", "macro-F1", "90% sets held the language", "mean set size"]
+PRIOR_WORDS = {"lists": "the lists' mix", "equal": "every language equally"}
+
+
+def outside_lists_table(report: dict) -> pd.DataFrame:
+    """Both models under each prior, on the test split and on real surnames from outside the lists, from
+    ``checkpoints/outside_lists.json`` (:func:`namecls.ui.common.outside_lists`); empty without it."""
+    parts = report.get("parts") or {}
+    rows = []
+    for kind, by_prior in (report.get("results") or {}).items():
+        if kind not in MODEL_LABELS:
+            continue
+        for prior, by_part in by_prior.items():
+            for part, row in by_part.items():
+                if part == "dev" and "final" in by_part:  # the untouched set is the honest one, once measured
+                    continue
+                rows.append([MODEL_LABELS[kind], PRIOR_WORDS.get(prior, prior), parts.get(part, part),
+                             round(row["top1"], 3), round(row["macro_f1"], 3), round(row.get("coverage", 0), 3),
+                             round(row.get("mean_size", 0), 2)])
+    return pd.DataFrame(rows, columns=OUTSIDE_COLUMNS)
+
+
+def outside_lists_md(report: dict) -> str:
+    """The table's point in plain words, every number from ``report`` (empty without it)."""
+    gru = ((report.get("results") or {}).get("gru")) or {}
+    if not {"lists", "equal"} <= set(gru):
+        return ""
+    real = "final" if "final" in gru["lists"] else "dev"
+    lists, equal, test = gru["lists"][real], gru["equal"][real], gru["lists"]["test"]
+    rnn = (((report.get("results") or {}).get("rnn")) or {}).get("equal", {}).get(real)
+    return (f"**Outside the lists.** The test split comes from the same lists as training, half of them Russian. On "
+            f"{lists['n']:,} real surnames from outside the lists{_drawn(report)}, the GRU's "
+            f"first answer was right {percent(lists['top1'])} of the time (test split: {percent(test['top1'])}) and "
+            f"its 90% sets held the right language only {percent(lists['coverage'])} of the time. Expecting every "
+            f"language equally (the choice at the top of the page) brings those to {percent(equal['top1'])} and "
+            f"{percent(equal['coverage'])}, with {equal['mean_size']:.1f} languages a set on average."
+            + (f" The RNN's sets under that choice hold {rnn['mean_size']:.1f} languages on average: honest, and "
+               f"of little use." if rnn else ""))
+
+
+def _drawn(report: dict) -> str:
+    """' (100 for each of 14 languages, from a public names database)', or empty."""
+    real = report.get("real_surnames") or {}
+    if not isinstance(real, dict) or not real.get("languages"):
+        return ""
+    return f" ({real['per_language']} for each of {real['languages']} languages, from a public names database)"
 
 
 PER_LANGUAGE_COLUMNS = ["language", "precision", "recall", "F1", "set coverage", "mean set size", "support"]
@@ -184,6 +233,12 @@ def build(models: dict, ui: dict) -> None:
                     "scored on the same split.")
         gr.Dataframe(headline_table({kind: clf.metrics for kind, clf in models.items()}),
                      label="Headline numbers (test set)", interactive=False, elem_id="headline", wrap=True)
+        report = outside_lists()
+        outside = outside_lists_md(report)
+        if outside:
+            gr.Markdown(outside, elem_id="outside-lists")
+            gr.Dataframe(outside_lists_table(report), label="Names like the lists' and real surnames from outside them",
+                         interactive=False, elem_id="outside-table", wrap=True)
         plots = []
         with gr.Tabs():
             for kind, clf in models.items():

@@ -785,13 +785,65 @@ def _names_a_remote_file(body: bytes) -> bool:
     return False
 
 
-def middleware(**limits) -> list[Middleware]:
+class LastArgumentDefault:
+    """A REST call (``POST …/call/<endpoint>``) that leaves out a public endpoint's last argument gets its default,
+    as gradio_client and the MCP tools already do: an argument added last (the prior) then keeps every existing call
+    answering as before. gradio itself refuses a call with fewer values than inputs. ``last``: {endpoint: (number of
+    arguments, the last one's default)}. Only a JSON body whose ``data`` is a list exactly one value short is changed
+    (already read whole by :class:`NoRemoteFiles`, the layer outside this one)."""
+
+    PATH = re.compile(r"/(?:call|run)/(\w+)/?$")
+
+    def __init__(self, app, last: dict[str, tuple[int, object]]):
+        self.app, self.last = app, last
+
+    async def __call__(self, scope, receive, send):
+        match = self.PATH.search(scope.get("path", "")) if scope["type"] == "http" and scope["method"] == "POST" \
+            else None
+        if match is None or match.group(1) not in self.last:
+            return await self.app(scope, receive, send)
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = _with_last_default(b"".join(chunks), *self.last[match.group(1)])
+        replay = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+        async def receive_again():
+            message = next(replay, None)
+            return message if message is not None else await receive()
+
+        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-length"]
+        scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+        return await self.app(scope, receive_again, send)
+
+
+def _with_last_default(body: bytes, n_arguments: int, default) -> bytes:
+    """``body`` with ``default`` appended to its ``data`` list when that holds ``n_arguments - 1`` values; else as
+    it was (the route judges it)."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), list) \
+            or len(payload["data"]) != n_arguments - 1:
+        return body
+    payload["data"].append(default)
+    return json.dumps(payload).encode()
+
+
+def middleware(last_defaults: dict[str, tuple[int, object]] | None = None, **limits) -> list[Middleware]:
     """The app's middleware, outermost first, for ``launch(app_kwargs={"middleware": ...})``: the body deadline,
-    the refusal of files given as URLs, then the upload limits. ``limits`` (tests lower them): ``body_seconds`` and
+    the refusal of files given as URLs, the public endpoints' left-out last argument (``last_defaults``:
+    :class:`LastArgumentDefault`), then the upload limits. ``limits`` (tests lower them): ``body_seconds`` and
     :class:`UploadLimit`'s arguments."""
     body_seconds = limits.pop("body_seconds", BODY_SECONDS)
     return [Middleware(BodyDeadline, seconds=body_seconds), Middleware(NoRemoteFiles),
-            Middleware(UploadLimit, **limits)]
+            Middleware(LastArgumentDefault, last=last_defaults or {}), Middleware(UploadLimit, **limits)]
 
 
 _TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"

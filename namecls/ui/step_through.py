@@ -56,22 +56,23 @@ class StepView:
     gradients: tuple = ()  # ((model key, (StateGradients, its labels)), ...): this model's, then the committed ones'
     model: object | None = None  # the model itself (shared, not copied), for one unit's equation at one letter
     unit: str = ""  # the unit written out ("layer:unit"), chosen in the dropdown
+    prior: str = "lists"  # the prior it was traced under (namecls.prior)
 
     @classmethod
     def build(cls, classifier: Classifier, name: str | Normalized, k: int, key: str = "",
-              others: dict | None = None) -> "StepView":
-        """Trace ``name`` with ``classifier``; ``others`` ({key: Classifier}) are traced too, only for their
-        gradients beside this one's (the RNN beside the GRU)."""
-        trace = classifier.trace(name)  # ValueError on bad input
+              others: dict | None = None, prior: str = "lists") -> "StepView":
+        """Trace ``name`` with ``classifier`` under ``prior``; ``others`` ({key: Classifier}) are traced too, only
+        for their gradients beside this one's (the RNN beside the GRU)."""
+        trace = classifier.trace(name, prior)  # ValueError on bad input
         pushed_for, pushed_against = top_contributors(trace.contributions, N_PUSHERS)
         units = tuple((u["layer"], u["unit"]) for u in pushed_for + pushed_against)
         gradients = [(key or classifier.kind, (trace.gradient, classifier.labels))]
         for other_key, other in (others or {}).items():
             if other is not classifier:  # its gradient alone (~3 ms), not a whole trace
-                gradients.append((other_key, (other.state_gradients(trace.normalized), other.labels)))
+                gradients.append((other_key, (other.state_gradients(trace.normalized, prior), other.labels)))
         return cls(trace, classifier.kind, k, units, _trajectory(trace, k), key or classifier.kind,
                    classifier.projection, getattr(classifier, "explain", None),
-                   tuple((g, v) for g, v in gradients if v[0] is not None), classifier.model)
+                   tuple((g, v) for g, v in gradients if v[0] is not None), classifier.model, prior=trace.prior)
 
     def with_k(self, k: int) -> "StepView":
         return self if k == self.k else replace(self, k=k, trajectory=_trajectory(self.trace, k))
@@ -100,8 +101,9 @@ def _trajectory(trace: Trace, k: int) -> FigureImage:
     return FigureImage.from_figure(trajectory_figure(trace, k, "Probability after each prefix"))
 
 
-def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
-    """Lay out the tab and wire its events; the tab takes over the name and model classified in ``follow``.
+def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
+    """Lay out the tab and wire its events (answering under the page's ``prior``); the tab takes over the name and
+    model classified in ``follow``.
     Returns its model choice (the Train tab adds "Yours" to it)."""
     n_labels = len(models["gru"].labels)
     with gr.Tab("Step through", id="step-through") as tab:
@@ -221,7 +223,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         out.update(unit_parts(v, v.unit, index))
         return out
 
-    def new_trace(name_value, kind, k_value, old, request: gr.Request = None):
+    def new_trace(name_value, kind, k_value, old, prior_value="lists", request: gr.Request = None):
         """Trace a name once into the session's state; show its last character."""
         gone = gone_notice(kind, request)
         if gone is not None:  # "Yours", no longer on the server: why, and nothing of an earlier trace beside it
@@ -235,7 +237,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
             mine = session_models(models, request)
             clf = service.pick_model(mine, kind)
             v = StepView.build(clf, norm, top_k_for(len(clf.labels), k_value)[0], kind,
-                               others={key: mine[key] for key in ("rnn", "gru")})
+                               others={key: mine[key] for key in ("rnn", "gru")}, prior=prior_value)
         return traced_parts(v, old, clf)
 
     def traced_parts(v: StepView, old, clf) -> dict:
@@ -249,7 +251,7 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
             norm_line: normalisation_html(t.normalized),
             story: story_html(t.story),
             letters_key: letters_key_html(t),
-            answer: answer_html(details, set_facts(clf)),
+            answer: answer_html(details, set_facts(clf, v.prior)),
             trajectory_img: v.trajectory.image_html(f"{MODEL_LABELS[v.kind]}: probability of the top languages "
                                                     f"after each prefix of {''.join(t.chars)}"),
             trajectory_key: legend_html(trajectory_languages(t, v.k), t.labels, TRAJECTORY_LEAD),
@@ -269,13 +271,13 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
             out[map_note] = _map_note(clf) if has_map else ""
         return out
 
-    def live(name_value, kind, k_value, old, request: gr.Request = None):
+    def live(name_value, kind, k_value, old, prior_value="lists", request: gr.Request = None):
         """As the name is typed: trace it again (the queue keeps only the last keystroke's event); a name that
         cannot be read clears the answer and says why in the normalisation line, without an error box."""
-        if old is not None and old.trace.name == name_value and old.key == kind:
+        if old is not None and old.trace.name == name_value and old.key == kind and old.prior == prior_value:
             return gr.skip()
         try:
-            return new_trace(name_value, kind, k_value, old, request)
+            return new_trace(name_value, kind, k_value, old, prior_value, request)
         except gr.Error as err:
             return {**cleared, view: None, norm_line: notice_html(str(err.message))}
 
@@ -290,22 +292,23 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
         if wanted and wanted not in clf.labels:  # a model trained in the page on a few languages
             return {edits: gr.update(choices=[], value=None,
                                      label=f"This model knows only {', '.join(clf.labels)}: pick one of them")}
-        found = clf.edits(v.trace.normalized, target=wanted or None, n=N_EDITS)
+        found = clf.edits(v.trace.normalized, target=wanted or None, n=N_EDITS, prior=v.prior)
         label = "Variants" if not wanted else f"Variants that raise {wanted} most"
         return {edits: gr.update(choices=[(edit_choice(e), e["name"]) for e in found], value=None, label=label)}
 
-    def trace_variant(picked, kind, k_value, old, request: gr.Request = None):
+    def trace_variant(picked, kind, k_value, old, prior_value="lists", request: gr.Request = None):
         if not picked:
             return gr.skip()
-        return {name: picked, **new_trace(picked, kind, k_value, old, request)}
+        return {name: picked, **new_trace(picked, kind, k_value, old, prior_value, request)}
 
-    def trace_if_stale(name_value, kind, k_value, old, request: gr.Request = None):
-        """On opening the tab: trace again only if the name or model changed since the last trace (or the model
-        traced with, "Yours", is gone)."""
+    def trace_if_stale(name_value, kind, k_value, old, prior_value="lists", request: gr.Request = None):
+        """On opening the tab: trace again only if the name, model or prior changed since the last trace (or the
+        model traced with, "Yours", is gone)."""
         if gone_notice(kind, request) is None and ((old is not None and old.trace.name == name_value
-                                                     and old.key == kind) or not str(name_value).strip()):
+                                                     and old.key == kind and old.prior == prior_value)
+                                                    or not str(name_value).strip()):
             return gr.skip()
-        return new_trace(name_value, kind, k_value, old, request)
+        return new_trace(name_value, kind, k_value, old, prior_value, request)
 
     def index_of(position, v: StepView, delta: int = 0) -> int:
         """The 0-based step ``delta`` away from the slider's 1-based ``position``, kept inside the name."""
@@ -375,16 +378,17 @@ def build(models: dict, ui: dict, follow: Picked) -> gr.Radio:
                 gradient, unit_view]
     traced = [view, norm_line, story, letters_key, answer, trajectory_img, trajectory_key, decision, contributions,
               unit, units_img, all_units, map_img, map_key, map_note, edits, k, *per_step]
-    triggers = [name.submit, button.click, model.input]
-    traced_event = gr.on(triggers, new_trace, [name, model, k, view], traced, api_name="ui_trace",
+    triggers = [name.submit, button.click, model.input, prior.input]
+    inputs = [name, model, k, view, prior]  # the prior last: a client call without it traces under the lists'
+    traced_event = gr.on(triggers, new_trace, inputs, traced, api_name="ui_trace",
                          trigger_mode="always_last", **ui)  # a model picked mid-trace is traced next, not dropped
     # .change, not .input: gradio 6.31's Textbox fires input on keypress, which Backspace and Delete never fire.
     # A change made by another event (a variant picked, Classify's name) finds that name traced and is skipped.
-    typed = name.change(live, [name, model, k, view], traced, api_name="ui_trace_live", trigger_mode="always_last",
+    typed = name.change(live, inputs, traced, api_name="ui_trace_live", trigger_mode="always_last",
                         show_progress="hidden", **ui)
-    reopened = tab.select(trace_if_stale, [name, model, k, view], traced, api_name="ui_trace_tab", **ui)
-    picked_variant = edits.input(trace_variant, [edits, model, k, view], [name, *traced], api_name="ui_variant",
-                                 **ui)
+    reopened = tab.select(trace_if_stale, inputs, traced, api_name="ui_trace_tab", **ui)
+    picked_variant = edits.input(trace_variant, [edits, model, k, view, prior], [name, *traced],
+                                 api_name="ui_variant", **ui)
     for i, dependency in enumerate((traced_event, typed, reopened, picked_variant)):  # after the first paint
         dependency.then(variants, [view, target], edits, show_progress="hidden", api_name=f"ui_variants_{i}", **ui)
     target.input(variants, [view, target], edits, api_name="ui_variants", show_progress="hidden", **ui)
