@@ -101,6 +101,7 @@ def test_predict_details_without_prior_is_unchanged(client, reference):
     assert got["novelty"] == pytest.approx(direct.novelty, abs=1e-6) and got["low_confidence"] == direct.low_confidence
 
 
+@pytest.mark.recorded  # the committed checkpoints' answers for these names
 def test_trace_without_prior_is_unchanged(client, reference):
     got = client.predict("Bach", "rnn", api_name="/trace")
     expected = as_json(service.trace(app.MODELS, "Bach", "rnn", prior="lists"))
@@ -125,6 +126,7 @@ def test_predict_batch_without_prior_is_unchanged(client, reference):
 # "equal": the library's equal-prior answer
 
 
+@pytest.mark.recorded  # the committed checkpoints' answers for these names
 def test_predict_and_details_under_the_equal_prior(client, reference):
     got = client.predict("Abel", "gru", 3, "equal", api_name="/predict")
     assert got == as_json(service.predict(app.MODELS, "Abel", "gru", 3, prior="equal"))
