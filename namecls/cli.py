@@ -189,11 +189,28 @@ def _read_text(handle, fmt: str, chunk_size: int, column: str):
     yield from _read_delimited(handle, SEPARATORS[fmt], chunk_size)
 
 
+def _pyarrow():
+    """pyarrow, which Parquet files need: the ``bulk`` extra, not a requirement of the app or the library."""
+    try:
+        import pyarrow
+    except ImportError:
+        raise ValueError("Parquet files need pyarrow: pip install 'namecls[bulk]' (or pyarrow)") from None
+    return pyarrow
+
+
+def _parquet():
+    """pyarrow.parquet (:func:`_pyarrow`)."""
+    _pyarrow()
+    import pyarrow.parquet
+
+    return pyarrow.parquet
+
+
 def _read_parquet(path: Path, chunk_size: int):
     """pandas frames of at most ``chunk_size`` rows from a Parquet file, each column keeping its Arrow type."""
     import pandas as pd
-    import pyarrow.parquet as pq
 
+    pq = _parquet()
     with pq.ParquetFile(path) as source:
         batches = source.iter_batches(batch_size=chunk_size)
         first = next(batches, None) or source.schema_arrow.empty_table()  # an empty file still gives its table
@@ -234,10 +251,9 @@ def _name_column(columns, wanted: str | None, label: str) -> str:
 def _is_text(dtype) -> bool:
     """Whether a column's cells are text (str, object, category, Arrow string or dictionary-encoded string)."""
     import pandas as pd
-    import pyarrow as pa
 
     return pd.api.types.is_string_dtype(dtype) or (isinstance(dtype, pd.ArrowDtype)
-                                                   and pa.types.is_dictionary(dtype.pyarrow_dtype))
+                                                   and _pyarrow().types.is_dictionary(dtype.pyarrow_dtype))
 
 
 def _defused(frame):
@@ -284,9 +300,7 @@ class _ParquetSink:
         self.path, self.writer = path, None
 
     def __call__(self, frame) -> None:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
+        pa, pq = _pyarrow(), _parquet()
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.path, pa.Schema.from_pandas(frame, preserve_index=False))
         self.writer.write_table(pa.Table.from_pandas(frame, schema=self.writer.schema, preserve_index=False))
@@ -325,9 +339,7 @@ def _row_count(place: str, fmt: str) -> int | None:
     """The number of rows of a Parquet file (from its footer), for the progress bar; None for text."""
     if fmt != "parquet":
         return None
-    import pyarrow.parquet as pq
-
-    with pq.ParquetFile(place) as source:
+    with _parquet().ParquetFile(place) as source:
         return source.metadata.num_rows
 
 

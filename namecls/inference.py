@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,14 @@ from .data import Normalized, pad_batch, validate
 from .explain import Neighbour, UnitContext  # noqa: F401  (part of the inference API: Trace.neighbours' items)
 from .posthoc import Posthoc
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+def _checkpoints_folder() -> Path:
+    """The committed checkpoints: package data in an installed wheel (namecls/checkpoints/), else, in a checkout
+    of the repository, checkpoints/ beside the package."""
+    packaged = Path(str(resources.files("namecls") / "checkpoints"))
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+CHECKPOINTS = _checkpoints_folder()
 MODEL_NAMES = ("rnn", "gru")
 
 
