@@ -98,7 +98,7 @@ def launch_kwargs(**limits) -> dict:
     return dict(theme=THEME, css=CSS, head=HEAD, js=KEYS_JS, max_file_size=service.MAX_UPLOAD_BYTES, ssr_mode=False,
                 footer_links=["api", "gradio"], run_history=False, state_session_capacity=server.SESSION_CAPACITY,
                 app_kwargs={"middleware": server.middleware(api.last_defaults(MODELS), **limits)},
-                mcp_server=True)  # the public API as MCP tools at /gradio_api/mcp/ (README: For AI assistants)
+                mcp_server=True)  # the public API as MCP tools at /gradio_api/mcp/ (docs/api.md: For AI assistants)
 
 
 def build_demo(ui_visibility: str = "private") -> gr.Blocks:
@@ -117,7 +117,7 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
             model_card.build(MODELS, ui)
         demo.unload(yours.forget)  # a session's trained model goes with the session
         for endpoint in api.endpoints(MODELS):
-            gr.api(endpoint, api_name=endpoint.__name__)
+            api.register(demo, endpoint)  # the API endpoint and MCP tool (its result as JSON)
     demo.queue(default_concurrency_limit=4)
     server.bound_the_allocator()
     server.bound_slow_connections()  # uvicorn, as launch() starts it: deadlines on headers and bodies

@@ -442,9 +442,11 @@ def test_the_app_in_a_browser(page):
     several = sum(len(d["set"]) > 1 for d in answered)
     seen = sum(bool(d["seen_as"]) for d in answered)
     assert len(answered) == 4 and several and seen
-    expect(summary).to_have_text(f"6 names classified with the GRU; {several} with more than one language in their "
-                                 f"prediction set; {seen} in the training lists; 2 could not be read (see the "
-                                 f"error column). (1 blank line skipped.)")
+    # The counts, then what the sets' coverage has been (the words beside every set), each its own paragraph
+    expect(summary.locator("p").first).to_have_text(
+        f"6 names classified with the GRU; {several} with more than one language in their prediction set; {seen} in "
+        f"the training lists; 2 could not be read (see the error column). (1 blank line skipped.)")
+    expect(summary.locator("p").nth(1)).to_contain_text("Over held-out test names, a 90% set held the right language")
     # The reason a row could not be read sits beside its name, in view on a phone too.
     error_cell = table.locator("td").filter(has_text="no letters").first
     assert error_cell.bounding_box()["x"] + 20 < width, error_cell.bounding_box()

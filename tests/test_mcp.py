@@ -1,19 +1,23 @@
 """The app's MCP server, driven by a real MCP client: ``python app.py`` serves the four public endpoints, and only
-they, as tools at ``/gradio_api/mcp/``; their descriptions are the endpoints' docstrings; their answers equal the
-library's; bad input comes back as a tool error carrying the app's own message.
+they, as tools at ``/gradio_api/mcp/``; their descriptions are the endpoints' docstrings; their answers are JSON
+text (issue 22: gradio alone writes Python literals, ``None``, ``True``, single quotes) equal to the library's and
+to the REST API's; bad input comes back as a tool error carrying the app's own message.
 
 The app runs in-process on a free port (``test_app``'s launcher, the settings of ``app.launch_kwargs()``); the
 client is the ``mcp`` package's streamable-HTTP client. Nothing leaves 127.0.0.1.
 """
 
-import ast
 import asyncio
+import json
+import re
+import warnings
 import os
 
 for _key, _value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "1"),
                      ("HF_HUB_DISABLE_TELEMETRY", "1"), ("NO_PROXY", "localhost,127.0.0.1")):
     os.environ.setdefault(_key, _value)
 
+import gradio  # noqa: E402
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 from conftest import require_module  # noqa: E402
@@ -24,7 +28,7 @@ import app  # noqa: E402
 import namecls  # noqa: E402
 from namecls import prior as prior_rule  # noqa: E402
 from namecls import service  # noqa: E402
-from namecls.ui import api  # noqa: E402
+from namecls.ui import api, mcp_json  # noqa: E402
 
 TOOLS = ["predict", "predict_details", "trace", "predict_batch"]
 PARAMETERS = {"predict": ["name", "model", "k", "prior"], "predict_details": ["name", "model", "k", "prior"],
@@ -32,12 +36,17 @@ PARAMETERS = {"predict": ["name", "model", "k", "prior"], "predict_details": ["n
 
 
 @pytest.fixture(scope="module")
-def mcp_url():
+def app_url():
     require_module("mcp")  # gradio[mcp] brings it; without it launch records demo.mcp_error and serves no tools
     url = _launch(app.demo)
     assert app.demo.mcp_error is None, app.demo.mcp_error
-    yield url.rstrip("/") + "/gradio_api/mcp/"
+    yield url
     app.demo.close()
+
+
+@pytest.fixture(scope="module")
+def mcp_url(app_url):
+    return app_url.rstrip("/") + "/gradio_api/mcp/"
 
 
 async def _session(url: str, work):
@@ -63,11 +72,16 @@ def call(url: str, tool: str, **arguments):
     return run(url, lambda session: session.call_tool(tool, arguments))
 
 
-def value(result):
-    """A successful tool call's value: gradio sends the endpoint's return value as one text item, ``str(value)``."""
+def text(result) -> str:
+    """A successful tool call's one text item: the endpoint's return value as JSON (``namecls.ui.mcp_json``)."""
     assert not result.isError, result.content
     assert len(result.content) == 1 and result.content[0].type == "text"
-    return ast.literal_eval(result.content[0].text)
+    return result.content[0].text
+
+
+def value(result):
+    """A successful tool call's value, read as JSON (as any MCP client would)."""
+    return json.loads(text(result))
 
 
 def error_text(result) -> str:
@@ -234,3 +248,105 @@ def test_the_server_keeps_serving_after_errors(mcp_url):
 
     bad, good = run(mcp_url, work)
     assert bad.isError and list(value(good)) == ["Vietnamese"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The answer is JSON (issue 22), the same as the REST API's
+
+
+CALLS = [("predict_details", {"name": "Qin"}, ["Qin", "gru", 3, "lists"]),
+         ("trace", {"name": "Li", "model": "rnn"}, ["Li", "rnn", "lists"]),
+         ("predict_batch", {"names": ["Qin", "Abel", "12345"]}, [["Qin", "Abel", "12345"], "gru", 3, "lists"]),
+         ("predict", {"name": "Nakamura"}, ["Nakamura", "gru", 3, "lists"])]
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+@pytest.mark.parametrize("tool, arguments, args", CALLS, ids=[call[0] for call in CALLS])
+def test_every_answer_is_json_equal_to_the_rest_answer(mcp_url, client, tool, arguments, args):
+    result = call(mcp_url, tool, **arguments)
+    written = text(result)
+    got = json.loads(written)  # strict JSON: no None, True, False, NaN or single quotes
+    rest = client.predict(*args, api_name=f"/{tool}")
+    assert got == rest and type(got) is type(rest) is (list if tool == "predict_batch" else dict)
+    endpoint = {fn.__name__: fn for fn in api.endpoints(app.MODELS)}[tool]
+    assert got == json.loads(json.dumps(endpoint(*args)))  # and the endpoint function's own, through JSON
+    between_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', written)  # what is written outside the strings
+    assert set(re.findall(r"[A-Za-z_']+", between_strings)) <= {"true", "false", "null", "e"}  # no None, True, nan, '
+    # structuredContent, if gradio ever adds one, must carry the same value
+    assert result.structuredContent in (None, rest, {"result": rest})
+
+
+def test_python_literals_became_json_literals(mcp_url):
+    details = text(call(mcp_url, "predict_details", name="Qin"))
+    got = json.loads(details)
+    assert got["low_confidence"] is True and '"low_confidence":true' in details  # was True
+    assert got["unfamiliar"] is False and '"unfamiliar":false' in details  # was False
+    assert got["seen_as"] == ["Chinese"] and '"seen_as":["Chinese"]' in details  # was ['Chinese']
+    assert '"gates":null' in text(call(mcp_url, "trace", name="Li", model="rnn"))  # was None
+    batch = text(call(mcp_url, "predict_batch", names=["Qin", "12345"]))
+    rows = json.loads(batch)
+    assert rows[0]["error"] is None and rows[1]["top1"] is None and '"error":null' in batch
+    assert json.loads(text(call(mcp_url, "predict", name="O'Connell", k=1)))  # a quote in the name: still JSON
+    assert json.loads(text(call(mcp_url, "trace", name="O'Connell")))["normalized"] == "O'Connell"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The one private gradio method replaced (namecls/ui/mcp_json.py): guarded, and still needed
+
+
+def test_the_replaced_gradio_method_is_the_tested_one(mcp_url):
+    """Fails on another gradio: check gradio/mcp.py's GradioMCPServer.postprocess_output_data (does it still
+    write str(value)?), then update mcp_json.TESTED_GRADIO (requirements.txt and README's sdk_version pin it)."""
+    from gradio.mcp import GradioMCPServer
+
+    assert gradio.__version__ == mcp_json.TESTED_GRADIO
+    replaced = GradioMCPServer.postprocess_output_data
+    assert getattr(replaced, mcp_json._MARK) and replaced.__wrapped__.__module__ == "gradio.mcp"
+    assert app.demo.mcp_server_obj.postprocess_output_data.__func__ is replaced  # the served app's MCP server uses it
+
+
+def test_gradio_alone_still_writes_python_literals(mcp_url):
+    """Fails once gradio writes JSON itself: then namecls/ui/mcp_json.py can go."""
+    from gradio.mcp import GradioMCPServer
+
+    server = app.demo.mcp_server_obj
+    original = GradioMCPServer.postprocess_output_data.__wrapped__
+    [item] = original(server, [{"seen_as": None, "low_confidence": True}], "http://127.0.0.1")
+    assert item.text == "{'seen_as': None, 'low_confidence': True}"
+    [item] = server.postprocess_output_data([{"seen_as": None, "low_confidence": True}], "http://127.0.0.1")
+    assert item.type == "text" and item.text == '{"seen_as":null,"low_confidence":true}'
+
+
+def test_only_the_apps_that_ask_and_only_values_json_can_hold(mcp_url):
+    import gradio as gr
+    from gradio.mcp import GradioMCPServer
+
+    def echo(x: str) -> dict:
+        return {"x": None}
+
+    with gr.Blocks() as other:
+        gr.api(echo, api_name="echo")
+    untouched = GradioMCPServer(other)  # another app in the process: gradio's own text
+    assert [item.text for item in untouched.postprocess_output_data([{"x": None}], "http://127.0.0.1")] == [
+        "{'x': None}"]
+    ours = app.demo.mcp_server_obj
+    texts = [item.text for item in ours.postprocess_output_data(
+        ["a string", [1.5, True, None], float("nan"), {"k": 2}], "http://127.0.0.1")]
+    assert texts == ["a string", "[1.5,true,null]", "null", '{"k":2}']  # a string stays as gradio writes it
+    assert mcp_json.json_text({1, 2}) is None  # what JSON cannot hold: gradio's text (not a failed call)
+
+
+def test_another_gradio_keeps_gradios_text_with_a_warning(monkeypatch):
+    monkeypatch.setattr(gradio, "__version__", "99.0.0")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert mcp_json._gradio_hook() is None
+        assert mcp_json.answer_in_json(object()) is False
+    assert caught and all("not 6.31.0" in str(w.message) and "postprocess_output_data" in str(w.message)
+                          for w in caught)

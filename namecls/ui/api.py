@@ -6,7 +6,8 @@ the text before ``Args:`` is the description (its lines joined by spaces); each 
 that parameter's description (one line each: a continuation line is dropped); the lines after ``Returns:`` are
 appended to the MCP description joined by ", " (so a Returns line breaks where a comma would go, and has none
 at its end). The ``${...}`` fields are filled in from the served checkpoints (:func:`_facts`).
-Bad input raises ``gr.Error`` with the reason.
+Bad input raises ``gr.Error`` with the reason. :func:`register` serves each endpoint; its MCP tool's result is
+the same value as JSON text (:mod:`namecls.ui.mcp_json`: gradio alone would write it as a Python literal).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Literal
 from .. import prior as prior_rule
 from .. import service
 from ..data import MAX_NAME_LENGTH
+from . import mcp_json
 from .common import set_facts, user_errors
 from .html import MODEL_LABELS, percent
 
@@ -75,6 +77,15 @@ def last_defaults(models: dict) -> dict[str, tuple[int, str]]:
     import inspect
 
     return {fn.__name__: (len(inspect.signature(fn).parameters), prior_rule.DEFAULT) for fn in endpoints(models)}
+
+
+def register(demo, endpoint) -> None:
+    """Register ``endpoint`` (one of :func:`endpoints`) on ``demo``, inside its ``with`` block, under its own name:
+    a public API endpoint and an MCP tool, the tool's result as JSON text (:mod:`namecls.ui.mcp_json`)."""
+    import gradio as gr
+
+    gr.api(endpoint, api_name=endpoint.__name__)
+    mcp_json.answer_in_json(demo)
 
 
 def endpoints(models: dict) -> list:
