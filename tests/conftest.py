@@ -54,7 +54,8 @@ def require_executable(name: str) -> str:
 
 
 def find_data_dir() -> Path | None:
-    """The real names folder: ``$NAMECLS_DATA_DIR``, else ``../shared/data/names`` beside the project; None if absent."""
+    """The real names folder: ``$NAMECLS_DATA_DIR``, else ``../shared/data/names`` beside the project; None if
+    absent."""
     env = os.environ.get("NAMECLS_DATA_DIR")
     candidate = Path(env) if env else PROJECT_ROOT.parent / "shared" / "data" / "names"
     if not candidate.is_absolute():

@@ -403,7 +403,8 @@ def test_the_app_in_a_browser(page):
     # Its letter tables scroll in their boxes, each keeping the current (last) letter in view.
     for figure in ("#trace-display", "#heatmap", "#gates", "#gradient"):
         expect(page.locator(f"{figure} .scroll-x .current").first).to_be_attached()
-        page.wait_for_function("""(sel) => { const b = document.querySelector(sel); const c = b.querySelector('.current');
+        page.wait_for_function("""(sel) => {
+          const b = document.querySelector(sel); const c = b.querySelector('.current');
             const o = b.getBoundingClientRect(), i = c.getBoundingClientRect();
             return i.left >= o.left - 1 && i.right <= o.right + 1; }""", arg=f"{figure} .scroll-x", timeout=TIMEOUT)
 

@@ -172,7 +172,7 @@ def test_service_predict_details(dry_run_dir):
     models = service.load_models(dry_run_dir)
     out = service.predict_details(models, "Balin", "gru", 2)
     assert list(out) == ["name", "normalized", "model", "top", "top_probability", "entropy", "low_confidence",
-                         "threshold", "set", "coverage", "seen_as", "novelty", "unfamiliar"]
+                         "threshold", "set", "coverage", "seen_as", "novelty", "unfamiliar", "prior"]
     assert out["top"] == pytest.approx(service.predict(models, "Balin", "gru", 2))
     assert out["top_probability"] == pytest.approx(next(iter(out["top"].values())))
     assert isinstance(out["low_confidence"], bool) and out["entropy"] >= 0
@@ -185,7 +185,8 @@ def test_service_predict_details(dry_run_dir):
     # The novelty score: the checkpoint's Novelty run on the name by itself, and the same from the trace's state.
     clf = models["gru"]
     expected = float(clf.novelty.score_model(clf.model, ["Balin"])[0])
-    assert out["novelty"] == pytest.approx(expected, abs=1e-6) and traced["novelty"] == pytest.approx(expected, abs=1e-5)
+    assert out["novelty"] == pytest.approx(expected, abs=1e-6)
+    assert traced["novelty"] == pytest.approx(expected, abs=1e-5)
     assert out["unfamiliar"] is (expected > clf.novelty.threshold) and traced["unfamiliar"] is out["unfamiliar"]
 
 

@@ -102,7 +102,8 @@ def test_validate_empty(raw):
         nd.validate(raw)
 
 
-@pytest.mark.parametrize("raw", ["x" * 65, "Abc" * 30, "x" * 1000, "李" * 40])  # the last: 119 chars once transliterated
+# the last: 119 characters once transliterated
+@pytest.mark.parametrize("raw", ["x" * 65, "Abc" * 30, "x" * 1000, "李" * 40])
 def test_validate_too_long(raw):
     with pytest.raises(ValueError, match="too long"):
         nd.validate(raw)

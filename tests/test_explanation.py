@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-import namecls
 from namecls import service
 from namecls.data import pad_batch
 from namecls.ui import html

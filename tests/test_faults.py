@@ -106,7 +106,8 @@ BREAKAGES = {"missing folder": _missing_folder, "truncated weights": _truncate, 
              "hidden size disagrees": _resize, "NaN weights": _nan_weights,
              "temperature 1e-300": _edit_gru_config(_set("temperature", "1e-300")),
              "a label is a list": _edit_gru_config(
-                 lambda text: json.dumps({**json.loads(text), "labels": [["Arabic"]] + json.loads(text)["labels"][1:]})),
+                 lambda text: json.dumps({**json.loads(text),
+                                          "labels": [["Arabic"]] + json.loads(text)["labels"][1:]})),
              "config nested 100,000 deep": _edit_gru_config(_set("deep", "[" * 100_000 + "]" * 100_000)),
              "config of 64 MB": _edit_gru_config(_set("padding", '"' + "x" * (64 << 20) + '"'))}
 

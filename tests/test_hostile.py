@@ -323,7 +323,8 @@ def test_other_encodings_are_read(client, tmp_path, filename, content):
     path = tmp_path / filename
     path.write_bytes(content)
     summary, table, _ = client.predict(handle_file(str(path)), "", "gru", "lists", api_name="/ui_batch")
-    assert [[row[0], row[2]] for row in table["data"]] == [["Müller", "Muller"], ["Nguyen", "Nguyen"]]  # name, normalised
+    # name, normalised
+    assert [[row[0], row[2]] for row in table["data"]] == [["Müller", "Muller"], ["Nguyen", "Nguyen"]]
     assert "**2** names" in summary
 
 

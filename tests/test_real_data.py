@@ -1,8 +1,8 @@
 """The committed checkpoints are what their metrics say, on the real data's clean test split.
 
 The accuracy floors of earlier issues are retired (issue 11): over five clean folds the GRU is about a point below
-TF-IDF + LR in accuracy and level in macro-F1 (docs/training.md, "Results"). What is asserted here is what the checkpoints do:
-the data they were trained on, and test scores recomputed from scratch equal to their ``metrics.json``.
+TF-IDF + LR in accuracy and level in macro-F1 (docs/training.md, "Results"). What is asserted here is what the
+checkpoints do: the data they were trained on, and test scores recomputed from scratch equal to their ``metrics.json``.
 
 Needs the names folder (``$NAMECLS_DATA_DIR``, else ``../shared/data/names``) and ``checkpoints/{rnn,gru}``:
 skipped on a developer machine without them, failed in CI (``NAMECLS_CI=1``).

@@ -219,9 +219,11 @@ def test_like_retrains_a_checkpoints_recipe(tmp_path):
                     "--hidden-size", "20"])
     finally:
         torch.set_num_threads(threads)
-    (first, first_metrics), (again, again_metrics) = _read(tmp_path / "first" / "gru"), _read(tmp_path / "again" / "gru")
+    first, first_metrics = _read(tmp_path / "first" / "gru")
+    again, again_metrics = _read(tmp_path / "again" / "gru")
     assert again["model"] == first["model"] and again["train_config"] == first["train_config"]
-    assert first["train_config"]["lr"] == 0.02 and first["model"]["hidden_size"] != namecls.experiment.MODEL_DEFAULTS["gru"].hidden_size
+    assert first["train_config"]["lr"] == 0.02
+    assert first["model"]["hidden_size"] != namecls.experiment.MODEL_DEFAULTS["gru"].hidden_size
     assert without_timings(again_metrics)["test"] == without_timings(first_metrics)["test"]
     wider, _ = _read(tmp_path / "wider" / "gru")
     assert wider["model"]["hidden_size"] == 20 and wider["train_config"] == first["train_config"]

@@ -83,7 +83,8 @@ def test_a_short_training_gives_a_model_that_classifies_and_downloads(url):
     traced = dict(zip(TRACED, client.predict("Nguyen", "yours", 6, "lists", api_name="/ui_trace")))
     assert (traced["k"]["maximum"], traced["k"]["value"]) == (3, 3) and len(traced["step_label"]["confidences"]) == 3
     # A session without a trained model cannot choose it.
-    with pytest.raises(Exception, match="(?i)400 Bad Request|unknown model|choose one of|not in the list of choices"):  # gradio or us
+    # refused by gradio or by us
+    with pytest.raises(Exception, match="(?i)400 Bad Request|unknown model|choose one of|not in the list of choices"):
         Client(url, verbose=False).predict("Nguyen", "yours", 3, "lists", api_name="/ui_classify")
 
 
@@ -253,7 +254,8 @@ def test_a_gone_yours_is_a_message_in_classify_step_through_and_batch_which_then
         # Classify: the message in place of the answer, nothing of the earlier answer beside it, no error.
         label, norm, answer, _ = client.predict("Fujita", "yours", 3, "lists", api_name="/ui_classify")
         assert not label and norm == "" and _is_gone_notice(answer) and "prediction set" not in answer
-        label, norm, answer, _ = client.predict("", "yours", 3, "lists", api_name="/ui_reclassify")  # picked with no name yet
+        # "Yours" picked with no name yet
+        label, norm, answer, _ = client.predict("", "yours", 3, "lists", api_name="/ui_reclassify")
         assert not label and _is_gone_notice(answer)
         # Step through: the message in place of the trace; nothing of the earlier trace (of "Yours") left.
         for endpoint in ("/ui_trace", "/ui_trace_tab"):
