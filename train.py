@@ -93,7 +93,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "of the defaults (e.g. --like checkpoints retrains the committed checkpoints' recipe); the "
                         "flags above still override them")
     p.add_argument("--out", default="checkpoints", help="folder that receives <out>/rnn and <out>/gru")
-    p.add_argument("--threads", type=positive(int), default=os.cpu_count(), help="torch CPU threads (default: all cores)")
+    p.add_argument("--threads", type=positive(int), default=os.cpu_count(),
+                   help="torch CPU threads (default: all cores)")
     p.add_argument("--dry-run", action="store_true", help="a tiny model, one short epoch: a smoke test")
     p.add_argument("--no-progress", action="store_true", help="hide the tqdm progress bar")
     return p.parse_args(argv)
@@ -116,14 +117,18 @@ def main(argv=None) -> None:
     except (OSError, RuntimeError) as err:
         raise SystemExit(f"error: {err}") from None
     split = make_split(data, args.protocol, args.seed)
-    model_overrides = {k: v for k, v in {"hidden_size": args.hidden_size, "num_layers": args.layers}.items() if v is not None}
-    train_overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}.items() if v is not None}
+    model_overrides = {k: v for k, v in {"hidden_size": args.hidden_size, "num_layers": args.layers}.items()
+                       if v is not None}
+    train_overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}.items()
+                       if v is not None}
     train_overrides["seed"] = args.seed
     train_overrides["backprop"] = args.backprop
     if args.dry_run:
         model_overrides |= DRY_RUN["model"]
         train_overrides |= DRY_RUN["train"]
     for kind in ["rnn", "gru"] if args.model == "all" else [args.model]:
+        architecture: dict
+        settings: dict
         architecture, settings = {}, {}
         if args.like:
             try:

@@ -304,7 +304,8 @@ def train_one(data_dir: str, protocol: str, split_id: int, n_folds: int | None, 
         overrides = {"seed": init_seed, **(DRY_RUN["train"] if dry_run else {})}
         model, metrics = run(kind, data, split, model_overrides=DRY_RUN["model"] if dry_run else None,
                              train_overrides=overrides, with_baselines=False, progress=False)
-        scores, seconds, epochs_run = predict_logits(model, test_names), metrics["training_seconds"], metrics["epochs_run"]
+        scores, seconds, epochs_run = (predict_logits(model, test_names), metrics["training_seconds"],
+                                       metrics["epochs_run"])
     metrics = score(test_targets, scores, data.labels)
     predictions = scores.argmax(axis=1)
     right_set = set_correct(test_names, predictions, languages_by_name(data.names, data.targets))
@@ -374,7 +375,8 @@ def bootstrap_differences(per_name: pd.DataFrame, model: str, n_classes: int, n_
                                 - macro_f1_weighted(target, pb, w, n_classes))
     ones = np.ones(len(target))
     point = {"accuracy": (ca - cb).mean(), "set_accuracy": (sa - sb).mean(),
-             "macro_f1": macro_f1_weighted(target, pa, ones, n_classes) - macro_f1_weighted(target, pb, ones, n_classes)}
+             "macro_f1": (macro_f1_weighted(target, pa, ones, n_classes)
+                          - macro_f1_weighted(target, pb, ones, n_classes))}
     return {m: (float(point[m]), *np.percentile(draws[m], [2.5, 97.5]).tolist()) for m in METRICS}
 
 
@@ -474,7 +476,8 @@ def main() -> None:
     p.add_argument("--out", default=None,
                    help="prefix of the CSVs (default with --folds: bench/results/cv-PROTOCOL-KfoldS)")
     p.add_argument("--summarize", metavar="PREFIX", default=None,
-                   help="print the tables from PREFIX.csv and PREFIX-predictions.csv.gz of an earlier run, train nothing")
+                   help="print the tables from PREFIX.csv and PREFIX-predictions.csv.gz of an earlier run, "
+                        "train nothing")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     data = read_names(args.data_dir)

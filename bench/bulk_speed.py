@@ -9,8 +9,9 @@ one process against a Dask LocalCluster, side by side in one run.
    (``ru_maxrss`` from ``wait4``, what ``/usr/bin/time -v`` calls "Maximum resident set size"), next to the peak
    RSS of the runs on ``--sample`` names: equal peaks mean the memory stays flat.
 3. ``--dask-names`` names in Parquet files of 10,000 rows: ``namecls.annotate`` on the whole table in this process
-   (torch's default threads, then one thread, as a worker runs), then ``dd.read_parquet(...).map_partitions(namecls.annotate, ...)`` on a
-   ``LocalCluster(n_workers=2, threads_per_worker=1)`` (start-up timed apart), checked equal.
+   (torch's default threads, then one thread, as a worker runs), then
+   ``dd.read_parquet(...).map_partitions(namecls.annotate, ...)`` on a ``LocalCluster(n_workers=2,
+   threads_per_worker=1)`` (start-up timed apart), checked equal.
 
     python bench/bulk_speed.py                              # 1,000,000 names (about 15 min on 2 busy cores)
     python bench/bulk_speed.py --names 100000 --dask-names 50000 --sample 20000   # a quick look

@@ -267,7 +267,8 @@ def exports(url: str, tmp: Path, cache: Path, clients: int, seconds: float, refu
     refused = [a for a in answers if not a[1]]
     each = max((os.path.getsize(p) for p in cache.rglob("*.csv")), default=0)
     print(f"\n## 4. CSV exports, {clients} clients, each call from its own address, 10,000 names "
-          f"(~{each / 2**20:.1f} MB a CSV) for {wall:.0f} s: {len(answers)} calls ({sorted(a[0] for a in answers)[len(answers) // 2]:.2f} s "
+          f"(~{each / 2**20:.1f} MB a CSV) for {wall:.0f} s: {len(answers)} calls "
+          f"({sorted(a[0] for a in answers)[len(answers) // 2]:.2f} s "
           f"median), {len(written)} files written, {len(refused)} refused")
     print(f"cap MAX_OUTPUT_DISK_BYTES {cap / 2**20:.0f} MB; peak on disk (gradio cache + system temp) "
           f"{peak.bytes / 2**20:.1f} MB; output space used {server.OUTPUT_SPACE.used / 2**20:.1f} MB; "

@@ -148,7 +148,8 @@ def run_phase(url: str, n_clients: int, n_requests: int, phase: str, answers: di
                 traced = client.predict(*session, K, "lists", api_name="/ui_trace")
                 if canonical(traced[1:]) != answers[("ui_trace", *session)]:
                     wrong += 1
-                    samples.append(f"wrong answer: /ui_trace {session}: {diff(canonical(traced[1:]), answers[('ui_trace', *session)])}")
+                    samples.append(f"wrong answer: /ui_trace {session}: "
+                                   f"{diff(canonical(traced[1:]), answers[('ui_trace', *session)])}")
         except Exception as err:
             errors += 1
             samples.append(f"error: /ui_trace: {err!r}"[:300])

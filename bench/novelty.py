@@ -1,8 +1,10 @@
 """Does a "from elsewhere" score separate foreign surnames from the kind of names the models were trained on?
 
-    python bench/novelty.py            # AUROC table of every candidate score, both models, on bench/data/novelty-dev.csv
+    python bench/novelty.py            # AUROC table of every candidate score, both models, on
+                                       # bench/data/novelty-dev.csv
     python bench/novelty.py --heldout  # the chosen score (namecls.novelty.CHOSEN) on bench/data/novelty-heldout.csv
-    python bench/novelty.py --build    # rebuild both CSV files from the names-dataset package (pip install names-dataset)
+    python bench/novelty.py --build    # rebuild both CSV files from the names-dataset package
+                                       # (pip install names-dataset)
 
 The development and held-out sets (bench/data/README.md) hold surnames of two groups, drawn from the
 ``names-dataset`` package's per-country top last names: ``foreign`` (countries none of whose official languages
@@ -153,8 +155,9 @@ def build() -> None:
     for part, path in (("dev", DEV), ("heldout", HELDOUT)):
         DATA.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="", encoding="utf-8") as f:
-            f.write("# surnames from the names-dataset package 3.3.1 (Apache-2.0, github.com/philipperemy/name-dataset);"
-                    " built by: python bench/novelty.py --build; see bench/data/README.md\n")
+            f.write("# surnames from the names-dataset package 3.3.1 (Apache-2.0, "
+                    "github.com/philipperemy/name-dataset); built by: python bench/novelty.py --build; see "
+                    "bench/data/README.md\n")
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(["name", "country", "group"])
             writer.writerows(rows[part])
@@ -278,9 +281,9 @@ def candidates_table(models=("rnn", "gru")) -> dict:
             y_i = np.r_[np.ones(len(f["foreign"])), np.zeros(len(f["in"]))]
             rows.append((label, roc_auc_score(y_t, np.r_[f["foreign"], f["test"]]),
                          roc_auc_score(y_i, np.r_[f["foreign"], f["in"]])))
-        # Logistic regression on z-scored [lm5, best-language lm5, mixture lm5, knn32, maxprob, energy], fitted on the dev set (foreign vs unseen
-        # in-language), 5-fold stratified cross-validation; out-of-fold scores for the dev names, and for the
-        # test split the mean of the five fold models (the test names are in no fold).
+        # Logistic regression on z-scored [lm5, best-language lm5, mixture lm5, knn32, maxprob, energy], fitted on
+        # the dev set (foreign vs unseen in-language), 5-fold stratified cross-validation; out-of-fold scores for the
+        # dev names, and for the test split the mean of the five fold models (the test names are in no fold).
         base = ["lm 5-gram KN", "per-language lm 5-gram, best language", "per-language lm 5-gram, mixture",
                 "knn k=5 (PCA 32-d, float16)", "maxprob (1 - top p)", "energy"]
         X = {s: np.stack([z(p)[s] for p in base], 1) for s in sets}

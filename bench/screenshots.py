@@ -103,7 +103,8 @@ def shoot(browser, url: str, width: int, theme: str, name: str, out: Path) -> di
         slug = name if len(name) <= 20 else f"{len(name)}-letters"
         path = out / f"{width}-{theme}-{slug}.png"
         page.screenshot(path=str(path), full_page=True)
-        return {"path": str(path), "screen": width, "scroll_width": page.evaluate("document.documentElement.scrollWidth"),
+        return {"path": str(path), "screen": width,
+                "scroll_width": page.evaluate("document.documentElement.scrollWidth"),
                 "sticking_out": page.evaluate(STICKING_OUT_JS, width)}
     finally:
         context.close()

@@ -210,7 +210,7 @@ def diagnose(demo, seconds: float) -> None:
                 break
             except RuntimeError as err:
                 line = {"t": time.time(), "error": repr(err)}
-            except Exception as err:  # noqa: BLE001: the thread must live on, and say what went wrong
+            except Exception as err:  # noqa: BLE001 - the thread must live on, and say what went wrong
                 line = {"t": time.time(), "error": repr(err)}
                 break
         import tracemalloc
@@ -330,7 +330,7 @@ class Tally:
         began = time.perf_counter()
         try:
             answer = fn()
-        except Exception as err:  # noqa: BLE001: every failure is counted and described
+        except Exception as err:  # noqa: BLE001 - every failure is counted and described
             message = str(err).strip()
             clear = isinstance(err, AppError) and bool(message) and not message.startswith(GENERIC)
             line = f"{endpoint}: {type(err).__name__}: {message[:200]}"

@@ -1,6 +1,7 @@
 """The world outside the lists: both models under each prior, on the clean test split and on real surnames.
 
-    python bench/surnames.py --build   # write bench/data/surnames-dev.csv and surnames-final.csv (pip install names-dataset)
+    python bench/surnames.py --build   # write bench/data/surnames-dev.csv and surnames-final.csv
+                                       # (pip install names-dataset)
     python bench/surnames.py           # the table on the test split and the development set (bench/results/surnames.md)
     python bench/surnames.py --designs # the prior and set designs compared on the development set
     python bench/surnames.py --final   # add the untouched final set (looked at once, at the end)
@@ -8,8 +9,9 @@
 The real-surname sets (bench/data/README.md) hold in-language surnames from the ``names-dataset`` package's
 per-country top last names that are **absent from the project's data files** and from the novelty sets, 100 a
 language in each file, for 14 languages (no Vietnamese list; GB's list mixes English and Scottish names, so it is
-read as English; the Latin-script Chinese and Korean lists are mostly not surnames, see LEFT_OUT). No name of them enters training or calibration: every fitted number
-(temperature, the prior the network learned, the set thresholds) comes from the lists' validation split.
+read as English; the Latin-script Chinese and Korean lists are mostly not surnames, see LEFT_OUT). No name of them
+enters training or calibration: every fitted number (temperature, the prior the network learned, the set thresholds)
+comes from the lists' validation split.
 
 Every row is a model and a prior: top-1 accuracy, macro-F1 and the 90% sets' coverage and mean size, with
 TF-IDF + logistic regression trained on the same training split beside them.
@@ -205,7 +207,8 @@ def designs(coverage: float = 0.9) -> str:
 
     data = read_names(data_dir())
     names, languages = read_surnames(SURNAMES_DEV)
-    lines = ["| model | learned prior from | sets | dev top-1 | dev coverage | dev mean size |", "|---|---|---|---|---|---|"]
+    lines = ["| model | learned prior from | sets | dev top-1 | dev coverage | dev mean size |",
+             "|---|---|---|---|---|---|"]
     for kind in ("gru", "rnn"):
         clf = namecls.load(kind)
         labels, C = clf.labels, len(clf.labels)

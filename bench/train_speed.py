@@ -6,10 +6,11 @@
 **Time to accuracy.** On seed split 0 (the article's protocol) it trains :data:`RECIPE` with the project's trainer:
 ``namecls.fit``'s small GRU (1 x 128) on a 6-epoch one-cycle schedule at batch 256, peak learning rate 2e-2 — picked
 among four runs of this script (batch 64/128/256, 5-8 epochs) by the time it reports, so it is tuned to this very
-measure. It scores the test part after every epoch, and reports the training seconds until test accuracy first reaches 82.4% (what the article's 2-epoch
-loop reached). In the same run it times the article's loop — one name per step: forward, loss, backward, SGD — on a
-sample of names, over the committed GRU's architecture (the reference the issue's 4.3x was measured against) and over
-the same small GRU, and extrapolates each to the article's 2 epochs of 18,063 rows. The last line is
+measure. It scores the test part after every epoch, and reports the training seconds until test accuracy first
+reaches 82.4% (what the article's 2-epoch loop reached). In the same run it times the article's loop — one name per
+step: forward, loss, backward, SGD — on a sample of names, over the committed GRU's architecture (the reference the
+issue's 4.3x was measured against) and over the same small GRU, and extrapolates each to the article's 2 epochs of
+18,063 rows. The last line is
 ``time to 82.4%: <ours> s vs <loop> s: <ratio>x``.
 
 **Profile.** For each of train.py's two models it runs one epoch of the trainer without the profiler (the wall time),
@@ -87,7 +88,8 @@ def time_to_accuracy(args, data) -> None:
     recipe = replace(RECIPE, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs)
     num_classes = len(data.labels)
     print(f"ours: namecls.fit's GRU ({recipe.num_layers} x {recipe.hidden_size}, batch {recipe.batch_size}, "
-          f"peak lr {recipe.lr:g}, {recipe.epochs}-epoch one-cycle), {args.threads} thread(s), seed split 0", flush=True)
+          f"peak lr {recipe.lr:g}, {recipe.epochs}-epoch one-cycle), {args.threads} thread(s), seed split 0",
+          flush=True)
     reached, elapsed = [], [0.0]
 
     def check_test(row, model):

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .evaluation import predict_logits, quick_score
+from .models import Model
 
 TAUS = np.round(np.arange(0.0, 1.51, 0.1), 2)
 
@@ -33,9 +34,10 @@ def choose_tau(val_logits: np.ndarray, val_targets: np.ndarray, prior: np.ndarra
 
 
 @torch.no_grad()
-def fit_logit_adjustment(model: torch.nn.Module, train_targets, val_names, val_targets) -> dict:
+def fit_logit_adjustment(model: Model, train_targets, val_names, val_targets) -> dict:
     """Pick tau on validation data and fold ``-tau * log(prior)`` into ``model.readout.bias``; return the record."""
     prior = log_prior(np.asarray(train_targets), model.config.num_classes)
     tau, curve = choose_tau(predict_logits(model, val_names), np.asarray(val_targets), prior)
-    model.readout.bias -= torch.tensor(tau * prior, dtype=model.readout.bias.dtype)
+    # (type: ignore: -= on a Parameter is in place and leaves a Parameter; torch types __isub__ as returning Tensor)
+    model.readout.bias -= torch.tensor(tau * prior, dtype=model.readout.bias.dtype)  # type: ignore[misc]
     return {"tau": tau, "validation_curve": curve}

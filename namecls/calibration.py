@@ -25,6 +25,7 @@ after training) and ``python -m namecls.refit`` adds it to an already-trained ch
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from scipy.special import entr, log_softmax
@@ -32,8 +33,9 @@ from scipy.special import entr, log_softmax
 N_BINS = 15
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 TARGET_ACCURACY = 0.5  # flagged validation names are right at most this often
-DEFAULT_RULE = {"score": "top_probability", "threshold": 0.5,
-                "rule": "low confidence when the top probability is below the threshold (default, not fitted)"}
+DEFAULT_RULE: dict[str, Any] = {"score": "top_probability", "threshold": 0.5,
+                                 "rule": "low confidence when the top probability is below the threshold (default, "
+                                         "not fitted)"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -181,8 +183,9 @@ def calibrate(val_logits, val_targets, test_logits, test_targets, n_bins: int = 
         after = softmax(logits, temperature)
         calibrated[part] = after
         bins_before, bins_after = reliability(softmax(logits), targets, n_bins), reliability(after, targets, n_bins)
-        entry = {"n": int(len(targets)), "ece_before": _ece_of(bins_before), "ece_after": _ece_of(bins_after),
-                 "nll_before": nll(logits, targets), "nll_after": nll(logits, targets, temperature)}
+        entry: dict[str, Any] = {"n": int(len(targets)), "ece_before": _ece_of(bins_before),
+                                 "ece_after": _ece_of(bins_after), "nll_before": nll(logits, targets),
+                                 "nll_after": nll(logits, targets, temperature)}
         if part == "test":
             entry["reliability_before"], entry["reliability_after"] = bins_before, bins_after
         report[part] = entry

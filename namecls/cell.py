@@ -14,12 +14,14 @@ ones the network used, and the update rule applied to them reproduces the networ
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .data import ALPHABET, encode
+from .models import GRUClassifier, Model, RNNClassifier
 
 # What gates() returns for each kind of cell: every value is an (L, T, H) array.
 GATE_KEYS = {
@@ -41,14 +43,14 @@ def _indices(x) -> torch.Tensor:
     return x.unsqueeze(0)  # (1, T)
 
 
-def _kind(model: nn.Module) -> str:
+def _kind(model: Model) -> str:
     kind = model.config.kind
     if kind not in GATE_KEYS:
         raise ValueError(f"unknown model kind {kind!r}: expected one of {sorted(GATE_KEYS)}")
     return kind
 
 
-def _states(model: nn.Module, x: torch.Tensor, hidden) -> torch.Tensor:
+def _states(model: Model, x: torch.Tensor, hidden) -> torch.Tensor:
     """(L, T, H): every layer's state after each character of ``x`` (1, T): ``hidden`` if given, else from
     ``model.steps``."""
     if hidden is None:
@@ -60,13 +62,13 @@ def _states(model: nn.Module, x: torch.Tensor, hidden) -> torch.Tensor:
     return hidden
 
 
-def _previous(model: nn.Module, states: torch.Tensor) -> torch.Tensor:
+def _previous(model: Model, states: torch.Tensor) -> torch.Tensor:
     """(L, T, H): every layer's state *before* each character: the initial state, then the states shifted by one."""
     initial = model.initial_state().to(states.dtype)  # (L, H)
     return torch.cat([initial[:, None], states[:, :-1]], dim=1)  # (L, T, H)
 
 
-def _gru_pieces(model: nn.Module, x: torch.Tensor, states: torch.Tensor) -> dict[str, torch.Tensor]:
+def _gru_pieces(model: GRUClassifier, x: torch.Tensor, states: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every GRU layer's gate pre-activations and gates after every character, each (L, T, H).
 
     PyTorch stores a layer's three gates stacked in the order r, z, n (rows of ``weight_ih_l0`` / ``weight_hh_l0``):
@@ -83,9 +85,10 @@ def _gru_pieces(model: nn.Module, x: torch.Tensor, states: torch.Tensor) -> dict
     previous = _previous(model, states)  # (L, T, H)
     # Layer 0 reads the embeddings (dropout is off in eval mode), layer i > 0 the new states of layer i - 1.
     layer_inputs = [model.embed(x[0])] + list(states[:-1])  # [(T, E), (T, H), ...]
-    from_input = torch.stack([F.linear(inp, layer.weight_ih_l0, layer.bias_ih_l0)
+    # (type: ignore below: nn.GRU sets its weights by setattr, so mypy sees Module.__getattr__'s Tensor | Module)
+    from_input = torch.stack([F.linear(inp, layer.weight_ih_l0, layer.bias_ih_l0)  # type: ignore[arg-type]
                               for inp, layer in zip(layer_inputs, model.layers)])  # (L, T, 3H)
-    from_past = torch.stack([F.linear(h, layer.weight_hh_l0, layer.bias_hh_l0)
+    from_past = torch.stack([F.linear(h, layer.weight_hh_l0, layer.bias_hh_l0)  # type: ignore[arg-type]
                              for h, layer in zip(previous, model.layers)])  # (L, T, 3H)
     pieces = {}
     for gate, a, b in zip("rzn", from_input.chunk(3, dim=-1), from_past.chunk(3, dim=-1)):  # each (L, T, H)
@@ -97,7 +100,7 @@ def _gru_pieces(model: nn.Module, x: torch.Tensor, states: torch.Tensor) -> dict
     return pieces
 
 
-def _rnn_pieces(model: nn.Module, x: torch.Tensor, states: torch.Tensor) -> dict[str, torch.Tensor]:
+def _rnn_pieces(model: RNNClassifier, x: torch.Tensor, states: torch.Tensor) -> dict[str, torch.Tensor]:
     """The hand-written RNN's drive after every character, each (1, T, H): h_t = σ(input_drive + recurrent_drive),
     ``input_drive`` = the character's column of i2h plus its bias, ``recurrent_drive`` = W_hh h_{t-1}; and
     ``previous`` = h_{t-1} (h_0 the learned initial state)."""
@@ -108,8 +111,15 @@ def _rnn_pieces(model: nn.Module, x: torch.Tensor, states: torch.Tensor) -> dict
     return {"input_drive": input_drive[None], "recurrent_drive": recurrent_drive[None], "previous": previous}
 
 
+def _pieces(model: Model, kind: str, x: torch.Tensor, states: torch.Tensor) -> dict[str, torch.Tensor]:
+    """:func:`_gru_pieces` or :func:`_rnn_pieces`, by ``kind`` (the model's ``config.kind``, which names its class)."""
+    if kind == "gru":
+        return _gru_pieces(cast(GRUClassifier, model), x, states)
+    return _rnn_pieces(cast(RNNClassifier, model), x, states)
+
+
 @torch.inference_mode()
-def contributions(model: nn.Module, x, target: int | None = None, temperature: float = 1.0,
+def contributions(model: Model, x, target: int | None = None, temperature: float = 1.0,
                   hidden=None, shift=None) -> dict:
     """Split the final answer's logit exactly into a bias, the last character's direct term and one term per unit.
 
@@ -173,7 +183,7 @@ def contributions(model: nn.Module, x, target: int | None = None, temperature: f
 
 
 @torch.inference_mode()
-def gates(model: nn.Module, x, hidden=None) -> dict | None:
+def gates(model: Model, x, hidden=None) -> dict | None:
     """The cell's inner values after every character, every layer, from the layer weights and the states the network
     held. One key set per cell (:data:`GATE_KEYS`), every value an (L, T, H) float32 array:
 
@@ -190,7 +200,7 @@ def gates(model: nn.Module, x, hidden=None) -> dict | None:
         return None
     x = _indices(x)
     states = _states(model, x, hidden)  # (L, T, H)
-    pieces = (_gru_pieces if kind == "gru" else _rnn_pieces)(model, x, states)
+    pieces = _pieces(model, kind, x, states)
     return {k: pieces[k].numpy() for k in GATE_KEYS[kind]}
 
 
@@ -200,7 +210,7 @@ def _num(v: float) -> str:
 
 
 @torch.inference_mode()
-def unit_equation(model: nn.Module, x, layer: int, unit: int, t: int, hidden=None) -> dict:
+def unit_equation(model: Model, x, layer: int, unit: int, t: int, hidden=None) -> dict:
     """One unit's update at one letter, with the actual numbers, and the equation written out in words.
 
     ``layer`` and ``unit`` are 0-based, ``t`` the 0-based letter index (negative counts from the end). Returns the
@@ -226,11 +236,11 @@ def unit_equation(model: nn.Module, x, layer: int, unit: int, t: int, hidden=Non
     if not -T <= t < T:
         raise ValueError(f"letter {t} out of range: the name has {T} letters, 0 … {T - 1}")
     t %= T
-    pieces = (_gru_pieces if kind == "gru" else _rnn_pieces)(model, x, states)
+    pieces = _pieces(model, kind, x, states)
     value = {k: float(v[layer, t, unit]) for k, v in pieces.items()}
     char = ALPHABET[int(x[0, t])]
-    out = {"kind": kind, "layer": layer, "unit": unit, "t": t, "char": char, "h_prev": value["previous"],
-           "h_new": float(states[layer, t, unit])}
+    out: dict[str, Any] = {"kind": kind, "layer": layer, "unit": unit, "t": t, "char": char,
+                           "h_prev": value["previous"], "h_new": float(states[layer, t, unit])}
     where = (f"L{layer + 1} #{unit}" if L > 1 else f"#{unit}") + f" at letter {t + 1} '{char}'"
     n_, h_prev, h_new = _num, out["h_prev"], out["h_new"]
     if kind == "gru":

@@ -44,13 +44,14 @@ import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .data import ALPHABET, NORMALIZATION, pad_batch
-from .models import build, config_from_dict, config_to_dict
+from .models import Model, build, config_from_dict, config_to_dict
 
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE = "config.json", "model.safetensors", "metrics.json"
 PROJECTION_TENSORS, PROJECTION_JSON = "projection.safetensors", "projection.json"
@@ -145,7 +146,7 @@ GENERATED_CONFIG_KEYS = ("format_version", "model", "alphabet", "labels", "norma
                          "low_confidence", "versions")
 
 
-def make_config(model: torch.nn.Module, labels: list[str], extra: dict, posthoc=None) -> dict:
+def make_config(model: Model, labels: list[str], extra: dict, posthoc=None) -> dict:
     """The config.json that :func:`save` writes for ``model``: architecture, alphabet, labels, normalisation, the
     training facts of ``extra``, the post-training temperature and rule, and the package versions."""
     return {
@@ -160,7 +161,7 @@ def make_config(model: torch.nn.Module, labels: list[str], extra: dict, posthoc=
     }
 
 
-def save(folder: str | os.PathLike, model: torch.nn.Module, labels: list[str], extra: dict, metrics: dict,
+def save(folder: str | os.PathLike, model: Model, labels: list[str], extra: dict, metrics: dict,
          posthoc=None) -> Path:
     """Write ``model``, its metadata and its post-training fits as the checkpoint folder ``folder``.
 
@@ -173,7 +174,7 @@ def save(folder: str | os.PathLike, model: torch.nn.Module, labels: list[str], e
     folder = Path(folder)
     config = make_config(model, labels, extra, posthoc)
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    files = {WEIGHTS_FILE: lambda path: save_file(tensors, path)}
+    files: dict[str, Callable[..., None]] = {WEIGHTS_FILE: lambda path: save_file(tensors, path)}
     for attribute, names in PARTS.items():
         part = getattr(posthoc, attribute, None)
         if part is None:
@@ -269,14 +270,14 @@ def extract_zip(path: str | os.PathLike, dest: str | os.PathLike) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
         written, budget = set(), ZIP_MAX_BYTES
         for info in entries:
-            name = info.filename[len(prefix):] if info.filename.startswith(prefix) else None
-            if info.is_dir() or name not in CHECKPOINT_FILES:
+            member = info.filename[len(prefix):] if info.filename.startswith(prefix) else None
+            if info.is_dir() or member not in CHECKPOINT_FILES:
                 continue
-            if name in written:
+            if member in written:
                 raise CheckpointError(f"{path}: zip entry {info.filename!r} appears twice")
-            written.add(name)
+            written.add(member)
             try:
-                with zf.open(info) as src, open(dest / name, "wb") as out:
+                with zf.open(info) as src, open(dest / member, "wb") as out:
                     while chunk := src.read(1 << 20):
                         budget -= len(chunk)
                         if budget < 0:  # the headers understated the sizes
@@ -704,7 +705,7 @@ def _check_config(config_path: Path, config, model_config) -> None:
     _check_facts(config_path, config)
 
 
-def _probe(folder: Path, model: torch.nn.Module, temperature: float) -> None:
+def _probe(folder: Path, model: Model, temperature: float) -> None:
     """Refuse a model (in eval mode) whose calibrated probabilities for :data:`PROBE_NAMES`, after any of their
     characters, are not finite or do not sum to 1: weights that pass the finiteness check but overflow float32 (a
     1e38 in the head makes a logit infinite and every probability NaN)."""
@@ -728,7 +729,7 @@ def _normal_float32(value: float) -> bool:
     import numpy as np
 
     as32 = np.float32(value)
-    return bool(np.isfinite(as32)) and math.isfinite(float(value)) and abs(as32) >= np.finfo(np.float32).tiny
+    return bool(np.isfinite(as32)) and math.isfinite(float(value)) and bool(abs(as32) >= np.finfo(np.float32).tiny)
 
 
 def _short(value, limit: int = 200) -> str:
@@ -750,7 +751,7 @@ def recipe(folder: str | os.PathLike) -> tuple[dict, dict]:
     return architecture, settings
 
 
-def load(folder: str | os.PathLike) -> tuple[torch.nn.Module, dict, dict]:
+def load(folder: str | os.PathLike) -> tuple[Model, dict, dict]:
     """Rebuild a model from ``folder``; return (model in eval mode, config dict, metrics dict).
 
     Raises :class:`CheckpointError` naming the file and what is wrong with it. When ``folder`` is missing because a

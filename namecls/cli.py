@@ -30,10 +30,14 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import bulk, service
 from . import prior as prior_rule
 from .inference import MODEL_NAMES
+
+if TYPE_CHECKING:  # the bulk extra's pyarrow: imported only when a Parquet file is read or written
+    import pyarrow.parquet
 
 TAB = "\t"
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "txt", ".parquet": "parquet"}
@@ -144,6 +148,7 @@ def _read_delimited(handle, sep: str, chunk_size: int):
 
     reader = csv.reader(handle, delimiter=sep, strict=True)
     quote_hint = f" (quote a field that holds a {'tab' if sep == TAB else 'comma'})"
+    rows: list[list[str]]  # the fields of the rows read since the last frame
     names, rows, start, line = None, [], 0, 0  # line: the last physical line read (a quoted field may span lines)
 
     def frame():
@@ -297,7 +302,8 @@ class _ParquetSink:
     """Writes frames one after another into one Parquet file; the first frame's dtypes fix every column's type."""
 
     def __init__(self, path: Path):
-        self.path, self.writer = path, None
+        self.path = path
+        self.writer: pyarrow.parquet.ParquetWriter | None = None
 
     def __call__(self, frame) -> None:
         pa, pq = _pyarrow(), _parquet()

@@ -269,6 +269,7 @@ class Conformal:
         """What ``conformal.safetensors`` holds."""
         out = {"scores": torch.from_numpy(self.scores.copy())}
         if self.val_probs is not None:
+            assert self.val_targets is not None  # __init__ sets both or neither
             out["val_probs"] = torch.from_numpy(self.val_probs.copy())
             out["val_targets"] = torch.from_numpy(self.val_targets.copy())
         return out

@@ -30,7 +30,7 @@ from unidecode import unidecode
 try:
     import fcntl
 except ImportError:  # not POSIX: only the in-process lock
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # (a module or None: checked before each use)
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,8 @@ def check_normalized(norm: Normalized) -> Normalized:
             raise ValueError("name is empty")
         raise ValueError(f"name has no letters after normalisation (dropped: {''.join(norm.dropped)!r})")
     if len(norm.text) > MAX_NAME_LENGTH:
-        raise ValueError(f"name is too long: {len(norm.text)} characters after normalisation (at most {MAX_NAME_LENGTH})")
+        raise ValueError(f"name is too long: {len(norm.text)} characters after normalisation "
+                         f"(at most {MAX_NAME_LENGTH})")
     return norm
 
 
@@ -326,9 +327,10 @@ def pad_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     and read each name's result at its own last character).
     """
     if len(names) == 1:  # one name, as in an app request: plain lists are cheaper than the vectorised path
-        codes = encode(names[0])
-        return torch.tensor([codes], dtype=torch.int64), torch.tensor([len(codes)], dtype=torch.int64)
+        indices = encode(names[0])
+        return torch.tensor([indices], dtype=torch.int64), torch.tensor([len(indices)], dtype=torch.int64)
     lengths = np.fromiter(map(len, names), dtype=np.int64, count=len(names))
+    codes: np.ndarray | None
     try:  # vectorised: one lookup over all the names' characters (per-name tensors cost more than the model)
         codes = _CODES[np.frombuffer("".join(names).encode("ascii"), dtype=np.uint8)]
     except UnicodeEncodeError:
@@ -336,6 +338,7 @@ def pad_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     if codes is None or (codes < 0).any():
         for name in names:
             encode(name)  # raises KeyError naming the first character outside ALPHABET
+    assert codes is not None  # (None: a character outside ASCII, so encode raised above)
     batch = np.zeros((len(names), int(lengths.max())), dtype=np.int64)  # (B, T)
     batch[np.arange(batch.shape[1]) < lengths[:, None]] = codes  # row by row: each name's first len(name) steps
     return torch.from_numpy(batch), torch.from_numpy(lengths)

@@ -200,6 +200,7 @@ def _gru_suffix_logits(model, codes, lengths, batch_sizes, start: torch.Tensor) 
         # The packed form of the kernel nn.GRU calls: each step runs only the rows still reading.
         data, final = torch.gru(data, batch_sizes, start[i : i + 1].contiguous(), layer.all_weights[0], True, 1,
                                 0.0, False, False)  # (sum of lengths, H), (1, B, H)
+    assert final is not None  # the model has at least one layer
     return model.head(final[0])  # (B, C)
 
 

@@ -12,10 +12,11 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_
 from sklearn.pipeline import make_pipeline
 
 from .data import pad_batch
+from .models import Model
 
 
 @torch.inference_mode()
-def predict_logits(model: torch.nn.Module, names: list[str], batch_size: int = 1024) -> np.ndarray:
+def predict_logits(model: Model, names: list[str], batch_size: int = 1024) -> np.ndarray:
     """Logits (N, C) for already-normalised names, batched by length to keep padding small; input order kept."""
     model.eval()
     order = sorted(range(len(names)), key=lambda i: len(names[i]))

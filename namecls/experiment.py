@@ -25,12 +25,14 @@ log = logging.getLogger(__name__)
 
 # The project's defaults per model, chosen on the clean protocol's validation split (seed 0) for time to accuracy:
 # shorter one-cycle schedules that validate at least as well as the committed checkpoints' recipe (recorded in their
-# config.json; ``train.py --like checkpoints`` retrains it). Validation accuracy, seed 0 (docs/training.md, "Training speed"):
+# config.json; ``train.py --like checkpoints`` retrains it). Validation accuracy, seed 0 (docs/training.md,
+# "Training speed"):
 #   RNN 512, 40 epochs (early-stopped at 30; committed)   0.797     RNN 384, 20 epochs   0.798  <- default
 #   RNN 512, 15 epochs                                    0.796     RNN 256, 20/30       0.790 / 0.795
 #   GRU 2x256, batch 64, lr 3e-3, EMA .998, 30 (committed) 0.841    same, 20 / 12 epochs 0.830 / 0.823
 #   GRU 2x256, batch 128, lr 5e-3, EMA .996, 20 epochs    0.842  <- default   GRU 1x384, 20 epochs  0.839
-MODEL_DEFAULTS = {"rnn": RNNConfig(hidden_size=384), "gru": GRUConfig(hidden_size=256, num_layers=2, dropout=0.4)}
+MODEL_DEFAULTS: dict[str, RNNConfig | GRUConfig] = {
+    "rnn": RNNConfig(hidden_size=384), "gru": GRUConfig(hidden_size=256, num_layers=2, dropout=0.4)}
 TRAIN_DEFAULTS = {
     "rnn": TrainConfig(epochs=20, lr=1e-2, class_weight_power=0.25),
     "gru": TrainConfig(epochs=20, batch_size=128, lr=5e-3, class_weight_power=0.0, ema=0.996),
@@ -94,7 +96,8 @@ def run(kind: str, data: NamesData, split: Split, model_overrides: dict | None =
         "logit_adjustment": adjustment,
         "validation": score(val_targets, val_logits, data.labels),
         "test": score(test_targets, test_logits, data.labels),
-        "baselines": baselines(train_names, train_targets, test_names, test_targets, data.labels) if with_baselines else {},
+        "baselines": (baselines(train_names, train_targets, test_names, test_targets, data.labels)
+                      if with_baselines else {}),
     }
     return model, metrics
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from .data import pad_batch
+from .models import Model
 from .projection import PER_LANGUAGE, SAMPLE_SEED, _sample_rows, top_states
 
 K_CONTEXTS = 20  # stored top contexts per unit
@@ -52,7 +53,7 @@ class Neighbour(NamedTuple):
     name: str
     language: str
     distance: float  # Euclidean, in the top layer's hidden space
-    index: int  # row in the reference bank
+    index: int  # type: ignore[assignment]  # row in the reference bank (the field shadows tuple.index)
 
 
 class UnitContext(NamedTuple):
@@ -133,7 +134,7 @@ def _check(explain: Explain) -> None:
             == len(explain.bank_states)):
         raise ValueError(f"the bank lists do not name the {len(explain.bank_states)} stored states")
     n = len(contexts.get("names", ())) if isinstance(contexts, dict) else -1
-    if n < 0 or len(contexts.get("languages", ())) != n or \
+    if not isinstance(contexts, dict) or len(contexts.get("languages", ())) != n or \
             (explain.context_name.size and not 0 <= explain.context_name.min() <= explain.context_name.max() < n):
         raise ValueError("context_name indices do not fit the stored context names")
 
@@ -152,7 +153,7 @@ def check_summary(summary: dict, config: dict) -> None:
 
 
 @torch.inference_mode()
-def _every_step(model: torch.nn.Module, names: list[str], batch_size: int = 512):
+def _every_step(model: Model, names: list[str], batch_size: int = 512):
     """Yield (rows, hidden (L, B, T, H) float32, lengths (B,)) for ``names`` in length-sorted batches."""
     model.eval()
     order = sorted(range(len(names)), key=lambda i: len(names[i]))
@@ -177,16 +178,18 @@ def _unit_order(states: np.ndarray) -> np.ndarray:
 def _top_contexts(model, names: list[str], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For distinct ``names``: per (layer, unit) the indices of the k names with the highest value over all their
     prefixes, the position of that value and the value, highest first (ties by name index): each (L, H, k)."""
-    best_value = best_pos = None
+    best_value: np.ndarray | None = None
+    best_pos: np.ndarray | None = None
     for rows, hidden, lengths in _every_step(model, names):
         L, B, T, H = hidden.shape
-        if best_value is None:
+        if best_value is None or best_pos is None:  # (both None until the first batch)
             best_value = np.empty((len(names), L, H), dtype=np.float32)
             best_pos = np.empty((len(names), L, H), dtype=np.int32)
         padded = np.arange(T)[None, :] >= lengths[:, None]  # (B, T)
         hidden[:, padded] = -np.inf  # padding never wins
         best_pos[rows] = hidden.argmax(axis=2).transpose(1, 0, 2)  # (B, L, H): first position of the maximum
         best_value[rows] = hidden.max(axis=2).transpose(1, 0, 2)
+    assert best_value is not None and best_pos is not None  # names is never empty: fit's bank names are among them
     N, L, H = best_value.shape
     k = min(k, N)
     # A stable sort of the negated values: highest first, equal values in name order.
@@ -197,18 +200,18 @@ def _top_contexts(model, names: list[str], k: int) -> tuple[np.ndarray, np.ndarr
     return (top.T.reshape(L, H, k), positions.T.reshape(L, H, k), values.T.reshape(L, H, k))
 
 
-def fit(model: torch.nn.Module, names: list[str], targets, labels: list[str], k: int = K_CONTEXTS,
+def fit(model: Model, names: list[str], targets, labels: list[str], k: int = K_CONTEXTS,
         per_language: int = PER_LANGUAGE, seed: int = SAMPLE_SEED) -> Explain:
     """Fit the explanation data on the training ``names`` (normalised) and their ``targets``; deterministic."""
     targets = np.asarray(targets)
     bank_rows = np.concatenate(_sample_rows(targets, len(labels), per_language, seed))
     bank_names = [names[i] for i in bank_rows]
-    prefix = [np.concatenate([hidden[:, b, :n] for b, n in enumerate(lengths)], axis=1)
-              for _, hidden, lengths in _every_step(model, bank_names)]
-    prefix = np.concatenate(prefix, axis=1)  # (L, S, H): every prefix state of the bank's names
+    batches = [np.concatenate([hidden[:, b, :n] for b, n in enumerate(lengths)], axis=1)
+               for _, hidden, lengths in _every_step(model, bank_names)]
+    prefix = np.concatenate(batches, axis=1)  # (L, S, H): every prefix state of the bank's names
     unit_order = np.stack([_unit_order(layer) for layer in prefix])  # (L, H)
 
-    first = {}  # distinct name -> its first training row
+    first: dict[str, int] = {}  # distinct name -> its first training row
     for i, name in enumerate(names):
         first.setdefault(name, i)
     distinct = list(first)

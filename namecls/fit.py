@@ -21,6 +21,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -257,8 +258,8 @@ def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages:
     started = time.perf_counter()
     if kind not in FIT_DEFAULTS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, FIT_DEFAULTS))}, not {kind!r}")
-    overrides = {"hidden_size": hidden_size, "num_layers": num_layers, "lr": lr, "epochs": epochs,
-                 "batch_size": batch_size}
+    overrides: dict[str, Any] = {"hidden_size": hidden_size, "num_layers": num_layers, "lr": lr, "epochs": epochs,
+                                 "batch_size": batch_size}  # any values: _check_overrides checks them
     _check_overrides(overrides, time_budget)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ValueError(f"seed must be a whole number, not {seed!r}")

@@ -53,7 +53,7 @@ def gradients(model: RNNClassifier, x, lengths, targets, loss_fn, manual: bool) 
     loss = bptt.manual_loss(model, x, lengths, targets, loss_fn) if manual else loss_fn(model(x, lengths), targets)
     loss.backward()
     params = dict(model.named_parameters())
-    grads = {name: (None if params[name].grad is None else params[name].grad.clone()) for name in PARAMETERS}
+    grads = {name: (None if (grad := params[name].grad) is None else grad.clone()) for name in PARAMETERS}
     return loss.item(), grads
 
 
@@ -95,7 +95,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hidden-sizes", type=int, nargs="+", default=[1, 8, 32, 256],
                    help="hidden sizes of the random RNNs (default: 1 8 32 256; 256 is the default RNN)")
     p.add_argument("--batch-size", type=int, default=12, help="names per random batch (default: 12)")
-    p.add_argument("--max-length", type=int, default=10, 
+    p.add_argument("--max-length", type=int, default=10,
                    help="longest name of a batch: lengths range 1..this (default: 10)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random models and batches (default: 0)")
     p.add_argument("--tolerance", type=float, default=1e-6,

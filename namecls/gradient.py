@@ -44,7 +44,7 @@ import torch
 
 from . import bptt
 from .data import pad_batch
-from .models import GRUClassifier, RNNClassifier
+from .models import GRUClassifier, Model, RNNClassifier
 
 
 class StateVectors(NamedTuple):
@@ -162,9 +162,11 @@ def _gru_vectors(model: GRUClassifier, x: torch.Tensor, target: int | None, temp
         x = x.clone()  # a normal tensor even when the caller runs under inference_mode
         out = model.embed(x)  # (1, T, E); no dropout: evaluation semantics
         zeros = out.new_zeros(1, 1, H)  # (1, 1, H)
+        # (type: ignore below: a ModuleList's items are typed Module; these are nn.GRU, which has all_weights)
         for layer in model.layers[:-1]:
-            out, _ = torch.gru(out, zeros, layer.all_weights[0], True, 1, 0.0, False, False, True)  # (1, T, H)
-        w_ih, w_hh, b_ih, b_hh = (w.detach() for w in model.layers[-1].all_weights[0])
+            out, _ = torch.gru(out, zeros, layer.all_weights[0],  # type: ignore[index, arg-type]
+                               True, 1, 0.0, False, False, True)  # (1, T, H)
+        w_ih, w_hh, b_ih, b_hh = (w.detach() for w in model.layers[-1].all_weights[0])  # type: ignore[index]
         gi = (out[0] @ w_ih.t() + b_ih).chunk(3, dim=1)  # 3 × (T, H): input parts of the r, z, n gates
         W_head, b_head = model.head.weight.detach(), model.head.bias.detach()  # (C, H), (C,)
     with torch.inference_mode(False), torch.enable_grad():
@@ -185,7 +187,7 @@ def _gru_vectors(model: GRUClassifier, x: torch.Tensor, target: int | None, temp
     return StateVectors(torch.stack(grads[1:]), grads[0], c, float(log_p.detach()))  # after (T, H)
 
 
-def state_vectors(model: torch.nn.Module, x: torch.Tensor | str, target: int | None = None,
+def state_vectors(model: Model, x: torch.Tensor | str, target: int | None = None,
                   temperature: float = 1.0, shift=None) -> StateVectors:
     """The gradient vectors ∂ log p / ∂h_t (T, H) and ∂ log p / ∂(initial state) (H,) behind
     :func:`state_gradients`, same arguments."""
@@ -199,7 +201,7 @@ def state_vectors(model: torch.nn.Module, x: torch.Tensor | str, target: int | N
     raise TypeError(f"state gradients are written for RNNClassifier and GRUClassifier, not {type(model).__name__}")
 
 
-def state_gradients(model: torch.nn.Module, x: torch.Tensor | str, target: int | None = None,
+def state_gradients(model: Model, x: torch.Tensor | str, target: int | None = None,
                     temperature: float = 1.0, shift=None) -> StateGradients:
     """For one name, how strongly the final answer's calibrated log-probability depends on the top layer's state
     after each character: entry t of ``norms`` (T,) is ‖∂ log softmax(logits_T / temperature)[c] / ∂h_t‖₂, the

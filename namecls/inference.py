@@ -20,15 +20,18 @@ import tempfile
 from importlib import resources
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from . import calibration, cell, checkpoint, gradient
 from . import prior as prior_rule
 from .conformal import CONFIG as CONFORMAL
 from .data import Normalized, pad_batch, validate
 from .explain import Neighbour, UnitContext  # noqa: F401  (part of the inference API: Trace.neighbours' items)
+from .models import Model
 from .posthoc import Posthoc
 
 def _checkpoints_folder() -> Path:
@@ -62,7 +65,7 @@ class Trace:
     unfamiliar: bool | None = None
     contributions: dict | None = None  # the final answer's logit split over bias, input and units (namecls.cell)
     gates: dict | None = None  # the cell at work after each character (namecls.cell.gates: GRU gates, RNN drives)
-    gradient: object | None = None  # namecls.gradient.StateGradients: |d log p(answer) / d h_t| (T,), top layer
+    gradient: gradient.StateGradients | None = None  # |d log p(answer) / d h_t| (T,), top layer
     prior: str = prior_rule.DEFAULT  # the prior every probability and set is under (namecls.prior)
 
     @property
@@ -127,7 +130,7 @@ class Prediction:
     prior: str = prior_rule.DEFAULT  # the prior the answer is under (namecls.prior)
 
 
-def _log(p: np.ndarray) -> np.ndarray:
+def _log(p: ArrayLike) -> np.ndarray:
     """Natural log in float64, a probability that underflowed to 0 read as the smallest float32 (no -inf)."""
     return np.log(np.maximum(np.asarray(p, dtype=np.float64), np.finfo(np.float32).tiny))
 
@@ -160,7 +163,7 @@ class Classifier:
     """A loaded checkpoint (or a model trained in memory by :func:`namecls.fit`, whose ``source`` is None).
     Thread-safe for concurrent calls: inference never changes the model."""
 
-    def __init__(self, model: torch.nn.Module, config: dict, metrics: dict, source: Path | None,
+    def __init__(self, model: Model, config: dict, metrics: dict, source: Path | None,
                  posthoc: Posthoc | None = None):
         self.model = model
         self.config = config
@@ -249,7 +252,9 @@ class Classifier:
         input or a checkpoint without sets."""
         if self.conformal is None:
             raise ValueError(f"{self._where} has no prediction-set data (conformal.safetensors / conformal.json)")
-        return self.sets(self._probs([self._normalized(name).text], prior), coverage, prior)[0]
+        sets = self.sets(self._probs([self._normalized(name).text], prior), coverage, prior)
+        assert sets is not None  # self.conformal is not None
+        return sets[0]
 
     def seen_as(self, name: str | Normalized) -> list[str] | None:
         """The languages this exact (normalised) name has in the training split, in label order; [] when it is not
@@ -276,9 +281,10 @@ class Classifier:
         prior = prior_rule.check(prior)
         probs = self._probs([norm.text], prior)[0]
         sets = self.sets(probs, coverage, prior)
+        novelty, unfamiliar = self.novelty_of(norm)
         return Prediction(norm.original, norm.text, _top_k(probs, self.labels, k), float(probs.max()),
-                          float(calibration.entropy(probs)), self.is_low_confidence(probs),
-                          None if sets is None else sets[0], coverage, self.seen_as(norm), *self.novelty_of(norm),
+                          float(calibration.entropy(probs)), cast(bool, self.is_low_confidence(probs)),  # 1 row: a bool
+                          None if sets is None else sets[0], coverage, self.seen_as(norm), novelty, unfamiliar,
                           prior=prior)
 
     def predict(self, name: str | Normalized, k: int = 3, prior: str = prior_rule.DEFAULT) -> list[tuple[str, float]]:

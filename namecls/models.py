@@ -154,11 +154,14 @@ class GRUClassifier(nn.Module):
         return self.head
 
 
+# Either classifier: what `build` and `namecls.checkpoint.load` return, and what the functions that read a model take.
+Model = RNNClassifier | GRUClassifier
+
 CONFIGS = {"rnn": RNNConfig, "gru": GRUConfig}
 MODELS = {"rnn": RNNClassifier, "gru": GRUClassifier}
 
 
-def build(config: RNNConfig | GRUConfig) -> nn.Module:
+def build(config: RNNConfig | GRUConfig) -> Model:
     return MODELS[config.kind](config)
 
 

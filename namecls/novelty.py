@@ -25,8 +25,12 @@ Stored as plain data (never pickle): :meth:`Novelty.tensors` (count tables, proj
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 import torch
+
+from .models import Model
 
 FORMAT_VERSION = 1
 CHOSEN = ("lm_lang", "knn")  # components of the score; see bench/novelty.py for the comparison on the dev set
@@ -258,7 +262,7 @@ def energy_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 @torch.inference_mode()
-def final_states(model: torch.nn.Module, names: list[str], batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def final_states(model: Model, names: list[str], batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """(N, H) top-layer state after each name's last character and (N, C) logits, batched by length."""
     from .data import pad_batch
     from .models import last_step
@@ -314,8 +318,10 @@ class Novelty:
         cols = []
         for c in self.components:
             if c == "lm":
+                assert self.lm is not None  # built in __init__ when "lm" is a component
                 cols.append(self.lm.nll(names))
             elif c == "lm_lang":
+                assert self.lm_lang is not None  # built in __init__ when "lm_lang" is a component
                 cols.append(self.lm_lang.min_nll(names))
             elif c == "knn":
                 if states is None:
@@ -343,12 +349,17 @@ class Novelty:
         """
         return ((self.features(names, states, logits) - self.center) / self.scale).mean(axis=1)
 
+    @overload
+    def unfamiliar(self, scores: float) -> bool: ...
+    @overload
+    def unfamiliar(self, scores: np.ndarray) -> np.ndarray: ...
+
     def unfamiliar(self, scores) -> np.ndarray | bool:
         """The "unfamiliar" flag: score above :attr:`threshold`."""
         flags = np.asarray(scores) > self.threshold
         return bool(flags) if flags.ndim == 0 else flags
 
-    def score_model(self, model: torch.nn.Module, names: list[str]) -> np.ndarray:
+    def score_model(self, model: Model, names: list[str]) -> np.ndarray:
         """:meth:`score` of normalised ``names``, running ``model`` for the states and logits it needs."""
         return self.score(names, *_inputs(self, model, names))
 
@@ -372,7 +383,7 @@ class Novelty:
         return cls(arrays, summary)
 
 
-def fit(model: torch.nn.Module, train_names: list[str], train_targets, labels: list[str], dev=None, *,
+def fit(model: Model, train_names: list[str], train_targets, labels: list[str], dev=None, *,
         val_names: list[str] | None = None, temperature: float = 1.0, components=CHOSEN, order: int = LM_ORDER,
         k: int = KNN_K, dims: int = KNN_DIMS, quantile: float = FLAG_QUANTILE) -> Novelty:
     """Fit the score on the training names and standardise it on ``val_names``; return the :class:`Novelty`.

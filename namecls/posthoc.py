@@ -18,11 +18,16 @@ refitted without retraining holds the same numbers as a freshly trained one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import calibration, conformal, novelty, seen
 from . import prior as prior_rule
+
+if TYPE_CHECKING:  # for the annotations only: fit imports them when it runs
+    from .explain import Explain
+    from .projection import Projection
 
 
 @dataclass
@@ -33,9 +38,9 @@ class Posthoc:
     low_confidence: dict = field(default_factory=lambda: dict(calibration.DEFAULT_RULE))
     conformal: conformal.Conformal | None = None
     training_names: seen.TrainingNames | None = None
-    projection: object | None = None  # namecls.projection.Projection
-    explain: object | None = None  # namecls.explain.Explain
-    novelty: object | None = None  # namecls.novelty.Novelty
+    projection: Projection | None = None
+    explain: Explain | None = None
+    novelty: novelty.Novelty | None = None
     metrics: dict = field(default_factory=dict)  # what metrics.json gets: calibration, low_confidence, conformal, ...
 
     def config_fields(self) -> dict:
@@ -99,8 +104,8 @@ def fit_on_split(model, labels: list[str], split, with_maps: bool = True) -> Pos
     """:func:`fit` with the model's validation and test logits computed here."""
     from .evaluation import predict_logits
 
-    return fit(model, labels, split, *(predict_logits(model, split.part(part)[0]) for part in ("val", "test")),
-               with_maps=with_maps)
+    val_logits, test_logits = (predict_logits(model, split.part(part)[0]) for part in ("val", "test"))
+    return fit(model, labels, split, val_logits, test_logits, with_maps=with_maps)
 
 
 def coverage_line(metrics: dict) -> str:

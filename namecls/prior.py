@@ -22,10 +22,12 @@ Under a prior other than the lists', the prediction sets are recalibrated for it
 
 from __future__ import annotations
 
+from typing import Final
+
 import numpy as np
 
 PRIORS = ("lists", "equal")
-DEFAULT = "lists"
+DEFAULT: Final = "lists"
 DESCRIPTIONS = {
     "lists": "as in the training lists (half of them Russian)",
     "equal": "every language equally likely",

@@ -25,10 +25,13 @@ new name (:attr:`namecls.Trace.map_points`): "Ngu…" leaves the crowd and arriv
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 
 from .data import pad_batch
+from .models import Model
 
 PER_LANGUAGE = 150  # sampled training names per language in projection.json (all of them if fewer)
 SAMPLE_SEED = 0
@@ -88,7 +91,7 @@ class Projection:
     def sample_names(self) -> list[str]:
         """The names of :meth:`sample`'s points, in the same order ("" for each point of an older projection.json
         that does not store them)."""
-        names = []
+        names: list[str] = []
         for lang in self.labels:
             entry = self.summary["languages"][lang]
             stored = entry.get("names") or []
@@ -107,7 +110,8 @@ class Projection:
     @property
     def extent(self) -> tuple[float, float, float, float]:
         """(xmin, xmax, ymin, ymax) of the map: the sample's final states and most prefix states, with a margin."""
-        return tuple(float(v) for v in self.summary["extent"])
+        # four numbers: check_summary rejects any other extent
+        return cast("tuple[float, float, float, float]", tuple(float(v) for v in self.summary["extent"]))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """What ``projection.safetensors`` holds."""
@@ -115,7 +119,7 @@ class Projection:
 
 
 @torch.inference_mode()
-def top_states(model: torch.nn.Module, names: list[str], batch_size: int = 512, every_step: bool = False):
+def top_states(model: Model, names: list[str], batch_size: int = 512, every_step: bool = False):
     """Top-layer hidden states of already-normalised names, batched by length; input order kept.
 
     ``every_step=False``: (N, H), the state after each name's last character. ``every_step=True``: a list of
@@ -204,7 +208,7 @@ def _evidence(sample_states, sample_targets, val_states, val_targets, k: int = N
     return rows
 
 
-def compare_methods(model: torch.nn.Module, train: tuple[list[str], np.ndarray], val: tuple[list[str], np.ndarray],
+def compare_methods(model: Model, train: tuple[list[str], np.ndarray], val: tuple[list[str], np.ndarray],
                     labels: list[str], per_language: int = PER_LANGUAGE, seed: int = SAMPLE_SEED) -> dict:
     """{method: scores} for every map method, fitted on the balanced training sample (as :func:`fit` does) and
     scored on the validation names (never test): what :func:`fit` records as the evidence for its choice."""
@@ -214,7 +218,7 @@ def compare_methods(model: torch.nn.Module, train: tuple[list[str], np.ndarray],
                      np.asarray(val[1]))
 
 
-def fit(model: torch.nn.Module, names: list[str], targets, labels: list[str], per_language: int = PER_LANGUAGE,
+def fit(model: Model, names: list[str], targets, labels: list[str], per_language: int = PER_LANGUAGE,
         seed: int = SAMPLE_SEED, balanced: bool = True, method: str = DEFAULT_METHOD,
         validation: tuple[list[str], np.ndarray] | None = None) -> Projection:
     """Fit the map on the training ``names`` (normalised) and their ``targets``; deterministic for fixed inputs.

@@ -14,7 +14,9 @@ import tempfile
 import time
 import unicodedata
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -46,7 +48,7 @@ def _preview(value, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def pick_model(models: dict[str, Classifier], model) -> Classifier:
+def pick_model(models: Mapping[str, Classifier], model) -> Classifier:
     """The classifier named ``model``: exactly one of the keys of ``models`` ("rnn", "gru"), in any case; nothing
     around it (no surrounding spaces or newlines)."""
     if isinstance(model, str) and model.isascii() and model.lower() in models:
@@ -57,7 +59,8 @@ def pick_model(models: dict[str, Classifier], model) -> Classifier:
 def check_k(k, n_labels: int) -> int:
     """``k`` as an int in 1 … n_labels. Only an integer is accepted: not a bool, a float (even 3.0), a string
     ("3", "1e1", "1_0") or anything else. (JSON ``3`` arrives as an int from gradio_client and raw REST alike.)"""
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n_labels:
+    # (type: ignore: typeshed's numbers.Integral declares no __ge__, which `1 <= k` needs; int and NumPy's have it)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n_labels:  # type: ignore[operator]
         raise ValueError(f"k must be a whole number from 1 to {n_labels}, not {_preview(k)}")
     return int(k)
 
@@ -104,7 +107,8 @@ def check_prior(clf: Classifier, prior) -> str:
     return prior
 
 
-def predict(models, name: str, model: str = "gru", k: int = 3, prior: str = prior_rule.DEFAULT) -> dict[str, float]:
+def predict(models, name: str | Normalized, model: str = "gru", k: int = 3,
+            prior: str = prior_rule.DEFAULT) -> dict[str, float]:
     """{language: probability} for the k most probable languages, most probable first, under ``prior``."""
     clf = pick_model(models, model)
     k = check_k(k, len(clf.labels))
@@ -112,8 +116,8 @@ def predict(models, name: str, model: str = "gru", k: int = 3, prior: str = prio
     return {lang: float(p) for lang, p in clf.predict(check_name(name), k, prior)}
 
 
-def predict_details(models, name: str, model: str = "gru", k: int = 3, coverage: float = CONFORMAL.coverage,
-                    prior: str = prior_rule.DEFAULT) -> dict:
+def predict_details(models, name: str | Normalized, model: str = "gru", k: int = 3,
+                    coverage: float = CONFORMAL.coverage, prior: str = prior_rule.DEFAULT) -> dict:
     """:func:`predict` plus how sure the network is: top probability, entropy (nats), the low-confidence flag,
     the prediction set at ``coverage`` (languages, most probable first; None without conformal data) and the
     languages this exact name had in the training split (``seen_as``; [] unseen, None without the table); every
@@ -141,7 +145,7 @@ def predict_details(models, name: str, model: str = "gru", k: int = 3, coverage:
     }
 
 
-def trace(models, name: str, model: str = "gru", prior: str = prior_rule.DEFAULT) -> dict:
+def trace(models, name: str | Normalized, model: str = "gru", prior: str = prior_rule.DEFAULT) -> dict:
     """The prediction after every prefix and the (top layer's) hidden state after every character, as lists; the
     prediction's entropy after every prefix, the whole name's low-confidence flag, the state's position on the
     model's 2-D map after every character (None if the checkpoint has no map), each character's attribution and
@@ -210,7 +214,8 @@ def predict_batch(models, names, model: str = "gru", k: int = 3, prior: str = pr
         raise ValueError(f"names must be a list of strings, not {type(names).__name__}")
     if len(names) > MAX_BATCH_NAMES:
         raise ValueError(f"{len(names):,} names is too many: at most {MAX_BATCH_NAMES:,} per batch")
-    rows, good = [], []
+    rows: list[dict[str, Any]] = []
+    good: list[tuple[int, Normalized]] = []
     for name in names:
         norm = None
         try:  # one normalisation per name, good or bad: the row's "normalized" text is the one checked
@@ -231,7 +236,7 @@ def predict_batch(models, names, model: str = "gru", k: int = 3, prior: str = pr
         probs = np.zeros((len(results), len(clf.labels)))
         for j, full in enumerate(results):
             probs[j, [index[lang] for lang, _ in full]] = [p for _, p in full]
-        flags = clf.is_low_confidence(probs)
+        flags = cast(np.ndarray, clf.is_low_confidence(probs))  # rows: an array
         sets = clf.sets(probs, prior=prior)
         for j, ((i, norm), full, flag) in enumerate(zip(good, results, flags)):
             rows[i].update(top1=full[0][0], probability=float(full[0][1]),

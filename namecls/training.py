@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from tqdm import tqdm
 from . import bptt
 from .data import pad_batch
 from .evaluation import predict_logits, quick_score
-from .models import RNNClassifier
+from .models import Model, RNNClassifier
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def length_batches(names: list[str], batch_size: int, rng: np.random.Generator) 
     order = rng.permutation(len(names))
     # Sort within chunks of 50 batches by length: padding drops, batches stay varied.
     chunk = batch_size * 50
-    batches = []
+    batches: list[np.ndarray] = []
     for start in range(0, len(order), chunk):
         rows = order[start : start + chunk]
         rows = rows[np.argsort([len(names[i]) for i in rows], kind="stable")]
@@ -89,9 +90,9 @@ def one_cycle(fraction: float, max_lr: float, pct_start: float = 0.15, div_facto
     return cos(max_lr, final, pct), cos(low, high, pct)
 
 
-def train(model: nn.Module, train_names, train_targets, val_names, val_targets, config: TrainConfig,
+def train(model: Model, train_names, train_targets, val_names, val_targets, config: TrainConfig,
           progress: bool = True, on_epoch=None, on_progress=None, progress_every: int = 200, stop=None,
-          time_budget: float | None = None) -> tuple[nn.Module, list[dict]]:
+          time_budget: float | None = None) -> tuple[Model, list[dict]]:
     """Train ``model``; return the best-on-validation model and the per-epoch history.
 
     ``on_epoch(row, model)``, if given, is called after each epoch's log line (benchmarks use it).
@@ -155,7 +156,7 @@ def train(model: nn.Module, train_names, train_targets, val_names, val_targets, 
                      "final": False})
     # The weights that get validated and kept: the model itself, or a moving average of it.
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema)) if config.ema else None
-    scored = averaged.module if averaged else model
+    scored = cast(Model, averaged.module) if averaged else model  # the average is a copy of model
     best_score, best_state, stale, history = -1.0, None, 0, []
     for epoch in range(1, config.epochs + 1):
         if best_state is not None and (stopped := halted()):
@@ -178,7 +179,7 @@ def train(model: nn.Module, train_names, train_targets, val_names, val_targets, 
                 y = torch.as_tensor(train_targets[rows])
             with record_function("forward"):
                 if config.backprop == "manual":  # the same loss; backward() runs the hand-written BPTT
-                    loss = bptt.manual_loss(model, x, lengths, y, loss_fn)
+                    loss = bptt.manual_loss(cast(RNNClassifier, model), x, lengths, y, loss_fn)  # checked above
                 else:
                     loss = loss_fn(model(x, lengths), y)
             with record_function("backward"):
@@ -231,6 +232,7 @@ def train(model: nn.Module, train_names, train_targets, val_names, val_targets, 
         if stale >= config.patience:
             log.info("no better validation %s for %d epochs: stopping", config.select_on, config.patience)
             break
+    assert best_state is not None  # epochs >= 1: the first epoch is kept (its score, >= 0, beats -1)
     model.load_state_dict(best_state)
     model.eval()
     return model, history

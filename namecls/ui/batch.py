@@ -73,7 +73,7 @@ def build(models: dict, ui: dict, prior: gr.Radio) -> gr.Radio:
         table = gr.Dataframe(headers=COLUMNS, interactive=False, elem_id="batch-table", max_height=420, wrap=True)
         download = gr.DownloadButton(DOWNLOAD_LABEL, visible=False, elem_id="batch-download")
 
-    def run(file, text, kind, prior_value="lists", request: gr.Request = None):
+    def run(file, text, kind, prior_value="lists", request: gr.Request | None = None):
         gone = gone_notice(kind, request)
         if gone is not None:  # "Yours", no longer on the server: why, and no table of an earlier batch
             return {summary: gone, table: pd.DataFrame(columns=COLUMNS), download: gr.DownloadButton(visible=False)}

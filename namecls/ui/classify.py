@@ -36,7 +36,7 @@ def build(models: dict, ui: dict, prior: gr.Radio) -> Picked:
                                example_labels=[e.says for e in EXAMPLES], label="Examples: what to expect",
                                api_visibility="private", examples_per_page=len(EXAMPLES))
 
-    def classify(name_value, kind, k_value, prior_value="lists", request: gr.Request = None):
+    def classify(name_value, kind, k_value, prior_value="lists", request: gr.Request | None = None):
         gone = gone_notice(kind, request)
         if gone is not None:  # "Yours", no longer on the server: why, and no earlier answer beside it
             return {label: None, norm_line: "", answer: gone, k: top_k_for(n_labels, k_value)[1]}
@@ -56,7 +56,7 @@ def build(models: dict, ui: dict, prior: gr.Radio) -> Picked:
         return {label: gr.Label(value=bars, show_heading=not several), norm_line: normalisation_html(norm),
                 k: slider, answer: answer_html(details, set_facts(classifier, details["prior"]))}
 
-    def reclassify(name_value, kind, k_value, prior_value="lists", request: gr.Request = None):
+    def reclassify(name_value, kind, k_value, prior_value="lists", request: gr.Request | None = None):
         """Model, top-k or prior changed: classify again if there is a name (or say that "Yours" is gone)."""
         if rejected(name_value) is not None and gone_notice(kind, request) is None:
             choices = session_models(models, request)

@@ -103,7 +103,7 @@ def offered(value, request: gr.Request | None = None):
 def stop_offering_gone(events, radio: gr.Radio, api_name: str, **event) -> None:
     """After each of ``events`` (a tab's own), take "Yours" out of ``radio`` if the session's model is gone, so
     that the tab stops offering what it can no longer answer with (:func:`offered`)."""
-    def refresh(value, request: gr.Request = None):
+    def refresh(value, request: gr.Request | None = None):
         update = offered(value, request)
         return gr.skip() if update is None else update
 

@@ -4,6 +4,8 @@ columns says what it is; if the server has let it go (too old, or pushed out by 
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from .. import service
@@ -73,7 +75,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> None:
                     }
     blank = {key: (None if key == "label" else "") for key in PARTS}
 
-    def compare(name_value, k_value, prior_value="lists", request: gr.Request = None):
+    def compare(name_value, k_value, prior_value="lists", request: gr.Request | None = None):
         reason = rejected(name_value)
         if reason is not None:  # said above the columns; nothing of an earlier name in them
             return {compared: None, note: rejected_html(reason),
@@ -84,7 +86,8 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> None:
             norm = service.check_name(name_value)
             prior_value = service.check_prior(models["gru"], prior_value)
             traces = {kind: clf.trace(norm, prior_value) for kind, clf in chosen.items()}
-        out = {compared: (name_value, k_value, mine_key(mine), prior_value)}
+        out: dict[gr.components.Component | gr.Column, Any] = {
+            compared: (name_value, k_value, mine_key(mine), prior_value)}
         for kind, t in traces.items():
             values = column(t, int(k_value), "Yours" if kind == YOURS else MODEL_LABELS[kind],
                             facts.get((kind, prior_value)) or set_facts(mine.classifier, prior_value))
@@ -98,7 +101,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> None:
                     columns[YOURS]: gr.Column(visible=False), **{views[YOURS][key]: v for key, v in blank.items()}}
         return out
 
-    def compare_if_stale(name_value, k_value, last, prior_value="lists", request: gr.Request = None):
+    def compare_if_stale(name_value, k_value, last, prior_value="lists", request: gr.Request | None = None):
         if (last == (name_value, k_value, mine_key(session_mine(request)), prior_value)
                 or not str(name_value or "").strip()):
             return gr.skip()

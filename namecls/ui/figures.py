@@ -5,6 +5,7 @@ training name on hover). Nothing here runs a model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +57,7 @@ def trajectory_figure(trace, k: int = 3, title: str | None = None) -> Figure:
     return fig
 
 
-def units_figure(trace, kind: str, order: np.ndarray | None = None, labelled: list[tuple[int, int]] = ()) -> Figure:
+def units_figure(trace, kind: str, order: np.ndarray | None = None, labelled: Sequence[tuple[int, int]] = ()) -> Figure:
     """Every hidden unit × characters, one panel per layer, units in ``order`` (L, H) — the checkpoint's clustering
     of units, so that units that behave alike sit together — or in index order. The rows of ``labelled``
     ``(layer, unit)`` pairs are named on the y axis."""
@@ -79,6 +80,7 @@ def units_figure(trace, kind: str, order: np.ndarray | None = None, labelled: li
     axes[0].set_title(f"{MODEL_LABELS.get(kind, kind)}: every unit"
                       + (", clustered (units that behave alike side by side)" if order is not None else ""),
                       fontsize=11, loc="left")
+    assert image is not None  # a model has at least one layer
     fig.colorbar(image, ax=list(axes), shrink=0.8, label=scale["what"])
     return fig
 
@@ -147,7 +149,7 @@ ARROW_DEFS = ('<defs><marker id="map-arrow" viewBox="0 0 10 10" refX="9" refY="5
               'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#111"/></marker></defs>')
 
 
-def map_path_svg(projection, points, chars: list[str], step: int, neighbours: list[int] = ()) -> str:
+def map_path_svg(projection, points, chars: list[str], step: int, neighbours: Sequence[int] = ()) -> str:
     """Drawn over :func:`map_svg`: rings round the ``neighbours`` (indices into the projection's sample), the
     current name's path up to ``step`` with an arrowhead on every segment and each letter beside its point (the
     first in a square: the start), the current point as a large black dot, and on top of everything each

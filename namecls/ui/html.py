@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ..data import Normalized
-from .palette import AGAINST_COLOR, ATTRIBUTION_SCALE, FOR_COLOR, GATE_SCALE, STATE_SCALES, gradient_css, \
+from .palette import AGAINST_COLOR, ATTRIBUTION_SCALE, FOR_COLOR, GATE_SCALE, STATE_SCALES, Scale, gradient_css, \
     language_color, scale_color
 
 MODEL_LABELS = {"rnn": "RNN", "gru": "GRU", "yours": "model you trained"}
@@ -554,7 +554,7 @@ def contribution_along_html(contrib: dict, chars: list[str], units: list[tuple[i
     step = clamp_step(step, T)
     cols = [j for _, j in units]
     largest = float(np.abs(along[:, cols]).max()) if cols else 1.0
-    scale = {**ATTRIBUTION_SCALE, "vmin": -max(largest, 1e-9), "vmax": max(largest, 1e-9)}
+    scale: Scale = {**ATTRIBUTION_SCALE, "vmin": -max(largest, 1e-9), "vmax": max(largest, 1e-9)}
     head = "".join(f'<th class="{"current" if t == step else ""}">{esc(display_char(c))}</th>'
                    for t, c in enumerate(chars))
     rows = []

@@ -17,6 +17,11 @@ from .html import esc
 STEP_AXES = "step-axes"  # gid of the axes whose x positions are the name's characters
 
 
+def _floats(limits: tuple[float, float]) -> tuple[float, float]:
+    """An axes' (low, high) limits as Python floats."""
+    return float(limits[0]), float(limits[1])
+
+
 @dataclass(frozen=True)
 class AxesBox:
     """Where one axes' data area sits in its figure (fractions, origin bottom-left) and its data limits."""
@@ -47,8 +52,7 @@ class FigureImage:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi)  # no bbox_inches="tight": it would move the axes
         w, h = (int(round(v * dpi)) for v in fig.get_size_inches())
-        boxes = tuple(AxesBox(p.x0, p.y0, p.width, p.height, tuple(map(float, ax.get_xlim())),
-                              tuple(map(float, ax.get_ylim())))
+        boxes = tuple(AxesBox(p.x0, p.y0, p.width, p.height, _floats(ax.get_xlim()), _floats(ax.get_ylim()))
                       for ax in fig.axes if ax.get_gid() == STEP_AXES for p in [ax.get_position()])
         return cls("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"), w, h, boxes)
 

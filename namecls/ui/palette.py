@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import zlib
+from typing import NotRequired, TypedDict
 
 from matplotlib import colormaps
 from matplotlib.colors import to_hex
@@ -26,18 +27,28 @@ LANGUAGES = ("Arabic", "Chinese", "Czech", "Dutch", "English", "French", "German
              "Japanese", "Korean", "Polish", "Portuguese", "Russian", "Scottish", "Spanish", "Vietnamese")
 _BY_NAME = dict(zip(LANGUAGES, LANGUAGE_COLORS))
 
+
+class Scale(TypedDict):
+    """A colour scale: values from ``vmin`` to ``vmax`` on the matplotlib colormap ``cmap``; ``what`` they are."""
+
+    vmin: float
+    vmax: float
+    cmap: str
+    what: NotRequired[str]
+
+
 # One visual language across the app: hue means "for or against the answer" (blue raised it, red lowered it: the
 # letters, the units' contributions), grey means a state's value (light low, dark high: the hidden units, the
 # gates), and the 18 language colours mean languages. A state never borrows the red/blue of an effect.
 # The range of each model's hidden state: the RNN's is a sigmoid (0 … 1), the GRU's a tanh-bounded mix (−1 … 1).
-STATE_SCALES = {
+STATE_SCALES: dict[str, Scale] = {
     "rnn": {"vmin": 0.0, "vmax": 1.0, "cmap": "Greys", "what": "unit's value, 0 … 1"},
     "gru": {"vmin": -1.0, "vmax": 1.0, "cmap": "Greys", "what": "unit's value, −1 … 1"},
 }
 # Gates (the GRU's update and reset gates) are fractions, 0 … 1, on the same grey.
-GATE_SCALE = {"vmin": 0.0, "vmax": 1.0, "cmap": "Greys", "what": "gate, 0 … 1"}
+GATE_SCALE: Scale = {"vmin": 0.0, "vmax": 1.0, "cmap": "Greys", "what": "gate, 0 … 1"}
 # What moved the answer: blue for, red against, white for no change; saturated at ±2 (log-probability, or logit).
-ATTRIBUTION_SCALE = {"vmin": -2.0, "vmax": 2.0, "cmap": "RdBu"}
+ATTRIBUTION_SCALE: Scale = {"vmin": -2.0, "vmax": 2.0, "cmap": "RdBu"}
 FOR_COLOR, AGAINST_COLOR = "#2166ac", "#b2182b"  # RdBu's ends: bars of what raised / lowered the answer
 
 
@@ -58,14 +69,14 @@ def _colormap(name: str):
     return colormaps[name]
 
 
-def scale_color(value: float, scale: dict) -> str:
+def scale_color(value: float, scale: Scale) -> str:
     """``value`` on ``scale`` (a dict with vmin, vmax, cmap) as a hex colour; values outside are clipped."""
     lo, hi = scale["vmin"], scale["vmax"]
     t = min(1.0, max(0.0, (float(value) - lo) / (hi - lo)))
     return to_hex(_colormap(scale["cmap"])(t))
 
 
-def gradient_css(scale: dict, stops: int = 11) -> str:
+def gradient_css(scale: Scale, stops: int = 11) -> str:
     """A CSS linear-gradient (left to right) of ``scale``'s colour map: the key of a colour bar."""
     colors = ", ".join(to_hex(_colormap(scale["cmap"])(i / (stops - 1))) for i in range(stops))
     return f"linear-gradient(to right, {colors})"

@@ -39,6 +39,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 from pathlib import Path
 
 import h11
@@ -685,6 +686,7 @@ class UploadLimit:
     async def _pass_on(self, scope, body: bytes, send, reserved: int) -> None:
         """gradio gets the body; the reservation ends on the files its answer names (or, unclear, stays)."""
         replay = iter([{"type": "http.request", "body": body, "more_body": False}])
+        answer: list[bytes]  # the start of the answer's body
         status, answer = None, []
 
         async def receive_again():
@@ -794,7 +796,7 @@ class LastArgumentDefault:
 
     PATH = re.compile(r"/(?:call|run)/(\w+)/?$")
 
-    def __init__(self, app, last: dict[str, tuple[int, object]]):
+    def __init__(self, app, last: Mapping[str, tuple[int, object]]):
         self.app, self.last = app, last
 
     async def __call__(self, scope, receive, send):
@@ -836,7 +838,7 @@ def _with_last_default(body: bytes, n_arguments: int, default) -> bytes:
     return json.dumps(payload).encode()
 
 
-def middleware(last_defaults: dict[str, tuple[int, object]] | None = None, **limits) -> list[Middleware]:
+def middleware(last_defaults: Mapping[str, tuple[int, object]] | None = None, **limits) -> list[Middleware]:
     """The app's middleware, outermost first, for ``launch(app_kwargs={"middleware": ...})``: the body deadline,
     the refusal of files given as URLs, the public endpoints' left-out last argument (``last_defaults``:
     :class:`LastArgumentDefault`), then the upload limits. ``limits`` (tests lower them): ``body_seconds`` and

@@ -15,7 +15,10 @@ import numpy as np
 
 from .. import cell, service
 from ..data import Normalized
+from ..explain import Explain
 from ..inference import Classifier, Trace
+from ..models import Model
+from ..projection import Projection
 from . import server
 from .common import DEFAULT_MODEL, MODEL_CHOICES, TOP_K, Picked, gone_notice, offered, rejected, set_facts, \
     stop_offering_gone, top_k_dict, top_k_for, user_errors, whole_name
@@ -34,7 +37,8 @@ MAP_NOTE = """\
 **Where the name travels.** Each dot is a training name (hover or tap it to read it), placed by the network's
 top-layer state after its last letter and coloured by its language; each language's name sits near the centre of
 its dots. The black path, from the square, is the current name's state after each prefix; the large black dot is
-the current letter, the rings its nearest training names (listed above). The map is a flat picture of a {hidden}-number state ({method}; kept
+the current letter, the rings its nearest training names (listed above). The map is a flat picture of a \
+{hidden}-number state ({method}; kept
 over LDA, whose map separated validation names' languages less): a path can end in empty space or among another
 language's dots while the network, which reads the whole state, answers firmly. Read the answer from the
 probabilities, not from the map.
@@ -51,10 +55,10 @@ class StepView:
     units: tuple  # ((layer, unit), ...): the units that pushed the answer most, for it first, then against it
     trajectory: FigureImage
     key: str = ""  # the model choice it was traced with: "rnn", "gru" or "yours" (a model trained in the session)
-    projection: object | None = None  # the model's map (shared with the model, not copied), or None
-    explain: object | None = None  # the model's explanation data (shared), or None
+    projection: Projection | None = None  # the model's map (shared with the model, not copied), or None
+    explain: Explain | None = None  # the model's explanation data (shared), or None
     gradients: tuple = ()  # ((model key, (StateGradients, its labels)), ...): this model's, then the committed ones'
-    model: object | None = None  # the model itself (shared, not copied), for one unit's equation at one letter
+    model: Model | None = None  # the model itself (shared, not copied), for one unit's equation at one letter
     unit: str = ""  # the unit written out ("layer:unit"), chosen in the dropdown
     prior: str = "lists"  # the prior it was traced under (namecls.prior)
 
@@ -64,6 +68,7 @@ class StepView:
         """Trace ``name`` with ``classifier`` under ``prior``; ``others`` ({key: Classifier}) are traced too, only
         for their gradients beside this one's (the RNN beside the GRU)."""
         trace = classifier.trace(name, prior)  # ValueError on bad input
+        assert trace.contributions is not None  # Classifier.trace always computes them
         pushed_for, pushed_against = top_contributors(trace.contributions, N_PUSHERS)
         units = tuple((u["layer"], u["unit"]) for u in pushed_for + pushed_against)
         gradients = [(key or classifier.kind, (trace.gradient, classifier.labels))]
@@ -87,6 +92,7 @@ class StepView:
 
     def unit_choices(self) -> list[tuple[str, str]]:
         """The dropdown's units, each with its push on the answer: 'L2 #44: +1.23 for Japanese'."""
+        assert self.trace.contributions is not None  # (build checked it)
         contrib = {(u["layer"], u["unit"]): u["contribution"] for u in self.trace.contributions["units"]}
         language = self.trace.labels[self.trace.target]
         return [(f"{unit_label(l, u, self.n_layers)}: {contrib[(l, u)]:+.2f} for {language}".replace("-", "−"),
@@ -196,6 +202,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
             return {unit_view: ""}
         index = clamp_step(index, v.length)
         contexts = v.explain.unit_contexts(layer, number) if v.explain is not None else []
+        assert v.model is not None  # StepView.build sets it
         equation = cell.unit_equation(v.model, v.trace.normalized.text, layer, number, index,
                                       hidden=v.trace.layers)["text"]
         return {unit_view: unit_html(v.trace, v.kind, layer, number, contexts)
@@ -207,6 +214,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
         t = v.trace
         near = t.neighbours[index] if t.neighbours is not None else []
         has_map = v.projection is not None and t.map_points is not None
+        assert t.contributions is not None  # (StepView.build checked it)
         out = {
             step: index + 1,
             letters: letters_html(t, index) + name_caption_html(t, index),
@@ -223,7 +231,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
         out.update(unit_parts(v, v.unit, index))
         return out
 
-    def new_trace(name_value, kind, k_value, old, prior_value="lists", request: gr.Request = None):
+    def new_trace(name_value, kind, k_value, old, prior_value="lists", request: gr.Request | None = None):
         """Trace a name once into the session's state; show its last character."""
         gone = gone_notice(kind, request)
         if gone is not None:  # "Yours", no longer on the server: why, and nothing of an earlier trace beside it
@@ -246,6 +254,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
         has_map = clf.projection is not None and t.map_points is not None
         first_choice = v.unit_choices()[0][1] if v.units else ""
         v = replace(v, unit=first_choice)
+        assert t.contributions is not None  # (StepView.build checked it)
         out = {
             view: v,
             norm_line: normalisation_html(t.normalized),
@@ -271,7 +280,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
             out[map_note] = _map_note(clf) if has_map else ""
         return out
 
-    def live(name_value, kind, k_value, old, prior_value="lists", request: gr.Request = None):
+    def live(name_value, kind, k_value, old, prior_value="lists", request: gr.Request | None = None):
         """As the name is typed: trace it again (the queue keeps only the last keystroke's event); a name that
         cannot be read clears the answer and says why in the normalisation line, without an error box."""
         if old is not None and old.trace.name == name_value and old.key == kind and old.prior == prior_value:
@@ -281,7 +290,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
         except gr.Error as err:
             return {**cleared, view: None, norm_line: notice_html(str(err.message))}
 
-    def variants(v, wanted, request: gr.Request = None):
+    def variants(v, wanted, request: gr.Request | None = None):
         """The one-letter variants of the traced name (after its first paint): those that change the answer or
         move it most, or, with a language chosen, those that raise that language most."""
         if v is None:
@@ -296,12 +305,12 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
         label = "Variants" if not wanted else f"Variants that raise {wanted} most"
         return {edits: gr.update(choices=[(edit_choice(e), e["name"]) for e in found], value=None, label=label)}
 
-    def trace_variant(picked, kind, k_value, old, prior_value="lists", request: gr.Request = None):
+    def trace_variant(picked, kind, k_value, old, prior_value="lists", request: gr.Request | None = None):
         if not picked:
             return gr.skip()
         return {name: picked, **new_trace(picked, kind, k_value, old, prior_value, request)}
 
-    def trace_if_stale(name_value, kind, k_value, old, prior_value="lists", request: gr.Request = None):
+    def trace_if_stale(name_value, kind, k_value, old, prior_value="lists", request: gr.Request | None = None):
         """On opening the tab: trace again only if the name, model or prior changed since the last trace (or the
         model traced with, "Yours", is gone)."""
         if gone_notice(kind, request) is None and ((old is not None and old.trace.name == name_value
@@ -405,7 +414,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
     unit.input(pick_unit, [view, unit, step], [view, unit_view], api_name="ui_unit", **quiet)
     all_units.expand(draw_all_units, view, units_img, api_name="ui_all_units", **ui)
 
-    def take_over(n, m, request: gr.Request = None):
+    def take_over(n, m, request: gr.Request | None = None):
         """Classify's name and model; without "Yours" if the session's model is gone. A rejected name stays there."""
         if rejected(n) is not None:
             return gr.skip()

@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
+from typing import Any
 
 import gradio as gr
 import pandas as pd
@@ -110,8 +111,8 @@ COOL_DOWN = CoolDown()
 
 def client_of(request: gr.Request | None) -> str:
     """Who asks: the client's host address, else the session hash ("anonymous" without either)."""
-    try:
-        host = request.client.host
+    try:  # (type: ignore: a None request raises the AttributeError caught here, as one without a client does)
+        host = request.client.host  # type: ignore[union-attr]
     except AttributeError:
         host = None
     return str(host or getattr(request, "session_hash", None) or "anonymous")
@@ -151,9 +152,9 @@ def curves(history: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     return loss, accuracy
 
 
-def accuracy_range(accuracy: pd.DataFrame) -> list[float]:
-    """The accuracy plot's y range: from a tenth below its lowest point (0.9 for a first epoch at 0.95) to 1, so a
-    climb from 0.95 to 0.98 is seen, not a flat line on a 0-1 axis."""
+def accuracy_range(accuracy: pd.DataFrame) -> list[float | None]:
+    """The accuracy plot's y range (gr.LinePlot's ``y_lim``; both ends given): from a tenth below its lowest point
+    (0.9 for a first epoch at 0.95) to 1, so a climb from 0.95 to 0.98 is seen, not a flat line on a 0-1 axis."""
     low = float(accuracy["value"].min()) if len(accuracy) else 0.0
     return [max(0.0, math.floor(10 * low - 0.5) / 10), 1.0]
 
@@ -272,8 +273,9 @@ def build(models: dict, ui: dict, radios: list) -> None:
         _STOPS[session] = stop_event
         try:
             history: list[dict] = []
-            shown = {progress: progress_html({"fraction": 0.0}, seconds), result: "", watched: None,
-                     download: gr.DownloadButton(visible=False)}
+            shown: dict[gr.components.Component, Any] = {
+                progress: progress_html({"fraction": 0.0}, seconds), result: "", watched: None,
+                download: gr.DownloadButton(visible=False)}
             yield shown
             last, last_at = {"fraction": 0.0, "epoch": 0, "seconds": 0.0}, time.monotonic()
             while True:

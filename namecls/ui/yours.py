@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from ..inference import Classifier
+
 YOURS = "yours"
 # Trained models kept per process (the least recently trained goes first) and how long one lives. A model is at
 # most a 2-layer GRU of 256 with its training-name table: ≤ 4 MB. Worst case 20 × 4 MB = 80 MB.
@@ -27,7 +29,7 @@ class Mine:
     with every training (None without a model), and why it is gone ("age" or "cap"; None if it is there or the
     session never trained one)."""
 
-    classifier: object = None
+    classifier: Classifier | None = None
     serial: int | None = None
     gone: str | None = None
 
@@ -37,7 +39,7 @@ class TrainedModels:
 
     def __init__(self, capacity: int = MAX_TRAINED_MODELS, seconds: float = TRAINED_SECONDS):
         self.capacity, self.seconds = capacity, seconds
-        self._items: OrderedDict[str, tuple[float, int, object]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[float, int, Classifier]] = OrderedDict()
         self._gone: OrderedDict[str, str] = OrderedDict()
         self._serials = itertools.count(1)
         self._lock = threading.Lock()
