@@ -57,6 +57,7 @@ def assert_row(row: pd.Series, want: dict, k: int) -> None:
     assert row["seen_as"] == LIST_SEPARATOR.join(want["seen_as"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, k", [("gru", 3), ("rnn", 5), ("GRU", 1)])
 def test_annotate_matches_the_classifier(model, k):
     frame = pd.DataFrame({"id": range(len(NAMES)), "surname": pd.array(NAMES, dtype=object), "city": "Lyon"},
@@ -70,6 +71,7 @@ def test_annotate_matches_the_classifier(model, k):
         assert_row(row, expected_answer(name, model.lower(), k), k)
 
 
+@pytest.mark.slow
 def test_annotate_agrees_with_the_batch_tab():
     """The Batch tab's table (its CSV export) and annotate say the same thing about the same names."""
     from namecls.ui.batch import batch_table
@@ -95,6 +97,7 @@ def test_an_empty_frame_gives_the_meta():
     pd.testing.assert_series_equal(meta.dtypes, full.dtypes)
 
 
+@pytest.mark.slow
 def test_more_names_than_one_library_batch():
     """annotate runs the library's batch path on at most MAX_BATCH_NAMES names at a time; rows stay in order."""
     names = ["Qin", "Nakamura", "", "Smith"] * (service.MAX_BATCH_NAMES // 4 + 100)
@@ -121,6 +124,7 @@ def test_a_table_that_already_has_answer_columns_is_refused():
         namecls.annotate(pd.DataFrame({"name": ["Qin"], "top1": ["x"], "set": ["y"]}))
 
 
+@pytest.mark.slow
 def test_import_namecls_stays_light():
     """pandas comes with namecls.annotate, not with ``import namecls``."""
     code = ("import sys, namecls; assert 'pandas' not in sys.modules, 'pandas imported'; "
@@ -135,6 +139,7 @@ def _cache_info():
     return bulk.classifier.cache_info()._asdict()
 
 
+@pytest.mark.cluster
 @pytest.mark.timeout(600)
 def test_dask_local_cluster_gives_the_single_process_answers(tmp_path, names_data, monkeypatch):
     """~100,000 names in 10 Parquet files through ``map_partitions(namecls.annotate)`` on a LocalCluster of two

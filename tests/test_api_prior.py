@@ -83,6 +83,7 @@ def test_the_api_page_says_what_the_prior_does():
 # Left out: the answer as before
 
 
+@pytest.mark.slow
 def test_predict_without_prior_is_unchanged(client, reference):
     positional = client.predict("Abel", "gru", 3, api_name="/predict")
     assert positional == as_json(service.predict(app.MODELS, "Abel", "gru", 3, prior="lists"))
@@ -126,6 +127,7 @@ def test_predict_batch_without_prior_is_unchanged(client, reference):
 # "equal": the library's equal-prior answer
 
 
+@pytest.mark.slow
 @pytest.mark.recorded  # the committed checkpoints' answers for these names
 def test_predict_and_details_under_the_equal_prior(client, reference):
     got = client.predict("Abel", "gru", 3, "equal", api_name="/predict")
@@ -165,6 +167,7 @@ def test_predict_batch_under_the_equal_prior(client, reference):
     assert [row["top1"] for row in rows] == ["German", None, "Arabic", "Polish", "Korean"]
 
 
+@pytest.mark.slow
 def test_equal_is_bayes_rule_on_the_lists_answer(client):
     """Changing the prior multiplies each language's probability by one factor, the same for every name (then
     renormalises): the factors, read off two names' answers, agree, and the lists' most common language, Russian,
@@ -185,6 +188,7 @@ def test_equal_is_bayes_rule_on_the_lists_answer(client):
 # A bad prior: the app's error, nothing changed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("endpoint, args", [
     ("/predict", ("Abel", "gru", 3, "flat")),
     ("/predict", ("Abel", "gru", 3, "")),
@@ -213,6 +217,7 @@ def _rest(client, endpoint: str, data) -> tuple[str, object]:
     return kind, payload[0] if kind == "complete" else payload["error"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 def test_a_rest_call_written_before_the_prior_still_answers(client, reference, kind):
     """A raw REST call of the old arity (no prior) gets the lists' answer: the server fills in the left-out last

@@ -88,6 +88,7 @@ def _record(name: str, seconds: list[float]) -> float:
 # The public API
 
 
+@pytest.mark.slow
 def test_view_api_lists_exactly_the_public_endpoints(client):
     api = client.view_api(return_format="dict", print_info=False)
     assert set(api["named_endpoints"]) == PUBLIC
@@ -104,6 +105,7 @@ def test_ui_events_are_not_callable(client):
         client.predict("Nguyen", "gru", 3, "lists", api_name="/ui_classify")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["rnn", "gru"])
 def test_predict_all_18_sum_to_one(client, model):
     top = client.predict("Nguyen", model, 18, api_name="/predict")
@@ -120,6 +122,7 @@ def test_predict_defaults_and_k(client):
     assert len(client.predict("Qin", "rnn", 1, api_name="/predict")) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, low, high", [("rnn", 0.0, 1.0), ("gru", -1.0, 1.0)])
 def test_trace_has_one_step_per_character(client, model, low, high):
     out = client.predict("O'Neill", model, api_name="/trace")
@@ -150,6 +153,7 @@ def test_trace_has_one_step_per_character(client, model, low, high):
                    for step in out["neighbours"] for nb in step)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["rnn", "gru"])
 def test_predict_details_returns_the_flag_and_the_entropy(client, model):
     out = client.predict("Demirkan", model, 4, api_name="/predict_details")
@@ -164,6 +168,7 @@ def test_predict_details_returns_the_flag_and_the_entropy(client, model):
         client.predict("12345", model, 3, api_name="/predict_details")
 
 
+@pytest.mark.slow
 def test_predict_batch_of_1000_names(client):
     base = ["Nguyen", "Qin", "Slaveya", "Fernando", "Demirkan", "Ślusàrski", "O'Neill", "Mike", "Schmidt", "Rossi"]
     names = [base[i % len(base)] + "abcdefghij"[i // len(base) % 10] * (i % 3) for i in range(995)]
@@ -182,6 +187,7 @@ def test_predict_batch_of_1000_names(client):
     assert all(sum(r["top_k"].values()) == pytest.approx(1.0, abs=1e-4) for r in rnn_rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (("", "gru", 3), "name is empty"),
     (("   ", "gru", 3), "name is empty"),
@@ -233,6 +239,7 @@ def client_alive(url):
     return bool(Client(url, verbose=False).predict("Qin", "gru", 1, api_name="/predict"))
 
 
+@pytest.mark.slow
 def test_batch_upload_through_the_ui_event(ui_server, tmp_path):
     c = Client(ui_server, verbose=False)
     good = tmp_path / "people.csv"
@@ -274,6 +281,7 @@ def test_batch_upload_through_the_ui_event(ui_server, tmp_path):
     assert isinstance(download, dict) and download.get("visible") is False
 
 
+@pytest.mark.slow
 def test_classify_gives_the_prediction_set_and_the_training_lists(ui_server):
     c = Client(ui_server, verbose=False)
     for name, model in (("Demirkan", "gru"), ("Yilmaz", "rnn"), ("Nguyen", "rnn"), ("Nguyen", "gru"),
@@ -298,6 +306,7 @@ def test_classify_gives_the_prediction_set_and_the_training_lists(ui_server):
         assert f"Top probability {100 * details['top_probability']:.1f}%" in answer and "nats" in answer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["rnn", "gru"])
 def test_classify_under_each_prior_quotes_its_measured_coverage(ui_server, model):
     """The page's prior reaches Classify: under "equal" the set is the library's equal-prior set, the caption says
@@ -326,6 +335,7 @@ def test_classify_under_each_prior_quotes_its_measured_coverage(ui_server, model
             assert "expect every language equally likely (above)" in answer
 
 
+@pytest.mark.slow
 def test_step_change_path(ui_server):
     """The browser's path: trace once (kept in gr.State), then Next re-renders from the state."""
     c = Client(ui_server, verbose=False)
@@ -363,6 +373,7 @@ def test_step_change_path(ui_server):
     assert named(c.predict(1, api_name="/ui_prev"), PER_STEP)["step"] == 1  # stays on the first character
 
 
+@pytest.mark.slow
 def test_predict_timing(client):
     seconds = []
     for i in range(N_TIMED):

@@ -44,6 +44,7 @@ def test_padding_does_not_change_the_gradients():
         assert torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_manual_forward_is_the_models_forward_in_float32():
     torch.manual_seed(0)
     model = RNNClassifier(RNNConfig(num_classes=5, hidden_size=12))
@@ -75,6 +76,7 @@ def _train(names, targets, backprop: str):
     return model, history
 
 
+@pytest.mark.slow
 def test_manual_training_follows_the_autograd_loss_curve(tmp_path):
     _write_names(tmp_path / "names")
     data = read_names(tmp_path / "names")

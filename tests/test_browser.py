@@ -23,6 +23,7 @@ for _key, _value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "
 
 import pytest  # noqa: E402
 
+pytestmark = pytest.mark.browser  # a real Chromium: left out of a quick run (pytest.ini)
 CHROMIUM = "/usr/bin/chromium"
 IN_CI = os.environ.get("NAMECLS_CI") == "1"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -120,6 +120,7 @@ def test_calibrate_reports_both_splits_before_and_after():
 # Checkpoints and the Classifier
 
 
+@pytest.mark.slow
 def test_dry_run_checkpoint_is_calibrated_and_the_classifier_applies_it(dry_run_dir):
     for kind in ("rnn", "gru"):
         clf = namecls.load(dry_run_dir / kind)
@@ -283,6 +284,7 @@ def real_split(real_models, names_data):
     return make_split(names_data, config["protocol"], config["split_seed"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 def test_real_calibration_lowers_validation_ece_and_keeps_accuracy(real_models, real_split, kind):
     clf = real_models[kind]
@@ -297,6 +299,7 @@ def test_real_calibration_lowers_validation_ece_and_keeps_accuracy(real_models, 
                                                                                 abs=2 / len(targets) + 1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 def test_real_flag_fires_more_on_out_of_list_names_than_on_test_names(real_models, real_split, kind):
     clf = real_models[kind]

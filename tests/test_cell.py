@@ -46,6 +46,7 @@ def _previous(model, hidden: np.ndarray) -> np.ndarray:
 # contributions ------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("name", NAMES)
 def test_contributions_sum_to_the_models_logit_for_every_language(committed, kind, name):
@@ -226,6 +227,7 @@ def test_gates_of_an_unknown_cell_is_none():
     assert cell.gates(model, "Li") is None
 
 
+@pytest.mark.slow
 def test_gru_steps_equal_a_per_step_recomputation_on_hundreds_of_names(committed, names_data):
     """The GRU's steps() (what predict and trace read) against the states and logits recomputed one step at a time
     from the weights by cell.gates, on 300 real names: guards the nn.GRU call in GRUClassifier._run."""

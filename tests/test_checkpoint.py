@@ -459,6 +459,7 @@ def test_config_too_large(broken):
     assert "bytes" in message and f"{path.stat().st_size:,}" in message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["deep", "large", "not-an-object"])
 def test_metrics_too_deep_too_large_or_not_an_object(broken, damage):
     path = broken / "metrics.json"
@@ -631,6 +632,7 @@ def _cases(table: dict, kinds: list[str]):
             for kind in kinds for field, texts in table.items() for text in texts]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, field, text", _cases(MODEL_CASES, KINDS) + _cases(GRU_CASES, ["gru"])
                          + _cases(RNN_CASES, ["rnn"]))
 def test_model_fields_must_have_their_type_and_range(tmp_path, kind, field, text):

@@ -57,6 +57,7 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
 # predict and trace
 
 
+@pytest.mark.slow
 def test_predict_json_is_the_classifier_answer(namecls_script):
     names = ["Qin", "Nakamura", "Ślusàrski", "de la Cruz"]
     result = run("predict", *names, "--model", "rnn", "-k", "4", "--json")
@@ -85,6 +86,7 @@ def test_predict_table(capsys):
         assert " or ".join(clf.predict_set(name)) in line
 
 
+@pytest.mark.slow
 def test_trace_table_follows_the_classifier(namecls_script):
     result = run("trace", "Ślusàrski", "--model", "rnn")
     assert result.returncode == 0, result.stderr
@@ -108,6 +110,7 @@ def table_lines(out: str, names: list[str]) -> list[str]:
     return lines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prior", ["equal", None])
 def test_predict_prior_is_the_classifiers(capsys, prior):
     """``--prior equal`` prints the Classifier's equal-prior top-k and set; without ``--prior``, the same as
@@ -154,6 +157,7 @@ def test_trace_prior_is_the_classifiers(capsys):
     assert out.splitlines()[-1].split()[2] == "German"  # the lists' answer
 
 
+@pytest.mark.slow
 def test_batch_prior_is_the_classifiers(capsys, tmp_path):
     """``batch --prior equal`` in chunks: every row the Classifier's equal-prior answer; without it, the library's
     default (:func:`namecls.annotate`)."""
@@ -197,6 +201,7 @@ def test_every_predicting_command_takes_the_prior():
         assert "Russian" in prior.help and "equally likely" in prior.help, name
 
 
+@pytest.mark.slow
 def test_python_m_namecls_is_the_same_command(namecls_script):
     args = ["predict", "Qin", "Nguyen", "--json", "-k", "2"]
     by_module = subprocess.run([sys.executable, "-m", "namecls", *args], capture_output=True, text=True, timeout=120,
@@ -272,6 +277,7 @@ def assert_same_table(got: pd.DataFrame, expected: pd.DataFrame) -> None:
             assert got[column].tolist() == as_text(expected[[column]])[column].tolist(), column
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source, target", [
     ("csv", "csv"), ("tsv", "tsv"), ("txt", "txt"), ("parquet", "parquet"), ("csv", "parquet"), ("parquet", "csv"),
     ("txt", "tsv"),
@@ -310,6 +316,7 @@ def test_parquet_output_keeps_types(capsys, tmp_path):
     assert out["error"] == [None, "name is empty", None]  # a missing name is an empty one
 
 
+@pytest.mark.slow
 def test_stdin_to_stdout(namecls_script, tmp_path):
     table = source_table()
     result = run("batch", "-", "--column", "surname", "--chunk-size", "5", "--model", "rnn", "--no-progress",
@@ -333,6 +340,7 @@ def test_an_empty_table_gives_the_header(capsys, tmp_path):
     assert out.strip() == ",".join(["id", "name", *bulk.answer_dtypes(3)])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_batch_streams_in_chunks(capsys, tmp_path, monkeypatch):
     """200,000 names with --chunk-size 2,000: 100 chunks go through annotate one after another, and none outlives
@@ -412,6 +420,7 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(args) for args, _ in BAD_INPUTS])
 def test_bad_input_one_line_exit_2(namecls_script, tmp_path, args, message):
     write_bad_files(tmp_path)
@@ -526,6 +535,7 @@ def test_formula_cells_are_defused_unless_raw_cells(capsys, tmp_path):
 # batch: SIGTERM, like Ctrl-C, removes the partial output
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sigterm_removes_the_partial_output(tmp_path):
     src, dst = tmp_path / "big.csv", tmp_path / "out.csv"

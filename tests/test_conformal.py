@@ -33,6 +33,7 @@ def covered(sets, targets):
     return np.array([t in s for s, t in zip(sets, targets)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("coverage", [0.8, 0.9, 0.95])
 @pytest.mark.parametrize("penalty", [0.0, 0.05])
 def test_coverage_on_held_out_draws_of_a_known_distribution(coverage, penalty):
@@ -142,6 +143,7 @@ def committed(names_data):
     return get
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 def test_committed_test_coverage_is_near_ninety_and_equals_metrics_json(committed, kind):
     clf, split = committed(kind)
@@ -184,6 +186,7 @@ def test_committed_predict_set_and_service(committed):
     assert probs.sum() == pytest.approx(1.0, abs=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [0.3, 1.0, 0.995, "high", None, float("nan"), True])
 def test_service_refuses_a_bad_coverage(committed, bad):
     clf, _ = committed("rnn")

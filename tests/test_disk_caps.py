@@ -104,6 +104,7 @@ def batch(url: str, text: str, address: str):
     return client.predict(None, text, "gru", "lists", api_name="/ui_batch")
 
 
+@pytest.mark.slow
 def test_exports_from_many_threads_never_hold_more_than_the_space(capped, space):
     """The attack: 24 exports of 2,000 large rows (~41 MB) from 4 threads, each its own address, into a 6 MB space.
     The folders never hold more than 6 MB; every call gets its whole table; the exports that fit get a file (on disk
@@ -159,6 +160,7 @@ def test_exports_from_many_threads_never_hold_more_than_the_space(capped, space)
     assert space.used == space.charge(size) and len(on_disk(cache, tmp)[2]) == 1
 
 
+@pytest.mark.slow
 def test_the_sweeper_gives_the_space_back(capped, space, monkeypatch):
     """The app's own sweeper (server.start_sweeper, started by build_demo): once it has deleted a file that aged
     out, with its folder, the file's space is free at once, not only at the next refusal."""
@@ -173,6 +175,7 @@ def test_the_sweeper_gives_the_space_back(capped, space, monkeypatch):
     assert space.used == 0 and not os.path.exists(os.path.dirname(path))
 
 
+@pytest.mark.slow
 def test_one_address_past_its_export_rate_gets_its_table_and_a_wait(capped, space, monkeypatch):
     """A script calling the Batch event in a loop from one address: past its burst (2 here) the table is still
     answered, the button says when the next export is possible, and nothing is written; another address is not
@@ -193,6 +196,7 @@ def test_one_address_past_its_export_rate_gets_its_table_and_a_wait(capped, spac
     assert batch(url, "Nguyen\nQin\n", "203.0.113.8")[2]["value"]
 
 
+@pytest.mark.slow
 def test_a_trained_model_past_the_space_is_still_the_sessions(capped, data_dir, monkeypatch):
     """A training whose zip does not fit: the answer is given, "Yours" classifies for the session, and the button
     says the space is full; with room, the zip is in gradio's cache once (served from there) and loads."""

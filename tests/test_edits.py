@@ -86,6 +86,7 @@ def check_against_predict(clf, text: str, items: list[dict], target: str | None)
         assert item["changes_answer"] == (item["top"] != own_top)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 @pytest.mark.parametrize("name", ["Nakamura", "Yilmaz", "Smith", "O'Brien", "Ter Avest"])
 @pytest.mark.parametrize("target", [None, "Korean"])
@@ -97,6 +98,7 @@ def test_every_returned_probability_is_predicts(committed, kind, name, target):
     assert {i["kind"] for i in items} <= set(edits.KINDS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 @pytest.mark.parametrize("name,target", [("Kim", "Korean"), ("Lee", "Korean"), ("Ito", "Italian")])
 def test_target_edits_are_the_best_by_brute_force(committed, kind, name, target):
@@ -114,6 +116,7 @@ def test_target_edits_are_the_best_by_brute_force(committed, kind, name, target)
             assert p <= last + TOLERANCE, (variant, p, last)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 @pytest.mark.parametrize("name", ["Kim", "Smith", "Yilmaz"])
 def test_answer_changing_edits_then_largest_moves_by_brute_force(committed, kind, name):
@@ -162,6 +165,7 @@ def test_variant_set_and_descriptions(name):
     assert keys == sorted(keys)  # (kind, position, letter) order
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 def test_descriptions_of_returned_edits(committed, kind):
     clf = committed[kind]
@@ -198,6 +202,7 @@ def test_one_letter_name_has_no_deletion(committed, kind):
         check_against_predict(clf, "A", items, target)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 def test_64_letter_name_skips_insertions(committed, kind):
     clf = committed[kind]
@@ -211,6 +216,7 @@ def test_64_letter_name_skips_insertions(committed, kind):
         check_against_predict(clf, LONG_NAME, items, target)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 @pytest.mark.parametrize("name", ["A", "Li", "Nakamura", "O'Brien", "Ter Avest", "McDonald",
                                   "Wolfeschlegelsteinhausen", LONG_NAME])

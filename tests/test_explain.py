@@ -29,6 +29,7 @@ def _probs(clf, text) -> dict[str, float]:
     return dict(clf.predict(text, k=len(clf.labels)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 @pytest.mark.parametrize("name", ["Nguyen", "Kowalski", "O'Neill"])
 def test_attribution_is_the_change_in_log_probability_per_character(committed, kind, name):
@@ -129,6 +130,7 @@ def test_unit_order_is_a_permutation_and_key_units_a_direct_sum(committed, kind)
     np.testing.assert_allclose([change[lu] for lu in got], [change[lu] for lu in expected], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_unit_contexts_equal_a_name_by_name_scan(dry_run_dir):
     clf = namecls.load(dry_run_dir / "gru")
     data = read_names(dry_run_dir.parent / "names")

@@ -32,6 +32,7 @@ def _logits(clf, name: str) -> np.ndarray:
         return clf.model(x, lengths)[0].double().numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 @pytest.mark.parametrize("name", NAMES)
 def test_trace_carries_each_part_of_the_explanation(models, kind, name):

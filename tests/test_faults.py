@@ -137,6 +137,7 @@ def broken_starts(dry_run_dir, tmp_path_factory):
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("breakage", list(BREAKAGES))
 def test_app_start_fails_fast_naming_the_file_and_the_fix(broken_starts, breakage):
     named, returncode, out, err, seconds = broken_starts[breakage]
@@ -179,6 +180,7 @@ def _wait_for_epoch(proc: subprocess.Popen, lines: list[str], timeout: float = 1
     assert proc.poll() is None, "training finished before it could be interrupted:\n" + "".join(lines)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL], ids=["SIGKILL"])  # Ctrl-C (SIGINT) ends it the same way
 def test_interrupted_training_leaves_the_previous_checkpoint_intact(dry_run_dir, tmp_path, sig):
     data = write_tiny_data(tmp_path / "names")
@@ -244,6 +246,7 @@ def torch_threads(request):
     torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_32_threads_get_exactly_the_serial_results(loaded, torch_threads):
     serial = {}
     for kind, clf in loaded.items():
@@ -382,6 +385,7 @@ def crash_sets(dry_run_dir, tmp_path_factory):
     return old, news, refs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("start", ["over an old set", "into nothing"])
 @pytest.mark.parametrize("new", ["full set", "bare set"])
 @pytest.mark.parametrize("dead", [True, False], ids=["killed", "exception"])

@@ -75,6 +75,7 @@ def test_epoch_limit(fitted):
     assert clf.metrics["seconds"] >= clf.metrics["training_seconds"] > 0
 
 
+@pytest.mark.slow
 def test_time_budget_stops_early(tiny_data_dir, monkeypatch):
     import sys
 

@@ -28,6 +28,7 @@ def _names(split, part):
     return {split.names[i] for i in getattr(split, part)}
 
 
+@pytest.mark.slow
 def test_folds_cover_every_unique_pair_and_name_once(names_data, folds):
     pairs = sorted(set(zip(names_data.names, names_data.targets)))
     assert len(folds) == N_FOLDS
@@ -73,6 +74,7 @@ def test_folds_are_stratified(folds):
         assert np.all(np.abs(test - total / N_FOLDS) <= np.maximum(3, 0.05 * total)), (test, total)
 
 
+@pytest.mark.slow
 def test_folds_are_deterministic(names_data, folds):
     again = make_folds(names_data, N_FOLDS, seed=0)
     other = make_folds(names_data, N_FOLDS, seed=1)

@@ -96,6 +96,7 @@ def check_distribution(pairs, labels, k):
 # normalize / validate
 
 
+@pytest.mark.slow
 @FUZZ
 @given(NAMES)
 def test_normalize_never_raises_and_keeps_to_the_alphabet(name):
@@ -134,6 +135,7 @@ def test_validate_refuses_what_is_not_a_string(value):
 # predict / trace / predict_batch on both models
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 @FUZZ
 @given(name=NAMES, k=st.sampled_from([1, 3, 18, 0, -2, 40]))
@@ -148,6 +150,7 @@ def test_predict_gives_a_distribution_or_value_error(classifiers, kind, name, k)
     check_distribution(clf.predict(name, len(clf.labels)), clf.labels, len(clf.labels))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 @FUZZ
 @given(name=NAMES)
@@ -168,6 +171,7 @@ def test_trace_gives_one_distribution_per_character_or_value_error(classifiers, 
     assert dict(zip(clf.labels, trace.probs[-1].tolist())) == pytest.approx(final, abs=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 @FUZZ
 @given(names=st.lists(st.one_of(SHORT, st.sampled_from(["Nguyen", "Qin", "O'Neill", "Ślusàrski"])), max_size=12),
@@ -201,6 +205,7 @@ def test_service_batch_reports_every_bad_row_in_place(classifiers, names, model)
             assert row["top1"] == next(iter(row["top_k"]))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(name=NAMES, model=st.sampled_from(["rnn", "gru"]))
 def test_service_trace_is_plain_json_or_value_error(classifiers, name, model):

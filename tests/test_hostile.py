@@ -76,6 +76,7 @@ def answer_or_clear_error(call):
 # The public API
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", HOSTILE_NAMES, ids=lambda n: repr(n)[:24])
 def test_hostile_names_get_an_answer_or_a_clear_error(client, name):
     try:
@@ -96,6 +97,7 @@ def test_hostile_names_get_an_answer_or_a_clear_error(client, name):
         assert_alive(client)
 
 
+@pytest.mark.slow
 def test_hostile_names_on_every_other_public_endpoint(client):
     """Any further public endpoint taking a name (e.g. /predict_details) answers or gives a clear error."""
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
@@ -107,6 +109,7 @@ def test_hostile_names_on_every_other_public_endpoint(client):
     assert_alive(client)
 
 
+@pytest.mark.slow
 def test_hostile_names_in_one_batch(client):
     rows = client.predict(HOSTILE_NAMES + ["Qin"], "gru", 3, api_name="/predict_batch")
     assert len(rows) == len(HOSTILE_NAMES) + 1 and rows[-1]["error"] is None
@@ -123,6 +126,7 @@ def test_hostile_names_in_one_batch(client):
     assert_alive(client)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     ((None, "gru", 3), "must be a string"),
     ((12345, "gru", 3), "must be a string"),
@@ -141,6 +145,7 @@ def test_wrong_types_get_clear_errors(client, args, message):
     assert_alive(client)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("endpoint", ["/predict", "/predict_details", "/predict_batch"])
 def test_k_is_an_int_from_gradio_client_and_raw_rest(server, client, endpoint):
     """k = 3 works from gradio_client and as JSON 3 over REST (both arrive as an int); a float (even 3.0), a bool,
@@ -163,6 +168,7 @@ def test_k_is_an_int_from_gradio_client_and_raw_rest(server, client, endpoint):
     assert_alive(client)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["gru\n", " gru ", "\trnn", "gru\x00", "ｇｒｕ", "GRU" * 10_000])
 def test_model_is_exactly_rnn_or_gru(client, model):
     with pytest.raises(AppError, match="choose one of 'rnn', 'gru'") as info:
@@ -174,6 +180,7 @@ def test_model_is_exactly_rnn_or_gru(client, model):
                                                                                    api_name="/predict")
 
 
+@pytest.mark.slow
 def test_batch_of_hostile_values_reports_each_row(client):
     names = [None, 3, ["x"], {"a": 1}, "", "😀", "x" * 10_000, "Nguyen", "<b>Li</b>"]
     rows = client.predict(names, "rnn", 3, api_name="/predict_batch")
@@ -187,6 +194,7 @@ def test_batch_of_hostile_values_reports_each_row(client):
     assert_alive(client)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("endpoint, body", [
     ("predict", '{"data": ["Nguyen"]}'),  # too few values
     ("predict", '{"data": []}'),
@@ -240,6 +248,7 @@ def test_classify_shows_html_names_as_text(client):
         assert_no_markup(html)
 
 
+@pytest.mark.slow
 def test_step_through_and_compare_show_html_names_as_text(client):
     outputs = client.predict(EVIL, "gru", 3, "lists", api_name="/ui_trace")
     htmls = _html_outputs(outputs) + _html_outputs(client.predict(3, api_name="/ui_next"))
@@ -290,6 +299,7 @@ UPLOADS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("filename, content, message", UPLOADS, ids=[u[0] for u in UPLOADS])
 def test_bad_uploads_are_refused_with_a_message(client, tmp_path, filename, content, message):
     path = tmp_path / filename
@@ -299,6 +309,7 @@ def test_bad_uploads_are_refused_with_a_message(client, tmp_path, filename, cont
     assert_alive(client)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("filename, content", [("empty.csv", b""), ("blank.txt", b"\n \n\t\n"),
                                                ("header-only.csv", b"name\n")])
 def test_empty_uploads_get_a_plain_message(client, tmp_path, filename, content):
@@ -313,6 +324,7 @@ def test_empty_uploads_get_a_plain_message(client, tmp_path, filename, content):
     assert_alive(client)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("filename, content", [
     ("utf8-bom.csv", codecs.BOM_UTF8 + "surname,city\nMüller,Köln\nNguyen,Hanoi\n".encode()),
     ("utf16.txt", codecs.BOM_UTF16_LE + "Müller\r\nNguyen\r\n".encode("utf-16-le")),
@@ -340,6 +352,7 @@ def test_oversized_upload_is_refused(server, client, tmp_path):
     assert_alive(client)
 
 
+@pytest.mark.slow
 def test_hostile_uploads_do_not_disturb_other_users(server, tmp_path):
     """While one user sends a 100,000-row CSV, an oversized file and a 10,000-name batch, another user's requests
     get exactly the answers they get alone."""
@@ -378,6 +391,7 @@ def test_hostile_uploads_do_not_disturb_other_users(server, tmp_path):
     assert not failures, failures
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("filename", ["..", "a/../..", ".", "", "x\x00y", "../../etc/passwd", "con", "\u202etxt.exe"])
 def test_hostile_upload_file_names_never_escape_or_hide_their_bytes(server, client, filename):
     """A file name gradio refuses ("..": 400) leaves its temp file in gradio's folder: the upload space keeps that

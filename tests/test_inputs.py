@@ -30,6 +30,7 @@ def models():
 # k: an int from 1 to 18; not a bool, a float, a string or a huge number
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("k", [1, 3, 18, np.int64(3)])
 def test_integer_k_is_accepted(models, k):
     assert len(service.predict(models, "Nguyen", "gru", k)) == int(k)
@@ -208,6 +209,7 @@ def test_csv_export_defuses_full_width_signs():
 # train.py --out: an unusable folder fails at once, before any training
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["file", "under-a-file", "proc"])
 def test_unusable_out_fails_in_seconds_before_training(data_dir, tmp_path, where):
     """A full training run on the real data (minutes) is asked for: the answer must come before it starts."""
@@ -227,6 +229,7 @@ def test_unusable_out_fails_in_seconds_before_training(data_dir, tmp_path, where
     assert (tmp_path / "a-file").read_text() == "not a folder\n"
 
 
+@pytest.mark.slow
 def test_out_check_leaves_no_folder_behind(tmp_path):
     """The check creates nothing: a missing data folder still fails with no --out folder made."""
     out = tmp_path / "new" / "checkpoints"

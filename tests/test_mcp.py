@@ -166,6 +166,7 @@ def test_every_tool_takes_the_prior_last_and_says_what_it_does(tools):
 # Calls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, model, k", [("Nguyen", "gru", 3), ("O'Connell", "rnn", 5), ("Ślusàrski", "gru", 1),
                                             ("Fujita", "rnn", 18)])
 def test_predict_equals_the_library(mcp_url, reference, name, model, k):
@@ -190,6 +191,7 @@ def test_predict_details_equals_the_library(mcp_url, reference):
     assert got["novelty"] == pytest.approx(direct.novelty, abs=1e-6) and got["unfamiliar"] == direct.unfamiliar
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool", ["predict", "predict_details"])
 def test_the_equal_prior_is_the_librarys(mcp_url, reference, tool):
     got = value(call(mcp_url, tool, name="Abel", model="gru", k=3, prior="equal"))
@@ -226,6 +228,7 @@ def test_predict_batch(mcp_url, reference):
 # Bad input: the app's own message, as a tool error
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool, arguments, message", [
     ("predict", {"name": "Nguyen", "k": 0}, "k must be a whole number from 1 to 18, not 0"),
     ("predict", {"name": "Nguyen", "k": 19}, "k must be a whole number from 1 to 18, not 19"),
@@ -267,6 +270,7 @@ def client(app_url):
     return Client(app_url, verbose=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tool, arguments, args", CALLS, ids=[call[0] for call in CALLS])
 def test_every_answer_is_json_equal_to_the_rest_answer(mcp_url, client, tool, arguments, args):
     result = call(mcp_url, tool, **arguments)
@@ -282,6 +286,7 @@ def test_every_answer_is_json_equal_to_the_rest_answer(mcp_url, client, tool, ar
     assert result.structuredContent in (None, rest, {"result": rest})
 
 
+@pytest.mark.slow
 def test_python_literals_became_json_literals(mcp_url):
     details = text(call(mcp_url, "predict_details", name="Qin"))
     got = json.loads(details)

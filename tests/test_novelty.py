@@ -102,6 +102,7 @@ def fitted(names_data):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 def test_dev_auroc_matches_the_recorded_value(fitted, kind):
     _, novelty = fitted[kind]
@@ -112,6 +113,7 @@ def test_dev_auroc_matches_the_recorded_value(fitted, kind):
     assert novelty.summary["measured"]["dev"] == recorded
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 def test_round_trip_and_determinism(fitted, kind):
     from safetensors.torch import load, save

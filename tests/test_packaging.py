@@ -44,6 +44,7 @@ def _outside(site: Path, *args: str, cwd: Path) -> str:
                           timeout=300).stdout
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_every_checkpoint_file(wheel):
     with zipfile.ZipFile(wheel) as archive:
         packed = {name for name in archive.namelist() if name.startswith("namecls/checkpoints/")}
@@ -52,6 +53,7 @@ def test_the_wheel_carries_every_checkpoint_file(wheel):
     assert committed and packed == committed
 
 
+@pytest.mark.slow
 def test_the_installed_wheel_answers_like_the_checkout(installed, tmp_path):
     script = ("import json, namecls; from namecls.inference import CHECKPOINTS; clf = namecls.load('gru'); "
               "print(json.dumps({'file': namecls.__file__, 'checkpoints': str(CHECKPOINTS), "
@@ -63,6 +65,7 @@ def test_the_installed_wheel_answers_like_the_checkout(installed, tmp_path):
     assert got["set"] == clf.predict_set("Kowalczyk", prior="equal")
 
 
+@pytest.mark.slow
 def test_the_installed_command_answers(installed, tmp_path):
     command = installed / "bin" / "namecls"
     assert command.is_file()
@@ -78,6 +81,7 @@ def test_requirements_leave_the_bulk_extra_out():
         assert package not in runtime and package in bulk
 
 
+@pytest.mark.slow
 def test_the_app_and_the_library_run_without_the_bulk_extra(tmp_path):
     """With dask, distributed and pyarrow made unimportable, the app builds and answers, and the CLI says what a
     Parquet file needs."""

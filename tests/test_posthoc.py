@@ -23,6 +23,7 @@ def _scan(names, targets, labels, text):
     return [labels[c] for c in sorted({int(t) for n, t in zip(names, targets) if n == text})]
 
 
+@pytest.mark.slow
 def test_seen_as_matches_a_scan_of_the_training_split(names_data):
     require((CHECKPOINTS / "gru" / "training_names.json").is_file(), "checkpoints/gru has no training names")
     clf = namecls.load("gru")
@@ -120,6 +121,7 @@ def test_a_corrupt_part_is_a_checkpoint_error(fitted, tmp_path):
         namecls.load(folder)
 
 
+@pytest.mark.slow
 def test_train_help_prints_each_models_real_defaults():
     result = run_train("--help")
     assert result.returncode == 0
@@ -158,6 +160,7 @@ def test_non_finite_posthoc_tensors_are_a_checkpoint_error(dry_run_dir, tmp_path
         assert str(path) in str(info.value) and key in str(info.value), (key, str(info.value))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("file_name", [checkpoint.TRAINING_NAMES_JSON, checkpoint.PROJECTION_JSON,
                                        checkpoint.EXPLAIN_JSON, checkpoint.CONFORMAL_JSON, checkpoint.NOVELTY_JSON])
 @pytest.mark.parametrize("damage", ["deep", "large"])

@@ -138,6 +138,7 @@ def validation(committed, names_data):
 # 1. The default changes nothing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 def test_the_default_prior_is_the_lists_and_changes_nothing(committed, kind):
     clf = committed(kind)
@@ -175,6 +176,7 @@ def test_the_default_prior_is_the_lists_and_changes_nothing(committed, kind):
 # 2. The equal prior is Bayes' rule from the prior the network learned
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 def test_learned_prior_is_the_mean_validation_probability_recomputed_from_the_data(committed, validation, kind):
     clf = committed(kind)
@@ -285,6 +287,7 @@ def test_shift_weights_turn_the_validation_mix_into_an_equal_one(seed):
     np.testing.assert_allclose([w[targets][targets == c].sum() for c in np.flatnonzero(present)], n / C)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 def test_equal_prior_sets_follow_from_the_thresholds_computed_independently(committed, kind):
     clf = committed(kind)
@@ -320,6 +323,7 @@ def test_label_thresholds_under_the_lists_prior_are_qhat(committed):
 # 4. The coverage promise under label shift, by simulation
 
 
+@pytest.mark.slow
 def test_equal_prior_sets_keep_their_coverage_under_label_shift_and_the_lists_sets_do_not():
     """C = 4 classes, spellings z ~ N(2 onehot(y), I) in both splits (the class-conditional distributions are the
     same), calibration labels in the mix [0.7, 0.2, 0.05, 0.05], test labels uniform. The "network" is the Bayes
@@ -359,6 +363,7 @@ def test_equal_prior_sets_keep_their_coverage_under_label_shift_and_the_lists_se
 # 5. The trace under the equal prior
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 def test_trace_under_the_equal_prior(committed, kind):
     clf = committed(kind)
@@ -484,6 +489,7 @@ def older_checkpoint(committed, tmp_path_factory):
     return namecls.load(folder)
 
 
+@pytest.mark.slow
 def test_an_older_checkpoint_answers_under_the_lists_prior_as_before_and_refuses_equal(committed, older_checkpoint):
     old, new = older_checkpoint, committed("gru")
     assert old.conformal.val_probs is None and old.priors == ("lists",) and old.conformal.priors == ("lists",)

@@ -44,6 +44,7 @@ def evaluate(names_data):
 KINDS = ["rnn", "gru"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_checkpoint_matches_the_data(evaluate, kind, names_data):
     clf, split, _ = evaluate(kind)

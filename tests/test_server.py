@@ -42,6 +42,7 @@ def stored_values(demo) -> list:
             if isinstance(config, dict) and (config.get("props") or {}).get("value") is not None]
 
 
+@pytest.mark.slow
 def test_the_limits_are_the_ones_written_down(served):
     demo, _ = served
     assert demo.delete_cache == server.DELETE_CACHE == (server.CACHE_SECONDS, server.CACHE_SECONDS)
@@ -58,6 +59,7 @@ def test_the_limits_are_the_ones_written_down(served):
     assert server.MAX_OUTPUT_DISK_BYTES >= 30 * server.OutputSpace.charge(service.MAX_BATCH_NAMES * 860)
 
 
+@pytest.mark.slow
 def test_public_api_results_are_not_kept_per_session(served):
     demo, url = served
     results = []
@@ -195,6 +197,7 @@ def post_upload(url, body: bytes, kind: str, client: str | None = None, **kwargs
     return httpx.post(url + "/gradio_api/upload", content=body, headers=headers, timeout=30, **kwargs)
 
 
+@pytest.mark.slow
 def test_uploads_never_hold_more_than_the_upload_space(guarded):
     """The attack: thousands of one-file uploads from many addresses at once. 60 MB offered from 4 threads (each
     request from its own address, so the rate limit does not bite) into a 20 MB space: the folder never holds more
@@ -273,6 +276,7 @@ def test_an_ambiguous_boundary_stores_nothing(guarded):
     assert on_disk(folder)[2] == stored
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, why", [
     ("multipart/form-data; boundary=AAA; Boundary=ZZZ", "more than one boundary"),
     ("multipart/form-data; boundary=", "cannot be read"),
@@ -352,6 +356,7 @@ def _slow_client(url, head: bytes, trickle: bytes, every: float = 0.2, limit: fl
     return closed, received
 
 
+@pytest.mark.slow
 def test_a_slow_upload_body_is_ended_at_the_body_deadline(guarded):
     """The attack: connections that send headers, then their body a byte at a time, stayed open for good. Now the
     server answers 408 and closes the connection at the deadline (1 s here, 60 s in production)."""
@@ -366,6 +371,7 @@ def test_a_slow_upload_body_is_ended_at_the_body_deadline(guarded):
     assert on_disk(folder)[2] == stored
 
 
+@pytest.mark.slow
 def test_a_slow_body_to_any_route_is_ended(guarded):
     url, _, _, _ = guarded
     body = b'{"data": ["Nguyen", "gru", 3], "fn_index": 0, "session_hash": "slowslow"}'
@@ -375,6 +381,7 @@ def test_a_slow_body_to_any_route_is_ended(guarded):
     assert closed is not None and closed < BODY_SECONDS + 2 and answer.startswith(b"HTTP/1.1 408"), (closed, answer)
 
 
+@pytest.mark.slow
 def test_slow_headers_are_ended_at_the_header_deadline(guarded, monkeypatch):
     """Headers a byte at a time (or none at all): closed at the header deadline (1 s here, 10 s in production),
     with a 408 when part of a request came."""
@@ -387,6 +394,7 @@ def test_slow_headers_are_ended_at_the_header_deadline(guarded, monkeypatch):
     assert closed is not None and closed < 3 and answer == b""
 
 
+@pytest.mark.slow
 def test_a_body_trickled_after_an_early_refusal_is_ended(guarded, monkeypatch):
     """A request refused on its headers (413: too large) whose client goes on trickling the body uvicorn drains:
     the connection is closed BODY_SECONDS + 2 s after the headers."""
@@ -522,6 +530,7 @@ def test_a_file_given_as_a_url_is_not_fetched(served, monkeypatch, session):
     assert fetched == []
 
 
+@pytest.mark.slow
 def test_an_uploaded_file_still_reaches_the_batch_event(served):
     demo, url = served
     body, kind = _multipart([("names.txt", b"Nguyen\nQin\n")])

@@ -47,6 +47,7 @@ def _percentages(trace, clf) -> set[str]:
     return {st._pct(v) for v in values}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rnn", "gru"])
 @pytest.mark.parametrize("name", NAMES)
 def test_every_claim_is_read_off_the_trace(committed, kind, name):

@@ -78,6 +78,7 @@ def test_dry_run_checkpoint_loads_and_its_metrics_are_reproducible(dry_run_dir, 
     assert len(clf.predict("Gimli", k=4)) == 4
 
 
+@pytest.mark.slow
 def test_same_seed_twice_gives_identical_metrics(dry_run_dir, tmp_path):
     """A second process, reading the data through NAMECLS_DATA_DIR, reproduces the first run exactly."""
     data = write_tiny_data(tmp_path / "names")
@@ -138,6 +139,7 @@ def test_help_documents_every_flag(monkeypatch, capsys):
     assert {"clean", "seed"} <= set(next(a for a in parser._actions if "--protocol" in a.option_strings).choices)
 
 
+@pytest.mark.slow
 def test_missing_data_dir_is_a_clear_error(tmp_path):
     missing = tmp_path / "no-such-folder"
     result = run_train("--data-dir", str(missing), "--dry-run", "--out", str(tmp_path / "out"), timeout=60)
@@ -190,6 +192,7 @@ for kind in ("rnn", "gru"):
 """
 
 
+@pytest.mark.slow
 def test_predictions_identical_across_processes(dry_run_dir):
     outputs = []
     for hash_seed in ("1", "2"):  # a different str-hash seed must not matter either
@@ -204,6 +207,7 @@ def test_predictions_identical_across_processes(dry_run_dir):
     assert outputs[0].splitlines()[0] == "rnn " + str([(label, repr(p)) for label, p in in_process])
 
 
+@pytest.mark.slow
 def test_like_retrains_a_checkpoints_recipe(tmp_path):
     """--like FOLDER takes architecture and training settings from FOLDER/<model>/config.json: a run with it
     rebuilds the same model as the run that wrote FOLDER, not the defaults; flags still override."""

@@ -51,6 +51,7 @@ def url(demo):
     return demo.local_url
 
 
+@pytest.mark.slow
 def test_a_short_training_gives_a_model_that_classifies_and_downloads(url):
     client = Client(url, verbose=False)
     progress, loss, accuracy, watched, result, download, *radios = client.predict(*SHORT, api_name="/ui_train")
@@ -88,6 +89,7 @@ def test_a_short_training_gives_a_model_that_classifies_and_downloads(url):
         Client(url, verbose=False).predict("Nguyen", "yours", 3, "lists", api_name="/ui_classify")
 
 
+@pytest.mark.slow
 def test_stop_ends_a_training_early(url):
     client = Client(url, verbose=False)
     job = client.submit("gru", 64, 1, 0.01, 30, 60, THREE, "", api_name="/ui_train")
@@ -101,6 +103,7 @@ def test_stop_ends_a_training_early(url):
     assert time.monotonic() - started < 45  # far sooner than the 60 s budget and 30 epochs
 
 
+@pytest.mark.slow
 def test_one_training_at_a_time(url):
     first, second = Client(url, verbose=False), Client(url, verbose=False)
     job1 = first.submit("gru", 64, 1, 0.01, 30, 15, THREE, "", api_name="/ui_train")  # ~15 s of training
@@ -116,6 +119,7 @@ def test_one_training_at_a_time(url):
     assert "Validation accuracy" in job1.result()[4] and "Validation accuracy" in job2.result()[4]
 
 
+@pytest.mark.slow
 def test_the_store_of_trained_models_is_capped_and_ages():
     store = yours.TrainedModels(capacity=2, seconds=0.5)
     for session in "abc":
@@ -129,6 +133,7 @@ def test_the_store_of_trained_models_is_capped_and_ages():
     assert store.get("d") is None and len(store) == 0
 
 
+@pytest.mark.slow
 def test_the_store_says_why_a_model_is_gone():
     store = yours.TrainedModels(capacity=2, seconds=0.5)
     assert store.lookup("never") == yours.Mine()  # never trained: no model and no reason
@@ -175,6 +180,7 @@ def _empty(view: dict) -> bool:
     return not view["label"] and all(not view[part] for part in COMPARE_PARTS[1:])
 
 
+@pytest.mark.slow
 def test_compare_shows_yours_beside_rnn_and_gru_and_says_when_it_is_gone(demo, url):
     client = Client(url, verbose=False)
     before = _compare(client)  # not trained yet: two columns, no message
@@ -239,6 +245,7 @@ def _is_gone_notice(html: str) -> bool:
             and "the GRU is chosen in its place" in html)
 
 
+@pytest.mark.slow
 def test_a_gone_yours_is_a_message_in_classify_step_through_and_batch_which_then_stop_offering_it(demo, url):
     client = Client(url, verbose=False)
     client.predict(*SHORT, api_name="/ui_train")  # the tabs' radios now offer "Yours"
@@ -348,6 +355,7 @@ def _leftovers(cache) -> list[str]:
     return sorted(p.name for p in cache.iterdir() if p.name != ".names.lock") if cache.exists() else []
 
 
+@pytest.mark.slow
 def test_the_first_training_fetches_the_data_once(url, no_data, monkeypatch, real_archive, data_dir):
     calls = _fake_fetch(monkeypatch, real_archive)
     client = Client(url, verbose=False)
@@ -420,6 +428,7 @@ def test_a_wrong_data_dir_is_not_replaced_by_a_download(url, no_data, monkeypatc
     assert _unchanged(others), others
 
 
+@pytest.mark.slow
 def test_two_sessions_at_once_download_once(no_data, monkeypatch, real_archive):
     calls = []
 
@@ -591,6 +600,7 @@ def _join_and_leave(demo, url, arguments) -> dict:
     raise AssertionError("the event stream ended without a message")
 
 
+@pytest.mark.slow
 def test_a_closed_page_stops_its_training_and_trainings_never_overlap(demo, url, cool_down, monkeypatch):
     """The attack of issue 18 over HTTP: start a training, close the page at its first progress message, again
     and again (the cool-down off, to test the slot alone). Before, 3–8 trainings ran at once; now at most one ever
@@ -617,6 +627,7 @@ def test_a_client_that_leaves_over_http_is_told_to_wait(demo, url, cool_down):
     assert _fit_threads() == [] and not train_tab.SLOT.locked()
 
 
+@pytest.mark.slow
 def test_a_cancelled_training_stops_within_a_second(url, cool_down):
     """gradio_client's cancel (the /cancel route) closes the event's generator too: the training stops."""
     job = Client(url, verbose=False).submit(*LONG, api_name="/ui_train")
@@ -660,6 +671,7 @@ def test_a_training_is_refused_when_the_slot_stays_held(demo, cool_down, monkeyp
     assert _fit_threads() == [] and len(cool_down) == 0  # nothing started, nothing to cool down from
 
 
+@pytest.mark.slow
 def test_a_client_that_leaves_a_training_waits_before_the_next(demo, cool_down):
     """Restarting in a loop: a client whose training was left waits COOL_DOWN_SECONDS from that one's start (the
     message says how long); another client does not; a training that ran to its end leaves no wait."""
@@ -727,6 +739,7 @@ def test_an_empty_number_box_is_a_clear_message(demo, position, message, cool_do
     assert _fit_threads() == [] and not train_tab.SLOT.locked()
 
 
+@pytest.mark.slow
 def test_an_empty_learning_rate_through_the_app_says_so_without_a_traceback(url, capfd):
     """Before: an empty learning-rate box gave the error `null` and two tracebacks in the server's log."""
     from gradio_client.exceptions import AppError
