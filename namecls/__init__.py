@@ -18,11 +18,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .checkpoint import CheckpointError  # noqa: E402
 from .data import ALPHABET, MAX_NAME_LENGTH, Normalized, normalize  # noqa: E402
+from .errors import InputError  # noqa: E402
 from .fit import FitConfig, fit  # noqa: E402
 from .inference import Classifier, Trace, load  # noqa: E402
 
-__all__ = ["ALPHABET", "MAX_NAME_LENGTH", "CheckpointError", "Classifier", "FitConfig", "Normalized", "Trace",
-           "annotate", "fit", "load", "normalize"]
+__all__ = ["ALPHABET", "MAX_NAME_LENGTH", "CheckpointError", "Classifier", "FitConfig", "InputError", "Normalized",
+           "Trace", "annotate", "fit", "load", "normalize"]
 __version__ = "0.1.0"
 
 

@@ -27,6 +27,7 @@ import pandas as pd
 
 from . import service
 from .inference import MODEL_NAMES, Classifier, load
+from .errors import InputError
 
 LIST_SEPARATOR = ";"
 
@@ -115,10 +116,10 @@ def annotate(df: pd.DataFrame, column: str = "name", model: str = "gru", k: int 
     ``df`` already has, an unknown model, a bad ``k`` or ``prior``; every answer under ``prior`` (:mod:`namecls.
     prior`: "lists", the default, or "equal")."""
     if column not in df.columns:
-        raise ValueError(f"no column {column!r} (the columns are: {', '.join(map(str, df.columns)) or 'none'})")
+        raise InputError(f"no column {column!r} (the columns are: {', '.join(map(str, df.columns)) or 'none'})")
     clash = [name for name in answer_dtypes(check_k(model, k)) if name in df.columns]
     if clash:
-        raise ValueError(f"the table already has answer columns ({', '.join(clash)}): rename them first")
+        raise InputError(f"the table already has answer columns ({', '.join(clash)}): rename them first")
     names = df[column]
     found = answers(names.astype(object).where(names.notna(), "").tolist(), model, k, prior)
     return df.assign(**{name: found[name].array for name in found.columns})

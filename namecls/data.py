@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from unidecode import unidecode
 
+from .errors import InputError
+
 try:
     import fcntl
 except ImportError:  # not POSIX: only the in-process lock
@@ -110,11 +112,11 @@ def check_raw(name) -> str:
 
     The cheap checks of :func:`validate`, made before any normalisation."""
     if not isinstance(name, str):
-        raise ValueError(f"a name must be a string, not {type(name).__name__}")
+        raise InputError(f"a name must be a string, not {type(name).__name__}")
     if len(name) > 4 * MAX_NAME_LENGTH:  # refuse absurd input before transliterating it
-        raise ValueError(f"name is too long: {len(name)} characters (at most {MAX_NAME_LENGTH})")
+        raise InputError(f"name is too long: {len(name)} characters (at most {MAX_NAME_LENGTH})")
     if (surrogate := _SURROGATE.search(name)) is not None:  # half a UTF-16 pair (JSON "\ud800"): not text
-        raise ValueError(f"name is not valid text: it holds U+{ord(surrogate.group()):04X}, half of a UTF-16 "
+        raise InputError(f"name is not valid text: it holds U+{ord(surrogate.group()):04X}, half of a UTF-16 "
                          "character pair")
     return name
 
@@ -131,10 +133,10 @@ def check_normalized(norm: Normalized) -> Normalized:
     row's error) transliterates the name once."""
     if not norm.text.strip(" .,:;-'"):
         if not str(norm.original).strip():
-            raise ValueError("name is empty")
-        raise ValueError(f"name has no letters after normalisation (dropped: {''.join(norm.dropped)!r})")
+            raise InputError("name is empty")
+        raise InputError(f"name has no letters after normalisation (dropped: {''.join(norm.dropped)!r})")
     if len(norm.text) > MAX_NAME_LENGTH:
-        raise ValueError(f"name is too long: {len(norm.text)} characters after normalisation "
+        raise InputError(f"name is too long: {len(norm.text)} characters after normalisation "
                          f"(at most {MAX_NAME_LENGTH})")
     return norm
 

@@ -54,6 +54,7 @@ import torch
 
 from . import prior as prior_rule
 from .data import MAX_NAME_LENGTH, check_normalized, normalize, pad_batch
+from .errors import InputError
 
 LETTERS = string.ascii_lowercase  # what an edit writes (case adjusted, see the module docstring)
 KINDS = ("substitute", "insert", "delete")  # also the tie-break order of kinds
@@ -282,7 +283,7 @@ def one_letter_edits(clf, text: str, target: str | None = None, n: int = 6, *,
     """
     check_text(text)
     if target is not None and target not in clf.labels:
-        raise ValueError(f"unknown target language {target!r}: expected one of {', '.join(clf.labels)}")
+        raise InputError(f"unknown target language {target!r}: expected one of {', '.join(clf.labels)}")
     n = max(0, int(n))
     C = len(clf.labels)
     shift = clf.prior_shift(prior)

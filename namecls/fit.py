@@ -29,6 +29,7 @@ import torch
 from . import checkpoint
 from .data import DATA_URL, fetch_names, holds_names, pad_batch, read_names, validate
 from .inference import Classifier
+from .errors import InputError
 
 # Training needs scikit-learn, pandas and tqdm (splits, evaluation, training): imported by fit() when it runs, so
 # that ``import namecls`` stays as light as it was.
@@ -156,16 +157,16 @@ def choose_languages(labels: list[str], languages) -> list[str]:
     if languages is None:
         return list(labels)
     if isinstance(languages, str) or not all(isinstance(x, str) for x in languages):
-        raise ValueError(f"languages must be a list of language names, not {languages!r}; choose from "
+        raise InputError(f"languages must be a list of language names, not {languages!r}; choose from "
                          f"{', '.join(labels)}")
     languages = list(languages)
     unknown = [x for x in languages if x not in labels]
     if unknown:
-        raise ValueError(f"unknown language(s) {', '.join(map(repr, unknown))}: choose from {', '.join(labels)}")
+        raise InputError(f"unknown language(s) {', '.join(map(repr, unknown))}: choose from {', '.join(labels)}")
     if len(set(languages)) != len(languages):
-        raise ValueError(f"languages repeats a name: {languages}")
+        raise InputError(f"languages repeats a name: {languages}")
     if len(languages) < 2:
-        raise ValueError(f"choose at least 2 languages, not {len(languages)}; from {', '.join(labels)}")
+        raise InputError(f"choose at least 2 languages, not {len(languages)}; from {', '.join(labels)}")
     return [label for label in labels if label in set(languages)]
 
 
@@ -199,11 +200,11 @@ def _check_overrides(overrides: dict, time_budget) -> None:
     for key in ("hidden_size", "num_layers", "epochs", "batch_size"):
         value = overrides.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
-            raise ValueError(f"{key} must be a positive whole number, not {value!r}")
+            raise InputError(f"{key} must be a positive whole number, not {value!r}")
     for key, value in (("lr", overrides.get("lr")), ("time_budget", time_budget)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not np.isfinite(value) or value <= 0):
-            raise ValueError(f"{key} must be a positive number, not {value!r}")
+            raise InputError(f"{key} must be a positive number, not {value!r}")
 
 
 def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages: list[str] | None = None,
@@ -257,12 +258,12 @@ def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages:
 
     started = time.perf_counter()
     if kind not in FIT_DEFAULTS:
-        raise ValueError(f"kind must be one of {', '.join(map(repr, FIT_DEFAULTS))}, not {kind!r}")
+        raise InputError(f"kind must be one of {', '.join(map(repr, FIT_DEFAULTS))}, not {kind!r}")
     overrides: dict[str, Any] = {"hidden_size": hidden_size, "num_layers": num_layers, "lr": lr, "epochs": epochs,
                                  "batch_size": batch_size}  # any values: _check_overrides checks them
     _check_overrides(overrides, time_budget)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be a whole number, not {seed!r}")
+        raise InputError(f"seed must be a whole number, not {seed!r}")
     config = replace(FIT_DEFAULTS[kind], **{k: v for k, v in overrides.items() if v is not None})
     data = read_names(find_data(data_dir))
     chosen = choose_languages(data.labels, languages)

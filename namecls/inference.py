@@ -33,6 +33,7 @@ from .data import Normalized, pad_batch, validate
 from .explain import Neighbour, UnitContext  # noqa: F401  (part of the inference API: Trace.neighbours' items)
 from .models import Model
 from .posthoc import Posthoc
+from .errors import InputError
 
 def _checkpoints_folder() -> Path:
     """The committed checkpoints: package data in an installed wheel (namecls/checkpoints/), else, in a checkout
@@ -211,7 +212,7 @@ class Classifier:
         if prior_rule.check(prior) == "lists":
             return None
         if self.conformal is None:
-            raise ValueError(f"{self._where} has no validation data (conformal.safetensors) to move to the "
+            raise InputError(f"{self._where} has no validation data (conformal.safetensors) to move to the "
                              f"{prior!r} prior")
         return self.conformal.shift(prior)
 
@@ -251,7 +252,7 @@ class Classifier:
         names, their languages in the mix ``prior`` says), most probable first, never empty. ``ValueError`` for bad
         input or a checkpoint without sets."""
         if self.conformal is None:
-            raise ValueError(f"{self._where} has no prediction-set data (conformal.safetensors / conformal.json)")
+            raise InputError(f"{self._where} has no prediction-set data (conformal.safetensors / conformal.json)")
         sets = self.sets(self._probs([self._normalized(name).text], prior), coverage, prior)
         assert sets is not None  # self.conformal is not None
         return sets[0]
@@ -303,7 +304,7 @@ class Classifier:
             try:
                 texts.append(self._normalized(name).text)
             except ValueError as err:
-                raise ValueError(f"name #{i} ({str(name)[:40]!r}): {err}") from None
+                raise InputError(f"name #{i} ({str(name)[:40]!r}): {err}") from None
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         results: list = [None] * len(texts)
         for start in range(0, len(order), batch_size):
@@ -336,7 +337,7 @@ class Classifier:
         Raises ``ValueError`` when the checkpoint has no reference bank (``self.explain is None``).
         """
         if self.explain is None:
-            raise ValueError(f"{self._where} has no reference bank (explain.safetensors / explain.json)")
+            raise InputError(f"{self._where} has no reference bank (explain.safetensors / explain.json)")
         return self.explain.nearest(np.reshape(state, (1, -1)), n)[0]
 
     @torch.inference_mode()

@@ -26,6 +26,8 @@ from typing import Final
 
 import numpy as np
 
+from .errors import InputError
+
 PRIORS = ("lists", "equal")
 DEFAULT: Final = "lists"
 DESCRIPTIONS = {
@@ -39,7 +41,7 @@ def check(prior) -> str:
     if isinstance(prior, str) and prior.strip().lower() in PRIORS:
         return prior.strip().lower()
     shown = repr(prior)[:40]
-    raise ValueError(f"prior must be one of {', '.join(repr(p) for p in PRIORS)}, not {shown}")
+    raise InputError(f"prior must be one of {', '.join(repr(p) for p in PRIORS)}, not {shown}")
 
 
 def learned(val_probs) -> np.ndarray:

@@ -25,6 +25,7 @@ from . import prior as prior_rule
 from .conformal import CONFIG as CONFORMAL
 from .data import ALPHABET, Normalized, check_normalized, check_raw, normalize, printable
 from .inference import MODEL_NAMES, Classifier, load
+from .errors import InputError
 
 MAX_BATCH_NAMES = 10_000  # names per batch, uploaded, pasted or sent to /predict_batch
 MAX_UPLOAD_BYTES = 1024 * 1024  # size of an uploaded file, 1 MB (app.py gives the server the same max_file_size)
@@ -53,7 +54,7 @@ def pick_model(models: Mapping[str, Classifier], model) -> Classifier:
     around it (no surrounding spaces or newlines)."""
     if isinstance(model, str) and model.isascii() and model.lower() in models:
         return models[model.lower()]
-    raise ValueError(f"unknown model {_preview(model)}: choose one of {', '.join(repr(m) for m in models)}")
+    raise InputError(f"unknown model {_preview(model)}: choose one of {', '.join(repr(m) for m in models)}")
 
 
 def check_k(k, n_labels: int) -> int:
@@ -61,7 +62,7 @@ def check_k(k, n_labels: int) -> int:
     ("3", "1e1", "1_0") or anything else. (JSON ``3`` arrives as an int from gradio_client and raw REST alike.)"""
     # (type: ignore: typeshed's numbers.Integral declares no __ge__, which `1 <= k` needs; int and NumPy's have it)
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n_labels:  # type: ignore[operator]
-        raise ValueError(f"k must be a whole number from 1 to {n_labels}, not {_preview(k)}")
+        raise InputError(f"k must be a whole number from 1 to {n_labels}, not {_preview(k)}")
     return int(k)
 
 
@@ -71,9 +72,9 @@ def check_coverage(coverage) -> float:
     try:
         value = float(coverage)
     except (TypeError, ValueError):
-        raise ValueError(f"coverage must be a number from {low} to {high}, not {coverage!r}") from None
+        raise InputError(f"coverage must be a number from {low} to {high}, not {coverage!r}") from None
     if isinstance(coverage, bool) or not low <= value <= high:  # NaN fails the comparison too
-        raise ValueError(f"coverage must be a number from {low} to {high}, not {coverage!r}")
+        raise InputError(f"coverage must be a number from {low} to {high}, not {coverage!r}")
     return value
 
 
@@ -92,7 +93,7 @@ def _check_normalized(norm: Normalized) -> Normalized:
         return check_normalized(norm)
     except ValueError:
         if norm.original.strip() and not norm.text.strip(_PUNCTUATION) and not norm.dropped:
-            raise ValueError("name has no letters the models can read (emoji and other symbols are "
+            raise InputError("name has no letters the models can read (emoji and other symbols are "
                              "dropped)") from None
         raise
 
@@ -102,7 +103,7 @@ def check_prior(clf: Classifier, prior) -> str:
     None (an API call that leaves it out) is the default, the lists'."""
     prior = prior_rule.check(prior_rule.DEFAULT if prior is None else prior)
     if prior not in clf.priors:
-        raise ValueError(f"the {prior!r} prior needs validation data this model does not have: "
+        raise InputError(f"the {prior!r} prior needs validation data this model does not have: "
                          f"use {', '.join(repr(p) for p in clf.priors)}")
     return prior
 
@@ -211,9 +212,9 @@ def predict_batch(models, names, model: str = "gru", k: int = 3, prior: str = pr
     k = check_k(k, len(clf.labels))
     prior = check_prior(clf, prior)
     if not isinstance(names, (list, tuple)):
-        raise ValueError(f"names must be a list of strings, not {type(names).__name__}")
+        raise InputError(f"names must be a list of strings, not {type(names).__name__}")
     if len(names) > MAX_BATCH_NAMES:
-        raise ValueError(f"{len(names):,} names is too many: at most {MAX_BATCH_NAMES:,} per batch")
+        raise InputError(f"{len(names):,} names is too many: at most {MAX_BATCH_NAMES:,} per batch")
     rows: list[dict[str, Any]] = []
     good: list[tuple[int, Normalized]] = []
     for name in names:
@@ -269,24 +270,24 @@ def read_upload_text(path: str | os.PathLike) -> str:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in UPLOAD_TYPES:
-        raise ValueError(f"{path.name!r} is not a .csv or .txt file")
+        raise InputError(f"{path.name!r} is not a .csv or .txt file")
     size = path.stat().st_size
     if size > MAX_UPLOAD_BYTES:
-        raise ValueError(f"{path.name!r} is {size / 2**20:.1f} MB: the limit is {MAX_UPLOAD_BYTES / 2**20:g} MB")
+        raise InputError(f"{path.name!r} is {size / 2**20:.1f} MB: the limit is {MAX_UPLOAD_BYTES / 2**20:g} MB")
     raw = path.read_bytes()
     # UTF-16 with a byte-order mark is what spreadsheets save as "Unicode text": read it rather than call it binary.
     encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
     if encoding == "utf-8-sig" and b"\x00" in raw:
-        raise ValueError(f"{path.name!r} is not a text file")
+        raise InputError(f"{path.name!r} is not a text file")
     try:
         text = raw.decode(encoding)
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        raise ValueError(f"{path.name!r} is not {'UTF-16' if encoding == 'utf-16' else 'UTF-8'} text (line {line} is "
+        raise InputError(f"{path.name!r} is not {'UTF-16' if encoding == 'utf-16' else 'UTF-8'} text (line {line} is "
                          "in another encoding): "
                          "save it as UTF-8 and upload it again") from None
     if "\x00" in text:
-        raise ValueError(f"{path.name!r} is not a text file")
+        raise InputError(f"{path.name!r} is not a text file")
     return text
 
 
@@ -317,7 +318,7 @@ def parse_csv(text: str) -> list[str]:
     try:
         rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     except csv.Error as err:
-        raise ValueError(f"could not read the CSV: {err}") from None
+        raise InputError(f"could not read the CSV: {err}") from None
     column = 0
     if rows:
         header = [cell.strip().lower() for cell in rows[0]]
@@ -332,7 +333,7 @@ def parse_csv(text: str) -> list[str]:
 
 def _check_count(n: int) -> None:
     if n > MAX_BATCH_NAMES:
-        raise ValueError(f"{n:,} names is too many: at most {MAX_BATCH_NAMES:,} per batch")
+        raise InputError(f"{n:,} names is too many: at most {MAX_BATCH_NAMES:,} per batch")
 
 
 _EXPORT_DIR: Path | None = None

@@ -553,3 +553,19 @@ def test_an_uploaded_file_still_reaches_the_batch_event(served):
     assert csv.parent.parent == Path(demo.GRADIO_CACHE) and csv.parent.name.startswith("namecls-out-")
     assert list(Path(demo.GRADIO_CACHE).rglob(csv.name)) == [csv]
     assert str(csv.parent) in server.OUTPUT_SPACE._files
+
+
+def test_the_private_session_store_is_read_only_on_the_tested_gradio(served, monkeypatch):
+    """server._state_holder reads gradio's Blocks.state_holder only on the gradio it was written against: this fails
+    when gradio is upgraded (then check the store and update TESTED_GRADIO); on another version it warns and drops
+    nothing rather than guess."""
+    import gradio
+
+    from namecls.ui import mcp_json
+
+    demo, _ = served
+    assert gradio.__version__ == mcp_json.TESTED_GRADIO
+    assert server._state_holder(demo) is demo.state_holder
+    monkeypatch.setattr(gradio, "__version__", "99.0.0")
+    with pytest.warns(RuntimeWarning, match="not dropped"):
+        assert server.drop_stored_outputs(demo) == 0

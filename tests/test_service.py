@@ -146,3 +146,16 @@ def test_csv_export_defuses_formulas(tmp_path):
     back = pd.read_csv(path)
     assert back["name"].tolist() == ["'=HYPERLINK(1)", "Nguyen", "'-Li"]
     assert back["probability"].tolist() == [0.5, 0.25, 0.125]
+
+
+@pytest.mark.parametrize("call", [
+    lambda m: service.check_k(0, 18), lambda m: service.check_coverage(2), lambda m: service.pick_model(m, "lstm"),
+    lambda m: service.check_prior(m["gru"], "flat"), lambda m: service.check_name(""),
+    lambda m: service.predict_batch(m, "Qin"), lambda m: m["gru"].predict("", 3),
+    lambda m: m["gru"].edits("Qin", target="Klingon"),
+], ids=["k", "coverage", "model", "prior", "name", "batch", "library name", "edits target"])
+def test_what_a_caller_can_fix_is_an_input_error(models, call):
+    from namecls import InputError
+
+    with pytest.raises(InputError):
+        call(models)

@@ -1545,3 +1545,26 @@ def test_model_card_states_the_real_surname_figures_of_the_report():
     assert equal_real["90% set held it"].item() == round(gru["equal"][part]["coverage"], 3)
     assert equal_real["top-1"].item() == round(gru["equal"][part]["top1"], 3)
     assert model_card.outside_lists_md({}) == "" and model_card.outside_lists_table({}).empty
+
+
+def test_user_errors_shows_what_the_caller_can_fix_and_logs_the_rest(caplog):
+    """Input the caller can put right reaches the page as it is; a fault of namecls (a bug, a broken checkpoint)
+    is logged with its traceback and the page gets a generic message, not its details."""
+    import logging
+
+    import gradio as gr
+
+    from namecls import CheckpointError, InputError, service
+
+    with pytest.raises(gr.Error) as info, common.user_errors(html=False):
+        service.check_k(0, 18)
+    assert info.value.message == "k must be a whole number from 1 to 18, not 0"
+    for fault in (KeyError("internal detail"), CheckpointError("/srv/checkpoints/gru/config.json: internal detail"),
+                  ValueError("internal detail: a library bug, not the visitor's input")):
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="namecls"):
+            with pytest.raises(gr.Error) as info, common.user_errors():
+                raise fault
+        assert info.value.message == common.FAULT_MESSAGE and "internal detail" not in info.value.message
+        assert "internal detail" in caplog.text and "Traceback" in caplog.text
+    assert issubclass(InputError, ValueError)  # code that catches ValueError still catches it

@@ -15,6 +15,7 @@ from . import server
 from .common import DEFAULT_MODEL, MODEL_CHOICES, TOP_K, gone_notice, set_facts, stop_offering_gone, user_errors
 from .html import MODEL_LABELS, percent, set_record
 from .yours import session_models
+from ..errors import InputError
 
 DOWNLOAD_LABEL = "Download CSV"
 # "error" beside the name: a row that could not be read says why where it is seen, on a phone too.
@@ -83,7 +84,7 @@ def build(models: dict, ui: dict, prior: gr.Radio) -> gr.Radio:
             skipped += service.blank_rows(text or "")
             names = from_file + from_text
             if len(names) > service.MAX_BATCH_NAMES:
-                raise ValueError(f"{len(names):,} names is too many: at most {service.MAX_BATCH_NAMES:,} per batch")
+                raise InputError(f"{len(names):,} names is too many: at most {service.MAX_BATCH_NAMES:,} per batch")
             if not names:  # not an error: one plain message, and no stale table
                 return {summary: "Nothing to classify yet: upload a .csv or .txt file, or paste names one per line.",
                         table: pd.DataFrame(columns=COLUMNS), download: gr.DownloadButton(visible=False)}

@@ -4,6 +4,7 @@ each, turning bad input into a clear message, and clearing a tab's answer when i
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -12,10 +13,12 @@ from pathlib import Path
 import gradio as gr
 
 from .. import service
+from ..errors import InputError
 from ..inference import CHECKPOINTS
 from .html import MODEL_LABELS, esc, notice_html
 from .yours import YOURS, picked_gone, session_mine
 
+LOG = logging.getLogger("namecls")
 MODEL_CHOICES = [("RNN", "rnn"), ("GRU", "gru")]
 DEFAULT_MODEL = "gru"  # every model radio's first choice, and its choice once "Yours" is gone
 TOP_K = 3  # the top-k every tab starts with (the trajectory draws as many languages)
@@ -62,14 +65,24 @@ class Picked:
     events: tuple  # dependencies: chain ``.success(...)`` on each
 
 
+FAULT_MESSAGE = "Something went wrong on the server: it has been logged. Please try again, or report it."
+
+
 @contextmanager
 def user_errors(html: bool = True):
-    """Bad input → a gr.Error with the reason (no stack trace); ``html``: escape it for the browser's modal."""
+    """Input the caller can put right (:class:`namecls.errors.InputError`) → a gr.Error with its reason (no stack
+    trace); ``html``: escape it for the browser's modal. Anything else is a fault of namecls (a bug, a broken
+    checkpoint): logged with its traceback, and a gr.Error that says so without its details."""
     try:
         yield
-    except ValueError as err:
+    except gr.Error:
+        raise
+    except InputError as err:
         message = str(err)
-        raise gr.Error(esc(message) if html else message, title="Cannot do that", print_exception=False)
+        raise gr.Error(esc(message) if html else message, title="Cannot do that", print_exception=False) from None
+    except Exception:
+        LOG.exception("namecls: a fault while answering")
+        raise gr.Error(FAULT_MESSAGE, title="Sorry", print_exception=False) from None
 
 
 def rejected(name) -> str | None:

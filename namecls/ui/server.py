@@ -38,6 +38,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections import OrderedDict, deque
 from collections.abc import Mapping
 from pathlib import Path
@@ -154,6 +155,23 @@ ZIP_RESERVE_BYTES = 8 * 2**20
 EXPORTS_PER_MINUTE = float(os.environ.get("NAMECLS_EXPORTS_PER_MINUTE") or 20)
 
 
+def _state_holder(demo):
+    """gradio's per-session store (``Blocks.state_holder``: private), or None, with a warning, when the running
+    gradio is not the one this was written against (:data:`namecls.ui.mcp_json.TESTED_GRADIO`) or has no such
+    store: the one other private touch of gradio, and ``tests/test_server.py`` fails when gradio changes it."""
+    import gradio
+
+    from .mcp_json import TESTED_GRADIO
+
+    holder = getattr(demo, "state_holder", None)
+    if gradio.__version__ != TESTED_GRADIO or not all(hasattr(holder, a) for a in ("lock", "session_data")):
+        warnings.warn(f"namecls: sessions' stored outputs are not dropped: gradio {gradio.__version__} is not "
+                      f"{TESTED_GRADIO}, whose Blocks.state_holder namecls/ui/server.py reads", RuntimeWarning,
+                      stacklevel=2)
+        return None
+    return holder
+
+
 def drop_stored_outputs(demo) -> int:
     """Forget every session's stored copy of its last output values; returns how many were dropped.
 
@@ -162,7 +180,7 @@ def drop_stored_outputs(demo) -> int:
     evicted. Inputs always come with the request and gr.State lives elsewhere (``state_data``), so nothing the app
     reads is lost.
     """
-    holder = getattr(demo, "state_holder", None)
+    holder = _state_holder(demo)
     if holder is None:
         return 0
     with holder.lock:

@@ -35,6 +35,7 @@ from . import server
 from .common import MODEL_CHOICES, user_errors
 from .html import MODEL_LABELS, esc, notice_html, percent
 from .yours import TRAINED, YOURS
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +124,13 @@ def checked_number(value, what: str, low: float, high: float, whole: bool = Fals
     whole one if ``whole``; else ValueError saying what it must be."""
     message = f"the {what} must be {'a whole number' if whole else 'a number'} from {low:g} to {high:g}"
     if value is None or isinstance(value, bool):
-        raise ValueError(message)
+        raise InputError(message)
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(message) from None
+        raise InputError(message) from None
     if not math.isfinite(number) or not low <= number <= high or (whole and number != int(number)):
-        raise ValueError(message)
+        raise InputError(message)
     return int(number) if whole else number
 
 
@@ -215,14 +216,14 @@ def build(models: dict, ui: dict, radios: list) -> None:
     def run(kind, hidden_size, num_layers, rate, epoch_limit, seconds, chosen, name, request: gr.Request):
         with user_errors():
             if kind not in FIT_DEFAULTS:
-                raise ValueError(f"the cell must be one of {', '.join(FIT_DEFAULTS)}")
+                raise InputError(f"the cell must be one of {', '.join(FIT_DEFAULTS)}")
             hidden_size = checked_number(hidden_size, "hidden size", 16, 256, whole=True)
             num_layers = checked_number(num_layers, "number of GRU layers", 1, 2, whole=True)
             rate = checked_number(rate, "learning rate", 1e-4, 0.1)
             epoch_limit = checked_number(epoch_limit, "number of epochs", 1, 30, whole=True)
             seconds = checked_number(seconds, "time budget (seconds)", 5, MAX_BUDGET_SECONDS)
             if len(chosen or []) < 2:
-                raise ValueError("choose at least two languages")
+                raise InputError("choose at least two languages")
             watch_name = service.check_name(name).text if str(name or "").strip() else None
         if not data_on_disk():  # the first training on a server without the data: fetch it (once), then train
             yield {progress: notice_html(f"Fetching the names data from {DATA_URL} (once for this server)…")}
