@@ -85,42 +85,53 @@ def _script_ok(raw: str) -> bool:
     return True
 
 
-def build() -> None:
-    """Write DEV and HELDOUT from names-dataset's top last names per country (see bench/data/README.md)."""
-    try:
-        from names_dataset import NameDataset
-    except ImportError:
-        sys.exit("--build needs the names-dataset package: pip install names-dataset (not a project requirement)")
-    from namecls.data import read_names, validate
-    data = read_names(data_dir())
-    known = {n.lower() for n in data.names}
-    nd = NameDataset(load_first_names=False)
-    top = nd.get_top_names(n=3000, use_first_names=False)
-    country_names = set()
-    import pycountry
+class TopLists:
+    """names-dataset's top last names per country (``top[country]``: most common first), with the filters both
+    name sets use (bench/data/README.md). Needs ``pip install names-dataset`` (not a project requirement)."""
 
-    for c in pycountry.countries:
-        for attr in ("name", "common_name", "official_name"):
-            if hasattr(c, attr):
-                country_names.add(getattr(c, attr).lower())
+    def __init__(self, n: int = 3000):
+        try:
+            from names_dataset import NameDataset
+        except ImportError:
+            sys.exit("--build needs the names-dataset package: pip install names-dataset (not a project requirement)")
+        import pycountry
 
-    def home(raw: str) -> str | None:
-        dist = {c: p for c, p in nd.last_names[raw]["country"].items() if c not in IMMIGRATION}
+        self.nd = NameDataset(load_first_names=False)
+        self.top = self.nd.get_top_names(n=n, use_first_names=False)
+        self.country_names = {getattr(c, attr).lower() for c in pycountry.countries
+                              for attr in ("name", "common_name", "official_name") if hasattr(c, attr)}
+
+    def home(self, raw: str) -> str | None:
+        """The country where ``raw`` is most frequent, leaving out the US and Canada."""
+        dist = {c: p for c, p in self.nd.last_names[raw]["country"].items() if c not in IMMIGRATION}
         return max(sorted(dist), key=dist.get) if dist else None
 
-    def candidates(country: str, group_countries: set[str]):
-        """Normalised names of ``country``'s list, most common first, that pass every filter."""
-        for raw in top.get(country, []):
-            if not _script_ok(raw) or home(raw) not in group_countries:
+    def candidates(self, country: str, group_countries: set[str]):
+        """Normalised names of ``country``'s list, most common first, that pass every filter: Latin, Greek or
+        Cyrillic letters, most frequent in one of ``group_countries``, 3+ letters and a vowel, not a country."""
+        from namecls.data import validate
+
+        for raw in self.top.get(country, []):
+            if not _script_ok(raw) or self.home(raw) not in group_countries:
                 continue
             try:
                 text = validate(raw).text
             except ValueError:
                 continue
             letters = sum(ch.isalpha() for ch in text)
-            if letters < 3 or not any(v in text.lower() for v in "aeiouy") or text.lower() in country_names:
+            if letters < 3 or not any(v in text.lower() for v in "aeiouy") or text.lower() in self.country_names:
                 continue
             yield text
+
+
+def build() -> None:
+    """Write DEV and HELDOUT from names-dataset's top last names per country (see bench/data/README.md)."""
+    from namecls.data import read_names
+
+    lists = TopLists()
+    candidates = lists.candidates
+    data = read_names(data_dir())
+    known = {n.lower() for n in data.names}
 
     rows = {"dev": [], "heldout": []}
     seen: set[str] = set()

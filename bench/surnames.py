@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, machine  # noqa: E402
-from bench.novelty import DEV as NOVELTY_DEV, HELDOUT as NOVELTY_HELDOUT, IMMIGRATION, IN_LANGUAGE, _script_ok  # noqa: E402
+from bench.novelty import DEV as NOVELTY_DEV, HELDOUT as NOVELTY_HELDOUT, IN_LANGUAGE, TopLists  # noqa: E402
 from bench.novelty import data_dir, read_set  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
@@ -48,25 +48,12 @@ LEFT_OUT = {"Chinese": "CN list in Latin script: mostly not surnames", "Korean":
 
 def build() -> None:
     """Write SURNAMES_DEV and SURNAMES_FINAL (see bench/data/README.md); deterministic for one package version."""
-    try:
-        from names_dataset import NameDataset
-    except ImportError:
-        sys.exit("--build needs the names-dataset package: pip install names-dataset (not a project requirement)")
-    import pycountry
-
-    from namecls.data import read_names, validate
+    from namecls.data import read_names
 
     known = {n.lower() for n in read_names(data_dir()).names}
     for path in (NOVELTY_DEV, NOVELTY_HELDOUT):  # already looked at by the novelty work: not "untouched"
         known |= {n.lower() for n in read_set(path)[0]}
-    nd = NameDataset(load_first_names=False)
-    top = nd.get_top_names(n=TOP_N, use_first_names=False)
-    country_names = {getattr(c, a).lower() for c in pycountry.countries
-                     for a in ("name", "common_name", "official_name") if hasattr(c, a)}
-
-    def home(raw: str) -> str | None:
-        dist = {c: p for c, p in nd.last_names[raw]["country"].items() if c not in IMMIGRATION}
-        return max(sorted(dist), key=dist.get) if dist else None
+    lists = TopLists(TOP_N)
 
     rows: dict[str, list] = {"dev": [], "final": []}
     seen: set[str] = set()
@@ -74,22 +61,8 @@ def build() -> None:
         if language in LEFT_OUT:
             continue
         # Alternate a language's accepted names between the files, most common first, round-robin over its countries.
-        streams = []
-        for country in sources:
-            kept = []
-            for raw in top.get(country, []):
-                if not _script_ok(raw) or home(raw) not in group:
-                    continue
-                try:
-                    text = validate(raw).text
-                except ValueError:
-                    continue
-                low = text.lower()
-                if (sum(ch.isalpha() for ch in text) < 3 or not any(v in low for v in "aeiouy")
-                        or low in country_names or low in known):
-                    continue
-                kept.append((text, country))
-            streams.append(kept)
+        streams = [[(text, country) for text in lists.candidates(country, set(group)) if text.lower() not in known]
+                   for country in sources]
         merged = [row for rank in zip_longest(*streams) for row in rank if row is not None]
         taken = {"dev": 0, "final": 0}
         for text, country in merged:
