@@ -25,12 +25,8 @@ log = logging.getLogger(__name__)
 
 # The project's defaults per model, chosen on the clean protocol's validation split (seed 0) for time to accuracy:
 # shorter one-cycle schedules that validate at least as well as the committed checkpoints' recipe (recorded in their
-# config.json; ``train.py --like checkpoints`` retrains it). Validation accuracy, seed 0 (docs/training.md,
-# "Training speed"):
-#   RNN 512, 40 epochs (early-stopped at 30; committed)   0.797     RNN 384, 20 epochs   0.798  <- default
-#   RNN 512, 15 epochs                                    0.796     RNN 256, 20/30       0.790 / 0.795
-#   GRU 2x256, batch 64, lr 3e-3, EMA .998, 30 (committed) 0.841    same, 20 / 12 epochs 0.830 / 0.823
-#   GRU 2x256, batch 128, lr 5e-3, EMA .996, 20 epochs    0.842  <- default   GRU 1x384, 20 epochs  0.839
+# config.json; ``train.py --like checkpoints`` retrains it). The candidates and their validation accuracy are in
+# docs/training.md ("How the defaults were chosen").
 MODEL_DEFAULTS: dict[str, RNNConfig | GRUConfig] = {
     "rnn": RNNConfig(hidden_size=384), "gru": GRUConfig(hidden_size=256, num_layers=2, dropout=0.4)}
 TRAIN_DEFAULTS = {

@@ -69,19 +69,9 @@ class FitConfig:
                                                "class_weight_power", "ema", "patience")}
 
 
-# Chosen for validation accuracy (clean protocol, all 18 languages) after fit(time_budget=30) on 2 cores shared
-# with other jobs (load 5-18, so seconds per epoch varied 2-5x between runs). Two runs each, val accuracy:
-#   GRU 1x128, batch 128, lr 1e-2   0.822, 0.817  (1.7-2.4 s an epoch)   <- default (as defaults, epochs 15:
-#                                                                            0.828, 0.828 at 2.8-3.3 s)
-#   GRU 1x128, batch 64,  lr 1e-2   0.817, 0.810  (1.6-10.8 s)
-#   GRU 1x128, batch 256, lr 2e-2   0.792, 0.816  (2.8-3.2 s)
-#   GRU 1x192, batch 128, lr 1e-2   0.815, 0.818  (2.7-8.0 s)
-#   GRU 1x256, batch 256, lr 1e-2   0.816, 0.841  (3.9-6.4 s)
-#   GRU 1x256, batch 128, lr 1e-2   0.811, 0.820  (5.0-8.7 s)
-#   GRU 2x256, batch 64,  lr 3e-3   0.798, 0.803  (9.8-11.5 s; the committed checkpoint's shape, no EMA)
-#   GRU 1x256, batch 128, 2 threads 0.767, 0.669  (14.9 s; second run not one epoch): hence FitConfig.threads = 1
-#   RNN 256,   batch 64,  lr 1e-2   0.793, 0.800  (1.0 s)                <- RNN default
-# The smallest GRU is the cheapest per epoch, so it degrades least on a slower or busier machine.
+# Chosen for validation accuracy after fit(time_budget=30) on 2 shared cores; the candidates and their measured
+# accuracy are in docs/training.md ("Training in memory"). The smallest GRU is the cheapest per epoch, so
+# it degrades least on a slower or busier machine.
 FIT_DEFAULTS = {
     "gru": FitConfig(hidden_size=128, num_layers=1, batch_size=128, lr=1e-2, epochs=15),
     "rnn": FitConfig(hidden_size=256, batch_size=64, lr=1e-2, epochs=15, class_weight_power=0.25),
