@@ -19,6 +19,7 @@ import time
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -344,3 +345,13 @@ def pad_batch(names: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     batch = np.zeros((len(names), int(lengths.max())), dtype=np.int64)  # (B, T)
     batch[np.arange(batch.shape[1]) < lengths[:, None]] = codes  # row by row: each name's first len(name) steps
     return torch.from_numpy(batch), torch.from_numpy(lengths)
+
+
+def length_batches(names: list[str], batch_size: int = 512) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """Already-normalised ``names`` in batches of similar length, shortest first (little padding): yields
+    (rows: the names' indices in ``names``, their :func:`pad_batch` (B, T) and lengths (B,)). Every batched pass of
+    the package reads names this way, so a name gets the same numbers whichever pass reads it."""
+    order = sorted(range(len(names)), key=lambda i: len(names[i]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        yield (rows, *pad_batch([names[i] for i in rows]))

@@ -11,7 +11,7 @@ from sklearn.metrics import (accuracy_score, balanced_accuracy_score, confusion_
                              precision_recall_fscore_support)
 from sklearn.pipeline import make_pipeline
 
-from .data import pad_batch
+from .data import length_batches
 from .models import Model
 
 
@@ -19,11 +19,8 @@ from .models import Model
 def predict_logits(model: Model, names: list[str], batch_size: int = 1024) -> np.ndarray:
     """Logits (N, C) for already-normalised names, batched by length to keep padding small; input order kept."""
     model.eval()
-    order = sorted(range(len(names)), key=lambda i: len(names[i]))
     out = np.empty((len(names), model.config.num_classes), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        x, lengths = pad_batch([names[i] for i in rows])
+    for rows, x, lengths in length_batches(names, batch_size):
         out[rows] = model(x, lengths).numpy()
     return out
 

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .data import pad_batch
+from .data import length_batches
 from .models import Model
 from .projection import PER_LANGUAGE, SAMPLE_SEED, _sample_rows, top_states
 
@@ -156,10 +156,7 @@ def check_summary(summary: dict, config: dict) -> None:
 def _every_step(model: Model, names: list[str], batch_size: int = 512):
     """Yield (rows, hidden (L, B, T, H) float32, lengths (B,)) for ``names`` in length-sorted batches."""
     model.eval()
-    order = sorted(range(len(names)), key=lambda i: len(names[i]))
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        x, lengths = pad_batch([names[i] for i in rows])
+    for rows, x, lengths in length_batches(names, batch_size):
         yield rows, model.steps(x, lengths).hidden.numpy(), lengths.numpy()
 
 

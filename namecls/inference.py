@@ -29,7 +29,7 @@ from numpy.typing import ArrayLike
 from . import calibration, cell, checkpoint, gradient
 from . import prior as prior_rule
 from .conformal import CONFIG as CONFORMAL
-from .data import Normalized, pad_batch, validate
+from .data import Normalized, length_batches, pad_batch, validate
 from .explain import Neighbour, UnitContext  # noqa: F401  (part of the inference API: Trace.neighbours' items)
 from .models import Model
 from .posthoc import Posthoc
@@ -305,12 +305,14 @@ class Classifier:
                 texts.append(self._normalized(name).text)
             except ValueError as err:
                 raise InputError(f"name #{i} ({str(name)[:40]!r}): {err}") from None
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        shift = self.prior_shift(prior)
         results: list = [None] * len(texts)
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            for row, top in zip(rows, _top_k_rows(self._probs([texts[i] for i in rows], prior), self.labels, k)):
-                results[row] = top
+        _same_threads()
+        with torch.inference_mode():
+            for rows, x, lengths in length_batches(texts, batch_size):
+                probs = self._softmax(self.model(x, lengths), shift)  # (B, C)
+                for row, top in zip(rows, _top_k_rows(probs, self.labels, k)):
+                    results[row] = top
         return results
 
     def edits(self, name: str | Normalized, target: str | None = None, n: int = 6,

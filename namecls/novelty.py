@@ -264,16 +264,13 @@ def energy_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 @torch.inference_mode()
 def final_states(model: Model, names: list[str], batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """(N, H) top-layer state after each name's last character and (N, C) logits, batched by length."""
-    from .data import pad_batch
+    from .data import length_batches
     from .models import last_step
 
     model.eval()
-    order = sorted(range(len(names)), key=lambda i: len(names[i]))
     states = np.empty((len(names), model.config.hidden_size), dtype=np.float32)
     logits = np.empty((len(names), model.config.num_classes), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        x, lengths = pad_batch([names[i] for i in rows])
+    for rows, x, lengths in length_batches(names, batch_size):
         steps = model.steps(x, lengths)
         states[rows] = last_step(steps.hidden[-1], lengths).numpy()
         logits[rows] = last_step(steps.logits, lengths).numpy()

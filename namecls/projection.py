@@ -30,7 +30,7 @@ from typing import cast
 import numpy as np
 import torch
 
-from .data import pad_batch
+from .data import length_batches
 from .models import Model
 
 PER_LANGUAGE = 150  # sampled training names per language in projection.json (all of them if fewer)
@@ -126,11 +126,8 @@ def top_states(model: Model, names: list[str], batch_size: int = 512, every_step
     (T_i, H) arrays, the state after every character.
     """
     model.eval()
-    order = sorted(range(len(names)), key=lambda i: len(names[i]))
     out: list = [None] * len(names)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        x, lengths = pad_batch([names[i] for i in rows])
+    for rows, x, lengths in length_batches(names, batch_size):
         top = model.steps(x, lengths).hidden[-1].numpy()  # (B, T, H)
         for b, row in enumerate(rows):
             n = int(lengths[b])
