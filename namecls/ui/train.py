@@ -40,6 +40,7 @@ from ..errors import InputError
 log = logging.getLogger(__name__)
 
 MAX_BUDGET_SECONDS = 60
+BUDGET_SECONDS = 30  # the Time budget slider's first value: what fit()'s defaults were chosen for (docs/training.md)
 ZIP_LABEL = "Download your model (.zip)"
 _STOPS: dict[str, threading.Event] = {}  # session → the stop signal of its running training
 
@@ -181,17 +182,17 @@ def build(models: dict, ui: dict, radios: list) -> None:
                     f"time on this server; your model is yours for this session only (download it to keep it).")
         with gr.Row():
             cell = gr.Radio(MODEL_CHOICES, value="gru", label="Cell", elem_id="train-cell", min_width=140)
-            hidden = gr.Slider(16, 256, value=128, step=16, precision=0, label="Hidden size", min_width=160,
-                               elem_id="train-hidden")
-            layers = gr.Slider(1, 2, value=1, step=1, precision=0, label="GRU layers", min_width=140,
-                               elem_id="train-layers")
+            hidden = gr.Slider(16, 256, value=defaults["gru"].hidden_size, step=16, precision=0, label="Hidden size",
+                               min_width=160, elem_id="train-hidden")
+            layers = gr.Slider(1, 2, value=defaults["gru"].num_layers, step=1, precision=0, label="GRU layers",
+                               min_width=140, elem_id="train-layers")
             lr = gr.Number(value=defaults["gru"].lr, label="Learning rate", minimum=1e-4, maximum=0.1,
                            min_width=120, elem_id="train-lr")
         with gr.Row():
             epochs = gr.Slider(1, 30, value=defaults["gru"].epochs, step=1, precision=0, label="Epochs (at most)",
                                min_width=160, elem_id="train-epochs")
-            budget = gr.Slider(5, MAX_BUDGET_SECONDS, value=30, step=5, precision=0, label="Time budget (s)",
-                               min_width=160, elem_id="train-budget")
+            budget = gr.Slider(5, MAX_BUDGET_SECONDS, value=BUDGET_SECONDS, step=5, precision=0,
+                               label="Time budget (s)", min_width=160, elem_id="train-budget")
             watch = gr.Textbox(value="Fujita", label="A name to watch", max_lines=1, max_length=64, min_width=160,
                                elem_id="train-watch")
         languages = gr.CheckboxGroup(labels, value=["Chinese", "Japanese", "Russian"], label="Languages",
