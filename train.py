@@ -18,7 +18,8 @@ from namecls import checkpoint, posthoc  # before torch: namecls sets how torch'
 import torch  # noqa: E402
 from namecls.data import download, read_names  # noqa: E402
 from namecls.evaluation import results_table  # noqa: E402
-from namecls.experiment import DRY_RUN, checkpoint_extra, default_text, run  # noqa: E402
+from namecls.experiment import checkpoint_extra, default_text, run  # noqa: E402
+from namecls.recipes import DRY_RUN  # noqa: E402
 from namecls.splits import PROTOCOLS, make_split  # noqa: E402
 
 

@@ -283,7 +283,8 @@ def train_one(data_dir: str, protocol: str, split_id: int, n_folds: int | None, 
               threads: int, dry_run: bool) -> tuple[dict, pd.DataFrame]:
     """``kind`` ("rnn", "gru" or "tfidf_logreg") trained on split ``split_id`` (a fold index or a split seed) with
     init seed ``init_seed``; returns its table row and its per-row test predictions."""
-    from namecls.experiment import DRY_RUN, run  # here, so that importing this module needs no training code
+    from namecls.experiment import run  # here, so that importing this module needs no training code
+    from namecls.recipes import DRY_RUN
 
     torch.set_num_threads(threads)
     data = read_names(data_dir)

@@ -42,7 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from namecls.data import ALPHABET, pad_batch, read_names  # noqa: E402
 from namecls.evaluation import predict_logits, quick_score  # noqa: E402
 from namecls.experiment import model_config, train_config  # noqa: E402
-from namecls.fit import FIT_DEFAULTS  # noqa: E402
+from namecls.recipes import FIT_DEFAULTS  # noqa: E402
 from namecls.models import build  # noqa: E402
 from namecls.splits import make_split  # noqa: E402
 from namecls.training import length_batches, train  # noqa: E402

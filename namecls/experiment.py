@@ -17,24 +17,13 @@ import torch
 from .adjust import fit_logit_adjustment
 from .data import NamesData
 from .evaluation import baselines, predict_logits, score
-from .models import GRUConfig, RNNConfig, build
+from .models import build
+from .recipes import MODEL_DEFAULTS, TRAIN_DEFAULTS
 from .splits import Split
-from .training import TrainConfig, train
+from .recipes import TrainConfig
+from .training import train
 
 log = logging.getLogger(__name__)
-
-# The project's defaults per model, chosen on the clean protocol's validation split (seed 0) for time to accuracy:
-# shorter one-cycle schedules that validate at least as well as the committed checkpoints' recipe (recorded in their
-# config.json; ``train.py --like checkpoints`` retrains it). The candidates and their validation accuracy are in
-# docs/training.md ("How the defaults were chosen").
-MODEL_DEFAULTS: dict[str, RNNConfig | GRUConfig] = {
-    "rnn": RNNConfig(hidden_size=384), "gru": GRUConfig(hidden_size=256, num_layers=2, dropout=0.4)}
-TRAIN_DEFAULTS = {
-    "rnn": TrainConfig(epochs=20, lr=1e-2, class_weight_power=0.25),
-    "gru": TrainConfig(epochs=20, batch_size=128, lr=5e-3, class_weight_power=0.0, ema=0.996),
-}
-DRY_RUN = {"model": {"hidden_size": 16, "num_layers": 1, "embedding_size": 8}, "train": {"epochs": 1, "max_batches": 3}}
-
 
 def model_config(kind: str, num_classes: int, **overrides):
     """``kind``'s default architecture for ``num_classes`` languages, with the ``overrides`` it has fields for."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,53 +29,13 @@ import torch
 from . import checkpoint
 from .data import DATA_URL, fetch_names, holds_names, pad_batch, read_names, validate
 from .inference import Classifier
+from .recipes import FIT_DEFAULTS, FitConfig
 from .errors import InputError
 
 # Training needs scikit-learn, pandas and tqdm (splits, evaluation, training): imported by fit() when it runs, so
 # that ``import namecls`` stays as light as it was.
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """:func:`fit`'s defaults for one model kind: the architecture and the training settings."""
-
-    hidden_size: int
-    num_layers: int = 1  # GRU layers (the RNN has one)
-    embedding_size: int = 64  # GRU only
-    dropout: float = 0.1  # GRU only
-    epochs: int = 12
-    batch_size: int = 128
-    lr: float = 1e-2  # peak of the one-cycle schedule
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.05
-    class_weight_power: float = 0.0
-    ema: float = 0.0  # no weight averaging: its warm-up costs more than it gives in a few hundred steps
-    patience: int = 8
-    progress_every: int = 200  # batches between two on_progress calls (one more after each epoch)
-    # torch CPU threads while fit() runs (restored afterwards; None: leave them). One: these small recurrent
-    # layers gain little from a second thread, and in the app the other core keeps answering visitors. (Two threads
-    # once ran ~10x slower than one on a loaded machine, spinning at every parallel op; namecls now makes idle
-    # threads wait passively.) It also makes a seeded fit the same on machines with other core counts.
-    threads: int | None = 1
-
-    def model_fields(self) -> dict:
-        return {"hidden_size": self.hidden_size, "num_layers": self.num_layers,
-                "embedding_size": self.embedding_size, "dropout": self.dropout}
-
-    def train_fields(self) -> dict:
-        return {k: getattr(self, k) for k in ("epochs", "batch_size", "lr", "weight_decay", "label_smoothing",
-                                               "class_weight_power", "ema", "patience")}
-
-
-# Chosen for validation accuracy after fit(time_budget=30) on 2 shared cores; the candidates and their measured
-# accuracy are in docs/training.md ("Training in memory"). The smallest GRU is the cheapest per epoch, so
-# it degrades least on a slower or busier machine.
-FIT_DEFAULTS = {
-    "gru": FitConfig(hidden_size=128, num_layers=1, batch_size=128, lr=1e-2, epochs=15),
-    "rnn": FitConfig(hidden_size=256, batch_size=64, lr=1e-2, epochs=15, class_weight_power=0.25),
-}
 
 
 def cache_data_dir() -> Path:

@@ -28,7 +28,7 @@ class RNNConfig:
 
     vocab_size: int = len(ALPHABET)
     num_classes: int = 18
-    hidden_size: int = 256
+    hidden_size: int = 384  # train.py's default recipe (namecls.recipes)
     learn_initial_state: bool = True  # a learned h_0 instead of zeros (never random)
     kind: str = "rnn"
 
@@ -42,7 +42,7 @@ class GRUConfig:
     embedding_size: int = 64
     hidden_size: int = 256
     num_layers: int = 2
-    dropout: float = 0.3  # on the embeddings, between layers, and before the head (training only)
+    dropout: float = 0.4  # on the embeddings, between layers, and before the head (training only)
     kind: str = "gru"
 
 

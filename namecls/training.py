@@ -13,7 +13,6 @@ import copy
 import logging
 import math
 import time
-from dataclasses import dataclass
 from typing import cast
 
 import numpy as np
@@ -27,26 +26,9 @@ from . import bptt
 from .data import pad_batch
 from .evaluation import predict_logits, quick_score
 from .models import Model, RNNClassifier
+from .recipes import TrainConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    clip: float = 1.0  # max gradient norm
-    label_smoothing: float = 0.05
-    class_weight_power: float = 0.5  # loss weight of a class ∝ count^-power (0: plain cross-entropy)
-    patience: int = 8  # epochs without a better validation score before stopping
-    ema: float = 0.0  # if > 0: validate and keep an exponential moving average of the weights (decay per step)
-    adjust_logits: bool = True  # after training, fold a validation-chosen prior correction into the readout bias
-    select_on: str = "accuracy"  # validation metric that picks the best epoch: accuracy or macro_f1
-    seed: int = 0
-    max_batches: int | None = None  # cap batches per epoch (dry runs)
-    backprop: str = "autograd"  # "manual": the RNN's gradients by hand-written BPTT (namecls.bptt), same loss
 
 
 def class_weights(targets: np.ndarray, num_classes: int, power: float) -> torch.Tensor:

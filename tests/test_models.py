@@ -123,7 +123,7 @@ def test_same_seed_same_weights(kind):
 
 def test_rnn_hidden_state_stays_in_unit_interval():
     torch.manual_seed(0)
-    model = build(RNNConfig()).eval()  # the real size: 256 hidden units
+    model = build(RNNConfig()).eval()  # the default recipe's size
     x, lengths = pad_batch(NAMES + ["x" * 64])
     with torch.no_grad():
         hidden = model.steps(x, lengths).hidden

@@ -29,7 +29,8 @@ import gradio as gr
 import pandas as pd
 
 from ..data import DATA_URL
-from ..fit import FIT_DEFAULTS, FitAborted, data_on_disk, find_or_download_data, fit, validation_accuracy
+from ..fit import FitAborted, data_on_disk, find_or_download_data, fit, validation_accuracy
+from ..recipes import FIT_DEFAULTS
 from .. import service
 from . import server
 from .common import MODEL_CHOICES, user_errors
