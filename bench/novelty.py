@@ -165,13 +165,9 @@ def build() -> None:
                     break
     for part, path in (("dev", DEV), ("heldout", HELDOUT)):
         DATA.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            f.write("# surnames from the names-dataset package 3.3.1 (Apache-2.0, "
-                    "github.com/philipperemy/name-dataset); built by: python bench/novelty.py --build; see "
-                    "bench/data/README.md\n")
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["name", "country", "group"])
-            writer.writerows(rows[part])
+        write_set(path, "surnames from the names-dataset package 3.3.1 (Apache-2.0, "
+                  "github.com/philipperemy/name-dataset); built by: python bench/novelty.py --build; see "
+                  "bench/data/README.md", ["name", "country", "group"], rows[part])
         counts = {}
         for _, c, g in rows[part]:
             counts.setdefault(g, {}).setdefault(c, 0)
@@ -181,6 +177,15 @@ def build() -> None:
             print(f"  {g}: {sum(per.values())} ({', '.join(f'{c} {n}' for c, n in per.items())})")
 
 
+def write_set(path: Path, comment: str, header: list[str], rows) -> None:
+    """A name set as the bench reads it: one ``# comment`` line, then CSV with ``header``."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        f.write(f"# {comment}\n")
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
 def data_dir() -> Path:
     import os
 
@@ -188,10 +193,15 @@ def data_dir() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data" / "names"
 
 
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a name set written by :func:`write_set` (its ``#`` line skipped)."""
+    with open(path, encoding="utf-8") as f:
+        return list(csv.DictReader(line for line in f if not line.startswith("#")))
+
+
 def read_set(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     """(names, countries, is_foreign) of a novelty CSV file."""
-    with open(path, encoding="utf-8") as f:
-        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    rows = read_rows(path)
     return ([r["name"] for r in rows], [r["country"] for r in rows],
             np.array([r["group"] == "foreign" for r in rows]))
 

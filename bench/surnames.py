@@ -20,7 +20,6 @@ TF-IDF + logistic regression trained on the same training split beside them.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from itertools import zip_longest
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, machine  # noqa: E402
 from bench.novelty import DEV as NOVELTY_DEV, HELDOUT as NOVELTY_HELDOUT, IN_LANGUAGE, TopLists  # noqa: E402
-from bench.novelty import data_dir, read_set  # noqa: E402
+from bench.novelty import data_dir, read_rows, read_set, write_set  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
 SURNAMES_DEV = DATA / "surnames-dev.csv"
@@ -77,13 +76,9 @@ def build() -> None:
             rows[part].append((text, language, country))
             taken[part] += 1
     for part, path in (("dev", SURNAMES_DEV), ("final", SURNAMES_FINAL)):
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            f.write("# real surnames absent from the project's data, from the names-dataset package 3.3.1 "
-                    "(Apache-2.0, github.com/philipperemy/name-dataset); built by: python bench/surnames.py --build; "
-                    "see bench/data/README.md\n")
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerow(["name", "language", "country"])
-            writer.writerows(rows[part])
+        write_set(path, "real surnames absent from the project's data, from the names-dataset package 3.3.1 "
+                  "(Apache-2.0, github.com/philipperemy/name-dataset); built by: python bench/surnames.py --build; "
+                  "see bench/data/README.md", ["name", "language", "country"], rows[part])
         counts: dict[str, int] = {}
         for _, language, _ in rows[part]:
             counts[language] = counts.get(language, 0) + 1
@@ -93,8 +88,7 @@ def build() -> None:
 
 def read_surnames(path: Path) -> tuple[list[str], list[str]]:
     """(names, languages) of a real-surname CSV file."""
-    with open(path, encoding="utf-8") as f:
-        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    rows = read_rows(path)
     return [r["name"] for r in rows], [r["language"] for r in rows]
 
 

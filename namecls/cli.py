@@ -418,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--prior", choices=prior_rule.PRIORS, default=prior_rule.DEFAULT,
                        help="how likely each language is before the name is read: lists, as common as in the "
                        "training lists (half of them Russian), or equal, every language equally likely, for names "
-                       f"from around the world (default: {prior_rule.DEFAULT})")
+                       f"whose mix favours no language (default: {prior_rule.DEFAULT})")
 
     def k_option(p):
         p.add_argument("-k", type=int, default=3, help="how many of the most probable languages to give, 1-18 "

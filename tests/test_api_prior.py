@@ -73,7 +73,7 @@ def test_every_endpoint_takes_the_prior_last_defaulting_to_the_lists(client):
 def test_the_api_page_says_what_the_prior_does():
     endpoints = app.demo.get_api_info()["named_endpoints"]  # the "Use via API" page's descriptions
     for says in ('"lists" (the default)', "training lists (half of them Russian)",
-                 '"equal" every language equally likely', 'use "equal" for names from around the world'):
+                 '"equal" every language equally likely', 'use "equal" for names whose mix favours no language'):
         assert says in api.PRIOR_SENTENCE
     for name in PARAMETERS:
         assert endpoints[name]["description"].count(api.PRIOR_SENTENCE) == 1, name

@@ -381,3 +381,19 @@ def test_predict_timing(client):
         client.predict(["Nguyen", "Qin", "Demirkan", "O'Neill"][i % 4], "gru", 5, api_name="/predict")
         seconds.append(time.perf_counter() - start)
     _record("predict", seconds)
+
+
+def test_compare_answers_a_new_prior_in_place(ui_server):
+    """The prior is chosen above the tabs, so Compare may be in view when it changes: its columns are compared
+    again under the new prior (no answer of the other prior beside the new choice); with nothing shown yet, the
+    change waits until the tab is opened."""
+    c = Client(ui_server, verbose=False)
+    untouched = c.predict("Kowalczyk", 3, "equal", api_name="/ui_compare_prior")
+    assert not any("prediction set, every language equally likely" in str(o) for o in untouched)
+    shown = c.predict("Kowalczyk", 3, "lists", api_name="/ui_compare")
+    assert not any("prediction set, every language equally likely" in str(o) for o in shown)
+    again = c.predict("Kowalczyk", 3, "equal", api_name="/ui_compare_prior")
+    answers = [o for o in again if isinstance(o, str) and 'class="answer"' in o]
+    assert len(answers) == 2 and all("prediction set, every language equally likely" in a for a in answers)
+    for kind, answer in zip(("rnn", "gru"), answers):
+        assert f'data-set-size="{len(app.MODELS[kind].predict_set("Kowalczyk", prior="equal"))}"' in answer

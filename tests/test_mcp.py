@@ -157,7 +157,7 @@ def test_every_tool_takes_the_prior_last_and_says_what_it_does(tools):
         assert prior["enum"] == list(prior_rule.PRIORS) == ["lists", "equal"] and prior["default"] == "lists"
         assert prior["description"] == api.PRIOR_ARG
         for says in ('"lists" (the default)', "training lists (half of them Russian)",
-                     '"equal" every language equally likely', 'use "equal" for names from around the world'):
+                     '"equal" every language equally likely', 'use "equal" for names whose mix favours no language'):
             assert says in prior["description"], (name, says)
         assert api.PRIOR_SENTENCE in tool.description  # and once in the description, as the API page shows it
 

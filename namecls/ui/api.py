@@ -32,7 +32,7 @@ NAME_ARG = ("one surname (not a full name) in any script: it is transliterated w
 NAMES_ARG = f"the surnames, a list of at most {service.MAX_BATCH_NAMES:,} strings, each as the name of predict"
 PRIOR_ARG = ('how likely each language is before the name is read: "lists" (the default) as common as in the '
              'training lists (half of them Russian), "equal" every language equally likely; use "equal" for names '
-             'from around the world')
+             'whose mix favours no language')
 PRIOR_SENTENCE = f'"prior", the optional last argument, sets {PRIOR_ARG}.'  # in each description (the API page)
 MODEL_ARG = ('"gru" (the default) or "rnn" (the PyTorch tutorial\'s hand-written RNN); share of held-out test names '
              "each gets right: ${accuracy}")

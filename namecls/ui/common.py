@@ -15,7 +15,7 @@ import gradio as gr
 from .. import service
 from ..errors import InputError
 from ..inference import CHECKPOINTS
-from .html import MODEL_LABELS, esc, notice_html
+from .html import MODEL_LABELS, esc, notice_html, percent
 from .yours import YOURS, picked_gone, session_mine
 
 LOG = logging.getLogger("namecls")
@@ -126,7 +126,7 @@ def stop_offering_gone(events, radio: gr.Radio, api_name: str, **event) -> None:
 
 
 PRIOR_CHOICES = [("the training lists' mix (half of them Russian)", "lists"),
-                 ("every language equally (names from anywhere)", "equal")]
+                 ("every language equally (a mix that favours none)", "equal")]
 OUTSIDE_LISTS = CHECKPOINTS / "outside_lists.json"  # written by: python bench/surnames.py --final --write
 
 
@@ -157,9 +157,9 @@ def prior_control(models: dict) -> gr.Radio:
     gru = {prior: _real_surnames(models["gru"], prior) for prior in ("lists", "equal")}
     effect = ""
     if gru["lists"] and gru["equal"]:
-        effect = (f" On {gru['equal']['n']:,} real surnames from outside the lists, the GRU's first answer was right "
-                  f"{100 * gru['lists']['top1']:.0f}% of the time under the lists' mix and "
-                  f"{100 * gru['equal']['top1']:.0f}% under equal odds, its sets larger.")
+        effect = (f" On {gru['equal']['n']:,} real surnames from outside the lists (as many of each language), the "
+                  f"GRU's first answer was right {percent(gru['lists']['top1'])} of the time under the lists' mix and "
+                  f"{percent(gru['equal']['top1'])} under equal odds, its sets larger.")
     return gr.Radio(PRIOR_CHOICES, value="lists", label="Which languages do you expect?",
                     info=("The network learned the lists' proportions along with their spellings: half the names "
                           "it trained on are Russian, so it leans Russian. Bayes' rule can swap those proportions "

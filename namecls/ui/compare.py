@@ -110,9 +110,16 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> None:
     shown = [component for c in views.values() for component in c.values()]
     outputs = [compared, note, columns[YOURS], *shown]
     triggers = [name.submit, button.click, k.release]
-    # the prior last: a client call without it compares under the lists' prior. A prior changed on another tab is
-    # answered when this tab is opened (compare_if_stale), not at once: nothing here is in view.
+    def answer_new_prior(name_value, k_value, last, prior_value, request: gr.Request | None = None):
+        """The page's prior changed: compare again what these columns show, so no answer of the other prior stays
+        beside the new choice (nothing shown yet: nothing to do until the tab is opened)."""
+        if last is None:
+            return gr.skip()
+        return compare_if_stale(name_value, k_value, last, prior_value, request)
+
     gr.on(triggers, compare, [name, k, prior], outputs, api_name="ui_compare", trigger_mode="always_last", **ui)
     tab.select(compare_if_stale, [name, k, compared, prior], outputs, api_name="ui_compare_tab", **ui)
+    prior.input(answer_new_prior, [name, k, compared, prior], outputs, api_name="ui_compare_prior",
+                trigger_mode="always_last", **ui)
     for event in follow.events:
         event.success(lambda n: gr.skip() if rejected(n) is not None else n, follow.name, name, queue=False, **ui)

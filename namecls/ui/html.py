@@ -257,11 +257,14 @@ def set_record(facts: dict) -> str:
         lang, cov, n = worst
         record += (f"; far less often for some small languages ({esc(lang)}: right for {round(cov * n)} of {n} test "
                    f"names), so the promise is about names overall, not every language")
+    elif equal:  # per language it is not measured under this prior: too few test names of the small ones
+        record += "; the promise is about names overall, not every language"
     record += "."
     if real is not None:
         record += (f" On {facts['real_n']:,} real surnames from outside the lists, it held the right one "
                    f"{percent(real)} of the time ({facts['real_size']:.1f} languages on average)")
-        record += "." if equal else ": for names from anywhere, expect every language equally likely (above)."
+        record += "." if equal else (": for names whose mix favours no language, expect every language equally likely "
+                                     "(above).")
     return record
 
 
