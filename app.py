@@ -30,6 +30,8 @@ from namecls.ui import api, batch, classify, compare, model_card, server, step_t
 from namecls.ui.common import prior_control  # noqa: E402
 from namecls.ui.html import CSS, HEAD  # noqa: E402
 
+ENDPOINTS = api.endpoints(MODELS)  # the public API, built once: its docstrings quote the served checkpoints
+
 INTRO = f"""\
 # Where does a surname come from?
 A character-level **RNN** (the PyTorch tutorial's hand-written cell) and a **GRU** read a surname one letter at a
@@ -97,7 +99,7 @@ def launch_kwargs(**limits) -> dict:
     limits and their worst cases are in namecls/ui/server.py."""
     return dict(theme=THEME, css=CSS, head=HEAD, js=KEYS_JS, max_file_size=service.MAX_UPLOAD_BYTES, ssr_mode=False,
                 footer_links=["api", "gradio"], run_history=False, state_session_capacity=server.SESSION_CAPACITY,
-                app_kwargs={"middleware": server.middleware(api.last_defaults(MODELS), **limits)},
+                app_kwargs={"middleware": server.middleware(api.last_defaults(ENDPOINTS), **limits)},
                 mcp_server=True)  # the public API as MCP tools at /gradio_api/mcp/ (docs/api.md: For AI assistants)
 
 
@@ -116,8 +118,7 @@ def build_demo(ui_visibility: str = "private") -> gr.Blocks:
             train.build(MODELS, ui, radios=[picked.model, stepper, batcher])
             model_card.build(MODELS, ui)
         demo.unload(yours.forget)  # a session's trained model goes with the session
-        for endpoint in api.endpoints(MODELS):
-            api.register(demo, endpoint)  # the API endpoint and MCP tool (its result as JSON)
+        api.register(demo, ENDPOINTS)  # the API endpoints and MCP tools (their results as JSON)
     demo.queue(default_concurrency_limit=4)
     server.bound_the_allocator()
     server.bound_slow_connections()  # uvicorn, as launch() starts it: deadlines on headers and bodies

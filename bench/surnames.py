@@ -117,6 +117,8 @@ def equal_weights(targets: np.ndarray, n_labels: int) -> np.ndarray:
 def measure(parts: list[str], coverage: float = 0.9) -> dict:
     """{model: {prior: {part: row}}} for the RNN, the GRU and TF-IDF + LR (no sets) on ``parts`` ("test", "dev",
     "final"). On the test split, drawn in the lists' mix, the equal prior's row counts every language equally."""
+    import torch
+
     import namecls
     from namecls import prior as prior_rule
     from namecls.data import read_names, validate
@@ -146,14 +148,15 @@ def measure(parts: list[str], coverage: float = 0.9) -> dict:
             learned = prior_rule.learned(lists_probs(split.part("val")[0]))
         else:
             def lists_probs(names):
-                return clf._softmax(__import__("torch").from_numpy(predict_logits(clf.model, names)))
+                return clf._softmax(torch.from_numpy(predict_logits(clf.model, names)))
             learned = clf.conformal.learned_prior
         out[kind] = {}
+        base = {part: lists_probs(texts[part]) for part in ["test", *[p for p in parts if p != "test"]]}  # once
         for prior in prior_rule.PRIORS:
             shift = prior_rule.log_shift(prior, learned)
             out[kind][prior] = {}
-            for part in ["test", *[p for p in parts if p != "test"]]:
-                probs = prior_rule.reweight(lists_probs(texts[part]), shift)
+            for part, lists in base.items():
+                probs = prior_rule.reweight(lists, shift)
                 sets = None if kind == "tfidf_logreg" else clf.conformal.sets(probs, coverage, prior)
                 weights = (equal_weights(targets[part], len(labels)) if part == "test" and prior == "equal"
                            else np.ones(len(targets[part])))

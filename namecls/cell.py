@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import prior as prior_rule
 from .data import ALPHABET, encode
 from .models import GRUClassifier, Model, RNNClassifier
 
@@ -166,8 +167,7 @@ def contributions(model: Model, x, target: int | None = None, temperature: float
     bias = readout.bias.double()  # (C,)
     logits = bias + direct + weight @ read[-1]  # (C,)
     scaled = logits / float(temperature)
-    if shift is not None:
-        scaled = scaled + torch.as_tensor(shift, dtype=scaled.dtype)
+    scaled = prior_rule.shift_logits(scaled, shift)
     c = int(torch.argmax(scaled)) if target is None else int(target)
     if not 0 <= c < logits.shape[0]:
         raise ValueError(f"target {c} is not a language index: expected 0 … {logits.shape[0] - 1}")

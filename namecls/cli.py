@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from . import bulk, service
 from . import prior as prior_rule
 from .inference import MODEL_NAMES
+from .errors import InputError
 
 if TYPE_CHECKING:  # the bulk extra's pyarrow: imported only when a Parquet file is read or written
     import pyarrow.parquet
@@ -199,7 +200,7 @@ def _pyarrow():
     try:
         import pyarrow
     except ImportError:
-        raise ValueError("Parquet files need pyarrow: pip install 'namecls[bulk]' (or pyarrow)") from None
+        raise InputError("Parquet files need pyarrow: pip install 'namecls[bulk]' (or pyarrow)") from None
     return pyarrow
 
 

@@ -186,6 +186,7 @@ class Conformal:
         self.free_ranks = int(summary.get("free_ranks", CONFIG.free_ranks))
         # The validation split itself, for sets under another prior (None: an older checkpoint, lists prior only)
         self.val_probs = self.val_targets = None
+        self.learned_prior: np.ndarray | None = None  # (C,): the prior the network learned (namecls.prior)
         self._thresholds: dict[tuple[str, float], np.ndarray] = {}
         if val_probs is not None:
             self.val_probs = np.asarray(val_probs, dtype=np.float32)  # (n, C)
@@ -210,10 +211,12 @@ class Conformal:
         """(C,) the log-probability shift to ``prior`` (:func:`namecls.prior.log_shift`); None for the lists'.
         ``ValueError`` for a prior this checkpoint has no validation data for."""
         prior = prior_rule.check(prior)
-        if prior not in self.priors:
+        if prior not in self.priors or self.learned_prior is None:
+            if prior == "lists":
+                return None
             raise ValueError(f"these prediction sets have no validation data for the {prior!r} prior "
                              "(an older checkpoint: only 'lists')")
-        return prior_rule.log_shift(prior, self.learned_prior) if prior != "lists" else None
+        return prior_rule.log_shift(prior, self.learned_prior)
 
     def label_thresholds(self, prior: str, coverage: float) -> np.ndarray:
         """(C,): each language's threshold under ``prior`` at ``coverage`` (:func:`weighted_thresholds` on the
@@ -221,15 +224,17 @@ class Conformal:
         :data:`THRESHOLD_CACHE` (prior, coverage) pairs of C floats, then the cache starts again."""
         key = (prior_rule.check(prior), float(coverage))
         if key[0] == "lists":  # unweighted: the one threshold for every language
-            return np.full(len(self.learned_prior) if self.val_probs is not None else 1, self.threshold(coverage))
-        if key not in self._thresholds:
+            return np.full(1 if self.learned_prior is None else len(self.learned_prior), self.threshold(coverage))
+        found = self._thresholds.get(key)  # read once: another thread may clear the cache meanwhile
+        if found is None:
             moved = prior_rule.reweight(self.val_probs, self.shift(prior))  # (n, C)
             scores = conformity(moved, self.val_targets, self.penalty, self.free_ranks)  # (n,)
             weights = shift_weights(self.val_targets, moved.shape[1])  # (C,)
+            found = weighted_thresholds(scores, self.val_targets, weights, coverage)
             if len(self._thresholds) >= THRESHOLD_CACHE:
                 self._thresholds.clear()
-            self._thresholds[key] = weighted_thresholds(scores, self.val_targets, weights, coverage)
-        return self._thresholds[key]
+            self._thresholds[key] = found
+        return found
 
     def __repr__(self) -> str:
         return f"Conformal(n={len(self.scores)}, penalty={self.penalty:g})"

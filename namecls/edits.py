@@ -163,19 +163,15 @@ def one_letter_variants(text: str) -> list[Edit]:
 # Classifying the variants
 
 
-def _calibrated(clf, logits: torch.Tensor) -> np.ndarray:
-    """Calibrated probabilities (as :meth:`Classifier.predict`): softmax of ``logits`` / the temperature."""
-    return torch.softmax(logits / clf.temperature, dim=-1).numpy()
-
-
 @torch.inference_mode()
-def plain_probabilities(clf, variants: list[str]) -> np.ndarray:
-    """(N, C): calibrated probabilities of every variant, read whole as a padded batch (the reference pass)."""
+def plain_probabilities(clf, variants: list[str], shift=None) -> np.ndarray:
+    """(N, C): calibrated probabilities of every variant (under a prior's ``shift``: :meth:`Classifier.prior_shift`),
+    read whole as a padded batch (the reference pass)."""
     torch.get_num_threads()  # initialise this thread's torch settings first (as Classifier._probs does)
     parts = []
     for start in range(0, len(variants), PLAIN_BATCH_SIZE):
         x, lengths = pad_batch(variants[start : start + PLAIN_BATCH_SIZE])  # (B, T), (B,)
-        parts.append(_calibrated(clf, clf.model(x, lengths)))  # (B, C)
+        parts.append(clf._softmax(clf.model(x, lengths), shift))  # (B, C)
     return np.concatenate(parts) if parts else np.zeros((0, len(clf.labels)), dtype=np.float32)
 
 
@@ -228,7 +224,7 @@ def _rnn_suffix_logits(model, codes, lengths, batch_sizes, start: torch.Tensor) 
 
 
 @torch.inference_mode()
-def shared_prefix_probabilities(clf, text: str, edits: list[Edit]) -> np.ndarray:
+def shared_prefix_probabilities(clf, text: str, edits: list[Edit], shift=None) -> np.ndarray:
     """(N, C): calibrated probabilities of every edit's variant, each continuing from the name's state after its
     unchanged prefix ``text[:position]`` instead of re-reading it. Same numbers as :func:`plain_probabilities`
     (to float32 rounding); a model other than the RNN or the GRU gets the plain pass."""
@@ -238,7 +234,7 @@ def shared_prefix_probabilities(clf, text: str, edits: list[Edit]) -> np.ndarray
     if not edits:
         return np.zeros((0, len(clf.labels)), dtype=np.float32)
     if not isinstance(model, (GRUClassifier, RNNClassifier)) or model.training:
-        return plain_probabilities(clf, [e.variant for e in edits])
+        return plain_probabilities(clf, [e.variant for e in edits], shift)
     torch.get_num_threads()  # initialise this thread's torch settings first (as Classifier._probs does)
     x, lengths = pad_batch([text])  # (1, T), (1,)
     steps = model.steps(x, lengths)
@@ -257,7 +253,7 @@ def shared_prefix_probabilities(clf, text: str, edits: list[Edit]) -> np.ndarray
         start = before[:, prefix]  # (L, B, H)
         run = _gru_suffix_logits if isinstance(model, GRUClassifier) else _rnn_suffix_logits
         logits[rows] = run(model, codes, suffix_lengths, batch_sizes, start)
-    return _calibrated(clf, logits)
+    return clf._softmax(logits, shift)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -265,7 +261,7 @@ def shared_prefix_probabilities(clf, text: str, edits: list[Edit]) -> np.ndarray
 
 
 def one_letter_edits(clf, text: str, target: str | None = None, n: int = 6, *,
-                     shared_prefix: bool = True, prior: str = "lists") -> list[dict]:
+                     shared_prefix: bool = True, prior: str = prior_rule.DEFAULT) -> list[dict]:
     """Up to ``n`` one-letter edits of the normalised name ``text`` that matter most to ``clf``, all variants
     classified in one batched pass.
 
@@ -294,11 +290,9 @@ def one_letter_edits(clf, text: str, target: str | None = None, n: int = 6, *,
 
     edits = one_letter_variants(text)
     if shared_prefix:
-        probs = shared_prefix_probabilities(clf, text, edits)  # (N, C)
+        probs = shared_prefix_probabilities(clf, text, edits, shift)  # (N, C)
     else:
-        probs = plain_probabilities(clf, [e.variant for e in edits])  # (N, C)
-    if shift is not None and len(probs):
-        probs = prior_rule.reweight(probs, shift).astype(np.float32)
+        probs = plain_probabilities(clf, [e.variant for e in edits], shift)  # (N, C)
     if not edits or n == 0:
         return []
     tops = probs.argmax(axis=1)  # (N,): first on a tie, as predict's stable sort

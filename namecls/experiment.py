@@ -18,9 +18,8 @@ from .adjust import fit_logit_adjustment
 from .data import NamesData
 from .evaluation import baselines, predict_logits, score
 from .models import build
-from .recipes import MODEL_DEFAULTS, TRAIN_DEFAULTS
+from .recipes import MODEL_DEFAULTS, TRAIN_DEFAULTS, TrainConfig
 from .splits import Split
-from .recipes import TrainConfig
 from .training import train
 
 log = logging.getLogger(__name__)

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from . import bptt
+from . import prior as prior_rule
 from .data import pad_batch
 from .models import GRUClassifier, Model, RNNClassifier
 
@@ -128,16 +129,11 @@ def _readout_gradient(logits: torch.Tensor, target: int | None, temperature: flo
                       shift=None) -> tuple[torch.Tensor, int, float]:
     """δz = ∂ log softmax(z / τ + s)[c] / ∂z = (onehot_c - p) / τ for final logits z (C,) and a prior's shift s
     (:mod:`namecls.prior`; None: 0); also c and log p_c."""
-    log_p = torch.log_softmax(_moved(logits / temperature, shift), dim=-1)  # (C,)
+    log_p = torch.log_softmax(prior_rule.shift_logits(logits / temperature, shift), dim=-1)  # (C,)
     c = int(torch.argmax(log_p)) if target is None else int(target)
     dz = -log_p.exp() / temperature  # (C,)
     dz[c] += 1.0 / temperature
     return dz, c, float(log_p[c])
-
-
-def _moved(scaled: torch.Tensor, shift) -> torch.Tensor:
-    """Calibrated logits plus a prior's log shift (C,) (None: unchanged, the lists' prior)."""
-    return scaled if shift is None else scaled + torch.as_tensor(shift, dtype=scaled.dtype)
 
 
 @torch.no_grad()
@@ -180,7 +176,7 @@ def _gru_vectors(model: GRUClassifier, x: torch.Tensor, target: int | None, temp
             h = (1 - z) * n + z * h  # (H,): h_t, a node of the graph
             states.append(h)
         logits = h @ W_head.t() + b_head  # (C,): read from the state after the last character
-        all_log_p = torch.log_softmax(_moved(logits / temperature, shift), dim=-1)  # (C,)
+        all_log_p = torch.log_softmax(prior_rule.shift_logits(logits / temperature, shift), dim=-1)  # (C,)
         c = int(torch.argmax(all_log_p)) if target is None else int(target)
         log_p = all_log_p[c]
         grads = torch.autograd.grad(log_p, [h0, *states])  # total derivatives: every later step and the head

@@ -298,22 +298,25 @@ class Classifier:
 
         Raises ``ValueError`` naming the first bad name's position.
         """
-        self.prior_shift(prior)  # a bad prior fails before any name is read
+        return _top_k_rows(self.probabilities(names, batch_size, prior), self.labels, k)
+
+    def probabilities(self, names: list[str | Normalized], batch_size: int = 512,
+                      prior: str = prior_rule.DEFAULT) -> np.ndarray:
+        """(N, C): every language's probability for each name under ``prior``, in label order, computed in
+        length-sorted batches (:meth:`predict_batch`'s numbers). Raises ``ValueError`` naming the first bad name."""
+        shift = self.prior_shift(prior)  # a bad prior fails before any name is read
         texts = []
         for i, name in enumerate(names):
             try:
                 texts.append(self._normalized(name).text)
             except ValueError as err:
                 raise InputError(f"name #{i} ({str(name)[:40]!r}): {err}") from None
-        shift = self.prior_shift(prior)
-        results: list = [None] * len(texts)
+        probs = np.empty((len(texts), len(self.labels)), dtype=np.float32)
         _same_threads()
         with torch.inference_mode():
             for rows, x, lengths in length_batches(texts, batch_size):
-                probs = self._softmax(self.model(x, lengths), shift)  # (B, C)
-                for row, top in zip(rows, _top_k_rows(probs, self.labels, k)):
-                    results[row] = top
-        return results
+                probs[rows] = self._softmax(self.model(x, lengths), shift)  # (B, C)
+        return probs
 
     def edits(self, name: str | Normalized, target: str | None = None, n: int = 6,
               prior: str = prior_rule.DEFAULT) -> list[dict]:

@@ -25,15 +25,12 @@ from __future__ import annotations
 from typing import Final
 
 import numpy as np
+import torch
 
 from .errors import InputError
 
 PRIORS = ("lists", "equal")
 DEFAULT: Final = "lists"
-DESCRIPTIONS = {
-    "lists": "as in the training lists (half of them Russian)",
-    "equal": "every language equally likely",
-}
 
 
 def check(prior) -> str:
@@ -57,6 +54,12 @@ def log_shift(prior: str, learned_prior: np.ndarray) -> np.ndarray | None:
         return None
     learned_prior = np.asarray(learned_prior, dtype=np.float64)
     return np.log(np.full(len(learned_prior), 1.0 / len(learned_prior))) - np.log(learned_prior)
+
+
+def shift_logits(scaled: torch.Tensor, shift) -> torch.Tensor:
+    """Calibrated logits (…, C) moved by :func:`log_shift`'s ``shift`` (unchanged when None): their softmax is
+    :func:`reweight` of theirs, for the parts that work on logits (namecls.cell, namecls.gradient)."""
+    return scaled if shift is None else scaled + torch.as_tensor(shift, dtype=scaled.dtype)
 
 
 def reweight(probs, shift: np.ndarray | None) -> np.ndarray:

@@ -24,7 +24,7 @@ import pandas as pd
 from . import prior as prior_rule
 from .conformal import CONFIG as CONFORMAL
 from .data import ALPHABET, Normalized, check_normalized, check_raw, normalize, printable
-from .inference import MODEL_NAMES, Classifier, load
+from .inference import MODEL_NAMES, Classifier, _top_k_rows, load
 from .errors import InputError
 
 MAX_BATCH_NAMES = 10_000  # names per batch, uploaded, pasted or sent to /predict_batch
@@ -230,18 +230,13 @@ def predict_batch(models, names, model: str = "gru", k: int = 3, prior: str = pr
         good.append((len(rows), norm))
         rows.append({"name": name, "normalized": norm.text, "error": None})
     if good:
-        # All C probabilities of each name (most probable first): the flag and the set need the whole distribution,
-        # the answer its top k. Put back in label order for the sets, whose thresholds can differ by language.
-        results = clf.predict_batch([norm for _, norm in good], len(clf.labels), prior=prior)
-        index = {lang: c for c, lang in enumerate(clf.labels)}
-        probs = np.zeros((len(results), len(clf.labels)))
-        for j, full in enumerate(results):
-            probs[j, [index[lang] for lang, _ in full]] = [p for _, p in full]
+        # All C probabilities of each name: the flag and the set need the whole distribution, the answer its top k
+        probs = clf.probabilities([norm for _, norm in good], prior=prior)  # (N, C)
         flags = cast(np.ndarray, clf.is_low_confidence(probs))  # rows: an array
         sets = clf.sets(probs, prior=prior)
-        for j, ((i, norm), full, flag) in enumerate(zip(good, results, flags)):
-            rows[i].update(top1=full[0][0], probability=float(full[0][1]),
-                           top_k={lang: float(p) for lang, p in full[:k]}, low_confidence=bool(flag),
+        for j, ((i, norm), top, flag) in enumerate(zip(good, _top_k_rows(probs, clf.labels, k), flags)):
+            rows[i].update(top1=top[0][0], probability=float(top[0][1]),
+                           top_k={lang: float(p) for lang, p in top}, low_confidence=bool(flag),
                            set=None if sets is None else sets[j], seen_as=clf.seen_as(norm))
     return [{key: row.get(key) for key in BATCH_KEYS} for row in rows]
 

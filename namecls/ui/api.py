@@ -71,20 +71,26 @@ def _document(fn, facts: dict[str, str]):
     return fn
 
 
-def last_defaults(models: dict) -> dict[str, tuple[int, str]]:
-    """{endpoint: (number of arguments, the default of the last, the prior)}: what a REST call may leave out
-    (:class:`namecls.ui.server.LastArgumentDefault`), so that calls written before the prior existed still answer."""
+def last_defaults(fns: list) -> dict[str, tuple[int, object]]:
+    """{endpoint: (its number of arguments, its last argument's default)} of the endpoint functions ``fns``
+    (:func:`endpoints`): what a REST call may leave out (:class:`namecls.ui.server.LastArgumentDefault`), so that
+    calls written before the last argument (the prior) existed still answer."""
     import inspect
 
-    return {fn.__name__: (len(inspect.signature(fn).parameters), prior_rule.DEFAULT) for fn in endpoints(models)}
+    out = {}
+    for fn in fns:
+        parameters = list(inspect.signature(fn).parameters.values())
+        out[fn.__name__] = (len(parameters), parameters[-1].default)
+    return out
 
 
-def register(demo, endpoint) -> None:
-    """Register ``endpoint`` (one of :func:`endpoints`) on ``demo``, inside its ``with`` block, under its own name:
-    a public API endpoint and an MCP tool, the tool's result as JSON text (:mod:`namecls.ui.mcp_json`)."""
+def register(demo, fns: list) -> None:
+    """Register the endpoint functions ``fns`` (:func:`endpoints`) on ``demo``, inside its ``with`` block, each under
+    its own name: public API endpoints and MCP tools, the tools' results as JSON text (:mod:`namecls.ui.mcp_json`)."""
     import gradio as gr
 
-    gr.api(endpoint, api_name=endpoint.__name__)
+    for endpoint in fns:
+        gr.api(endpoint, api_name=endpoint.__name__)
     mcp_json.answer_in_json(demo)
 
 

@@ -60,7 +60,11 @@ class StepView:
     gradients: tuple = ()  # ((model key, (StateGradients, its labels)), ...): this model's, then the committed ones'
     model: Model | None = None  # the model itself (shared, not copied), for one unit's equation at one letter
     unit: str = ""  # the unit written out ("layer:unit"), chosen in the dropdown
-    prior: str = "lists"  # the prior it was traced under (namecls.prior)
+
+    @property
+    def prior(self) -> str:
+        """The prior it was traced under (namecls.prior)."""
+        return self.trace.prior
 
     @classmethod
     def build(cls, classifier: Classifier, name: str | Normalized, k: int, key: str = "",
@@ -77,7 +81,7 @@ class StepView:
                 gradients.append((other_key, (other.state_gradients(trace.normalized, prior), other.labels)))
         return cls(trace, classifier.kind, k, units, _trajectory(trace, k), key or classifier.kind,
                    classifier.projection, getattr(classifier, "explain", None),
-                   tuple((g, v) for g, v in gradients if v[0] is not None), classifier.model, prior=trace.prior)
+                   tuple((g, v) for g, v in gradients if v[0] is not None), classifier.model)
 
     def with_k(self, k: int) -> "StepView":
         return self if k == self.k else replace(self, k=k, trajectory=_trajectory(self.trace, k))
