@@ -14,7 +14,7 @@ for _key, _value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "
                      ("HF_HUB_DISABLE_TELEMETRY", "1"), ("MPLBACKEND", "Agg")):
     os.environ.setdefault(_key, _value)
 
-from namecls import service  # noqa: E402
+from namecls.serving import service  # noqa: E402
 from namecls.checkpoint import CheckpointError  # noqa: E402
 
 # Both models, loaded once. NAMECLS_CHECKPOINTS may point at another folder holding rnn/ and gru/.
@@ -26,9 +26,10 @@ except CheckpointError as err:
 
 import gradio as gr  # noqa: E402
 
-from namecls.ui import api, batch, classify, compare, model_card, server, step_through, train, yours  # noqa: E402
+from namecls.ui import api, server, yours  # noqa: E402
+from namecls.ui.tabs import batch, classify, compare, model_card, step_through, train  # noqa: E402
 from namecls.ui.common import prior_control  # noqa: E402
-from namecls.ui.html import CSS, HEAD  # noqa: E402
+from namecls.ui.render.html import CSS, HEAD  # noqa: E402
 
 ENDPOINTS = api.endpoints(MODELS)  # the public API, built once: its docstrings quote the served checkpoints
 

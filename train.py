@@ -13,14 +13,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from namecls import checkpoint, posthoc  # before torch: namecls sets how torch's idle threads wait
+from namecls import checkpoint
+from namecls.posthoc import parts as posthoc  # before torch: namecls sets how torch's idle threads wait
 
 import torch  # noqa: E402
-from namecls.data import download, read_names  # noqa: E402
-from namecls.evaluation import results_table  # noqa: E402
-from namecls.experiment import checkpoint_extra, default_text, run  # noqa: E402
+from namecls.data.names import download, read_names  # noqa: E402
+from namecls.training.evaluation import results_table  # noqa: E402
+from namecls.training.experiment import checkpoint_extra, default_text, run  # noqa: E402
 from namecls.recipes import DRY_RUN  # noqa: E402
-from namecls.splits import PROTOCOLS, make_split  # noqa: E402
+from namecls.data.splits import PROTOCOLS, make_split  # noqa: E402
 
 
 def positive(cast):
@@ -88,7 +89,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"GRU layers (default: {default_text('num_layers')}; the RNN has one)")
     p.add_argument("--backprop", choices=["autograd", "manual"], default="autograd",
                    help="how the RNN's gradients are computed: autograd (default) or manual, the hand-written "
-                        "backpropagation through time of namecls/bptt.py (RNN only)")
+                        "backpropagation through time of namecls/models/bptt.py (RNN only)")
     p.add_argument("--like", metavar="FOLDER",
                    help="take each model's architecture and training settings from FOLDER/<model>/config.json instead "
                         "of the defaults (e.g. --like checkpoints retrains the committed checkpoints' recipe); the "

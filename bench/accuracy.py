@@ -6,7 +6,7 @@ and scored on identical splits, either over several split seeds or in k-fold cro
     python bench/accuracy.py --protocol clean --folds 5 --dry-run              # the same pipeline in ~2 minutes
     python bench/accuracy.py --summarize bench/results/cv-clean-5fold          # tables again from the saved CSVs
 
-``--folds K`` (clean protocol only) uses :func:`namecls.splits.make_folds`: K test parts grouped by name string,
+``--folds K`` (clean protocol only) uses :func:`namecls.data.splits.make_folds`: K test parts grouped by name string,
 each name in exactly one; fold i trains with init seed i (torch and the batch order; the baseline's
 ``random_state``), so the spread over folds carries both the split and the initialisation. Per (fold, model) it
 scores accuracy, macro-F1 and *set accuracy*: the top-1 language counts as right if it is any of the languages the
@@ -53,9 +53,9 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine  # noqa: E402
-from namecls.data import read_names  # noqa: E402
-from namecls.evaluation import predict_logits, score, tfidf_baseline  # noqa: E402
-from namecls.splits import make_folds, make_split  # noqa: E402
+from namecls.data.names import read_names  # noqa: E402
+from namecls.training.evaluation import predict_logits, score, tfidf_baseline  # noqa: E402
+from namecls.data.splits import make_folds, make_split  # noqa: E402
 
 MODELS = ("gru", "rnn", "tfidf_logreg")  # longest first
 BASELINE = "tfidf_logreg"
@@ -103,7 +103,7 @@ def seen_breakdown(test_names: list[str], test_targets, predictions, train_names
                    train_targets=None) -> dict:
     """Accuracy on the test rows whose name string occurs in ``train_names`` (under any language) and on the rest.
 
-    Names are compared exactly, as given (pass normalised names, as :func:`namecls.data.read_names` returns them).
+    Names are compared exactly, as given (pass normalised names, as :func:`namecls.data.names.read_names` returns them).
     Returns ``n_test``, ``n_seen``, ``seen_share``, ``seen_same_language_share`` (the (name, language) pair itself
     is in training; NaN without ``train_targets``), ``accuracy_seen``, ``accuracy_unseen``, ``macro_f1_seen``,
     ``macro_f1_unseen`` (see :func:`subset_macro_f1`) and ``seen`` (a boolean array per test row). A part with no
@@ -159,7 +159,7 @@ def seen_kinds(test_names: list[str], test_targets, train_names: list[str], trai
 
 def seen_kind_table(per_name: pd.DataFrame, data, protocol: str = "seed", label: str = "split seed") -> str:
     """Share, accuracy and set accuracy of each :data:`SEEN_KINDS` part per model, mean ± sd over the splits of
-    ``per_name`` (each split rebuilt with :func:`namecls.splits.make_split` and checked against its rows), and
+    ``per_name`` (each split rebuilt with :func:`namecls.data.splits.make_split` and checked against its rows), and
     each seen part's points of accuracy: share × (its accuracy − the unseen rows' accuracy); the two seen parts'
     points add up to the leak of :func:`seen_tables`."""
     frames = []
@@ -283,7 +283,7 @@ def train_one(data_dir: str, protocol: str, split_id: int, n_folds: int | None, 
               threads: int, dry_run: bool) -> tuple[dict, pd.DataFrame]:
     """``kind`` ("rnn", "gru" or "tfidf_logreg") trained on split ``split_id`` (a fold index or a split seed) with
     init seed ``init_seed``; returns its table row and its per-row test predictions."""
-    from namecls.experiment import run  # here, so that importing this module needs no training code
+    from namecls.training.experiment import run  # here, so that importing this module needs no training code
     from namecls.recipes import DRY_RUN
 
     torch.set_num_threads(threads)
@@ -531,7 +531,7 @@ def main() -> None:
     tasks = [(s, kind) for s in splits for kind in MODELS]
     rows, frames = [], []
     # Load everything the workers import lazily now, so that they run the code as it was at launch.
-    import namecls.experiment, namecls.explain, namecls.projection  # noqa: E401, F401
+    import namecls.training.experiment, namecls.explain.units, namecls.explain.projection  # noqa: E401, F401
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(train_one, args.data_dir, args.protocol, s, args.folds, kind, s, threads,
                                args.dry_run): (s, kind) for s, kind in tasks}

@@ -32,8 +32,8 @@ def answers(data_dir: str, out: str) -> None:
     import torch
 
     import namecls
-    from namecls.data import read_names
-    from namecls.splits import make_split
+    from namecls.data.names import read_names
+    from namecls.data.splits import make_split
 
     torch.set_num_threads(1)
     arrays = {}

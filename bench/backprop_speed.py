@@ -5,7 +5,8 @@
 
 Two copies of the same model (same initial weights) train on the train part of the clean split with the project's
 training step (length-bucketed batches, class-weighted smoothed cross-entropy, AdamW, one-cycle schedule, clipping):
-one gets its gradients from autograd, the other from ``namecls.bptt``. Both see the same batches in the same order,
+one gets its gradients from autograd, the other from ``namecls.models.bptt``. Both see the same batches in the same
+order,
 taking turns batch by batch (who goes first alternates) so that both see the same machine load. Only the optimiser
 steps are timed (no validation). The loss columns and the final weight difference check that the two copies are
 still training the same model.
@@ -27,12 +28,12 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from namecls import bptt  # noqa: E402
-from namecls.data import pad_batch, read_names  # noqa: E402
-from namecls.experiment import model_config, train_config  # noqa: E402
-from namecls.models import build  # noqa: E402
-from namecls.splits import make_split  # noqa: E402
-from namecls.training import class_weights, length_batches  # noqa: E402
+from namecls.models import bptt  # noqa: E402
+from namecls.data.names import pad_batch, read_names  # noqa: E402
+from namecls.training.experiment import model_config, train_config  # noqa: E402
+from namecls.models.networks import build  # noqa: E402
+from namecls.data.splits import make_split  # noqa: E402
+from namecls.training.loop import class_weights, length_batches  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 class Trainer:
-    """The project's training step (namecls.training.train without validation), for one backprop mode."""
+    """The project's training step (namecls.training.loop.train without validation), for one backprop mode."""
 
     def __init__(self, model, loss_fn, tconfig, total_steps: int, backprop: str):
         self.model, self.loss_fn, self.backprop, self.clip = model.train(), loss_fn, backprop, tconfig.clip

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import namecls  # noqa: E402  (first: it sets OMP_WAIT_POLICY before torch is imported, as the command does)
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from namecls import service  # noqa: E402
+from namecls.serving import service  # noqa: E402
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "namecls"
 PATHS = {"Classifier.predict_batch": "`Classifier.predict_batch` (the model alone, in-process)",
@@ -85,7 +85,7 @@ def command_line(source: Path, target: Path, model: str, chunk: int) -> dict:
 
 def checkpoint_loads() -> int:
     """Run on a worker: how many checkpoints its process has loaded."""
-    from namecls import bulk
+    from namecls.serving import bulk
 
     return bulk.classifier.cache_info().misses
 

@@ -298,7 +298,7 @@ def exports(url: str, tmp: Path, cache: Path, clients: int, seconds: float, refu
 
 
 def model_zip(tmp: Path, cache: Path, server) -> None:
-    from namecls.fit import fit, find_or_download_data
+    from namecls.training.fit import fit, find_or_download_data
 
     folder = find_or_download_data()
     sizes = {f.stem: len(f.read_bytes().splitlines()) for f in Path(folder).glob("*.txt")}
@@ -344,7 +344,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     import app
-    from namecls import service
+    from namecls.serving import service
     from namecls.ui import server
 
     print(f"# bench/disk.py, {time.strftime('%Y-%m-%d %H:%M %Z')}\nmachine: {machine()}")

@@ -1,4 +1,4 @@
-"""One-letter variants (``namecls.edits.one_letter_edits``): latency of the shared-prefix pass next to the plain
+"""One-letter variants (``namecls.explain.edits.one_letter_edits``): latency of the shared-prefix pass next to the plain
 batched pass, in the same run, for names of 4, 8, 16 and 32 letters on both committed models at one torch thread.
 
 For each (model, name) the two paths take turns, ``--calls`` calls each (after ``--warmup`` untimed ones): the
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import namecls  # noqa: E402  (first: it sets OMP_WAIT_POLICY before torch is imported)
 import torch  # noqa: E402
-from namecls import edits  # noqa: E402
+from namecls.explain import edits  # noqa: E402
 
 NAMES = {4: "Kang", 8: "Nakamura"}  # real surnames; longer ones are cut from a long real one
 LONG = "Wolfeschlegelsteinhausenbergerdorff"  # 35 letters

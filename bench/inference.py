@@ -11,7 +11,8 @@ Everything is measured in one run, side by side, and every figure is the median 
   lengths without padding) against the machine's matmul GFLOP/s (a large ``torch.matmul`` timed in the same run);
 - Step through's trace of an 8-letter name, by part, at one torch thread (issue 19): ``Classifier.trace`` whole, the
   same call with its new parts left out (what trace did before them), each new part alone
-  (``namecls.cell.contributions``, ``cell.gates``, ``namecls.gradient.state_gradients``, ``Trace.story``),
+  (``namecls.explain.cell.contributions``, ``cell.gates``, ``namecls.explain.gradient.state_gradients``,
+  ``Trace.story``),
   ``Classifier.edits``, and the ``/trace`` endpoint's handler (``service.trace``); p50 / p99 over ``--trace-calls``
   rounds in which every part takes its turn on the same name.
 
@@ -37,13 +38,13 @@ import torch
 from common import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from namecls import cell, gradient  # noqa: E402
-from namecls import data as nd  # noqa: E402
-from namecls import service  # noqa: E402
-from namecls.evaluation import tfidf_baseline  # noqa: E402
-from namecls.experiment import model_config  # noqa: E402
+from namecls.explain import cell, gradient  # noqa: E402
+from namecls.data import names as nd  # noqa: E402
+from namecls.serving import service  # noqa: E402
+from namecls.training.evaluation import tfidf_baseline  # noqa: E402
+from namecls.training.experiment import model_config  # noqa: E402
 from namecls.inference import Classifier, _top_k  # noqa: E402
-from namecls.models import build, config_to_dict  # noqa: E402
+from namecls.models.networks import build, config_to_dict  # noqa: E402
 
 TARGETS = {"predict_p50_ms": 1.0, "trace_p50_ms": 3.0, "roofline_share": 0.60,
            "full_trace_p50_ms": 15.0, "edits_p50_ms": 100.0}  # the last two: issue 19, an 8-letter name

@@ -2,7 +2,7 @@
 
     python bench/novelty.py            # AUROC table of every candidate score, both models, on
                                        # bench/data/novelty-dev.csv
-    python bench/novelty.py --heldout  # the chosen score (namecls.novelty.CHOSEN) on bench/data/novelty-heldout.csv
+    python bench/novelty.py --heldout  # the chosen score (namecls.posthoc.novelty.CHOSEN) on the held-out set
     python bench/novelty.py --build    # rebuild both CSV files from the names-dataset package
                                        # (pip install names-dataset)
 
@@ -67,7 +67,7 @@ IN_LANGUAGE = {
 }
 IMMIGRATION = {"US", "CA"}
 # The candidate picked on the dev set (the highest AUROC vs unseen in-language names for both models among the
-# scores fitted on training names only, also among the best vs the test split); namecls.novelty.CHOSEN.
+# scores fitted on training names only, also among the best vs the test split); namecls.posthoc.novelty.CHOSEN.
 CHOSEN_LABEL = "z-mean: best-language lm5 + knn32"
 
 
@@ -109,7 +109,7 @@ class TopLists:
     def candidates(self, country: str, group_countries: set[str]):
         """Normalised names of ``country``'s list, most common first, that pass every filter: Latin, Greek or
         Cyrillic letters, most frequent in one of ``group_countries``, 3+ letters and a vowel, not a country."""
-        from namecls.data import validate
+        from namecls.data.names import validate
 
         for raw in self.top.get(country, []):
             if not _script_ok(raw) or self.home(raw) not in group_countries:
@@ -126,7 +126,7 @@ class TopLists:
 
 def build() -> None:
     """Write DEV and HELDOUT from names-dataset's top last names per country (see bench/data/README.md)."""
-    from namecls.data import read_names
+    from namecls.data.names import read_names
 
     lists = TopLists()
     candidates = lists.candidates
@@ -211,9 +211,9 @@ def read_set(path: Path) -> tuple[list[str], list[str], np.ndarray]:
 def candidates_table(models=("rnn", "gru")) -> dict:
     """Every candidate score of every model on the dev set: {model: [(candidate, auroc_test, auroc_in_language)]}."""
     import namecls
-    from namecls import novelty as nv
-    from namecls.data import read_names
-    from namecls.splits import make_split
+    from namecls.posthoc import novelty as nv
+    from namecls.data.names import read_names
+    from namecls.data.splits import make_split
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
@@ -353,11 +353,11 @@ def print_table(results: dict) -> None:
 
 
 def heldout(models=("rnn", "gru")) -> None:
-    """The chosen score, fitted as namecls.novelty.fit does, on the dev file and (once) on the held-out file."""
+    """The chosen score, fitted as namecls.posthoc.novelty.fit does, on the dev file and (once) on the held-out file."""
     import namecls
-    from namecls import novelty as nv
-    from namecls.data import read_names
-    from namecls.splits import make_split
+    from namecls.posthoc import novelty as nv
+    from namecls.data.names import read_names
+    from namecls.data.splits import make_split
 
     data = read_names(data_dir())
     split = make_split(data, "clean", 0)

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from namecls import load, projection  # noqa: E402
-from namecls.data import read_names  # noqa: E402
-from namecls.splits import make_split  # noqa: E402
+from namecls import load
+from namecls.explain import projection  # noqa: E402
+from namecls.data.names import read_names  # noqa: E402
+from namecls.data.splits import make_split  # noqa: E402
 
 
 def lda_transform_gap(model, train, labels) -> float:

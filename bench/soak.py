@@ -31,7 +31,7 @@ is 600 s, the soak uses ``--cache-seconds``):
    sessions and queue dicts, its temp-file sets, the app's stores, gc objects by type, glibc's heap) and the report
    says what grew once the session cap was full; ``--tracemalloc`` adds allocation sites (slow).
 
-Every answer is compared with a serial reference computed in this process with ``namecls.service`` on the same
+Every answer is compared with a serial reference computed in this process with ``namecls.serving.service`` on the same
 names (0 differences expected). Errors are counted and split into clear ones (gradio_client's ``AppError`` with
 the app's own message) and others. RSS is sampled every ``--sample-seconds`` by a thread (for the peaks), and read
 ``--settle-seconds`` after each phase (the sweeper drops gradio's stored copies of output values every 2 s).
@@ -546,8 +546,8 @@ def timed(args) -> None:
     sys.path.insert(0, str(ROOT))
     from gradio_client import handle_file
 
-    from namecls import service
-    from namecls.ui.batch import batch_table
+    from namecls.serving import service
+    from namecls.ui.tabs.batch import batch_table
     from namecls.ui.server import SESSION_CAPACITY
 
     cap = args.session_capacity or SESSION_CAPACITY  # the served app's session cap
@@ -863,8 +863,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from gradio_client import handle_file
 
-    from namecls import service
-    from namecls.ui.batch import batch_table
+    from namecls.serving import service
+    from namecls.ui.tabs.batch import batch_table
 
     began_run = time.monotonic()
     print(f"# bench/soak.py, {time.strftime('%Y-%m-%d %H:%M %Z')}")

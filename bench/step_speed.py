@@ -441,7 +441,8 @@ def handler_profile(args) -> None:
     os.chdir(ROOT)
     import app  # noqa: E402  (loads both models and builds the demo)
     from namecls.inference import Classifier
-    from namecls.ui import html, palette, step_through
+    from namecls.ui.render import html, palette
+    from namecls.ui.tabs import step_through
 
     fns = {f.api_name: f.fn for f in app.demo.fns.values() if f.api_name and f.fn is not None}
     timers = _Timers()

@@ -47,7 +47,7 @@ LEFT_OUT = {"Chinese": "CN list in Latin script: mostly not surnames", "Korean":
 
 def build() -> None:
     """Write SURNAMES_DEV and SURNAMES_FINAL (see bench/data/README.md); deterministic for one package version."""
-    from namecls.data import read_names
+    from namecls.data.names import read_names
 
     known = {n.lower() for n in read_names(data_dir()).names}
     for path in (NOVELTY_DEV, NOVELTY_HELDOUT):  # already looked at by the novelty work: not "untouched"
@@ -120,10 +120,10 @@ def measure(parts: list[str], coverage: float = 0.9) -> dict:
     import torch
 
     import namecls
-    from namecls import prior as prior_rule
-    from namecls.data import read_names, validate
-    from namecls.evaluation import predict_logits, tfidf_baseline
-    from namecls.splits import make_split
+    from namecls.posthoc import prior as prior_rule
+    from namecls.data.names import read_names, validate
+    from namecls.training.evaluation import predict_logits, tfidf_baseline
+    from namecls.data.splits import make_split
 
     data = read_names(data_dir())
     out: dict = {}
@@ -170,10 +170,10 @@ def designs(coverage: float = 0.9) -> str:
     of its calibrated validation probabilities) × how the sets are calibrated (the lists' threshold unchanged;
     label-shift-weighted; one threshold per language, Mondrian)."""
     import namecls
-    from namecls import calibration, conformal as cf, prior as prior_rule
-    from namecls.data import read_names, validate
-    from namecls.evaluation import predict_logits
-    from namecls.splits import make_split
+    from namecls.posthoc import calibration, conformal as cf, prior as prior_rule
+    from namecls.data.names import read_names, validate
+    from namecls.training.evaluation import predict_logits
+    from namecls.data.splits import make_split
 
     data = read_names(data_dir())
     names, languages = read_surnames(SURNAMES_DEV)

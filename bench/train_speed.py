@@ -14,7 +14,7 @@ issue's 4.3x was measured against) and over the same small GRU, and extrapolates
 ``time to 82.4%: <ours> s vs <loop> s: <ratio>x``.
 
 **Profile.** For each of train.py's two models it runs one epoch of the trainer without the profiler (the wall time),
-one under ``torch.profiler`` (the shares of the labelled regions of :func:`namecls.training.train`: batching,
+one under ``torch.profiler`` (the shares of the labelled regions of :func:`namecls.training.loop.train`: batching,
 forward, backward, update, validation) and counts the epoch's arithmetic with ``torch.utils.flop_counter``. The floor
 is that count divided by the peak of a large float32 matmul measured in the same run at the same thread count; the
 ratio floor / epoch is the share of the roofline reached. Then the RNN's forward + backward against an ``nn.RNN`` of
@@ -39,13 +39,13 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from namecls.data import ALPHABET, pad_batch, read_names  # noqa: E402
-from namecls.evaluation import predict_logits, quick_score  # noqa: E402
-from namecls.experiment import model_config, train_config  # noqa: E402
+from namecls.data.names import ALPHABET, pad_batch, read_names  # noqa: E402
+from namecls.training.evaluation import predict_logits, quick_score  # noqa: E402
+from namecls.training.experiment import model_config, train_config  # noqa: E402
 from namecls.recipes import FIT_DEFAULTS  # noqa: E402
-from namecls.models import build  # noqa: E402
-from namecls.splits import make_split  # noqa: E402
-from namecls.training import length_batches, train  # noqa: E402
+from namecls.models.networks import build  # noqa: E402
+from namecls.data.splits import make_split  # noqa: E402
+from namecls.training.loop import length_batches, train  # noqa: E402
 
 TARGET = 0.824
 RECIPE = replace(FIT_DEFAULTS["gru"], batch_size=256, lr=2e-2, epochs=6)  # see the module docstring

@@ -5,7 +5,7 @@ the recurrent network reaches its answer, one character at a time.
     >>> clf = namecls.load("gru")
     >>> clf.predict("Qin", k=3)
     >>> mine = namecls.fit(languages=["Chinese", "Japanese", "Korean"], time_budget=30)  # train in memory
-    >>> namecls.annotate(df, column="surname")  # a pandas DataFrame with the answers appended (namecls.bulk)
+    >>> namecls.annotate(df, column="surname")  # a pandas DataFrame with the answers appended (namecls.serving.bulk)
 """
 
 import os
@@ -17,9 +17,9 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .checkpoint import CheckpointError  # noqa: E402
-from .data import ALPHABET, MAX_NAME_LENGTH, Normalized, normalize  # noqa: E402
+from .data.names import ALPHABET, MAX_NAME_LENGTH, Normalized, normalize  # noqa: E402
 from .errors import InputError  # noqa: E402
-from .fit import FitConfig, fit  # noqa: E402
+from .training.fit import FitConfig, fit  # noqa: E402
 from .inference import Classifier, Trace, load  # noqa: E402
 
 __all__ = ["ALPHABET", "MAX_NAME_LENGTH", "CheckpointError", "Classifier", "FitConfig", "InputError", "Normalized",
@@ -28,10 +28,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """``namecls.annotate`` (:func:`namecls.bulk.annotate`), imported on first use: it brings pandas, which
+    """``namecls.annotate`` (:func:`namecls.serving.bulk.annotate`), imported on first use: it brings pandas, which
     ``import namecls`` does not otherwise need."""
     if name == "annotate":
-        from .bulk import annotate
+        from .serving.bulk import annotate
 
         return annotate
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

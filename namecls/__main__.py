@@ -1,5 +1,5 @@
-"""``python -m namecls``: the ``namecls`` command line (:mod:`namecls.cli`)."""
+"""``python -m namecls``: the ``namecls`` command line (:mod:`namecls.serving.cli`)."""
 
-from .cli import main
+from .serving.cli import main
 
 raise SystemExit(main())

@@ -2,14 +2,14 @@
 
 ``config.json`` carries everything needed to rebuild and trust the model: architecture and hyperparameters,
 alphabet, labels in output order, normalisation, data fingerprint, protocol and split seed, package versions,
-and (when fitted) the softmax ``temperature`` and the ``low_confidence`` rule (see :mod:`namecls.calibration`).
-The other post-training fits (:class:`namecls.posthoc.Posthoc`) ride along, each optional:
+and (when fitted) the softmax ``temperature`` and the ``low_confidence`` rule (see :mod:`namecls.posthoc.calibration`).
+The other post-training fits (:class:`namecls.posthoc.parts.Posthoc`) ride along, each optional:
 
-- ``conformal.safetensors`` + ``conformal.json``: prediction sets (:mod:`namecls.conformal`);
-- ``training_names.json``: the training split's names and languages (:mod:`namecls.seen`);
-- ``projection.safetensors`` + ``projection.json``: the hidden-state map (:mod:`namecls.projection`);
-- ``explain.safetensors`` + ``explain.json``: reference names, unit order and contexts (:mod:`namecls.explain`);
-- ``novelty.safetensors`` + ``novelty.json``: the "from elsewhere" score (``namecls.novelty``).
+- ``conformal.safetensors`` + ``conformal.json``: prediction sets (:mod:`namecls.posthoc.conformal`);
+- ``training_names.json``: the training split's names and languages (:mod:`namecls.posthoc.seen`);
+- ``projection.safetensors`` + ``projection.json``: the hidden-state map (:mod:`namecls.explain.projection`);
+- ``explain.safetensors`` + ``explain.json``: reference names, unit order and contexts (:mod:`namecls.explain.units`);
+- ``novelty.safetensors`` + ``novelty.json``: the "from elsewhere" score (``namecls.posthoc.novelty``).
 
 A checkpoint is replaced as a set (:func:`save`): the new folder is written beside the old one, each file fsynced,
 then swapped in with one atomic exchange of the two directories (Linux ``renameat2(RENAME_EXCHANGE)``), or, where
@@ -17,7 +17,8 @@ that is not available, two renames (old folder aside to ``<name>.old-<random>``,
 at any point leaves either the complete old set or the complete new set, never new weights beside an old config.
 After a crash in the instant between those two renames the folder itself is missing and its old set waits beside it
 as ``<name>.old-<random>``: :func:`load` then reads that set (and logs a warning), and the next :func:`save` puts a
-new set in place and removes it. One writer per checkpoint folder at a time (train.py and ``namecls.refit`` are).
+new set in place and removes it. One writer per checkpoint folder at a time (train.py and ``namecls.training.refit``
+are).
 
 :func:`load` refuses, with a :class:`CheckpointError` that names the file and the fix, anything it cannot trust:
 missing or truncated files, non-finite tensors (model and post-training parts), a config.json value of the wrong
@@ -50,8 +51,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .data import ALPHABET, NORMALIZATION, pad_batch
-from .models import Model, build, config_from_dict, config_to_dict
+from .data.names import ALPHABET, NORMALIZATION, pad_batch
+from .models.networks import Model, build, config_from_dict, config_to_dict
 
 CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE = "config.json", "model.safetensors", "metrics.json"
 PROJECTION_TENSORS, PROJECTION_JSON = "projection.safetensors", "projection.json"
@@ -166,7 +167,7 @@ def save(folder: str | os.PathLike, model: Model, labels: list[str], extra: dict
     """Write ``model``, its metadata and its post-training fits as the checkpoint folder ``folder``.
 
     ``extra`` holds training facts (protocol, split seed, data fingerprint, training config) merged into config.json;
-    ``posthoc`` (a :class:`namecls.posthoc.Posthoc`, or None) adds its temperature and low-confidence rule to
+    ``posthoc`` (a :class:`namecls.posthoc.parts.Posthoc`, or None) adds its temperature and low-confidence rule to
     config.json and its parts as files. The folder is replaced as a whole (:func:`replace_folder`): afterwards it
     holds exactly the new set, a part the new set lacks is gone, and a crash at any step leaves the old set or the
     new one, never a mix.
@@ -444,15 +445,15 @@ def _load_saved(folder: str | os.PathLike, tensors_file: str, json_file: str, wh
 
 
 def load_conformal(folder: str | os.PathLike, config: dict):
-    """The checkpoint's prediction sets (:class:`namecls.conformal.Conformal`), or None if it has none."""
-    from .conformal import Conformal
+    """The checkpoint's prediction sets (:class:`namecls.posthoc.conformal.Conformal`), or None if it has none."""
+    from .posthoc.conformal import Conformal
 
     return _load_saved(folder, CONFORMAL_TENSORS, CONFORMAL_JSON, "prediction-set data", Conformal.from_saved)
 
 
 def load_training_names(folder: str | os.PathLike, config: dict):
-    """The checkpoint's training-name table (:class:`namecls.seen.TrainingNames`), or None if it has none."""
-    from .seen import TrainingNames
+    """The checkpoint's training-name table (:class:`namecls.posthoc.seen.TrainingNames`), or None if it has none."""
+    from .posthoc.seen import TrainingNames
 
     path = Path(folder) / TRAINING_NAMES_JSON
     if not path.is_file():
@@ -464,9 +465,9 @@ def load_training_names(folder: str | os.PathLike, config: dict):
 
 
 def load_novelty(folder: str | os.PathLike, config: dict):
-    """The checkpoint's novelty score (``namecls.novelty.Novelty``), or None if it has none."""
+    """The checkpoint's novelty score (``namecls.posthoc.novelty.Novelty``), or None if it has none."""
     def from_saved(tensors, summary):
-        from .novelty import Novelty  # only a checkpoint with novelty files needs the module
+        from .posthoc.novelty import Novelty  # only a checkpoint with novelty files needs the module
 
         return Novelty.from_saved(tensors, summary)
 
@@ -474,10 +475,11 @@ def load_novelty(folder: str | os.PathLike, config: dict):
 
 
 def load_posthoc(folder: str | os.PathLike, config: dict, metrics: dict):
-    """The checkpoint's :class:`namecls.posthoc.Posthoc`: config.json's temperature and rule (defaults when absent:
+    """The checkpoint's :class:`namecls.posthoc.parts.Posthoc`: config.json's temperature and rule (defaults when
+    absent:
     an uncalibrated checkpoint), each part's files (None when absent), and the metrics fields it reported."""
-    from .calibration import DEFAULT_RULE
-    from .posthoc import Posthoc
+    from .posthoc.calibration import DEFAULT_RULE
+    from .posthoc.parts import Posthoc
 
     folder = _resolve(Path(folder))
     return Posthoc(
@@ -496,12 +498,12 @@ METRICS_KEYS = ("calibration", "low_confidence", "conformal", "projection", "exp
 
 
 def load_projection(folder: str | os.PathLike, config: dict):
-    """The checkpoint's hidden-state map (:class:`namecls.projection.Projection`), or None if it has none.
+    """The checkpoint's hidden-state map (:class:`namecls.explain.projection.Projection`), or None if it has none.
 
     Raises :class:`CheckpointError` when only one of the two files is there, or either is corrupt or does not fit
     the model of ``config``.
     """
-    from .projection import Projection, check_summary
+    from .explain.projection import Projection, check_summary
 
     folder = Path(folder)
     tensors_path, json_path = folder / PROJECTION_TENSORS, folder / PROJECTION_JSON
@@ -532,12 +534,12 @@ def load_projection(folder: str | os.PathLike, config: dict):
 
 
 def load_explain(folder: str | os.PathLike, config: dict):
-    """The checkpoint's explanation data (:class:`namecls.explain.Explain`), or None if it has none.
+    """The checkpoint's explanation data (:class:`namecls.explain.units.Explain`), or None if it has none.
 
     Raises :class:`CheckpointError` when only one of the two files is there, or either is corrupt or does not fit
     the model of ``config`` or the other file.
     """
-    from .explain import Explain, check_summary
+    from .explain.units import Explain, check_summary
 
     folder = Path(folder)
     tensors_path, json_path = folder / EXPLAIN_TENSORS, folder / EXPLAIN_JSON
@@ -584,7 +586,7 @@ def _resolve(folder: Path) -> Path:
         return folder
     found = max(aside, key=lambda p: p.stat().st_mtime)
     log.warning("%s is missing: a save was interrupted while swapping it; reading the previous set from %s. "
-                "Re-run the save (train.py / python -m namecls.refit), or rename %s back to %s.",
+                "Re-run the save (train.py / python -m namecls.training.refit), or rename %s back to %s.",
                 folder, found, found.name, folder.name)
     return found
 

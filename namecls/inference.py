@@ -1,16 +1,18 @@
 """The public inference API: load a checkpoint, predict languages, and trace a name character by character.
 
 Every probability is calibrated: logits are divided by the checkpoint's ``temperature`` (fitted on validation data,
-:mod:`namecls.calibration`; 1 when the checkpoint has none) before the softmax. Prediction sets
-(:mod:`namecls.conformal`) and "seen in training" (:mod:`namecls.seen`) come from the checkpoint's post-training
-fits (:class:`namecls.posthoc.Posthoc`).
+:mod:`namecls.posthoc.calibration`; 1 when the checkpoint has none) before the softmax. Prediction sets
+(:mod:`namecls.posthoc.conformal`) and "seen in training" (:mod:`namecls.posthoc.seen`) come from the checkpoint's
+post-training
+fits (:class:`namecls.posthoc.parts.Posthoc`).
 
-Every method that answers takes ``prior`` (:mod:`namecls.prior`): ``"lists"`` (the default, the network's answer
+Every method that answers takes ``prior`` (:mod:`namecls.posthoc.prior`): ``"lists"`` (the default, the network's answer
 as trained on the lists' proportions) or ``"equal"`` (every language equally likely before the name is read;
 Bayes' rule, with prediction sets recalibrated for it).
 
 A name is validated and normalised once: every method takes a raw ``str`` or an already validated
-:class:`namecls.data.Normalized` (what :func:`namecls.service.check_name` returns), which it uses as it is.
+:class:`namecls.data.names.Normalized` (what :func:`namecls.serving.service.check_name` returns), which it uses as it
+is.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from . import calibration, cell, checkpoint, gradient
-from . import prior as prior_rule
-from .conformal import CONFIG as CONFORMAL
-from .data import Normalized, length_batches, pad_batch, validate
-from .explain import Neighbour, UnitContext  # noqa: F401  (part of the inference API: Trace.neighbours' items)
-from .models import Model
-from .posthoc import Posthoc
+from .posthoc import calibration
+from .explain import cell, gradient
+from . import checkpoint
+from .posthoc import prior as prior_rule
+from .posthoc.conformal import CONFIG as CONFORMAL
+from .data.names import Normalized, length_batches, pad_batch, validate
+from .explain.units import Neighbour, UnitContext  # noqa: F401  (part of the inference API: Trace.neighbours' items)
+from .models.networks import Model
+from .posthoc.parts import Posthoc
 from .errors import InputError
 
 def _checkpoints_folder() -> Path:
@@ -64,10 +68,10 @@ class Trace:
     seen_as: list[str] | None = None  # the whole name's languages in the training split ([] unseen; None: no table)
     novelty: float | None = None  # the whole name's novelty score (None: no novelty model), as predict_details
     unfamiliar: bool | None = None
-    contributions: dict | None = None  # the final answer's logit split over bias, input and units (namecls.cell)
-    gates: dict | None = None  # the cell at work after each character (namecls.cell.gates: GRU gates, RNN drives)
+    contributions: dict | None = None  # the final logit split over bias, input and units (namecls.explain.cell)
+    gates: dict | None = None  # the cell after each character (namecls.explain.cell.gates: GRU gates, RNN drives)
     gradient: gradient.StateGradients | None = None  # |d log p(answer) / d h_t| (T,), top layer
-    prior: str = prior_rule.DEFAULT  # the prior every probability and set is under (namecls.prior)
+    prior: str = prior_rule.DEFAULT  # the prior every probability and set is under (namecls.posthoc.prior)
 
     @property
     def hidden(self) -> np.ndarray:
@@ -98,8 +102,8 @@ class Trace:
 
     @property
     def story(self) -> list[str]:
-        """How the network read the name, in three to six plain sentences (:func:`namecls.story.story`)."""
-        from .story import story
+        """How the network read the name, in three to six plain sentences (:func:`namecls.explain.story.story`)."""
+        from .explain.story import story
 
         return story(self)
 
@@ -128,7 +132,7 @@ class Prediction:
     seen_as: list[str] | None = None  # languages of this exact name in the training split ([] unseen; None: no table)
     novelty: float | None = None  # how unusual the name is for the training lists (None: no novelty model)
     unfamiliar: bool | None = None  # novelty above the checkpoint's threshold (None: no novelty model)
-    prior: str = prior_rule.DEFAULT  # the prior the answer is under (namecls.prior)
+    prior: str = prior_rule.DEFAULT  # the prior the answer is under (namecls.posthoc.prior)
 
 
 def _log(p: ArrayLike) -> np.ndarray:
@@ -175,11 +179,11 @@ class Classifier:
         self.posthoc = posthoc or Posthoc()  # none given: uncalibrated (T = 1, default rule), no optional parts
         self.temperature: float = float(self.posthoc.temperature)
         self.low_confidence_rule: dict = self.posthoc.low_confidence
-        self.projection = self.posthoc.projection  # namecls.projection.Projection, or None (no map)
-        self.explain = self.posthoc.explain  # namecls.explain.Explain, or None (no reference bank / unit data)
-        self.conformal = self.posthoc.conformal  # namecls.conformal.Conformal, or None (no prediction sets)
-        self.training_names = self.posthoc.training_names  # namecls.seen.TrainingNames, or None
-        self.novelty = self.posthoc.novelty  # namecls.novelty.Novelty, or None (no novelty score)
+        self.projection = self.posthoc.projection  # namecls.explain.projection.Projection, or None (no map)
+        self.explain = self.posthoc.explain  # namecls.explain.units.Explain, or None (no reference bank / unit data)
+        self.conformal = self.posthoc.conformal  # namecls.posthoc.conformal.Conformal, or None (no prediction sets)
+        self.training_names = self.posthoc.training_names  # namecls.posthoc.seen.TrainingNames, or None
+        self.novelty = self.posthoc.novelty  # namecls.posthoc.novelty.Novelty, or None (no novelty score)
 
     def __repr__(self) -> str:
         return f"Classifier({self.kind!r}, source={None if self.source is None else str(self.source)!r})"
@@ -207,7 +211,8 @@ class Classifier:
         return probs if shift is None else prior_rule.reweight(probs, shift).astype(np.float32)
 
     def prior_shift(self, prior: str = prior_rule.DEFAULT) -> np.ndarray | None:
-        """(C,): what ``prior`` adds to the calibrated log-probabilities (:func:`namecls.prior.log_shift`); None for
+        """(C,): what ``prior`` adds to the calibrated log-probabilities (:func:`namecls.posthoc.prior.log_shift`);
+        None for
         ``"lists"``. ``ValueError`` for an unknown prior or one this checkpoint has no validation data for."""
         if prior_rule.check(prior) == "lists":
             return None
@@ -321,16 +326,17 @@ class Classifier:
     def edits(self, name: str | Normalized, target: str | None = None, n: int = 6,
               prior: str = prior_rule.DEFAULT) -> list[dict]:
         """The one-letter variants of ``name`` (a letter replaced, added or removed) that change the answer or move
-        it most, or with ``target`` (a language) those that raise it most: :func:`namecls.edits.one_letter_edits`,
+        it most, or with ``target`` (a language) those that raise it most:
+        :func:`namecls.explain.edits.one_letter_edits`,
         all variants read in one batched pass that shares each variant's unchanged prefix; under ``prior``."""
-        from .edits import one_letter_edits
+        from .explain.edits import one_letter_edits
 
         _same_threads()
         return one_letter_edits(self, self._normalized(name).text, target, n, prior=prior)
 
     @torch.inference_mode()
     def state_gradients(self, name: str | Normalized, prior: str = prior_rule.DEFAULT):
-        """How far back learning reaches for ``name``'s answer under ``prior`` (:func:`namecls.gradient.
+        """How far back learning reaches for ``name``'s answer under ``prior`` (:func:`namecls.explain.gradient.
         state_gradients`), without the rest of a trace."""
         shift = self.prior_shift(prior)
         _same_threads()

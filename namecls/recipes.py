@@ -1,7 +1,7 @@
 """Every default of the project in one place: a dataclass per part and the named recipes built from them.
 
-- :class:`TrainConfig`: the training loop's settings (:func:`namecls.training.train`); the model parts' dataclasses
-  are :class:`namecls.models.RNNConfig` and :class:`namecls.models.GRUConfig`.
+- :class:`TrainConfig`: the training loop's settings (:func:`namecls.training.loop.train`); the model parts' dataclasses
+  are :class:`namecls.models.networks.RNNConfig` and :class:`namecls.models.networks.GRUConfig`.
 - ``MODEL_DEFAULTS`` / ``TRAIN_DEFAULTS``: the ``default`` recipe, what ``train.py`` trains (``train.py --help``
   prints it from here); ``train.py --like checkpoints`` retrains the committed checkpoints' own recipe, which their
   ``config.json`` records.
@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .models import GRUConfig, RNNConfig
+from .models.networks import GRUConfig, RNNConfig
 
 
 @dataclass
 class TrainConfig:
-    """The training loop's settings (:func:`namecls.training.train`)."""
+    """The training loop's settings (:func:`namecls.training.loop.train`)."""
 
     epochs: int = 30
     batch_size: int = 64
@@ -36,7 +36,7 @@ class TrainConfig:
     select_on: str = "accuracy"  # validation metric that picks the best epoch: accuracy or macro_f1
     seed: int = 0
     max_batches: int | None = None  # cap batches per epoch (dry runs)
-    backprop: str = "autograd"  # "manual": the RNN's gradients by hand-written BPTT (namecls.bptt), same loss
+    backprop: str = "autograd"  # "manual": the RNN's gradients by hand-written BPTT (namecls.models.bptt), same loss
 
 
 # The project's defaults per model, chosen on the clean protocol's validation split (seed 0) for time to accuracy:

@@ -74,8 +74,8 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def names_data(data_dir):
-    """``namecls.data.read_names`` of the real folder, read once per session."""
-    from namecls.data import read_names
+    """``namecls.data.names.read_names`` of the real folder, read once per session."""
+    from namecls.data.names import read_names
 
     return read_names(data_dir)
 

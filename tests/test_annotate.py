@@ -1,4 +1,5 @@
-"""namecls.annotate (namecls.bulk): a pandas frame in, the same frame with the library's batch answers appended out;
+"""namecls.annotate (namecls.serving.bulk): a pandas frame in, the same frame with the library's batch answers
+appended out;
 checked against the Classifier itself, against the app's Batch tab, and mapped over a Dask dataframe on a local
 cluster of two worker processes."""
 
@@ -13,8 +14,8 @@ import pandas as pd
 import pytest
 
 import namecls
-from namecls import bulk, service
-from namecls.bulk import LIST_SEPARATOR
+from namecls.serving import bulk, service
+from namecls.serving.bulk import LIST_SEPARATOR
 
 from conftest import PROJECT_ROOT, require_module
 
@@ -74,7 +75,7 @@ def test_annotate_matches_the_classifier(model, k):
 @pytest.mark.slow
 def test_annotate_agrees_with_the_batch_tab():
     """The Batch tab's table (its CSV export) and annotate say the same thing about the same names."""
-    from namecls.ui.batch import batch_table
+    from namecls.ui.tabs.batch import batch_table
 
     names = [name for name in NAMES if isinstance(name, str)]
     out = namecls.annotate(pd.DataFrame({"name": names}), k=3)
@@ -128,7 +129,7 @@ def test_a_table_that_already_has_answer_columns_is_refused():
 def test_import_namecls_stays_light():
     """pandas comes with namecls.annotate, not with ``import namecls``."""
     code = ("import sys, namecls; assert 'pandas' not in sys.modules, 'pandas imported'; "
-            "assert namecls.annotate.__module__ == 'namecls.bulk'; assert 'pandas' in sys.modules")
+            "assert namecls.annotate.__module__ == 'namecls.serving.bulk'; assert 'pandas' in sys.modules")
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr

@@ -24,8 +24,8 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 import app  # noqa: E402
 import namecls  # noqa: E402
-from namecls import service  # noqa: E402
-from namecls.ui.html import languages_text  # noqa: E402
+from namecls.serving import service  # noqa: E402
+from namecls.ui.render.html import languages_text  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 PUBLIC = {"/predict", "/predict_details", "/trace", "/predict_batch"}

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from namecls.data import NamesData
-from namecls.splits import make_split
+from namecls.data.names import NamesData
+from namecls.data.splits import make_split
 
 from conftest import PROJECT_ROOT, tiny_names
 

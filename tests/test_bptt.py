@@ -1,4 +1,4 @@
-"""Hand-written backpropagation through time (namecls.bptt) against autograd: gradients, and a training run."""
+"""Hand-written backpropagation through time (namecls.models.bptt) against autograd: gradients, and a training run."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from namecls import bptt
-from namecls.data import pad_batch, read_names
-from namecls.gradcheck import compare, random_case
-from namecls.models import GRUClassifier, GRUConfig, RNNClassifier, RNNConfig
-from namecls.training import TrainConfig, train
+from namecls.models import bptt
+from namecls.data.names import pad_batch, read_names
+from namecls.models.gradcheck import compare, random_case
+from namecls.models.networks import GRUClassifier, GRUConfig, RNNClassifier, RNNConfig
+from namecls.training.loop import TrainConfig, train
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -213,7 +213,7 @@ def test_the_app_in_a_browser(page):
     from playwright.sync_api import expect
 
     import app
-    from namecls import service
+    from namecls.serving import service
     from namecls.ui import common
 
     expect.set_options(timeout=TIMEOUT)
@@ -594,16 +594,16 @@ def test_train_without_the_data_says_what_failed_and_how_to_fix_it(page, monkeyp
 
     from playwright.sync_api import expect
 
-    import namecls.data
+    import namecls.data.names
 
     monkeypatch.delenv("NAMECLS_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(importlib.import_module("namecls.fit"), "PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.setattr(importlib.import_module("namecls.training.fit"), "PROJECT_ROOT", tmp_path / "project")
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(namecls.data, "fetch_archive", offline)
+    monkeypatch.setattr(namecls.data.names, "fetch_archive", offline)
     expect.set_options(timeout=TIMEOUT)
     width = page.viewport_size["width"]
     problems: list = []

@@ -1,5 +1,6 @@
-"""Calibration (namecls.calibration): temperature scaling, ECE and reliability bins, the low-confidence flag, the
-checkpoint fields, and the command that refits them on an existing checkpoint (python -m namecls.refit).
+"""Calibration (namecls.posthoc.calibration): temperature scaling, ECE and reliability bins, the low-confidence flag,
+the
+checkpoint fields, and the command that refits them on an existing checkpoint (python -m namecls.training.refit).
 
 The last tests need the real committed checkpoints (``namecls.load("gru")``): they skip while the committed ones
 are dry-run models (hidden size < 64), unless ``NAMECLS_CI=1``.
@@ -14,9 +15,11 @@ import pytest
 import torch
 
 import namecls
-from namecls import calibration, refit, service
-from namecls.data import pad_batch
-from namecls.evaluation import predict_logits
+from namecls.posthoc import calibration
+from namecls.training import refit
+from namecls.serving import service
+from namecls.data.names import pad_batch
+from namecls.training.evaluation import predict_logits
 from conftest import IN_CI, require
 
 # Compares with numbers recorded on another machine (the committed checkpoints, metrics.json): .ci/run reruns it
@@ -271,14 +274,14 @@ def real_models():
         pytest.skip("the committed checkpoints are dry-run models (hidden size < 64)")
     for kind, clf in models.items():
         require("temperature" in clf.config and clf.projection is not None,
-                f"checkpoints/{kind} is not calibrated: run python -m namecls.refit --checkpoint "
+                f"checkpoints/{kind} is not calibrated: run python -m namecls.training.refit --checkpoint "
                 f"checkpoints/{kind} --data-dir ../shared/data/names")
     return models
 
 
 @pytest.fixture(scope="module")
 def real_split(real_models, names_data):
-    from namecls.splits import make_split
+    from namecls.data.splits import make_split
 
     config = real_models["gru"].config
     return make_split(names_data, config["protocol"], config["split_seed"])

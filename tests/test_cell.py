@@ -1,4 +1,5 @@
-"""namecls.cell: the logit split into units, the gates and one unit's equation, each checked against the network's
+"""namecls.explain.cell: the logit split into units, the gates and one unit's equation, each checked against the
+network's
 own outputs (``model.steps``) on the committed checkpoints, and the GRU's states checked against a per-step
 recomputation from its weights on hundreds of real names."""
 
@@ -11,8 +12,8 @@ import pytest
 import torch
 
 import namecls
-from namecls import cell
-from namecls.data import encode, pad_batch
+from namecls.explain import cell
+from namecls.data.names import encode, pad_batch
 from test_models import tiny_model  # the same small random models as the model tests
 
 # Compares the committed checkpoints' numbers across two computations: .ci/run reruns it under emulated CPUs.

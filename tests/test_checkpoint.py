@@ -12,9 +12,9 @@ import torch
 
 import namecls
 from namecls import ALPHABET, CheckpointError, checkpoint
-from namecls.data import pad_batch
+from namecls.data.names import pad_batch
 from namecls.inference import CHECKPOINTS
-from namecls.models import GRUConfig, RNNConfig, build
+from namecls.models.networks import GRUConfig, RNNConfig, build
 
 from conftest import PROJECT_ROOT, require
 
@@ -571,7 +571,7 @@ def test_attack_nan_threshold(tmp_path, committed, score):
 def test_the_probe_reads_every_character(tmp_path):
     """A weight that overflows only on the letter z: 'Smith' stays finite, 'Lopez' is all NaN. The probe's pieces
     of ALPHABET read every character, so it is refused."""
-    from namecls.data import CHAR_TO_INDEX
+    from namecls.data.names import CHAR_TO_INDEX
 
     model = make_model("rnn")
     with torch.no_grad():

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 import namecls
-from namecls import bulk, cli
+from namecls.serving import bulk, cli
 
 from conftest import PROJECT_ROOT, require
 
@@ -44,7 +44,8 @@ def run(*args: str, stdin: str | None = None, script: Path = CONSOLE_SCRIPT,
 
 
 def run_main(capsys, *args: str) -> tuple[int, str, str]:
-    """:func:`namecls.cli.main` in this process (fast: the checkpoints stay loaded): exit code, stdout, stderr."""
+    """:func:`namecls.serving.cli.main` in this process (fast: the checkpoints stay loaded): exit code, stdout,
+    stderr."""
     try:
         code = cli.main(list(args))
     except SystemExit as stop:  # argparse's own exits

@@ -1,4 +1,4 @@
-"""Prediction sets (namecls.conformal), each checked against an independent computation: coverage on a synthetic
+"""Prediction sets (namecls.posthoc.conformal), each checked against an independent computation: coverage on a synthetic
 task whose truth is known, nested sets, the qhat formula by hand, and the committed checkpoints' test coverage
 recomputed from the data."""
 
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import namecls
-from namecls import calibration, conformal, service
-from namecls.evaluation import predict_logits
+from namecls.posthoc import calibration, conformal
+from namecls.serving import service
+from namecls.training.evaluation import predict_logits
 from namecls.inference import CHECKPOINTS
-from namecls.splits import make_split
+from namecls.data.splits import make_split
 
 from conftest import require
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import namecls
-from namecls import data as nd
+from namecls.data import names as nd
 
 from conftest import tiny_names
 
@@ -165,7 +165,7 @@ def test_real_folder_labels_come_from_file_stems(data_dir, names_data):
 
 
 def test_read_names_logs_skipped_count(data_dir, caplog):
-    with caplog.at_level(logging.INFO, logger="namecls.data"):
+    with caplog.at_level(logging.INFO, logger="namecls.data.names"):
         nd.read_names(data_dir)
     assert "skipped 4 lines" in caplog.text
 

@@ -291,7 +291,7 @@ def test_output_space_writes_nothing_past_the_cap_and_cleans_up_a_failed_write(t
 
 
 def test_write_export_is_the_csv_the_table_gives(tmp_path, monkeypatch):
-    from namecls import service
+    from namecls.serving import service
 
     monkeypatch.setattr(server, "OUTPUT_SPACE", server.OutputSpace(CAP))
     table = pd.DataFrame({"name": ["=HYPERLINK(1)", "Ślusàrski"], "top-1": ["Polish", "Polish"]})

@@ -1,4 +1,4 @@
-"""One-letter variants (namecls.edits), each checked against an independent computation: probabilities against
+"""One-letter variants (namecls.explain.edits), each checked against an independent computation: probabilities against
 ``Classifier.predict`` of the variant, the choice of edits against a brute force over every variant with
 ``predict``, descriptions by re-applying them to the name, the variant set against a generator written here, and
 the shared-prefix pass against the plain batched pass."""
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import namecls
-from namecls import edits
-from namecls.data import MAX_NAME_LENGTH, normalize
+from namecls.explain import edits
+from namecls.data.names import MAX_NAME_LENGTH, normalize
 
 # Compares the committed checkpoints' numbers across two computations: .ci/run reruns it under emulated CPUs.
 pytestmark = pytest.mark.recorded

@@ -1,4 +1,4 @@
-"""Explanations a visitor can read (namecls.explain and the Trace fields built on it), each checked against an
+"""Explanations a visitor can read (namecls.explain.units and the Trace fields built on it), each checked against an
 independent computation: attribution and deletion against separate predictions, neighbours against a brute-force
 search, unit contexts against a name-by-name scan, key units against a direct sum; and the explain files' checks."""
 
@@ -11,9 +11,11 @@ import pytest
 import torch
 
 import namecls
-from namecls import checkpoint, explain, service
-from namecls.data import read_names
-from namecls.splits import make_split
+from namecls import checkpoint
+from namecls.explain import units as explain
+from namecls.serving import service
+from namecls.data.names import read_names
+from namecls.data.splits import make_split
 
 # Compares with numbers recorded on another machine (the committed checkpoints, metrics.json): .ci/run reruns it
 # under emulated CPUs (pytest -m recorded).
@@ -159,7 +161,7 @@ def test_unit_contexts_equal_a_name_by_name_scan(dry_run_dir):
 
 
 def test_fit_is_deterministic(dry_run_dir):
-    from namecls.models import GRUConfig, build
+    from namecls.models.networks import GRUConfig, build
 
     data = read_names(dry_run_dir.parent / "names")
     names, targets = make_split(data, "clean", 0).part("train")

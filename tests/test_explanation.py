@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from namecls import service
-from namecls.data import pad_batch
-from namecls.ui import html
+from namecls.serving import service
+from namecls.data.names import pad_batch
+from namecls.ui.render import html
 
 from test_ui import dom
 

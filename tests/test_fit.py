@@ -1,4 +1,5 @@
-"""namecls.fit: training in memory on the tiny made-up data (languages, limits, progress, stop, determinism), the
+"""namecls.training.fit: training in memory on the tiny made-up data (languages, limits, progress, stop, determinism),
+the
 returned classifier (predict, trace, sets, save/load), checkpoint zips (round trip and refusals), and the training
 hooks' schedule. No timing asserts: the machine is shared."""
 
@@ -15,8 +16,8 @@ import torch
 
 import namecls
 from namecls import checkpoint
-from namecls.fit import FIT_DEFAULTS
-from namecls.training import one_cycle
+from namecls.training.fit import FIT_DEFAULTS
+from namecls.training.loop import one_cycle
 
 from conftest import tiny_names, without_timings
 
@@ -80,7 +81,7 @@ def test_time_budget_stops_early(tiny_data_dir, monkeypatch):
     import sys
 
     # No early stopping: on a fast machine 8 stale epochs of the tiny data would end it before the budget does.
-    fit_module = sys.modules["namecls.fit"]
+    fit_module = sys.modules["namecls.training.fit"]
     monkeypatch.setitem(fit_module.FIT_DEFAULTS, "gru", replace(FIT_DEFAULTS["gru"], patience=10**6))
     clf = namecls.fit(tiny_data_dir, epochs=10**6, time_budget=0.5, hidden_size=16, batch_size=4)
     history = clf.metrics["history"]
@@ -144,19 +145,20 @@ def test_stop_event_already_set(tiny_data_dir):
 def _fit_module():
     import sys
 
-    return sys.modules["namecls.fit"]
+    return sys.modules["namecls.training.fit"]
 
 
 def _calls_after(event: threading.Event, monkeypatch, *names: str) -> list[str]:
-    """Record which of the post-training steps (``namecls.posthoc.fit``, ``namecls.evaluation.predict_logits``,
-    ``namecls.adjust.fit_logit_adjustment``) run once ``event`` is set."""
-    import namecls.adjust
-    import namecls.evaluation
-    import namecls.posthoc
+    """Record which of the post-training steps (``namecls.posthoc.parts.fit``,
+    ``namecls.training.evaluation.predict_logits``,
+    ``namecls.posthoc.adjust.fit_logit_adjustment``) run once ``event`` is set."""
+    import namecls.posthoc.adjust
+    import namecls.training.evaluation
+    import namecls.posthoc.parts
 
     called = []
-    modules = {"fit": namecls.posthoc, "predict_logits": namecls.evaluation,
-               "fit_logit_adjustment": namecls.adjust}
+    modules = {"fit": namecls.posthoc.parts, "predict_logits": namecls.training.evaluation,
+               "fit_logit_adjustment": namecls.posthoc.adjust}
     for name in names:
         original = getattr(modules[name], name)
 
@@ -196,17 +198,17 @@ def test_abort_already_set_trains_nothing(tiny_data_dir):
 
 
 def test_abort_during_the_post_training_fits_skips_the_rest(tiny_data_dir, monkeypatch):
-    import namecls.adjust
+    import namecls.posthoc.adjust
 
     abort = threading.Event()
-    adjust = namecls.adjust.fit_logit_adjustment
+    adjust = namecls.posthoc.adjust.fit_logit_adjustment
 
     def adjust_then_abort(*args, **kwargs):
         result = adjust(*args, **kwargs)
         abort.set()  # the page closes while the first post-training step runs
         return result
 
-    monkeypatch.setattr(namecls.adjust, "fit_logit_adjustment", adjust_then_abort)
+    monkeypatch.setattr(namecls.posthoc.adjust, "fit_logit_adjustment", adjust_then_abort)
     after = _calls_after(abort, monkeypatch, "fit", "predict_logits")
     with pytest.raises(_fit_module().FitAborted, match="after the logit adjustment"):
         namecls.fit(tiny_data_dir, epochs=1, abort=abort, **SMALL)
@@ -378,7 +380,7 @@ def test_bad_arguments(tiny_data_dir, kwargs):
 
 
 def test_missing_data_says_how_to_get_it(tmp_path, monkeypatch):
-    with pytest.raises(FileNotFoundError, match="namecls.data.download"):
+    with pytest.raises(FileNotFoundError, match="namecls.data.names.download"):
         namecls.fit(tmp_path / "nowhere")
     monkeypatch.setenv("NAMECLS_DATA_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(FileNotFoundError, match="NAMECLS_DATA_DIR"):
@@ -430,9 +432,9 @@ def test_watched_name_gets_the_current_weights_answer_each_epoch(tiny_data_dir):
 def test_validation_accuracy_restricts_the_answer_to_the_languages(fitted):
     """Against a scan: each validation name of the chosen languages, predicted by itself with all the model's
     languages, the best of the chosen ones kept."""
-    from namecls.data import read_names
-    from namecls.fit import restrict
-    from namecls.splits import make_split
+    from namecls.data.names import read_names
+    from namecls.training.fit import restrict
+    from namecls.data.splits import make_split
 
     data_dir, clf, _ = fitted
     chosen = ["Elvish", "Orcish"]
@@ -442,6 +444,6 @@ def test_validation_accuracy_restricts_the_answer_to_the_languages(fitted):
     for name, target in zip(names, targets):
         probs = dict(clf.predict(name, k=len(clf.labels)))
         right += max(chosen, key=probs.__getitem__) == chosen[target]
-    from namecls.fit import validation_accuracy
+    from namecls.training.fit import validation_accuracy
 
     assert validation_accuracy(clf, chosen, data_dir) == pytest.approx(right / len(names))

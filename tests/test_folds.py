@@ -1,4 +1,4 @@
-"""Cross-validation folds of the clean protocol (:func:`namecls.splits.make_folds`) and the set accuracy that
+"""Cross-validation folds of the clean protocol (:func:`namecls.data.splits.make_folds`) and the set accuracy that
 ``bench/accuracy.py`` reports beside accuracy."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from namecls.data import NamesData
-from namecls.splits import make_folds
+from namecls.data.names import NamesData
+from namecls.data.splits import make_folds
 
 from conftest import PROJECT_ROOT, tiny_names
 

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from unidecode import unidecode
 
 import namecls
-from namecls import service
-from namecls.data import ALPHABET, CHAR_TO_INDEX, MAX_NAME_LENGTH, Normalized, normalize, pad_batch, validate
+from namecls.serving import service
+from namecls.data.names import ALPHABET, CHAR_TO_INDEX, MAX_NAME_LENGTH, Normalized, normalize, pad_batch, validate
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -1,4 +1,4 @@
-"""How learning reaches back (namecls.gradient): state gradients against independent computations.
+"""How learning reaches back (namecls.explain.gradient): state gradients against independent computations.
 
 Each check computes the same derivative another way: the readout's gradient by hand at the last state the answer
 reads, finite differences that perturb one unit of a mid-name state and run the rest of the network from it,
@@ -16,10 +16,10 @@ import pytest
 import torch
 
 import namecls
-from namecls import bptt
-from namecls.data import ALPHABET, pad_batch
-from namecls.gradient import StateGradients, fade_summary, state_gradients, state_vectors
-from namecls.models import GRUClassifier, GRUConfig, RNNClassifier, RNNConfig
+from namecls.models import bptt
+from namecls.data.names import ALPHABET, pad_batch
+from namecls.explain.gradient import StateGradients, fade_summary, state_gradients, state_vectors
+from namecls.models.networks import GRUClassifier, GRUConfig, RNNClassifier, RNNConfig
 
 # Compares the committed checkpoints' numbers across two computations: .ci/run reruns it under emulated CPUs.
 pytestmark = pytest.mark.recorded

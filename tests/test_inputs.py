@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import namecls.data
-from namecls import service
+import namecls.data.names
+from namecls.serving import service
 
 from conftest import run_train
 
@@ -100,13 +100,13 @@ def test_a_non_string_name_gets_its_own_row(models):
 
 def _count_unidecode(monkeypatch) -> list[str]:
     calls = []
-    real = namecls.data.unidecode
+    real = namecls.data.names.unidecode
 
     def counting(text):
         calls.append(text)
         return real(text)
 
-    monkeypatch.setattr(namecls.data, "unidecode", counting)
+    monkeypatch.setattr(namecls.data.names, "unidecode", counting)
     return calls
 
 
@@ -139,14 +139,14 @@ def test_check_name_normalises_once(monkeypatch, name):
 
 
 def test_check_normalized_takes_a_normalisation(models):
-    norm = namecls.data.normalize("Ślusàrski")
-    assert namecls.data.check_normalized(norm) is norm
+    norm = namecls.data.names.normalize("Ślusàrski")
+    assert namecls.data.names.check_normalized(norm) is norm
     with pytest.raises(ValueError, match="no letters"):
-        namecls.data.check_normalized(namecls.data.normalize("😀"))
+        namecls.data.names.check_normalized(namecls.data.names.normalize("😀"))
     with pytest.raises(ValueError, match="too long"):
-        namecls.data.check_normalized(namecls.data.normalize("a" * 65))
+        namecls.data.names.check_normalized(namecls.data.names.normalize("a" * 65))
     with pytest.raises(ValueError, match="name is empty"):
-        namecls.data.check_normalized(namecls.data.normalize(" \t"))
+        namecls.data.names.check_normalized(namecls.data.names.normalize(" \t"))
 
 
 @pytest.mark.parametrize("name, message", [

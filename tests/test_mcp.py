@@ -26,8 +26,8 @@ from test_app import _launch  # noqa: E402  (the same launcher and launch settin
 
 import app  # noqa: E402
 import namecls  # noqa: E402
-from namecls import prior as prior_rule  # noqa: E402
-from namecls import service  # noqa: E402
+from namecls.posthoc import prior as prior_rule  # noqa: E402
+from namecls.serving import service  # noqa: E402
 from namecls.ui import api, mcp_json  # noqa: E402
 
 TOOLS = ["predict", "predict_details", "trace", "predict_batch"]

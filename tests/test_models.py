@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from namecls import ALPHABET
-from namecls.data import pad_batch
-from namecls.models import (GRUClassifier, GRUConfig, RNNClassifier, RNNConfig, build, config_from_dict,
+from namecls.data.names import pad_batch
+from namecls.models.networks import (GRUClassifier, GRUConfig, RNNClassifier, RNNConfig, build, config_from_dict,
                             config_to_dict, last_step)
 
 NAMES = ["Qin", "Mikhailovich", "O'Neill", "A", "de la Cruz", "Slusarski"]

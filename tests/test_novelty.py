@@ -1,4 +1,5 @@
-"""namecls.novelty: the n-gram model against hand counts, the stored form, determinism, and the dev-set AUROC."""
+"""namecls.posthoc.novelty: the n-gram model against hand counts, the stored form, determinism, and the dev-set
+AUROC."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from namecls import novelty as nv
+from namecls.posthoc import novelty as nv
 
 # Compares with numbers recorded on another machine (the committed checkpoints, metrics.json): .ci/run reruns it
 # under emulated CPUs (pytest -m recorded).
@@ -72,7 +73,7 @@ def _dev_rows():
 
 
 def test_dev_file_is_well_formed():
-    from namecls.data import validate
+    from namecls.data.names import validate
 
     rows = _dev_rows()
     assert {r["group"] for r in rows} == {"foreign", "in_language"}
@@ -85,7 +86,7 @@ def test_dev_file_is_well_formed():
 def fitted(names_data):
     """Both committed checkpoints' novelty scores, fitted as train.py would, with the dev AUROCs recorded."""
     import namecls
-    from namecls.splits import make_split
+    from namecls.data.splits import make_split
 
     torch.set_num_threads(1)
     split = make_split(names_data, "clean", 0)

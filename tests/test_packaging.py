@@ -94,7 +94,7 @@ def test_the_app_and_the_library_run_without_the_bulk_extra(tmp_path):
         "            raise ImportError(f'{name} is blocked (the bulk extra is not installed)')\n"
         "sys.meta_path.insert(0, Block())\n", encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
-    script = ("import app, namecls; from namecls import service; "
+    script = ("import app, namecls; from namecls.serving import service; "
               "print(service.predict_details(app.MODELS, 'Qin', prior='equal')['set'])")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=env,
                          timeout=300)

@@ -1,4 +1,4 @@
-"""The post-training step (namecls.posthoc): every fitted value survives a checkpoint round trip, "seen in
+"""The post-training step (namecls.posthoc.parts): every fitted value survives a checkpoint round trip, "seen in
 training" agrees with a scan of the training split, and train.py --help prints each model's real defaults."""
 
 import numpy as np
@@ -6,10 +6,13 @@ import pytest
 import torch
 
 import namecls
-from namecls import checkpoint, experiment, posthoc, seen, service
-from namecls.data import read_names
+from namecls import checkpoint
+from namecls.training import experiment
+from namecls.posthoc import parts as posthoc, seen
+from namecls.serving import service
+from namecls.data.names import read_names
 from namecls.inference import CHECKPOINTS
-from namecls.splits import make_split
+from namecls.data.splits import make_split
 
 from conftest import require, run_train
 

@@ -1,4 +1,5 @@
-"""The prior a visitor expects (namecls.prior) and the prediction sets recalibrated for it (namecls.conformal's
+"""The prior a visitor expects (namecls.posthoc.prior) and the prediction sets recalibrated for it
+(namecls.posthoc.conformal's
 label-shift-weighted split conformal), each checked against an independent computation: the default changes
 nothing, the equal prior is Bayes' rule from the prior recomputed from the data, the weighted thresholds by brute
 force and by hand, the coverage promise under label shift by simulation, the trace's parts under the prior, the
@@ -13,12 +14,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import namecls
-from namecls import calibration, checkpoint, conformal, service
-from namecls import prior as prior_rule
-from namecls.data import pad_batch, validate
-from namecls.evaluation import predict_logits
+from namecls.posthoc import calibration, conformal
+from namecls import checkpoint
+from namecls.serving import service
+from namecls.posthoc import prior as prior_rule
+from namecls.data.names import pad_batch, validate
+from namecls.training.evaluation import predict_logits
 from namecls.inference import CHECKPOINTS
-from namecls.splits import make_split
+from namecls.data.splits import make_split
 
 from conftest import require
 

@@ -1,5 +1,6 @@
-"""The hidden-state map (namecls.projection): fitting, storage beside the checkpoint, one point per step in a trace
-and in ``/trace``, and the Step-through tab's map (namecls.ui.figures.map_svg and map_path_svg, SVG)."""
+"""The hidden-state map (namecls.explain.projection): fitting, storage beside the checkpoint, one point per step in a
+trace
+and in ``/trace``, and the Step-through tab's map (namecls.ui.render.figures.map_svg and map_path_svg, SVG)."""
 
 import json
 import re
@@ -10,12 +11,15 @@ import pytest
 import torch
 
 import namecls
-from namecls import checkpoint, projection, service
-from namecls.data import read_names
-from namecls.models import GRUConfig, RNNConfig, build
-from namecls.splits import make_split
-from namecls.ui import figures, step_through
-from namecls.ui.palette import language_color
+from namecls import checkpoint
+from namecls.explain import projection
+from namecls.serving import service
+from namecls.data.names import read_names
+from namecls.models.networks import GRUConfig, RNNConfig, build
+from namecls.data.splits import make_split
+from namecls.ui.render import figures
+from namecls.ui.tabs import step_through
+from namecls.ui.render.palette import language_color
 
 # Compares with numbers recorded on another machine (the committed checkpoints, metrics.json): .ci/run reruns it
 # under emulated CPUs (pytest -m recorded).
@@ -132,7 +136,7 @@ def test_saving_without_a_map_removes_a_stale_one(dry_run_dir, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The map in the Step-through tab (namecls.ui.figures: SVG)
+# The map in the Step-through tab (namecls.ui.render.figures: SVG)
 
 
 def _svg_attrs(svg, cls):

@@ -13,9 +13,9 @@ from __future__ import annotations
 import pytest
 
 import namecls
-from namecls.evaluation import predict_logits, score
+from namecls.training.evaluation import predict_logits, score
 from namecls.inference import CHECKPOINTS
-from namecls.splits import make_split
+from namecls.data.splits import make_split
 
 from conftest import require
 

@@ -21,7 +21,7 @@ import pytest  # noqa: E402
 from gradio_client import Client  # noqa: E402
 
 import app  # noqa: E402
-from namecls import service  # noqa: E402
+from namecls.serving import service  # noqa: E402
 from namecls.ui import server  # noqa: E402
 
 NAMES = [f"Name{chr(97 + i % 26)}{chr(97 + i // 26 % 26)}" for i in range(2000)]

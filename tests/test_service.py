@@ -1,4 +1,5 @@
-"""The app's endpoint logic (namecls.service) without a server: checked inputs, JSON-able outputs, batch files."""
+"""The app's endpoint logic (namecls.serving.service) without a server: checked inputs, JSON-able outputs, batch
+files."""
 
 import csv
 import io
@@ -8,7 +9,7 @@ import re
 import pandas as pd
 import pytest
 
-from namecls import service
+from namecls.serving import service
 
 # Compares with numbers recorded on another machine (the committed checkpoints, metrics.json): .ci/run reruns it
 # under emulated CPUs (pytest -m recorded).

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from namecls.data import NamesData
-from namecls.splits import PROTOCOLS, make_split
+from namecls.data.names import NamesData
+from namecls.data.splits import PROTOCOLS, make_split
 
 from conftest import tiny_names
 

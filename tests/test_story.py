@@ -1,4 +1,4 @@
-"""The story of a trace (namecls.story): every number in it is read off the trace, checked here by recomputing
+"""The story of a trace (namecls.explain.story): every number in it is read off the trace, checked here by recomputing
 what each sentence claims from the trace's arrays and the classifier's own calls."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import namecls
-from namecls import story as st
+from namecls.explain import story as st
 
 # Compares the committed checkpoints' numbers across two computations: .ci/run reruns it under emulated CPUs.
 pytestmark = pytest.mark.recorded

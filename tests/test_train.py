@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import namecls
-from namecls.data import read_names
-from namecls.evaluation import predict_logits, score
-from namecls.splits import make_split
+from namecls.data.names import read_names
+from namecls.training.evaluation import predict_logits, score
+from namecls.data.splits import make_split
 
 from conftest import PROJECT_ROOT, run_train, tiny_names, without_timings, write_tiny_data
 
@@ -227,7 +227,7 @@ def test_like_retrains_a_checkpoints_recipe(tmp_path):
     again, again_metrics = _read(tmp_path / "again" / "gru")
     assert again["model"] == first["model"] and again["train_config"] == first["train_config"]
     assert first["train_config"]["lr"] == 0.02
-    assert first["model"]["hidden_size"] != namecls.experiment.MODEL_DEFAULTS["gru"].hidden_size
+    assert first["model"]["hidden_size"] != namecls.training.experiment.MODEL_DEFAULTS["gru"].hidden_size
     assert without_timings(again_metrics)["test"] == without_timings(first_metrics)["test"]
     wider, _ = _read(tmp_path / "wider" / "gru")
     assert wider["model"]["hidden_size"] == 20 and wider["train_config"] == first["train_config"]

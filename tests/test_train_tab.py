@@ -25,11 +25,11 @@ from gradio_client.utils import Status  # noqa: E402
 
 import app  # noqa: E402
 import namecls  # noqa: E402
-import namecls.data  # noqa: E402
+import namecls.data.names  # noqa: E402
 from namecls.ui import yours  # noqa: E402
 from test_app import TRACED  # noqa: E402  (/ui_trace's outputs as the client returns them)
 
-fitting = importlib.import_module("namecls.fit")  # the module (namecls.fit is its function)
+fitting = importlib.import_module("namecls.training.fit")  # the module (namecls.fit is its function)
 
 THREE = ["Chinese", "Japanese", "Russian"]
 RUNNING = (Status.PROCESSING, Status.ITERATING)  # a generator's job iterates
@@ -56,7 +56,7 @@ def test_a_short_training_gives_a_model_that_classifies_and_downloads(url):
     client = Client(url, verbose=False)
     progress, loss, accuracy, watched, result, download, *radios = client.predict(*SHORT, api_name="/ui_train")
     assert "done" in progress and "Validation accuracy" in result and "**yours**" in result
-    from namecls.fit import validation_accuracy
+    from namecls.training.fit import validation_accuracy
 
     for kind, label in (("rnn", "RNN"), ("gru", "GRU")):  # the committed models, on the same validation names
         assert f"| committed {label}¹ | {100 * validation_accuracy(app.MODELS[kind], THREE):.1f}% |" in result
@@ -331,7 +331,7 @@ def no_data(monkeypatch, tmp_path):
     def unexpected(*args, **kwargs):
         raise AssertionError("the test did not replace the fetch")
 
-    monkeypatch.setattr(namecls.data, "fetch_archive", unexpected)
+    monkeypatch.setattr(namecls.data.names, "fetch_archive", unexpected)
     assert not fitting.data_on_disk()
     return tmp_path / "cache" / "namecls"
 
@@ -340,13 +340,13 @@ def _fake_fetch(monkeypatch, answer) -> list:
     """Replace the network fetch by ``answer`` (bytes, or an exception to raise); returns the list of its calls."""
     calls = []
 
-    def fetch(url, timeout=60.0, max_bytes=namecls.data.MAX_ARCHIVE_BYTES):
+    def fetch(url, timeout=60.0, max_bytes=namecls.data.names.MAX_ARCHIVE_BYTES):
         calls.append(url)
         if isinstance(answer, BaseException):
             raise answer
         return answer
 
-    monkeypatch.setattr(namecls.data, "fetch_archive", fetch)
+    monkeypatch.setattr(namecls.data.names, "fetch_archive", fetch)
     return calls
 
 
@@ -361,15 +361,15 @@ def test_the_first_training_fetches_the_data_once(url, no_data, monkeypatch, rea
     client = Client(url, verbose=False)
     progress, *_, result, download, _, _, _ = client.predict(*SHORT, api_name="/ui_train")
     assert "done" in progress and "Validation accuracy" in result and download.get("visible") is True
-    assert calls == [namecls.data.DATA_URL]
+    assert calls == [namecls.data.names.DATA_URL]
     cached = no_data / "names"
-    assert namecls.data.holds_names(cached)  # every file, each with its published SHA-256
+    assert namecls.data.names.holds_names(cached)  # every file, each with its published SHA-256
     assert {p.name: p.read_bytes() for p in cached.glob("*.txt")} == \
         {p.name: p.read_bytes() for p in data_dir.glob("*.txt")}
     assert fitting.default_data_dir() == (cached, "the copy downloaded into the cache")
     # From now on the data is on disk: a second training (another session) fetches nothing.
     progress, *_, result, _, _, _, _ = Client(url, verbose=False).predict(*SHORT, api_name="/ui_train")
-    assert "Validation accuracy" in result and calls == [namecls.data.DATA_URL]
+    assert "Validation accuracy" in result and calls == [namecls.data.names.DATA_URL]
 
 
 def _refused(url) -> tuple[str, list]:
@@ -395,7 +395,7 @@ def test_a_tampered_archive_is_refused_with_a_message_and_leaves_nothing(url, no
             tampered.writestr(member, content + b"Evilson\n" if member.endswith("Russian.txt") else content)
     calls = _fake_fetch(monkeypatch, buffer.getvalue())
     progress, others = _refused(url)
-    assert calls == [namecls.data.DATA_URL]
+    assert calls == [namecls.data.names.DATA_URL]
     assert "Cannot train" in progress and "Russian.txt: SHA-256" in progress and "NAMECLS_DATA_DIR" in progress
     assert _unchanged(others), others
     assert _leftovers(no_data) == []  # nothing written: neither the names folder nor a half-extracted one
@@ -432,12 +432,12 @@ def test_a_wrong_data_dir_is_not_replaced_by_a_download(url, no_data, monkeypatc
 def test_two_sessions_at_once_download_once(no_data, monkeypatch, real_archive):
     calls = []
 
-    def slow(url, timeout=60.0, max_bytes=namecls.data.MAX_ARCHIVE_BYTES):
+    def slow(url, timeout=60.0, max_bytes=namecls.data.names.MAX_ARCHIVE_BYTES):
         calls.append(url)
         time.sleep(0.3)  # long enough for the other caller to arrive meanwhile
         return real_archive
 
-    monkeypatch.setattr(namecls.data, "fetch_archive", slow)
+    monkeypatch.setattr(namecls.data.names, "fetch_archive", slow)
     found = []
     threads = [threading.Thread(target=lambda: found.append(fitting.find_or_download_data())) for _ in range(2)]
     for thread in threads:
@@ -455,18 +455,18 @@ class _Response(io.BytesIO):
 def test_the_fetch_refuses_an_archive_too_large(tmp_path, monkeypatch, real_archive):
     path = tmp_path / "data.zip"
     path.write_bytes(real_archive)
-    assert namecls.data.fetch_archive(path.as_uri(), timeout=5) == real_archive
+    assert namecls.data.names.fetch_archive(path.as_uri(), timeout=5) == real_archive
     small = len(real_archive) - 1
     with pytest.raises(RuntimeError, match=f"is {len(real_archive):,} bytes, more than the {small:,} expected"):
-        namecls.data.fetch_archive(path.as_uri(), timeout=5, max_bytes=small)  # its declared length is refused
-    monkeypatch.setattr(namecls.data.urllib.request, "urlopen", lambda url, timeout: _Response(real_archive))
-    assert namecls.data.fetch_archive("https://example.invalid/data.zip") == real_archive
+        namecls.data.names.fetch_archive(path.as_uri(), timeout=5, max_bytes=small)  # its declared length is refused
+    monkeypatch.setattr(namecls.data.names.urllib.request, "urlopen", lambda url, timeout: _Response(real_archive))
+    assert namecls.data.names.fetch_archive("https://example.invalid/data.zip") == real_archive
     with pytest.raises(RuntimeError, match=f"sent more than the {small:,} bytes expected"):
-        namecls.data.fetch_archive("https://example.invalid/data.zip", max_bytes=small)
+        namecls.data.names.fetch_archive("https://example.invalid/data.zip", max_bytes=small)
 
 
 def test_a_names_file_declared_too_large_is_refused_before_decompressing(tmp_path, real_archive):
-    big = namecls.data.MAX_NAMES_FILE_BYTES + 2  # a few KB compressed: a small archive can unpack to a lot
+    big = namecls.data.names.MAX_NAMES_FILE_BYTES + 2  # a few KB compressed: a small archive can unpack to a lot
     buffer = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(real_archive)) as source, \
             zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bomb:
@@ -474,13 +474,13 @@ def test_a_names_file_declared_too_large_is_refused_before_decompressing(tmp_pat
             bomb.writestr(member, b"A\n" * (big // 2) if member.endswith("Arabic.txt") else source.read(member))
     assert len(buffer.getvalue()) < len(real_archive) + 50_000
     with pytest.raises(RuntimeError, match=f"Arabic.txt in the archive is {big:,} bytes, more than the"):
-        namecls.data.extract_names(buffer.getvalue(), tmp_path / "names")
+        namecls.data.names.extract_names(buffer.getvalue(), tmp_path / "names")
     assert not (tmp_path / "names").exists()
 
 
 # --- one training at a time, held by the work itself (issue 18) -------------------------------------------------
 
-train_tab = importlib.import_module("namecls.ui.train")
+train_tab = importlib.import_module("namecls.ui.tabs.train")
 TWO = ["Chinese", "Japanese"]
 # A tiny training that runs until it is stopped: 2 languages, hidden size 16, 30 epochs, a 60 s budget.
 LONG = ("gru", 16, 1, 0.01, 30, 60, TWO, "")

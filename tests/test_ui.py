@@ -28,12 +28,13 @@ from matplotlib.colors import to_hex, to_rgb
 
 import namecls
 from conftest import require_module
-from namecls import service
-from namecls.explain import Neighbour, UnitContext
+from namecls.serving import service
+from namecls.explain.units import Neighbour, UnitContext
 from namecls.inference import Trace
-from namecls.splits import make_split
-from namecls.ui import batch, common, compare, figures, html, model_card, overlay, palette, step_through, \
-    yours
+from namecls.data.splits import make_split
+from namecls.ui.tabs import batch, compare, model_card, step_through
+from namecls.ui import common, yours
+from namecls.ui.render import figures, html, overlay, palette
 
 # Compares with numbers recorded on another machine (the committed checkpoints, metrics.json): .ci/run reruns it
 # under emulated CPUs (pytest -m recorded).
@@ -182,7 +183,7 @@ def test_a_language_outside_the_18_gets_a_stable_palette_colour():
     colours = [palette.language_color(other) for other in others]
     assert all(c in palette.LANGUAGE_COLORS for c in colours)
     for seed in ("1", "2"):  # the same in another process, whatever its string hashing (PYTHONHASHSEED)
-        code = f"from namecls.ui.palette import language_color as c; print(' '.join(c(x) for x in {others!r}))"
+        code = f"from namecls.ui.render.palette import language_color as c; print(' '.join(c(x) for x in {others!r}))"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout.split()
         assert out == colours
@@ -1118,7 +1119,7 @@ def test_training_curve_plots_the_history_and_keys_the_kept_epoch():
 
 
 def _calibrated_metrics():
-    from namecls import calibration
+    from namecls.posthoc import calibration
 
     rng = np.random.default_rng(0)
     logits = 3 * rng.normal(size=(600, 18))
@@ -1228,7 +1229,7 @@ def test_model_card_survives_a_checkpoint_without_metrics():
 
 @pytest.fixture(scope="module")
 def listed(data_dir) -> dict[str, set[str]]:
-    """Each data file's names, normalised, read here from the files (not through namecls.data.read_names)."""
+    """Each data file's names, normalised, read here from the files (not through namecls.data.names.read_names)."""
     return {path.stem: {namecls.normalize(line.strip()).text
                         for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
             for path in sorted(Path(data_dir).glob("*.txt"))}
@@ -1528,7 +1529,7 @@ def test_api_endpoints_are_the_services_functions(models):
 def test_model_card_states_the_real_surname_figures_of_the_report():
     """The model card's "Outside the lists" words and table carry the report's numbers (read here), the final set's
     once measured, and say the RNN's equal-prior sets are large."""
-    from namecls.ui import model_card
+    from namecls.ui.tabs import model_card
 
     report = _outside_lists()
     gru = report["results"]["gru"]
@@ -1554,7 +1555,8 @@ def test_user_errors_shows_what_the_caller_can_fix_and_logs_the_rest(caplog):
 
     import gradio as gr
 
-    from namecls import CheckpointError, InputError, service
+    from namecls import CheckpointError, InputError
+    from namecls.serving import service
 
     with pytest.raises(gr.Error) as info, common.user_errors(html=False):
         service.check_k(0, 18)

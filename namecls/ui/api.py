@@ -15,15 +15,16 @@ from __future__ import annotations
 from string import Template
 from typing import Literal
 
-from .. import prior as prior_rule
-from .. import service
-from ..data import MAX_NAME_LENGTH
+from ..posthoc import prior as prior_rule
+from ..serving import service
+from ..data.names import MAX_NAME_LENGTH
 from . import mcp_json
 from .common import set_facts, user_errors
-from .html import MODEL_LABELS, percent
+from .render.html import MODEL_LABELS, percent
 
 Model = Literal["rnn", "gru"]  # the API's model parameter (documented as an enum; matched case-insensitively)
-Prior = Literal["lists", "equal"]  # the API's prior parameter: namecls.prior.PRIORS, documented and matched as model
+# the API's prior parameter: namecls.posthoc.prior.PRIORS, documented and matched as model
+Prior = Literal["lists", "equal"]
 
 # A parameter's description is one docstring line for gradio: the long ones are written here once.
 NAME_ARG = ("one surname (not a full name) in any script: it is transliterated with unidecode, then only the letters "

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from .. import service
+from ..serving import service
 from ..errors import InputError
 from ..inference import CHECKPOINTS
-from .html import MODEL_LABELS, esc, notice_html, percent
+from .render.html import MODEL_LABELS, esc, notice_html, percent
 from .yours import YOURS, picked_gone, session_mine
 
 LOG = logging.getLogger("namecls")
@@ -153,7 +153,8 @@ def _real_surnames(classifier, prior: str) -> dict | None:
 
 
 def prior_control(models: dict) -> gr.Radio:
-    """The page's one choice of prior (:mod:`namecls.prior`), explained in a sentence with the measured effect."""
+    """The page's one choice of prior (:mod:`namecls.posthoc.prior`), explained in a sentence with the measured
+    effect."""
     gru = {prior: _real_surnames(models["gru"], prior) for prior in ("lists", "equal")}
     effect = ""
     if gru["lists"] and gru["equal"]:
@@ -195,7 +196,8 @@ def set_facts(classifier, prior: str = "lists") -> dict:
 
 
 def whole_name(trace) -> dict:
-    """The whole name's answer from its trace, as :func:`namecls.ui.html.answer_html` reads it: the prediction set
+    """The whole name's answer from its trace, as :func:`namecls.ui.render.html.answer_html` reads it: the prediction
+    set
     after the last letter, the languages it is filed under in the training lists, its novelty, top probability and
     entropy."""
     final = trace.probs[-1]

@@ -48,7 +48,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.middleware import Middleware
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .. import service
+from ..serving import service
 
 # Sessions gradio keeps (the least recently used dropped first: a visitor still clicking keeps theirs). Every
 # script call opens one, so the cap is what stops their number growing. Worst case 200 × (0.21 MB + 0.3 MB of
@@ -459,7 +459,7 @@ OUTPUT_SPACE = OutputSpace()
 
 
 def write_export(table, stem: str, folder) -> str | None:
-    """The Batch tab's CSV of ``table`` (:func:`namecls.service.csv_bytes`) as ``<stem>-<8 hex>.csv`` in
+    """The Batch tab's CSV of ``table`` (:func:`namecls.serving.service.csv_bytes`) as ``<stem>-<8 hex>.csv`` in
     ``folder`` (gradio's cache: served from there, not copied), inside :data:`OUTPUT_SPACE`; None when it is full.
 
     gradio serves a returned file without copying it when it lies in the component's ``GRADIO_CACHE`` (fixed when
