@@ -653,7 +653,7 @@ def test_good_model_field_values_load(tmp_path, kind, field, value):
 def test_a_model_too_large_is_refused_before_it_is_built(tmp_path, monkeypatch):
     save_model(tmp_path / "gru", "gru")
     _edit_config(tmp_path / "gru", lambda c: c["model"].update(hidden_size=4096, num_layers=16, embedding_size=4096))
-    monkeypatch.setattr(checkpoint, "build", lambda config: pytest.fail("built a model of 1.6 G parameters"))
+    monkeypatch.setattr(checkpoint.store, "build", lambda config: pytest.fail("built a model of 1.6 G parameters"))
     message = _load_error(tmp_path / "gru", "config.json")
     assert "MAX_PARAMETERS" in message
 
@@ -663,7 +663,7 @@ def test_a_model_larger_than_its_weights_is_refused_before_it_is_built(tmp_path,
     """Within every cap (a few hundred MB once built) but not what the tiny weights file holds."""
     save_model(tmp_path / kind, kind)
     _edit_config(tmp_path / kind, lambda c: c["model"].update(hidden_size=2048))
-    monkeypatch.setattr(checkpoint, "build", lambda config: pytest.fail("built the model before comparing"))
+    monkeypatch.setattr(checkpoint.store, "build", lambda config: pytest.fail("built the model before comparing"))
     message = _load_error(tmp_path / kind, "model.safetensors")
     assert "config.json" in message
 

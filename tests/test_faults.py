@@ -216,7 +216,7 @@ def test_a_crash_while_writing_weights_keeps_the_old_ones(dry_run_dir, tmp_path,
         Path(path).write_bytes(b"\x00" * 100)  # a partial file, then the crash
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint, "save_file", dying_save_file)
+    monkeypatch.setattr(checkpoint.files, "save_file", dying_save_file)
     with pytest.raises(KeyboardInterrupt):
         checkpoint.save(folder, model, config["labels"], {}, metrics)
     assert _digests(folder) == before
@@ -298,7 +298,7 @@ class _WriteSteps:
     """Wraps every call that changes the file system during ``checkpoint.save`` and crashes before the k-th.
 
     Counted: opening a file for writing, ``save_file``, ``fsync``, ``mkdir``, ``rename``/``replace``, ``unlink``/
-    ``remove``/``rmdir``, ``rmtree`` (as one step) and ``checkpoint._exchange`` when it exists. ``dead=True`` models
+    ``remove``/``rmdir``, ``rmtree`` (as one step) and ``checkpoint.swap.exchange``. ``dead=True`` models
     SIGKILL or a power cut: after the crash nothing else reaches the disk (every later step raises again), so no
     clean-up runs; ``dead=False`` models an exception: the clean-up code runs normally.
     """
@@ -314,9 +314,8 @@ class _WriteSteps:
         for name in self.OS_CALLS:
             monkeypatch.setattr(os, name, self._wrap(f"os.{name}", getattr(os, name)))
         monkeypatch.setattr(shutil, "rmtree", self._wrap("rmtree", shutil.rmtree))
-        monkeypatch.setattr(checkpoint, "save_file", self._wrap("save_file", checkpoint.save_file))
-        if hasattr(checkpoint, "_exchange"):
-            monkeypatch.setattr(checkpoint, "_exchange", self._wrap("exchange", checkpoint._exchange))
+        monkeypatch.setattr(checkpoint.files, "save_file", self._wrap("save_file", checkpoint.files.save_file))
+        monkeypatch.setattr(checkpoint.swap, "exchange", self._wrap("exchange", checkpoint.swap.exchange))
         for module in (builtins, io):
             real_open = module.open
 
@@ -396,9 +395,9 @@ def test_a_crash_at_every_write_step_of_save_leaves_the_old_set_or_the_new_set(c
     put aside beside it) loads as the complete old set or the complete new set, and a re-run completes cleanly.
     ``exchange``: the atomic directory swap (Linux); ``two renames``: the fallback everywhere else."""
     if swap == "exchange":
-        require(getattr(checkpoint, "_renameat2", None) is not None, "no renameat2 here")
+        require(getattr(checkpoint.swap, "_renameat2", None) is not None, "no renameat2 here")
     else:
-        monkeypatch.setattr(checkpoint, "_renameat2", None, raising=False)
+        monkeypatch.setattr(checkpoint.swap, "_renameat2", None)
     old, news, refs = crash_sets
     args, new_files = news[new], refs[new]
     old_files = _files(old) if start == "over an old set" else None

@@ -303,7 +303,7 @@ def test_zip_refuses_unsafe_paths(fitted, tmp_path, entry):
 def test_zip_refuses_too_large(fitted, tmp_path, monkeypatch):
     _, clf, _ = fitted
     path = clf.save_zip(tmp_path / "ok.zip")
-    monkeypatch.setattr(checkpoint, "ZIP_MAX_BYTES", 1000)
+    monkeypatch.setattr(checkpoint.archive, "ZIP_MAX_BYTES", 1000)
     with pytest.raises(namecls.CheckpointError, match="bytes once extracted"):
         namecls.load(path)
 

@@ -53,13 +53,13 @@ def test_training_names_refuse_malformed_input():
     labels = ["A", "B"]
     table = seen.fit(["Li", "Li", "Wu"], [1, 0, 1], labels)
     assert table.seen_as("Li") == ["A", "B"] and table.seen_as("Wu") == ["B"] and table.seen_as("Xu") == []
-    assert seen.TrainingNames.from_saved(table.summary, labels) == table
+    assert seen.TrainingNames.from_saved(None, table.summary, {"labels": labels}) == table
     with pytest.raises(ValueError):
         seen.TrainingNames(["Li", "Li"], [[0], [1]], labels)  # a name twice
     with pytest.raises(ValueError):
         seen.TrainingNames(["Li"], [[2]], labels)  # no such label
     with pytest.raises(ValueError, match="labels"):
-        seen.TrainingNames.from_saved(table.summary, ["B", "A"])
+        seen.TrainingNames.from_saved(None, table.summary, {"labels": ["B", "A"]})
 
 
 @pytest.fixture(scope="module")

@@ -25,12 +25,13 @@ new name (:attr:`namecls.Trace.map_points`): "Ngu…" leaves the crowd and arriv
 
 from __future__ import annotations
 
-from typing import cast
+from typing import ClassVar, cast
 
 import numpy as np
 import torch
 
 from ..data.names import length_batches
+from ..errors import SavedPartError
 from ..models.networks import Model
 
 PER_LANGUAGE = 150  # sampled training names per language in projection.json (all of them if fewer)
@@ -113,9 +114,32 @@ class Projection:
         # four numbers: check_summary rejects any other extent
         return cast("tuple[float, float, float, float]", tuple(float(v) for v in self.summary["extent"]))
 
+    # saved in a checkpoint as these files (namecls.checkpoint.parts.Part)
+    FILES: ClassVar[tuple[str, ...]] = ("projection.safetensors", "projection.json")
+    LABEL: ClassVar[str] = "projection"
+
     def tensors(self) -> dict[str, torch.Tensor]:
         """What ``projection.safetensors`` holds."""
         return {"mean": torch.from_numpy(self.mean.copy()), "components": torch.from_numpy(self.components.copy())}
+
+    @classmethod
+    def from_saved(cls, tensors: dict, summary: dict, config: dict) -> "Projection":
+        """Rebuild from :meth:`tensors` and :attr:`summary`, checked against each other and the model of the
+        checkpoint's ``config``; :class:`SavedPartError` naming the file at fault."""
+        tensors_file, json_file = cls.FILES
+        try:
+            projection = cls(tensors["mean"].numpy(), tensors["components"].numpy(), {})
+        except (KeyError, ValueError, TypeError) as err:
+            raise SavedPartError(tensors_file, f"corrupt or incomplete projection ({err})") from err
+        try:
+            check_summary(summary, projection.hidden_size, config["labels"])
+        except (KeyError, ValueError, TypeError, AttributeError) as err:
+            raise SavedPartError(json_file, f"unreadable projection summary ({err})") from err
+        if projection.hidden_size != config["model"]["hidden_size"]:
+            raise SavedPartError(tensors_file, f"projection is for hidden size {projection.hidden_size}, the model "
+                                               f"has {config['model']['hidden_size']}")
+        projection.summary = summary
+        return projection
 
 
 @torch.inference_mode()

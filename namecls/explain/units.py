@@ -21,12 +21,13 @@ float32) and ``explain.json`` (the names and languages the indices refer to, and
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import torch
 
 from ..data.names import length_batches
+from ..errors import SavedPartError
 from ..models.networks import Model
 from .projection import PER_LANGUAGE, SAMPLE_SEED, _sample_rows, top_states
 
@@ -113,6 +114,30 @@ class Explain:
                   "context_name": self.context_name.astype(np.int32), "context_pos": self.context_pos.astype(np.int32),
                   "context_value": self.context_value}
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+    # saved in a checkpoint as these files (namecls.checkpoint.parts.Part)
+    FILES: ClassVar[tuple[str, ...]] = ("explain.safetensors", "explain.json")
+    LABEL: ClassVar[str] = "explanation data"
+
+    @classmethod
+    def from_saved(cls, tensors: dict, summary: dict, config: dict) -> "Explain":
+        """Rebuild from :meth:`tensors` and :attr:`summary`, checked against each other and the model of the
+        checkpoint's ``config``; :class:`SavedPartError` naming the file at fault."""
+        tensors_file, json_file = cls.FILES
+        try:
+            arrays = {k: v.numpy() for k, v in tensors.items()}
+            shape = cls(arrays, {}).unit_order.shape  # checks the arrays against each other
+        except (KeyError, ValueError, TypeError) as err:
+            raise SavedPartError(tensors_file, f"corrupt or incomplete explanation data ({err})") from err
+        expected = (config["model"].get("num_layers", 1), config["model"]["hidden_size"])
+        if shape != expected:
+            raise SavedPartError(tensors_file, f"explanation data is for (layers, units) {shape}, the model has "
+                                               f"{expected}")
+        try:
+            check_summary(summary, config)
+            return cls(arrays, summary)  # checks the name lists against the arrays
+        except (KeyError, ValueError, TypeError, AttributeError) as err:
+            raise SavedPartError(json_file, f"unreadable explanation summary ({err})") from err
 
 
 def _check(explain: Explain) -> None:

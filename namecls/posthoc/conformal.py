@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -270,6 +271,10 @@ class Conformal:
         covered = np.array([t in row for t, row in zip(targets.tolist(), sets)])
         return set_report(sizes, covered, targets, labels)
 
+    # saved in a checkpoint as these files (namecls.checkpoint.parts.Part)
+    FILES: ClassVar[tuple[str, ...]] = ("conformal.safetensors", "conformal.json")
+    LABEL: ClassVar[str] = "prediction-set data"
+
     def tensors(self) -> dict[str, torch.Tensor]:
         """What ``conformal.safetensors`` holds."""
         out = {"scores": torch.from_numpy(self.scores.copy())}
@@ -280,8 +285,9 @@ class Conformal:
         return out
 
     @classmethod
-    def from_saved(cls, tensors: dict, summary: dict) -> "Conformal":
-        """Rebuild from :meth:`tensors` (torch or NumPy) and :attr:`summary`; ``ValueError`` if they disagree."""
+    def from_saved(cls, tensors: dict, summary: dict, config: dict | None = None) -> "Conformal":
+        """Rebuild from :meth:`tensors` (torch or NumPy) and :attr:`summary`; ``ValueError`` if they disagree.
+        (``config``, the checkpoint's, is the part protocol's; the scores need nothing from it.)"""
         scores = np.asarray(tensors["scores"])
         if not isinstance(summary, dict) or summary.get("n") != len(scores):
             raise ValueError(f"conformal.json does not describe the {len(scores)} stored scores")

@@ -25,7 +25,7 @@ Stored as plain data (never pickle): :meth:`Novelty.tensors` (count tables, proj
 
 from __future__ import annotations
 
-from typing import overload
+from typing import ClassVar, overload
 
 import numpy as np
 import torch
@@ -360,6 +360,10 @@ class Novelty:
         """:meth:`score` of normalised ``names``, running ``model`` for the states and logits it needs."""
         return self.score(names, *_inputs(self, model, names))
 
+    # saved in a checkpoint as these files (namecls.checkpoint.parts.Part)
+    FILES: ClassVar[tuple[str, ...]] = ("novelty.safetensors", "novelty.json")
+    LABEL: ClassVar[str] = "novelty data"
+
     def tensors(self) -> dict[str, torch.Tensor]:
         """What a checkpoint's ``novelty.safetensors`` would hold."""
         arrays: dict[str, np.ndarray] = {}
@@ -373,7 +377,8 @@ class Novelty:
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
 
     @classmethod
-    def from_saved(cls, tensors: dict, summary: dict) -> "Novelty":
+    def from_saved(cls, tensors: dict, summary: dict, config: dict | None = None) -> "Novelty":
+        """Rebuild from :meth:`tensors` and :attr:`summary` (``config``, the checkpoint's, is the part protocol's)."""
         if summary.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"novelty format {summary.get('format_version')!r}, expected {FORMAT_VERSION}")
         arrays = {k: (v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in tensors.items()}

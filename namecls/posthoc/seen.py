@@ -10,6 +10,8 @@ once, with its languages in label order (a name can carry several: "Abel" is Fre
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 FORMAT_VERSION = 1
@@ -40,6 +42,14 @@ class TrainingNames:
         """The languages the normalised ``text`` had in the training split, in label order; [] when unseen."""
         return [self.labels[i] for i in self._languages.get(text, ())]
 
+    # saved in a checkpoint as these files (namecls.checkpoint.parts.Part), JSON only
+    FILES: ClassVar[tuple[str, ...]] = ("training_names.json",)
+    LABEL: ClassVar[str] = "training names"
+
+    def tensors(self) -> dict:
+        """None to store beside the JSON: the table is its summary."""
+        return {}
+
     @property
     def summary(self) -> dict:
         """What ``training_names.json`` holds."""
@@ -48,8 +58,10 @@ class TrainingNames:
                 "languages": [self._languages[n] for n in names]}
 
     @classmethod
-    def from_saved(cls, summary: dict, labels: list[str]) -> "TrainingNames":
-        """Rebuild from :attr:`summary`; ``ValueError`` if it is malformed or for other labels."""
+    def from_saved(cls, tensors: dict | None, summary: dict, config: dict) -> "TrainingNames":
+        """Rebuild from :attr:`summary` for the checkpoint of ``config``; ``ValueError`` if it is malformed or for
+        other labels. (``tensors``: the part protocol's; this part has none.)"""
+        labels = config["labels"]
         if not isinstance(summary, dict) or summary.get("labels") != list(labels):
             raise ValueError("its labels differ from config.json's")
         return cls(list(summary["names"]), [list(row) for row in summary["languages"]], labels)
