@@ -172,10 +172,9 @@ def trace_parts(models: dict[str, Classifier], names: list[str], calls: int) -> 
 
         def older(norm):  # what trace did before issue 19 beyond model.steps, each alone (None: no such data)
             x, _, hidden, target, t = inputs[norm.text]
-            logits = clf.model.steps(x, torch.tensor([x.shape[1]])).logits[0][-1:]
             return {
                 "novelty score (older part)": None if clf.novelty is None else
-                lambda: clf.novelty.score([norm.text], t.layers[-1][-1:], logits.numpy()),
+                lambda: clf.novelty.score([norm.text], t.layers[-1][-1:]),
                 "nearest training names, every prefix (older part)": None if clf.explain is None else
                 lambda: clf.explain.nearest(t.layers[-1]),
                 "leave-one-out deletion (older part)": lambda: clf._deletion(norm.text, target, t.probs[-1, target]),

@@ -381,7 +381,7 @@ class Classifier:
         target = int(np.argmax(probs[-1]))
         novelty = unfamiliar = None
         if self.novelty is not None:  # from the final state and logits this pass already has
-            novelty = float(self.novelty.score([norm.text], layers[-1][-1:], steps.logits[0][-1:].numpy())[0])
+            novelty = float(self.novelty.score([norm.text], layers[-1][-1:])[0])
             unfamiliar = self.novelty.unfamiliar(novelty)
         hidden = steps.hidden[:, 0]  # (L, T, H)
         contributions = cell.contributions(self.model, x[0], target, self.temperature, hidden=hidden, shift=shift)

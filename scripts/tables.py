@@ -10,7 +10,7 @@ from these sources, and nothing else:
 
 - ``checkpoints/{rnn,gru}/metrics.json`` and ``config.json``: the committed checkpoints' test scores, the baselines
   on the same split, prediction-set coverage, the novelty score's AUROCs (written by ``train.py`` /
-  ``python -m namecls.training.refit``; ``novelty.measured`` by ``python bench/novelty.py --heldout``);
+  ``python -m namecls.training.refit``; ``novelty.measured`` by ``python bench/novelty.py --heldout --write``);
 - ``checkpoints/outside_lists.json``: both priors on real surnames from outside the lists
   (``python bench/surnames.py --final --write``);
 - ``bench/results/cv-clean-5fold.csv``: 5-fold cross-validation, clean protocol (``python bench/accuracy.py

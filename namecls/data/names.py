@@ -215,15 +215,13 @@ def fetch_archive(url: str = DATA_URL, timeout: float = 60.0, max_bytes: int = M
 
 
 def download(dest: str | os.PathLike, url: str = DATA_URL, timeout: float = 60.0) -> Path:
-    """Fetch the tutorial archive, extract only ``data/names/*.txt`` into ``dest``, and check every SHA-256."""
-    dest = Path(dest)
+    """``train.py --download``: :func:`fetch_names` (the one download: the tutorial archive's ``data/names/*.txt``,
+    every SHA-256 checked, locked, all or nothing; nothing fetched when ``dest`` already holds them), with a hint for
+    a person offline."""
     try:
-        archive = fetch_archive(url, timeout)
-    except OSError as err:
-        raise RuntimeError(
-            f"could not download {url} ({err}); offline, pass --data-dir pointing at an existing names folder"
-        ) from err
-    return extract_names(archive, dest)
+        return fetch_names(dest, url, timeout)
+    except RuntimeError as err:
+        raise RuntimeError(f"{err}; offline, pass --data-dir pointing at an existing names folder") from err
 
 
 def holds_names(folder: str | os.PathLike) -> bool:

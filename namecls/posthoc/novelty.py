@@ -7,20 +7,20 @@ Components (each: higher = less like the training names), every one fitted on th
   is the mean negative log-likelihood (nats) per predicted symbol (every character and the end of the name)
   under the language whose model fits the name best: how unlike *every one* of the 18 lists the name is.
   Stored as count tables (:class:`LanguageNGrams`).
-- ``lm``: the same with one model of all the training names (a candidate; not in the chosen score).
 - ``knn``: the mean Euclidean distance from the name's final top-layer state to its ``k`` nearest training names'
   final states, in a PCA projection of those states (fitted on the training states; stored as float16).
-- ``maxprob``: 1 - the calibrated top probability (the "not sure" flag's score, the baseline).
-- ``energy``: -T logsumexp(logits / T) with T = 1.
 
-:class:`Novelty` combines the components in :data:`CHOSEN` (picked on ``bench/data/novelty-dev.csv``, see
-``bench/novelty.py``): each is z-scored with the mean and standard deviation of the clean validation names'
+:class:`Novelty` combines the components in :data:`CHOSEN`, picked on ``bench/data/novelty-dev.csv`` among other
+candidates (one language model of all the names, the top probability, the energy; ``bench/novelty.py``): each
+is z-scored with the mean and standard deviation of the clean validation names'
 scores, and the score is the mean of the z-scores. ``threshold`` is the score above which a name is flagged
 "unfamiliar": the ``FLAG_QUANTILE`` quantile of the validation names' scores, i.e. about 1 - FLAG_QUANTILE of
 names like the training data get the flag.
 
 Stored as plain data (never pickle): :meth:`Novelty.tensors` (count tables, projected states, projection) and
-:attr:`Novelty.summary` (JSON-able: method, parameters, what it was fitted on, the dev AUROCs).
+:attr:`Novelty.summary` (JSON-able: method, parameters, what it was fitted on). How well the score separates
+foreign names is measured outside the library, by ``python bench/novelty.py --heldout --write``, which records it
+in the committed checkpoints (``novelty.measured``).
 """
 
 from __future__ import annotations
@@ -33,28 +33,11 @@ import torch
 from ..models.networks import Model
 
 FORMAT_VERSION = 1
-CHOSEN = ("lm_lang", "knn")  # components of the score; see bench/novelty.py for the comparison on the dev set
+CHOSEN = ("lm_lang", "knn")  # the components of the score (the only ones a Novelty computes)
 LM_ORDER = 5
 KNN_K = 5
 KNN_DIMS = 32  # PCA dimensions kept for the stored training states
 FLAG_QUANTILE = 0.95  # the flag fires above the 95th percentile of clean validation names' scores
-# AUROCs of CHOSEN on bench/data/novelty-dev.csv for the committed checkpoints (python bench/novelty.py --heldout;
-# recomputed by tests/test_novelty.py): foreign vs unseen in-language names, and foreign vs the clean test split.
-DEV_AUROC = {
-    "rnn": {"auroc_vs_in_language": 0.7270, "auroc_vs_test_split": 0.8821},
-    "gru": {"auroc_vs_in_language": 0.7430, "auroc_vs_test_split": 0.9005},
-}
-# The same on bench/data/novelty-heldout.csv (12 other foreign countries), computed once after the choice.
-HELDOUT_AUROC = {
-    "rnn": {"auroc_vs_in_language": 0.660, "auroc_vs_test_split": 0.837},
-    "gru": {"auroc_vs_in_language": 0.694, "auroc_vs_test_split": 0.868},
-}
-# What the measured AUROCs support, for the app and the README.
-CLAIM = ("The novelty score ranks names by how unusual their spelling is for these 18 lists: a foreign surname "
-         "scores above a name like the test data about 85-90% of the time, but above an unseen surname of one of "
-         "the 18 languages only about 66-74% of the time, so the \"unfamiliar\" flag means \"unusual for these "
-         "18 lists\", not \"from another language\"; it must not be read as detecting foreign names.")
-
 # Symbols of the n-gram model: 0 = start, 1 = end, then the lower-cased alphabet.
 _CHARS = "abcdefghijklmnopqrstuvwxyz .,:;-'"
 _SYMBOL = {c: i + 2 for i, c in enumerate(_CHARS)}
@@ -191,8 +174,7 @@ class LanguageNGrams:
     """One :class:`CharNGram` per language, fitted on that language's training names.
 
     ``min_nll``: the mean negative log-likelihood per symbol under the language model that fits the name best,
-    i.e. how unlike *every one* of the lists the name is. ``mix_nll``: the same under the mixture of the language
-    models weighted by the languages' shares of the training names.
+    i.e. how unlike *every one* of the lists the name is. ``weights``: the languages' shares of the training names.
     """
 
     def __init__(self, models: list[CharNGram], weights: list[float]):
@@ -215,11 +197,6 @@ class LanguageNGrams:
     def min_nll(self, names: list[str]) -> np.ndarray:
         symbols_per_name = np.array([len(n) + 1 for n in names], dtype=np.float64)
         return -self._totals(names).max(0) / symbols_per_name
-
-    def mix_nll(self, names: list[str]) -> np.ndarray:
-        total = self._totals(names) + np.log(self.weights)[:, None]
-        m = total.max(0)
-        return -(m + np.log(np.exp(total - m).sum(0))) / np.array([len(n) + 1 for n in names], dtype=np.float64)
 
     def tensors(self) -> dict[str, np.ndarray]:
         out = {}
@@ -246,21 +223,6 @@ def knn_distance(queries: np.ndarray, reference: np.ndarray, k: int = KNN_K, chu
     return out
 
 
-def max_prob_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """(N,): 1 - the top probability of softmax(logits / temperature)."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z = z - z.max(1, keepdims=True)
-    p = np.exp(z)
-    return 1.0 - (p / p.sum(1, keepdims=True)).max(1)
-
-
-def energy_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """(N,): -T logsumexp(logits / T) (Liu et al., 2020): high when no language's logit is large."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    m = z.max(1)
-    return -temperature * (m + np.log(np.exp(z - m[:, None]).sum(1)))
-
-
 @torch.inference_mode()
 def final_states(model: Model, names: list[str], batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """(N, H) top-layer state after each name's last character and (N, C) logits, batched by length."""
@@ -283,11 +245,12 @@ class Novelty:
     def __init__(self, tensors: dict, summary: dict):
         self.summary = summary
         self.components: tuple[str, ...] = tuple(summary["components"])
+        unknown = set(self.components) - set(CHOSEN)
+        if unknown:
+            raise ValueError(f"novelty components {sorted(unknown)} are not {CHOSEN} (candidates live in bench/)")
         p = summary["params"]
-        self.temperature = float(p.get("temperature", 1.0))
         self.k = int(p["knn_k"])
         arrays = {k: np.asarray(v) for k, v in tensors.items()}
-        self.lm = CharNGram.from_tensors(arrays, p["lm_discounts"]) if "lm" in self.components else None
         self.lm_lang = (LanguageNGrams.from_tensors(arrays, p["lm_lang_discounts"], p["lm_lang_weights"])
                         if "lm_lang" in self.components else None)
         if "knn" in self.components:
@@ -306,18 +269,11 @@ class Novelty:
     def needs_states(self) -> bool:
         return "knn" in self.components
 
-    @property
-    def needs_logits(self) -> bool:
-        return any(c in self.components for c in ("maxprob", "energy"))
-
-    def features(self, names: list[str], states=None, logits=None) -> np.ndarray:
+    def features(self, names: list[str], states=None) -> np.ndarray:
         """(N, len(components)): each component's raw score (before standardisation)."""
         cols = []
         for c in self.components:
-            if c == "lm":
-                assert self.lm is not None  # built in __init__ when "lm" is a component
-                cols.append(self.lm.nll(names))
-            elif c == "lm_lang":
+            if c == "lm_lang":
                 assert self.lm_lang is not None  # built in __init__ when "lm_lang" is a component
                 cols.append(self.lm_lang.min_nll(names))
             elif c == "knn":
@@ -325,26 +281,15 @@ class Novelty:
                     raise ValueError("the knn component needs the names' final top-layer states")
                 projected = (np.atleast_2d(np.asarray(states, dtype=np.float64)) - self.mean) @ self.basis
                 cols.append(knn_distance(projected, self.reference, self.k))
-            elif c == "maxprob":
-                if logits is None:
-                    raise ValueError("the maxprob component needs the names' logits")
-                cols.append(max_prob_score(np.atleast_2d(logits), self.temperature))
-            elif c == "energy":
-                if logits is None:
-                    raise ValueError("the energy component needs the names' logits")
-                cols.append(energy_score(np.atleast_2d(logits)))
-            else:
-                raise ValueError(f"unknown component {c!r}")
         return np.stack(cols, axis=1)
 
-    def score(self, names: list[str], states: np.ndarray | None = None, logits: np.ndarray | None = None) -> np.ndarray:
+    def score(self, names: list[str], states: np.ndarray | None = None) -> np.ndarray:
         """(N,): the novelty score of normalised ``names``; higher = less like the training names.
 
         ``states`` (N, H): each name's top-layer state after its last character (``Trace.hidden[-1]``, or
-        :func:`final_states`); ``logits`` (N, C): the model's raw logits for the names (before the temperature).
-        Pass what :attr:`needs_states` / :attr:`needs_logits` ask for.
+        :func:`final_states`), when :attr:`needs_states`.
         """
-        return ((self.features(names, states, logits) - self.center) / self.scale).mean(axis=1)
+        return ((self.features(names, states) - self.center) / self.scale).mean(axis=1)
 
     @overload
     def unfamiliar(self, scores: float) -> bool: ...
@@ -357,8 +302,8 @@ class Novelty:
         return bool(flags) if flags.ndim == 0 else flags
 
     def score_model(self, model: Model, names: list[str]) -> np.ndarray:
-        """:meth:`score` of normalised ``names``, running ``model`` for the states and logits it needs."""
-        return self.score(names, *_inputs(self, model, names))
+        """:meth:`score` of normalised ``names``, running ``model`` for the states it needs."""
+        return self.score(names, _states(self, model, names))
 
     # saved in a checkpoint as these files (namecls.checkpoint.parts.Part)
     FILES: ClassVar[tuple[str, ...]] = ("novelty.safetensors", "novelty.json")
@@ -367,8 +312,6 @@ class Novelty:
     def tensors(self) -> dict[str, torch.Tensor]:
         """What a checkpoint's ``novelty.safetensors`` would hold."""
         arrays: dict[str, np.ndarray] = {}
-        if self.lm is not None:
-            arrays.update(self.lm.tensors())
         if self.lm_lang is not None:
             arrays.update(self.lm_lang.tensors())
         if "knn" in self.components:
@@ -386,24 +329,21 @@ class Novelty:
 
 
 def fit(model: Model, train_names: list[str], train_targets, labels: list[str], dev=None, *,
-        val_names: list[str] | None = None, temperature: float = 1.0, components=CHOSEN, order: int = LM_ORDER,
-        k: int = KNN_K, dims: int = KNN_DIMS, quantile: float = FLAG_QUANTILE) -> Novelty:
+        val_names: list[str] | None = None, order: int = LM_ORDER, k: int = KNN_K, dims: int = KNN_DIMS,
+        quantile: float = FLAG_QUANTILE) -> Novelty:
     """Fit the score on the training names and standardise it on ``val_names``; return the :class:`Novelty`.
 
     ``train_names``/``train_targets``: the training split (rows; a name in two languages feeds both language
     models; the kNN reference holds each distinct name once). ``val_names``: the clean validation names, for the
     z-scoring and the flag's threshold (without them the training names stand in, and the threshold is optimistic:
-    a training name's kNN distance includes itself). ``temperature``: the checkpoint's (used by ``maxprob`` only).
+    a training name's kNN distance includes itself).
     ``dev``: optional ``(names, groups, test_names)`` (groups: "foreign" / "in_language"; test_names may be None)
     whose AUROCs :func:`evaluate` records in the summary under "dev".
     """
+    components = CHOSEN
     unique = sorted(set(train_names))
     tensors: dict[str, np.ndarray] = {}
-    params: dict = {"temperature": float(temperature), "knn_k": int(k)}
-    if "lm" in components:
-        lm = CharNGram.fit(unique, order)
-        tensors.update(lm.tensors())
-        params.update({"lm_order": order, "lm_discounts": lm.discounts})
+    params: dict = {"knn_k": int(k)}
     if "lm_lang" in components:
         langs = LanguageNGrams.fit(list(train_names), train_targets, len(labels), order)
         tensors.update(langs.tensors())
@@ -430,13 +370,13 @@ def fit(model: Model, train_names: list[str], train_targets, labels: list[str], 
     }
     novelty = Novelty(tensors, summary)
     reference = list(val_names) if val_names else unique
-    inputs = _inputs(novelty, model, reference)  # the model's states and logits, run once for both uses below
-    feats = novelty.features(reference, *inputs)
+    reference_states = _states(novelty, model, reference)  # the model run once for both uses below
+    feats = novelty.features(reference, reference_states)
     summary["standardize"] = {"mean": feats.mean(0).tolist(), "std": np.maximum(feats.std(0), 1e-12).tolist(),
                               "fitted_on": f"{len(reference)} {'clean validation' if val_names else 'training'} "
                                            "names"}
     novelty = Novelty(tensors, summary)
-    ref_scores = novelty.score(reference, *inputs)
+    ref_scores = novelty.score(reference, reference_states)
     value = float(np.quantile(ref_scores, quantile))
     summary["threshold"] = {
         "value": value, "quantile": quantile,
@@ -446,31 +386,22 @@ def fit(model: Model, train_names: list[str], train_targets, labels: list[str], 
     summary["fitted_on"] = {"train_names": len(unique), "train_rows": len(train_names), "labels": list(labels),
                             "what": "the clean split's training names (language models: each language's distinct "
                                     "names; kNN: each distinct name once); z-scores and threshold: validation"}
-    kind = getattr(getattr(model, "config", None), "kind", None)
-    if kind in DEV_AUROC:
-        summary["measured"] = {"dev": DEV_AUROC[kind], "heldout": HELDOUT_AUROC[kind], "claim": CLAIM,
-                               "by": "python bench/novelty.py --heldout (committed checkpoints, clean seed 0)"}
     summary["method"] = describe(components, order, k, dims)
     if dev is not None:
         summary["dev"] = evaluate(novelty, model, *dev)
     return Novelty(tensors, summary)
 
 
-def _inputs(novelty: Novelty, model, names):
-    """(final states, final logits) of ``names`` if ``novelty`` needs them, else (None, None)."""
-    if novelty.needs_states or novelty.needs_logits:
-        return final_states(model, names)
-    return None, None
+def _states(novelty: Novelty, model, names) -> np.ndarray | None:
+    """The final top-layer states of ``names`` if ``novelty`` needs them, else None."""
+    return final_states(model, names)[0] if novelty.needs_states else None
 
 
 def describe(components, order: int, k: int, dims: int) -> str:
-    parts = {"lm": f"character {order}-gram Kneser-Ney language model of the training names, mean negative "
-                   "log-likelihood per character",
-             "lm_lang": f"per-language character {order}-gram Kneser-Ney language models of the training names, "
+    parts = {"lm_lang": f"per-language character {order}-gram Kneser-Ney language models of the training names, "
                         "mean negative log-likelihood per character under the best-fitting language",
              "knn": f"mean distance of the final top-layer state to the {k} nearest training names' states "
-                    f"(PCA to {dims} dimensions)",
-             "maxprob": "1 - calibrated top probability", "energy": "energy -logsumexp(logits)"}
+                    f"(PCA to {dims} dimensions)"}
     return ("mean of the z-scores (clean validation names' mean and std) of: " +
             "; ".join(parts[c] for c in components))
 

@@ -84,8 +84,7 @@ def fit(model, labels: list[str], split, val_logits, test_logits, with_maps: boo
     fitted.explain = explain.fit(model, train_names, train_targets, labels)
     metrics["explain"] = {k: fitted.explain.summary[k] for k in
                           ("methods", "fitted_on", "n_distinct_train_names", "n_prefix_states", "k")}
-    fitted.novelty = novelty.fit(model, train_names, train_targets, labels, val_names=val_names,
-                                 temperature=temperature)
+    fitted.novelty = novelty.fit(model, train_names, train_targets, labels, val_names=val_names)
     metrics["novelty"] = fitted.novelty.summary
     return fitted
 
