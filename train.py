@@ -17,7 +17,7 @@ from namecls import checkpoint
 from namecls.posthoc import parts as posthoc  # before torch: namecls sets how torch's idle threads wait
 
 import torch  # noqa: E402
-from namecls.data.names import download, read_names  # noqa: E402
+from namecls.data.names import data_dirs, download, find_data, read_names  # noqa: E402
 from namecls.training.evaluation import results_table  # noqa: E402
 from namecls.training.experiment import checkpoint_extra, default_text, run  # noqa: E402
 from namecls.recipes import DRY_RUN  # noqa: E402
@@ -71,10 +71,12 @@ def check_out(out: str) -> str | None:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["rnn", "gru", "all"], default="all", help="which model to train (default: all)")
-    p.add_argument("--data-dir", default=os.environ.get("NAMECLS_DATA_DIR", "data/names"),
-                   help="folder with one <Language>.txt per language (default: $NAMECLS_DATA_DIR or data/names)")
+    p.add_argument("--data-dir",
+                   help="folder with one <Language>.txt per language (default: $NAMECLS_DATA_DIR; else the first "
+                        "of data/names, ../shared/data/names beside the project and the download cache that holds it)")
     p.add_argument("--download", action="store_true",
-                   help="download the PyTorch tutorial's data.zip into --data-dir first (checks SHA-256 hashes)")
+                   help="download the PyTorch tutorial's data.zip into --data-dir first (checks SHA-256 hashes; "
+                        "default: $NAMECLS_DATA_DIR or data/names)")
     p.add_argument("--protocol", choices=PROTOCOLS, default="clean",
                    help="clean: unique names, grouped 80/10/10 split (default); seed: the article's 10%% row split")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the initial weights and the batch order")
@@ -114,8 +116,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     try:
         if args.download:
-            download(args.data_dir)
-        data = read_names(args.data_dir)
+            download(args.data_dir or data_dirs()[0][0])
+        data = read_names(find_data(args.data_dir))
     except (OSError, RuntimeError) as err:
         raise SystemExit(f"error: {err}") from None
     split = make_split(data, args.protocol, args.seed)
@@ -138,12 +140,12 @@ def main(argv=None) -> None:
             except checkpoint.CheckpointError as err:
                 raise SystemExit(f"error: --like: {err}") from None
             architecture = {k: v for k, v in architecture.items() if k not in ("kind", "num_classes")}
-        model, metrics = run(kind, data, split, architecture | model_overrides, settings | train_overrides,
-                             with_baselines=not args.dry_run, progress=not args.no_progress)
-        fitted = posthoc.fit_on_split(model, data.labels, split)
-        metrics |= fitted.metrics
-        folder = checkpoint.save(Path(args.out) / kind, model, data.labels, checkpoint_extra(data, split, metrics),
-                                 metrics, fitted)
+        trained = run(kind, data.labels, split, architecture | model_overrides, settings | train_overrides,
+                      with_baselines=not args.dry_run, progress=not args.no_progress)
+        fitted = posthoc.fit(trained.model, data.labels, split, trained.val_logits, trained.test_logits)
+        metrics = trained.metrics | fitted.metrics
+        folder = checkpoint.save(Path(args.out) / kind, trained.model, data.labels,
+                                 checkpoint_extra(data, split, metrics), metrics, fitted)
         print(f"\n{kind.upper()} on the {split.protocol} test split ({metrics['test']['n']} names), "
               f"{metrics['training_seconds']:.0f} s of training, saved to {folder}\n{results_table(metrics)}\n"
               f"{posthoc.coverage_line(metrics)}\n")

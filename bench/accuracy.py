@@ -303,10 +303,10 @@ def train_one(data_dir: str, protocol: str, split_id: int, n_folds: int | None, 
         seconds = time.perf_counter() - start
     else:
         overrides = {"seed": init_seed, **(DRY_RUN["train"] if dry_run else {})}
-        model, metrics = run(kind, data, split, model_overrides=DRY_RUN["model"] if dry_run else None,
-                             train_overrides=overrides, with_baselines=False, progress=False)
-        scores, seconds, epochs_run = (predict_logits(model, test_names), metrics["training_seconds"],
-                                       metrics["epochs_run"])
+        trained = run(kind, data.labels, split, model_overrides=DRY_RUN["model"] if dry_run else None,
+                      train_overrides=overrides, with_baselines=False, progress=False)
+        scores, seconds, epochs_run = (predict_logits(trained.model, test_names), trained.metrics["training_seconds"],
+                                       trained.metrics["epochs_run"])
     metrics = score(test_targets, scores, data.labels)
     predictions = scores.argmax(axis=1)
     right_set = set_correct(test_names, predictions, languages_by_name(data.names, data.targets))

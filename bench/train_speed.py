@@ -45,7 +45,7 @@ from namecls.training.experiment import model_config, train_config  # noqa: E402
 from namecls.recipes import FIT_DEFAULTS  # noqa: E402
 from namecls.models.networks import build  # noqa: E402
 from namecls.data.splits import make_split  # noqa: E402
-from namecls.training.loop import length_batches, train  # noqa: E402
+from namecls.training.loop import Hooks, length_batches, train  # noqa: E402
 
 TARGET = 0.824
 RECIPE = replace(FIT_DEFAULTS["gru"], batch_size=256, lr=2e-2, epochs=6)  # see the module docstring
@@ -102,7 +102,8 @@ def time_to_accuracy(args, data) -> None:
     torch.manual_seed(0)
     model = build(model_config("gru", num_classes, **recipe.model_fields()))
     tconfig = train_config("gru", **(recipe.train_fields() | {"patience": recipe.epochs}))
-    train(model, train_names, train_targets, val_names, val_targets, tconfig, progress=False, on_epoch=check_test)
+    train(model, train_names, train_targets, val_names, val_targets, tconfig, progress=False,
+          hooks=Hooks(on_epoch=check_test))
 
     sample = np.random.default_rng(0).choice(len(train_names), size=args.sample, replace=False)
     names, targets = [train_names[i] for i in sample], train_targets[sample]

@@ -589,7 +589,6 @@ def test_train_your_own_in_a_browser(page, data_dir):
 def test_train_without_the_data_says_what_failed_and_how_to_fix_it(page, monkeypatch, tmp_path):
     """A server without the names data whose fetch fails (offline here: the fetch is replaced by a network error):
     pressing Train shows one message in the tab, which fits the screen, and draws nothing else."""
-    import importlib
     import urllib.error
 
     from playwright.sync_api import expect
@@ -598,7 +597,8 @@ def test_train_without_the_data_says_what_failed_and_how_to_fix_it(page, monkeyp
 
     monkeypatch.delenv("NAMECLS_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(importlib.import_module("namecls.training.fit"), "PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.setattr(namecls.data.names, "PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.setattr(namecls.data.names, "LOCAL_DATA_DIR", tmp_path / "local")
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")

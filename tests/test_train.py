@@ -150,10 +150,14 @@ def test_missing_data_dir_is_a_clear_error(tmp_path):
 
 
 def test_default_data_dir_missing_is_a_clear_error(tmp_path, monkeypatch):
-    """No --data-dir and no NAMECLS_DATA_DIR: the default data/names (relative to the cwd) is missing."""
+    """No --data-dir and no NAMECLS_DATA_DIR: none of the default places (data/names relative to the cwd, the folder
+    beside the project, the download cache) holds the data."""
+    import namecls.data.names
     import train
 
     monkeypatch.delenv("NAMECLS_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(namecls.data.names, "PROJECT_ROOT", tmp_path / "project")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as info:
         train.main(["--dry-run", "--threads", str(torch.get_num_threads())])
@@ -163,12 +167,26 @@ def test_default_data_dir_missing_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_data_dir_default_comes_from_the_environment(tmp_path, monkeypatch):
+    """train.py, refit and fit resolve a missing --data-dir alike (namecls.data.names.find_data): $NAMECLS_DATA_DIR,
+    else data/names in the working directory, else the folder beside the project, else the download cache."""
+    from pathlib import Path
+
+    import namecls.data.names
     import train
 
-    monkeypatch.setenv("NAMECLS_DATA_DIR", str(tmp_path / "from-env"))
-    assert train.parse_args([]).data_dir == str(tmp_path / "from-env")
+    assert train.parse_args([]).data_dir is None  # resolved in main()
+    data = write_tiny_data(tmp_path / "from-env")
+    monkeypatch.setenv("NAMECLS_DATA_DIR", str(data))
+    assert namecls.data.names.find_data() == data
     monkeypatch.delenv("NAMECLS_DATA_DIR")
-    assert train.parse_args([]).data_dir == "data/names"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(namecls.data.names, "PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.chdir(tmp_path)
+    write_tiny_data(tmp_path / "shared" / "data" / "names")
+    assert namecls.data.names.default_data_dir() == (tmp_path / "shared" / "data" / "names",
+                                                     "the default beside the project")
+    write_tiny_data(tmp_path / "data" / "names")
+    assert namecls.data.names.find_data() == Path("data/names")
 
 
 def test_empty_data_dir_fails_and_says_what_to_do(tmp_path):

@@ -29,7 +29,6 @@ import namecls.data.names  # noqa: E402
 from namecls.ui import yours  # noqa: E402
 from test_app import TRACED  # noqa: E402  (/ui_trace's outputs as the client returns them)
 
-fitting = importlib.import_module("namecls.training.fit")  # the module (namecls.fit is its function)
 
 THREE = ["Chinese", "Japanese", "Russian"]
 RUNNING = (Status.PROCESSING, Status.ITERATING)  # a generator's job iterates
@@ -326,13 +325,14 @@ def no_data(monkeypatch, tmp_path):
     fetch must be replaced by each test (this one fails the test if reached: no real network in tests)."""
     monkeypatch.delenv("NAMECLS_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(fitting, "PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.setattr(namecls.data.names, "PROJECT_ROOT", tmp_path / "project")
+    monkeypatch.setattr(namecls.data.names, "LOCAL_DATA_DIR", tmp_path / "local")
 
     def unexpected(*args, **kwargs):
         raise AssertionError("the test did not replace the fetch")
 
     monkeypatch.setattr(namecls.data.names, "fetch_archive", unexpected)
-    assert not fitting.data_on_disk()
+    assert not namecls.data.names.data_on_disk()
     return tmp_path / "cache" / "namecls"
 
 
@@ -366,7 +366,7 @@ def test_the_first_training_fetches_the_data_once(url, no_data, monkeypatch, rea
     assert namecls.data.names.holds_names(cached)  # every file, each with its published SHA-256
     assert {p.name: p.read_bytes() for p in cached.glob("*.txt")} == \
         {p.name: p.read_bytes() for p in data_dir.glob("*.txt")}
-    assert fitting.default_data_dir() == (cached, "the copy downloaded into the cache")
+    assert namecls.data.names.default_data_dir() == (cached, "the copy downloaded into the cache")
     # From now on the data is on disk: a second training (another session) fetches nothing.
     progress, *_, result, _, _, _, _ = Client(url, verbose=False).predict(*SHORT, api_name="/ui_train")
     assert "Validation accuracy" in result and calls == [namecls.data.names.DATA_URL]
@@ -399,7 +399,7 @@ def test_a_tampered_archive_is_refused_with_a_message_and_leaves_nothing(url, no
     assert "Cannot train" in progress and "Russian.txt: SHA-256" in progress and "NAMECLS_DATA_DIR" in progress
     assert _unchanged(others), others
     assert _leftovers(no_data) == []  # nothing written: neither the names folder nor a half-extracted one
-    assert not fitting.data_on_disk()
+    assert not namecls.data.names.data_on_disk()
 
 
 def test_a_corrupt_archive_is_refused(url, no_data, monkeypatch, real_archive):
@@ -439,7 +439,8 @@ def test_two_sessions_at_once_download_once(no_data, monkeypatch, real_archive):
 
     monkeypatch.setattr(namecls.data.names, "fetch_archive", slow)
     found = []
-    threads = [threading.Thread(target=lambda: found.append(fitting.find_or_download_data())) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: found.append(namecls.data.names.find_or_download_data()))
+               for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -316,6 +316,91 @@ def extract_names(archive: bytes, dest: Path) -> Path:
     return dest
 
 
+# --- where the names folder is -----------------------------------------------------------------------------------
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: ../shared/data/names is looked for beside it
+LOCAL_DATA_DIR = Path("data/names")  # in the working directory: train.py's --download puts the data there
+
+
+def cache_data_dir() -> Path:
+    """Where :func:`find_or_download_data` keeps the names data it had to download: ``$XDG_CACHE_HOME/namecls/names``
+    (``~/.cache/namecls/names`` when unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "namecls" / "names"
+
+
+def _holds_txt(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.txt"))
+
+
+def data_dirs() -> list[tuple[Path, str]]:
+    """Where a names folder is looked for when none is given, in order, each with where it comes from:
+    ``$NAMECLS_DATA_DIR`` alone when it is set (used as it is, never replaced by a download); else ``data/names`` in
+    the working directory, ``../shared/data/names`` beside the project, and :func:`cache_data_dir`."""
+    env = os.environ.get("NAMECLS_DATA_DIR")
+    if env:
+        return [(Path(env), "$NAMECLS_DATA_DIR")]
+    return [(LOCAL_DATA_DIR, "data/names in the working directory"),
+            (PROJECT_ROOT.parent / "shared" / "data" / "names", "the default beside the project"),
+            (cache_data_dir(), "the copy downloaded into the cache")]
+
+
+def default_data_dir() -> tuple[Path, str]:
+    """The names folder read when none is given, and where that choice came from: the first of :func:`data_dirs`
+    that holds ``*.txt`` files (the cache only once it holds every checked file, :func:`holds_names`); the first of
+    them when none does."""
+    candidates = data_dirs()
+    for folder, origin in candidates:
+        if holds_names(folder) if folder == cache_data_dir() else _holds_txt(folder):
+            return folder, origin
+    return candidates[0]
+
+
+def find_data(data_dir: str | os.PathLike | None = None) -> Path:
+    """The names folder to read: ``data_dir`` (or :func:`default_data_dir`) if it holds ``*.txt`` files; else
+    FileNotFoundError saying where it looked and how to get the data. ``train.py``, ``python -m namecls.training.refit``
+    and :func:`namecls.fit` all resolve their folder here."""
+    if data_dir is not None:
+        folder, where = Path(data_dir), f"{data_dir} (the folder given)"
+    else:
+        folder, origin = default_data_dir()
+        where = " or ".join(f"{path} ({origin})" for path, origin in data_dirs())
+    if _holds_txt(folder):
+        return folder
+    raise FileNotFoundError(
+        f"no names data in {where}: give a folder with one <Language>.txt per language (--data-dir, or data_dir=), "
+        f"set NAMECLS_DATA_DIR, or download it (SHA-256 checked) with `python train.py --download --data-dir "
+        f"{folder}` or namecls.data.names.download({str(folder)!r}) (fetches {DATA_URL})")
+
+
+def data_on_disk() -> bool:
+    """Whether :func:`find_data` finds a names folder without any download."""
+    try:
+        find_data(None)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def find_or_download_data(timeout: float = 60.0) -> Path:
+    """The names folder to train on: :func:`find_data`'s default if it holds the data; else, unless
+    ``$NAMECLS_DATA_DIR`` names a folder (then its FileNotFoundError), the tutorial's archive downloaded once into
+    :func:`cache_data_dir` and checked by SHA-256 (:func:`fetch_names`: a lock, a size cap, a timeout). A failed
+    download raises RuntimeError saying what failed and how to do without it."""
+    try:
+        return find_data(None)
+    except FileNotFoundError:
+        if os.environ.get("NAMECLS_DATA_DIR"):
+            raise
+    try:
+        return fetch_names(cache_data_dir(), timeout=timeout)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f"the names data is not on this server and fetching it failed: {err}. To fix it, set NAMECLS_DATA_DIR "
+            f"to a folder with one <Language>.txt per language (data/names/ of {DATA_URL}) and restart, or let "
+            f"the server reach download.pytorch.org.") from err
+
+
 def encode(name: str) -> list[int]:
     """Character indices of an already-normalised name."""
     return [CHAR_TO_INDEX[c] for c in name]

@@ -10,9 +10,10 @@ holding each fitted thing as an explicit value:
 - ``explain``: reference bank, unit order and unit contexts (:mod:`namecls.explain.units`), fitted on training names;
 - ``novelty``: how unusual a name is for the training names (:mod:`namecls.posthoc.novelty`), fitted on training names;
 
-plus ``metrics``, the fields it adds to metrics.json (scores on validation and test). ``train.py`` and
-``python -m namecls.training.refit`` both call :func:`fit_on_split` and :func:`namecls.checkpoint.save`, so a checkpoint
-refitted without retraining holds the same numbers as a freshly trained one.
+plus ``metrics``, the fields it adds to metrics.json (scores on validation and test). ``train.py`` (on the logits
+:func:`namecls.training.experiment.run` returns) and ``python -m namecls.training.refit`` (:func:`fit_on_split`,
+which computes them) both fit here and save with :func:`namecls.checkpoint.save`, so a checkpoint refitted without
+retraining holds the same numbers as a freshly trained one.
 """
 
 from __future__ import annotations

@@ -6,13 +6,14 @@
     >>> clf.save_zip("my-gru.zip"); namecls.load("my-gru.zip")  # the same answers
 
 It trains on the clean protocol's train split (:func:`namecls.data.splits.make_split`; with ``languages``, that split
-restricted to them, so a name's part is the same as in the full split), keeps the best weights on its validation
-split, folds in the validation-chosen logit adjustment (as ``train.py`` does) and fits the fast post-training parts
+restricted to them, so a name's part is the same as in the full split) through ``train.py``'s pipeline
+(:func:`namecls.training.experiment.run`: the best weights on validation, the validation-chosen logit adjustment
+folded in, the validation and test scores), then fits the fast post-training parts
 (:func:`namecls.posthoc.parts.fit` with ``with_maps=False``: temperature, low-confidence rule, prediction sets and the
 training-name table). The map, the explanation data and the novelty score are not fitted: those attributes are None.
 
 Defaults come from :data:`FIT_DEFAULTS` (one :class:`FitConfig` per model kind), chosen for time to accuracy rather
-than for the last point of accuracy (the committed checkpoints use :mod:`namecls.training.experiment`'s defaults).
+than for the last point of accuracy (the committed checkpoints use the default recipe, :mod:`namecls.recipes`).
 """
 
 from __future__ import annotations
@@ -20,86 +21,19 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from .. import checkpoint
-from ..data.names import DATA_URL, fetch_names, holds_names, pad_batch, read_names, validate
+from ..data.names import find_data, pad_batch, read_names, validate
 from ..inference import Classifier
 from ..recipes import FIT_DEFAULTS, FitConfig
 from ..errors import InputError
 
 # Training needs scikit-learn, pandas and tqdm (splits, evaluation, training): imported by fit() when it runs, so
 # that ``import namecls`` stays as light as it was.
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def cache_data_dir() -> Path:
-    """Where :func:`find_or_download_data` keeps the names data it had to download: ``$XDG_CACHE_HOME/namecls/names``
-    (``~/.cache/namecls/names`` when unset)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "namecls" / "names"
-
-
-def _holds_txt(folder: Path) -> bool:
-    return folder.is_dir() and any(folder.glob("*.txt"))
-
-
-def default_data_dir() -> tuple[Path, str]:
-    """The names folder :func:`fit` reads when given none, and where that choice came from: ``$NAMECLS_DATA_DIR``;
-    else ``../shared/data/names`` beside the project; else, if it holds the data, :func:`cache_data_dir`."""
-    env = os.environ.get("NAMECLS_DATA_DIR")
-    if env:
-        return Path(env), "$NAMECLS_DATA_DIR"
-    beside = PROJECT_ROOT.parent / "shared" / "data" / "names"
-    if not _holds_txt(beside) and holds_names(cache_data_dir()):
-        return cache_data_dir(), "the copy downloaded into the cache"
-    return beside, "the default beside the project"
-
-
-def find_data(data_dir: str | os.PathLike | None) -> Path:
-    """``data_dir`` (or :func:`default_data_dir`) if it holds ``*.txt`` files; else FileNotFoundError saying how to
-    get the data."""
-    folder, origin = (Path(data_dir), "data_dir") if data_dir is not None else default_data_dir()
-    if _holds_txt(folder):
-        return folder
-    raise FileNotFoundError(
-        f"no names data in {folder} ({origin}): pass data_dir= a folder with one <Language>.txt per language, set "
-        f"NAMECLS_DATA_DIR, or download it (SHA-256 checked) with namecls.data.names.download({str(folder)!r}) or "
-        f"`python train.py --download --data-dir {folder}` (fetches {DATA_URL})")
-
-
-def data_on_disk() -> bool:
-    """Whether :func:`find_data` finds a names folder without any download."""
-    try:
-        find_data(None)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def find_or_download_data(timeout: float = 60.0) -> Path:
-    """The names folder to train on: :func:`find_data`'s default if it holds the data; else, unless
-    ``$NAMECLS_DATA_DIR`` names a folder (then its FileNotFoundError), the tutorial's archive downloaded once into
-    :func:`cache_data_dir` and checked by SHA-256 (:func:`namecls.data.names.fetch_names`: a lock, a size cap, a
-    timeout). A failed download raises RuntimeError saying what failed and how to do without it."""
-    try:
-        return find_data(None)
-    except FileNotFoundError:
-        if os.environ.get("NAMECLS_DATA_DIR"):
-            raise
-    try:
-        return fetch_names(cache_data_dir(), timeout=timeout)
-    except RuntimeError as err:
-        raise RuntimeError(
-            f"the names data is not on this server and fetching it failed: {err}. To fix it, set NAMECLS_DATA_DIR "
-            f"to a folder with one <Language>.txt per language (data/names/ of {DATA_URL}) and restart, or let "
-            f"the server reach download.pytorch.org.") from err
-
 
 def choose_languages(labels: list[str], languages) -> list[str]:
     """The chosen labels in the data's order (all of them when ``languages`` is None); ValueError listing the
@@ -137,7 +71,8 @@ class FitAborted(Exception):
 
 
 class _EitherSet:
-    """What train() checks between batches: set once ``stop`` or ``abort`` is (train() only calls is_set())."""
+    """What train() checks between batches (``Hooks.stop``): set once ``stop`` or ``abort`` is (train() only calls
+    is_set())."""
 
     def __init__(self, *events):
         self.events = [event for event in events if event is not None]
@@ -163,8 +98,9 @@ def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages:
         batch_size: int | None = None, watch: str | None = None, abort=None) -> Classifier:
     """Train a ``kind`` ("gru" or "rnn") classifier in memory and return it, ready to predict, trace and save.
 
-    - ``data_dir``: the names folder (default: ``$NAMECLS_DATA_DIR``, else ``../shared/data/names`` beside the
-      project); a missing folder raises FileNotFoundError saying how to download it.
+    - ``data_dir``: the names folder (default: :func:`namecls.data.names.find_data`'s, as ``train.py``'s:
+      ``$NAMECLS_DATA_DIR``; else the first of ``data/names``, ``../shared/data/names`` beside the project and the
+      download cache that holds it); a missing folder raises FileNotFoundError saying how to download it.
     - ``languages``: label names to train on (at least 2; default all), kept in the data's order; an unknown name
       raises ValueError listing the choices.
     - ``hidden_size``, ``num_layers``, ``lr``, ``epochs``, ``batch_size``: override :data:`FIT_DEFAULTS[kind]`.
@@ -190,17 +126,14 @@ def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages:
       process imports scikit-learn and torch's compiler first (~4 s, once).
 
     The classifier's ``metrics`` hold the validation and test scores (``validation``, ``test``, and
-    ``val_accuracy`` / ``val_macro_f1``), ``history``, ``training_seconds`` and ``seconds`` (with the post-training
-    fits), ``stopped_by`` ("epochs", "time_budget", "stop", "patience"), ``languages``, ``fit_config`` and the
-    post-training reports; its ``source`` is None until saved.
+    ``val_accuracy`` / ``val_macro_f1``), ``history``, ``training_seconds`` (training and the logit adjustment) and
+    ``seconds`` (with the post-training fits), ``stopped_by`` ("epochs", "time_budget", "stop", "patience"),
+    ``languages``, ``fit_config`` and the post-training reports; its ``source`` is None until saved.
     """
     from ..posthoc import parts as posthoc
-    from ..posthoc.adjust import fit_logit_adjustment
-    from .evaluation import predict_logits, score
-    from .experiment import checkpoint_extra, model_config, train_config
-    from ..models.networks import build
+    from .experiment import checkpoint_extra, run
     from ..data.splits import make_split
-    from .loop import train
+    from .loop import Hooks
 
     def check_abort(where: str) -> None:
         if abort is not None and abort.is_set():
@@ -220,13 +153,6 @@ def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages:
     split = make_split(data, "clean", seed)
     if chosen != data.labels:
         split = restrict(split, data.labels, chosen)
-    tconfig = train_config(kind, **config.train_fields(), seed=seed)
-    mconfig = model_config(kind, len(chosen), **config.model_fields())
-    torch.manual_seed(seed)
-    model = build(mconfig)
-    train_names, train_targets = split.part("train")
-    val_names, val_targets = split.part("val")
-    test_names, test_targets = split.part("test")
 
     last, watched = {}, {}
     watch_text = None if watch is None else validate(watch).text
@@ -250,54 +176,43 @@ def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages:
         if on_progress is not None:
             on_progress(info)
 
+    hooks = Hooks(on_epoch=look, on_progress=forward, progress_every=config.progress_every,
+                  stop=stop if abort is None else _EitherSet(stop, abort), time_budget=time_budget)
     threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        check_abort("before training")
         start = time.perf_counter()
-        halt = stop if abort is None else _EitherSet(stop, abort)
-        model, history = train(model, train_names, train_targets, val_names, val_targets, tconfig, progress=False,
-                               on_progress=forward, progress_every=config.progress_every, stop=halt,
-                               time_budget=time_budget, on_epoch=look)
-        training_seconds = time.perf_counter() - start
-        check_abort("after training")
-        adjustment = (fit_logit_adjustment(model, train_targets, val_names, val_targets)
-                      if tconfig.adjust_logits else None)
-        check_abort("after the logit adjustment")
-        val_logits = predict_logits(model, val_names)
-        check_abort("after the validation logits")
-        test_logits = predict_logits(model, test_names)
-        check_abort("after the test logits")
-        fitted = posthoc.fit(model, chosen, split, val_logits, test_logits, with_maps=False)
+        trained = run(kind, chosen, split, config.model_fields(), config.train_fields() | {"seed": seed},
+                      with_baselines=False, progress=False, hooks=hooks, between_steps=check_abort)
+        fitted = posthoc.fit(trained.model, chosen, split, trained.val_logits, trained.test_logits,
+                             with_maps=False)
     finally:
         torch.set_num_threads(threads)
-    stopped_by = history[-1].get("stopped") or ("epochs" if len(history) >= tconfig.epochs else "patience")
-    validation = score(val_targets, val_logits, chosen)
-    metrics = {
+    done = trained.metrics
+    history = done["history"]
+    stopped_by = history[-1].get("stopped") or ("epochs" if len(history) >= done["train_config"]["epochs"]
+                                                else "patience")
+    validation = done["validation"]
+    metrics = {  # run()'s metrics (but its empty baselines) and fit's own, in the order metrics.json shows them
         "model": kind,
         "trained_by": "namecls.fit",
-        "protocol": split.protocol,
-        "split_seed": split.seed,
-        "split_sizes": split.sizes(),
+        **{k: done[k] for k in ("protocol", "split_seed", "split_sizes")},
         "languages": chosen,
         "fit_config": asdict(config),
-        "train_config": asdict(tconfig),
+        "train_config": done["train_config"],
         "time_budget": time_budget,
         "stopped_by": stopped_by,
-        "training_seconds": training_seconds,
-        "epochs_run": len(history),
-        "best_epoch": max(history, key=lambda r: r[f"val_{tconfig.select_on}"])["epoch"],
-        "history": history,
-        "logit_adjustment": adjustment,
+        **{k: done[k] for k in ("training_seconds", "epochs_run", "best_epoch", "history", "logit_adjustment")},
         "val_accuracy": validation["accuracy"],
         "val_macro_f1": validation["macro_f1"],
         "validation": validation,
-        "test": score(test_targets, test_logits, chosen),
+        "test": done["test"],
         **fitted.metrics,
     }
     extra = checkpoint_extra(data, split, metrics) | {"trained_by": "namecls.fit", "languages": chosen}
-    classifier = Classifier(model, checkpoint.make_config(model, chosen, extra, fitted), metrics, None, fitted)
+    classifier = Classifier(trained.model, checkpoint.make_config(trained.model, chosen, extra, fitted), metrics,
+                            None, fitted)
     metrics["seconds"] = time.perf_counter() - started
     forward({"epoch": len(history), "batches": last.get("batches", 0), "loss": last.get("loss"),
              "val_accuracy": validation["accuracy"], "seconds": time.perf_counter() - start, "fraction": 1.0,

@@ -1,10 +1,8 @@
 """Training a classifier: length-bucketed mini-batches, AdamW with a one-cycle schedule, gradient clipping,
 class-balanced cross-entropy, and best-on-validation selection with early stopping.
 
-:func:`train` also takes three optional hooks (``namecls.fit`` uses them; unused, training is exactly as without):
-``on_progress`` (a dict every ``progress_every`` batches and after each epoch), ``stop`` (a ``threading.Event``
-checked between batches) and ``time_budget`` (seconds, checked between batches; the one-cycle schedule then runs
-over the fraction of the budget or of the epochs used, whichever is larger).
+:func:`train` also takes optional :class:`Hooks` (``namecls.fit`` and the benchmarks use them): callbacks after each
+epoch and every few batches, a stop event and a time budget.
 """
 
 from __future__ import annotations
@@ -13,7 +11,9 @@ import copy
 import logging
 import math
 import time
-from typing import cast
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -53,49 +53,65 @@ def length_batches(names: list[str], batch_size: int, rng: np.random.Generator) 
     return batches
 
 
-def one_cycle(fraction: float, max_lr: float, pct_start: float = 0.15, div_factor: float = 25.0,
+def one_cycle(position: float, max_lr: float, warm_end: float = 0.15, end: float = 1.0, div_factor: float = 25.0,
               final_div_factor: float = 1e4, momentum: tuple[float, float] = (0.85, 0.95)) -> tuple[float, float]:
-    """(learning rate, Adam beta1) at ``fraction`` (0–1) of a one-cycle schedule: the shape of torch's
-    ``OneCycleLR`` (cosine warm-up to ``max_lr`` over ``pct_start``, cosine decay to ``max_lr / div_factor /
-    final_div_factor``; beta1 the other way), as a function of progress instead of a step count."""
-    fraction = min(max(float(fraction), 0.0), 1.0)
+    """(learning rate, Adam beta1) at ``position`` of a one-cycle schedule that warms up over [0, ``warm_end``] and
+    decays over [``warm_end``, ``end``]: torch's ``OneCycleLR`` (cosine warm-up to ``max_lr``, cosine decay to
+    ``max_lr / div_factor / final_div_factor``; beta1 the other way). With the defaults ``position`` is the fraction
+    (0–1) of the run done; :func:`train` also passes steps, as ``OneCycleLR`` counts them."""
+    position = min(max(float(position), 0.0), end)
     initial, final = max_lr / div_factor, max_lr / div_factor / final_div_factor
     low, high = momentum
 
-    def cos(start, end, pct):
-        return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+    def cos(start, stop, pct):  # OneCycleLR's cosine annealing, the same arithmetic
+        return stop + (start - stop) / 2.0 * (math.cos(math.pi * pct) + 1)
 
-    if fraction <= pct_start:
-        pct = fraction / pct_start
+    if position <= warm_end:
+        pct = position / warm_end
         return cos(initial, max_lr, pct), cos(high, low, pct)
-    pct = (fraction - pct_start) / (1 - pct_start)
+    pct = (position - warm_end) / (end - warm_end)
     return cos(max_lr, final, pct), cos(low, high, pct)
 
 
-def train(model: Model, train_names, train_targets, val_names, val_targets, config: TrainConfig,
-          progress: bool = True, on_epoch=None, on_progress=None, progress_every: int = 200, stop=None,
-          time_budget: float | None = None) -> tuple[Model, list[dict]]:
-    """Train ``model``; return the best-on-validation model and the per-epoch history.
+@dataclass
+class Hooks:
+    """What a caller watches a training run with or limits it by (:func:`train`). The callbacks change nothing in
+    the run: without ``stop`` and ``time_budget``, the same seed gives the same weights with hooks or without.
 
-    ``on_epoch(row, model)``, if given, is called after each epoch's log line (benchmarks use it).
-
-    Hooks (all optional; without them training is exactly as before):
-
-    - ``on_progress(info)``: called every ``progress_every`` batches and after each epoch with ``info`` = {epoch,
-      batches (done in all), loss (running mean of this epoch), val_accuracy (None between epochs), seconds (since
-      the start), fraction (0–1, of the time budget or of the epochs, whichever is further), final (False)};
-    - ``stop``: a ``threading.Event``; once set, training stops before the next batch;
+    - ``on_epoch(row, model)``: after each epoch's log line, with its history row and the validated model (the
+      weight average when ``ema`` is on);
+    - ``on_progress(info)``: every ``progress_every`` batches and after each epoch, with ``info`` = {epoch, batches
+      (done in all), loss (running mean of this epoch), val_accuracy (None between epochs), seconds (since the
+      start), fraction (0–1, of the time budget or of the epochs, whichever is further), final (False)};
+    - ``stop``: anything with ``is_set()`` (a ``threading.Event``); once set, training stops before the next batch;
     - ``time_budget``: seconds; training stops before the first batch that starts after it. The learning rate then
       follows :func:`one_cycle` over that same fraction, so the schedule ends when the budget does.
+    """
 
-    Stopped mid-epoch, the partial epoch is validated too (its history row has ``"partial": True``); the model
-    returned is the best validated one. ``history`` rows then also say ``stopped`` ("stop" or "time_budget") on
-    the last row.
+    on_epoch: Callable[[dict, Model], Any] | None = None
+    on_progress: Callable[[dict], Any] | None = None
+    progress_every: int = 200
+    stop: Any = None
+    time_budget: float | None = None
+
+
+def train(model: Model, train_names, train_targets, val_names, val_targets, config: TrainConfig,
+          progress: bool = True, hooks: Hooks | None = None) -> tuple[Model, list[dict]]:
+    """Train ``model``; return the best-on-validation model and the per-epoch history. ``progress``: a tqdm bar
+    per epoch; ``hooks``: see :class:`Hooks`.
+
+    Stopped mid-epoch (by ``hooks.stop`` or ``hooks.time_budget``), the partial epoch is validated too (its history
+    row has ``"partial": True``); the model returned is the best validated one. The last history row then also says
+    ``stopped`` ("stop" or "time_budget").
     """
     if config.backprop not in ("autograd", "manual"):
         raise ValueError(f"backprop must be 'autograd' or 'manual', not {config.backprop!r}")
     if config.backprop == "manual" and not isinstance(model, RNNClassifier):
         raise ValueError(f"manual backprop is only written for the RNN, not {type(model).__name__}")
+    hooks = hooks or Hooks()
+    stop, time_budget = hooks.stop, hooks.time_budget
+    if time_budget is not None and time_budget <= 0:
+        raise ValueError(f"time_budget must be positive, not {time_budget!r}")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     train_targets = np.asarray(train_targets)
@@ -110,13 +126,6 @@ def train(model: Model, train_names, train_targets, val_names, val_targets, conf
     if config.max_batches:
         steps_per_epoch = min(steps_per_epoch, config.max_batches)
     total_steps = config.epochs * steps_per_epoch
-    if time_budget is None:
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps,
-                                                       pct_start=0.15)
-    else:  # the same one-cycle shape over max(fraction of steps, fraction of the budget)
-        schedule = None
-        if time_budget <= 0:
-            raise ValueError(f"time_budget must be positive, not {time_budget!r}")
     began, step, stopped = time.perf_counter(), 0, None
 
     def fraction() -> float:
@@ -124,6 +133,14 @@ def train(model: Model, train_names, train_targets, val_names, val_targets, conf
         if time_budget is not None:
             done = max(done, (time.perf_counter() - began) / time_budget)
         return min(done, 1.0)
+
+    def schedule() -> tuple[float, float]:
+        """The (learning rate, beta1) of the next batch. Without a budget, at step ``step`` of ``total_steps``
+        exactly as torch's ``OneCycleLR(pct_start=0.15)`` counts (its warm-up ends at step 0.15 * total - 1, its
+        decay at the last step); with one, at the fraction :func:`fraction` says."""
+        if time_budget is None:
+            return one_cycle(step, config.lr, warm_end=0.15 * total_steps - 1, end=total_steps - 1)
+        return one_cycle(fraction(), config.lr)
 
     def halted() -> str | None:
         if stop is not None and stop.is_set():
@@ -133,9 +150,11 @@ def train(model: Model, train_names, train_targets, val_names, val_targets, conf
         return None
 
     def report(epoch, loss, seen, val_accuracy=None):
-        on_progress({"epoch": epoch, "batches": step, "loss": loss / seen if seen else None,
-                     "val_accuracy": val_accuracy, "seconds": time.perf_counter() - began, "fraction": fraction(),
-                     "final": False})
+        assert hooks.on_progress is not None  # (only called when it is set)
+        hooks.on_progress({"epoch": epoch, "batches": step, "loss": loss / seen if seen else None,
+                           "val_accuracy": val_accuracy, "seconds": time.perf_counter() - began,
+                           "fraction": fraction(), "final": False})
+
     # The weights that get validated and kept: the model itself, or a moving average of it.
     averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema)) if config.ema else None
     scored = cast(Model, averaged.module) if averaged else model  # the average is a copy of model
@@ -149,12 +168,11 @@ def train(model: Model, train_names, train_targets, val_names, val_targets, conf
         batches = length_batches(train_names, config.batch_size, rng)[:steps_per_epoch]
         total_loss, seen = 0.0, 0
         for rows in tqdm(batches, desc=f"epoch {epoch}", leave=False, disable=not progress):
-            if (stop is not None or time_budget is not None) and (stopped := halted()):
+            if stopped := halted():
                 break
-            if schedule is None:
-                lr, beta1 = one_cycle(fraction(), config.lr)
-                for group in optimizer.param_groups:
-                    group["lr"], group["betas"] = lr, (beta1, group["betas"][1])
+            lr, beta1 = schedule()
+            for group in optimizer.param_groups:
+                group["lr"], group["betas"] = lr, (beta1, group["betas"][1])
             # The labelled regions are what ``bench/train_speed.py --profile`` adds up (free when not profiling).
             with record_function("batch"):
                 x, lengths = pad_batch([train_names[i] for i in rows])
@@ -170,14 +188,12 @@ def train(model: Model, train_names, train_targets, val_names, val_targets, conf
             with record_function("update"):
                 nn.utils.clip_grad_norm_(model.parameters(), config.clip)
                 optimizer.step()
-                if schedule is not None:
-                    schedule.step()
                 if averaged:
                     averaged.update_parameters(model)
             total_loss += loss.item() * len(rows)
             seen += len(rows)
             step += 1
-            if on_progress is not None and step % progress_every == 0:
+            if hooks.on_progress is not None and step % hooks.progress_every == 0:
                 report(epoch, total_loss, seen)
         if stopped and seen == 0 and best_state is not None:
             history[-1]["stopped"] = stopped
@@ -203,9 +219,9 @@ def train(model: Model, train_names, train_targets, val_names, val_targets, conf
         log.info("epoch %2d | loss %.4f | val acc %.4f | val macro-F1 %.4f | %5.1fs%s", epoch,
                  math.nan if row["train_loss"] is None else row["train_loss"],
                  row["val_accuracy"], row["val_macro_f1"], row["seconds"], " *" if improved else "")
-        if on_epoch is not None:
-            on_epoch(row, scored)
-        if on_progress is not None:
+        if hooks.on_epoch is not None:
+            hooks.on_epoch(row, scored)
+        if hooks.on_progress is not None:
             report(epoch, total_loss, seen, val["accuracy"])
         if stopped:
             log.info("stopped by %s after %d batches", "the stop event" if stopped == "stop" else "the time budget",

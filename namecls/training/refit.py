@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import checkpoint
 from ..posthoc import parts as posthoc
-from ..data.names import read_names
+from ..data.names import find_data, read_names
 from ..data.splits import make_split
 
 TRAINING_FACTS = ("protocol", "split_seed", "data_fingerprint", "train_config")  # config.json's keys kept as they are
@@ -74,8 +74,10 @@ def summary_line(metrics: dict) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m namecls.training.refit", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", nargs="+", required=True, help="checkpoint folder(s), e.g. checkpoints/gru")
-    p.add_argument("--data-dir", default=os.environ.get("NAMECLS_DATA_DIR", "data/names"),
-                   help="the names folder the checkpoints were trained on (default: $NAMECLS_DATA_DIR or data/names)")
+    p.add_argument("--data-dir",
+                   help="the names folder the checkpoints were trained on (default: as train.py's, "
+                        "namecls.data.names.find_data: $NAMECLS_DATA_DIR, else data/names, ../shared/data/names, "
+                        "the cache)")
     p.add_argument("--no-maps", action="store_true",
                    help="refit calibration, prediction sets and training names only; keep the map, the explanation "
                         "data and the novelty score as they are")
@@ -87,9 +89,13 @@ def main(argv=None) -> None:
     import torch
 
     torch.set_num_threads(max(1, args.threads))
+    try:
+        data_dir = find_data(args.data_dir)
+    except FileNotFoundError as err:
+        raise SystemExit(f"error: {err}") from None
     for folder in args.checkpoint:
         try:
-            metrics = refit(folder, args.data_dir, args.allow_other_data, not args.no_maps)
+            metrics = refit(folder, data_dir, args.allow_other_data, not args.no_maps)
         except (OSError, ValueError) as err:
             raise SystemExit(f"error: {folder}: {err}") from None
         print(f"{folder}: {summary_line(metrics)}")

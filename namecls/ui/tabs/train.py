@@ -12,7 +12,7 @@ Compare, for that session (kept in :data:`namecls.ui.yours.TRAINED`, capped and 
 it can be downloaded as a checkpoint zip that ``namecls.load`` reads.
 
 Where the names data is not on disk (a Space), the first training fetches the tutorial's archive once into a cache
-folder, checked by SHA-256 (:func:`namecls.training.fit.find_or_download_data`); if it cannot, the tab says what
+folder, checked by SHA-256 (:func:`namecls.data.names.find_or_download_data`); if it cannot, the tab says what
 failed and
 how to fix it, and changes nothing else.
 """
@@ -30,8 +30,8 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from ...data.names import DATA_URL
-from ...training.fit import FitAborted, data_on_disk, find_or_download_data, fit, validation_accuracy
+from ...data.names import DATA_URL, data_on_disk, find_or_download_data
+from ...training.fit import FitAborted, fit, validation_accuracy
 from ...recipes import FIT_DEFAULTS
 from ...serving import service
 from .. import server
