@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from namecls import checkpoint
-from namecls.posthoc import parts as posthoc  # before torch: namecls sets how torch's idle threads wait
+from namecls.training import posthoc  # before torch: namecls sets how torch's idle threads wait
 
 import torch  # noqa: E402
 from namecls.data.names import data_dirs, download, find_data, read_names  # noqa: E402

@@ -149,16 +149,16 @@ def _fit_module():
 
 
 def _calls_after(event: threading.Event, monkeypatch, *names: str) -> list[str]:
-    """Record which of the post-training steps (``namecls.posthoc.parts.fit``,
+    """Record which of the post-training steps (``namecls.training.posthoc.fit``,
     ``namecls.training.evaluation.predict_logits``,
-    ``namecls.posthoc.adjust.fit_logit_adjustment``) run once ``event`` is set."""
-    import namecls.posthoc.adjust
+    ``namecls.training.adjust.fit_logit_adjustment``) run once ``event`` is set."""
+    import namecls.training.adjust
     import namecls.training.evaluation
-    import namecls.posthoc.parts
+    import namecls.training.posthoc
 
     called = []
-    modules = {"fit": namecls.posthoc.parts, "predict_logits": namecls.training.evaluation,
-               "fit_logit_adjustment": namecls.posthoc.adjust}
+    modules = {"fit": namecls.training.posthoc, "predict_logits": namecls.training.evaluation,
+               "fit_logit_adjustment": namecls.training.adjust}
     for name in names:
         original = getattr(modules[name], name)
 
@@ -198,17 +198,17 @@ def test_abort_already_set_trains_nothing(tiny_data_dir):
 
 
 def test_abort_during_the_post_training_fits_skips_the_rest(tiny_data_dir, monkeypatch):
-    import namecls.posthoc.adjust
+    import namecls.training.adjust
 
     abort = threading.Event()
-    adjust = namecls.posthoc.adjust.fit_logit_adjustment
+    adjust = namecls.training.adjust.fit_logit_adjustment
 
     def adjust_then_abort(*args, **kwargs):
         result = adjust(*args, **kwargs)
         abort.set()  # the page closes while the first post-training step runs
         return result
 
-    monkeypatch.setattr(namecls.posthoc.adjust, "fit_logit_adjustment", adjust_then_abort)
+    monkeypatch.setattr(namecls.training.adjust, "fit_logit_adjustment", adjust_then_abort)
     after = _calls_after(abort, monkeypatch, "fit", "predict_logits")
     with pytest.raises(_fit_module().FitAborted, match="after the logit adjustment"):
         namecls.fit(tiny_data_dir, epochs=1, abort=abort, **SMALL)

@@ -107,3 +107,43 @@ def test_the_app_and_the_library_run_without_the_bulk_extra(tmp_path):
     parquet = subprocess.run([sys.executable, "-m", "namecls", "batch", str(tmp_path / "names.parquet")],
                              capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert parquet.returncode == 2 and "pip install 'namecls[bulk]'" in parquet.stderr
+
+
+LAYERS = ["errors", "data", "models", "recipes", "posthoc", "explain", "checkpoint", "inference", "training",
+          "serving", "ui"]  # the order README.md gives: each imports only the ones before it
+
+
+def _imports_between_layers() -> list[tuple[str, str, str]]:
+    """(file, its layer, the layer it imports) for every import of namecls's own code that runs (type-only imports
+    under ``if TYPE_CHECKING:`` do not)."""
+    import ast
+
+    package = ROOT / "namecls"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        home = parts[:-1] if path.name != "__init__.py" else parts
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        type_only = {id(node) for branch in ast.walk(tree) if isinstance(branch, ast.If)
+                     and getattr(branch.test, "id", None) == "TYPE_CHECKING" for node in ast.walk(branch)}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or not node.level or id(node) in type_only:
+                continue
+            target = home[: len(home) - node.level + 1] + (node.module.split(".") if node.module else [])
+            for alias in node.names:
+                full = target + [alias.name]
+                module = full if (ROOT.joinpath(*full).with_suffix(".py").exists()
+                                  or ROOT.joinpath(*full).is_dir()) else target
+                if len(parts) > 1 and len(module) > 1 and parts[1] != module[1]:
+                    found.append((str(path.relative_to(ROOT)), parts[1], module[1]))
+    return found
+
+
+def test_each_part_imports_only_the_parts_before_it():
+    edges = _imports_between_layers()
+    assert len(edges) > 50  # the walk sees the package's imports (a broken walk finds none and would pass)
+    upward = [(file, layer, imported) for file, layer, imported in edges
+              if layer != "__main__" and LAYERS.index(imported) >= LAYERS.index(layer)]
+    assert not upward, upward

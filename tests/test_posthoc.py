@@ -1,5 +1,6 @@
-"""The post-training step (namecls.posthoc.parts): every fitted value survives a checkpoint round trip, "seen in
-training" agrees with a scan of the training split, and train.py --help prints each model's real defaults."""
+"""The post-training step (namecls.training.posthoc, namecls.posthoc.parts): every fitted value survives a checkpoint
+round trip, "seen in training" agrees with a scan of the training split, and train.py --help prints each model's real
+defaults."""
 
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ import torch
 import namecls
 from namecls import checkpoint
 from namecls.training import experiment
-from namecls.posthoc import parts as posthoc, seen
+from namecls.posthoc import seen
+from namecls.training import posthoc
 from namecls.serving import service
 from namecls.data.names import read_names
 from namecls.inference import CHECKPOINTS

@@ -11,7 +11,7 @@ with 256-512 dimensions and ~2,000 sampled names it overfits the sample (GRU 5-N
 separation 3.4 vs 1.4; RNN 0.36 vs 0.41, 1.3 vs 1.2). ``bench/projection_choice.py`` prints the table;
 ``projection.json`` records it under ``"evidence"``.
 
-Fitted once after training (:func:`fit`, called by :func:`namecls.posthoc.parts.fit`, or refitted on an existing
+Fitted once after training (:func:`fit`, called by :func:`namecls.training.posthoc.fit`, or refitted on an existing
 checkpoint by ``python -m namecls.training.refit``) and stored beside the weights as plain data, never pickle:
 
 - ``projection.safetensors``: ``mean`` (H,) and ``components`` (2, H), float32 — ``xy = (h - mean) @ components.T``;

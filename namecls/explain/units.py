@@ -1,7 +1,7 @@
 """What a visitor needs to read a trace: reference names to compare a state with, and what each hidden unit does.
 
 Fitted once at training time on the training names (:func:`fit`, called by
-:func:`namecls.posthoc.parts.fit`) and stored beside the weights as plain data, never pickle:
+:func:`namecls.training.posthoc.fit`) and stored beside the weights as plain data, never pickle:
 
 - **Reference bank**: exactly the training names the hidden-state map scatters (:mod:`namecls.explain.projection`'s
   fixed-seed sample of at most ``PER_LANGUAGE`` per language), with their languages and the top layer's state

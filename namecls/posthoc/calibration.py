@@ -18,8 +18,8 @@ right*. The entropy of the prediction (nats; at most ln 18 ≈ 2.89) is reported
 18 languages (a Turkish "Demirkan") has no right answer at all, and tends to get a flat, low-topped prediction:
 the flag is the model's only way of saying "not sure". A checkpoint without a fitted rule uses ``DEFAULT_RULE``.
 
-This module holds the maths only, as pure functions. :mod:`namecls.posthoc.parts` fits it (with everything else fitted
-after training) and ``python -m namecls.training.refit`` adds it to an already-trained checkpoint.
+This module holds the maths only, as pure functions. :mod:`namecls.training.posthoc` fits it (with everything else
+fitted after training) and ``python -m namecls.training.refit`` adds it to an already-trained checkpoint.
 """
 
 from __future__ import annotations

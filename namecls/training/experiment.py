@@ -2,7 +2,7 @@
 score it (and the baselines) on validation and test; and the defaults per model it reads (:mod:`namecls.recipes`).
 
 ``train.py``, :func:`namecls.fit` and the benchmarks all call :func:`run`, so that every number comes from the same
-code; ``train.py`` and :func:`namecls.fit` then fit the post-training parts (:func:`namecls.posthoc.parts.fit`) on
+code; ``train.py`` and :func:`namecls.fit` then fit the post-training parts (:func:`namecls.training.posthoc.fit`) on
 the logits it returns, and save the checkpoint or return the classifier.
 """
 
@@ -20,7 +20,7 @@ from . import evaluation
 from ..data.names import NamesData
 from ..data.splits import Split
 from ..models.networks import Model, build
-from ..posthoc import adjust
+from . import adjust
 from ..recipes import MODEL_DEFAULTS, TRAIN_DEFAULTS, TrainConfig
 from .loop import Hooks, train
 
@@ -54,7 +54,7 @@ def default_text(name: str) -> str:
 @dataclass
 class Trained:
     """What :func:`run` returns: the model (the best on validation, its logit adjustment folded in), its metrics,
-    and its validation and test logits (N, C), which :func:`namecls.posthoc.parts.fit` takes."""
+    and its validation and test logits (N, C), which :func:`namecls.training.posthoc.fit` takes."""
 
     model: Model
     metrics: dict

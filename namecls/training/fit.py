@@ -9,8 +9,8 @@ It trains on the clean protocol's train split (:func:`namecls.data.splits.make_s
 restricted to them, so a name's part is the same as in the full split) through ``train.py``'s pipeline
 (:func:`namecls.training.experiment.run`: the best weights on validation, the validation-chosen logit adjustment
 folded in, the validation and test scores), then fits the fast post-training parts
-(:func:`namecls.posthoc.parts.fit` with ``with_maps=False``: temperature, low-confidence rule, prediction sets and the
-training-name table). The map, the explanation data and the novelty score are not fitted: those attributes are None.
+(:func:`namecls.training.posthoc.fit` with ``with_maps=False``: temperature, low-confidence rule, prediction sets and
+the training-name table). The map, the explanation data and the novelty score are not fitted: those attributes are None.
 
 Defaults come from :data:`FIT_DEFAULTS` (one :class:`FitConfig` per model kind), chosen for time to accuracy rather
 than for the last point of accuracy (the committed checkpoints use the default recipe, :mod:`namecls.recipes`).
@@ -130,7 +130,7 @@ def fit(data_dir: str | os.PathLike | None = None, kind: str = "gru", languages:
     ``seconds`` (with the post-training fits), ``stopped_by`` ("epochs", "time_budget", "stop", "patience"),
     ``languages``, ``fit_config`` and the post-training reports; its ``source`` is None until saved.
     """
-    from ..posthoc import parts as posthoc
+    from . import posthoc
     from .experiment import checkpoint_extra, run
     from ..data.splits import make_split
     from .loop import Hooks

@@ -1,4 +1,4 @@
-"""Refit every post-training part of existing checkpoints (:mod:`namecls.posthoc.parts`) without retraining:
+"""Refit every post-training part of existing checkpoints (:mod:`namecls.training.posthoc`) without retraining:
 
     python -m namecls.training.refit --checkpoint checkpoints/rnn checkpoints/gru --data-dir ../shared/data/names
 
@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from .. import checkpoint
-from ..posthoc import parts as posthoc
+from . import posthoc
 from ..data.names import find_data, read_names
 from ..data.splits import make_split
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..training.evaluation import predict_logits, quick_score
+from .evaluation import predict_logits, quick_score
 from ..models.networks import Model
 
 TAUS = np.round(np.arange(0.0, 1.51, 0.1), 2)
