@@ -256,48 +256,15 @@ def _name_column(columns, wanted: str | None, label: str) -> str:
                      f"--column (its columns: {', '.join(map(str, columns)) or 'none'})")
 
 
-def _is_text(dtype) -> bool:
-    """Whether a column's cells are text (str, object, category, Arrow string or dictionary-encoded string)."""
-    import pandas as pd
-
-    return pd.api.types.is_string_dtype(dtype) or (isinstance(dtype, pd.ArrowDtype)
-                                                   and _pyarrow().types.is_dictionary(dtype.pyarrow_dtype))
-
-
-def _defused(frame):
-    """``frame`` with every text cell that a spreadsheet would run as a formula (= + - @ first, or a tab or
-    carriage return) quoted with a leading apostrophe: :func:`namecls.serving.service._defuse`, as the Batch tab's CSV
-    download does; the column names too."""
-    safe = frame.copy(deep=False)
-    safe.columns = [service._defuse(name) for name in frame.columns]
-    for i, dtype in enumerate(frame.dtypes):
-        if _is_text(dtype):
-            safe.isetitem(i, frame.iloc[:, i].map(service._defuse))
-    return safe
-
-
-def _has_cr(frame) -> bool:
-    """Whether a text cell (or a column name) holds a carriage return, which ``to_csv`` (lines ending in \\n) would
-    leave unquoted, so that a reader or spreadsheet splits the row there."""
-    def cr(value):
-        return isinstance(value, str) and "\r" in value
-
-    return any(map(cr, frame.columns)) or any(frame.iloc[:, i].map(cr).any()
-                                              for i, dtype in enumerate(frame.dtypes) if _is_text(dtype))
-
-
 class _TextSink:
-    """Writes frames one after another to a text handle as CSV or TSV, the header before the first; with
-    ``defuse``, formula-like text cells defused (:func:`_defused`). A frame with a carriage return in a cell is
-    written with every text cell quoted, so the cell stays whole."""
+    """Writes frames one after another to a text handle as CSV or TSV (:func:`namecls.serving.service.write_table`,
+    the Batch tab's writer), the header before the first; with ``defuse``, formula-like text cells defused."""
 
     def __init__(self, handle, fmt: str, defuse: bool = True):
         self.handle, self.separator, self.header, self.defuse = handle, SEPARATORS[fmt], True, defuse
 
     def __call__(self, frame) -> None:
-        frame = _defused(frame) if self.defuse else frame
-        frame.to_csv(self.handle, sep=self.separator, index=False, header=self.header,
-                     quoting=csv.QUOTE_NONNUMERIC if _has_cr(frame) else csv.QUOTE_MINIMAL)
+        service.write_table(frame, self.handle, self.separator, self.header, self.defuse)
         self.header = False
 
 

@@ -355,14 +355,51 @@ def _defuse(value):
     return value
 
 
+def is_text(dtype) -> bool:
+    """Whether a column's cells are text (str, object, category, Arrow string or dictionary-encoded string)."""
+    if isinstance(dtype, pd.ArrowDtype):
+        import pyarrow  # an Arrow column means pyarrow is there
+
+        return pd.api.types.is_string_dtype(dtype) or pyarrow.types.is_dictionary(dtype.pyarrow_dtype)
+    return pd.api.types.is_string_dtype(dtype)
+
+
+def defused(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell that a spreadsheet would run as a formula (= + - @ first, or a tab or
+    carriage return) quoted with a leading apostrophe (:func:`_defuse`); the column names too."""
+    safe = frame.copy(deep=False)
+    safe.columns = [_defuse(name) for name in frame.columns]
+    for i, dtype in enumerate(frame.dtypes):
+        if is_text(dtype):
+            safe.isetitem(i, frame.iloc[:, i].map(_defuse))
+    return safe
+
+
+def _has_carriage_return(frame: pd.DataFrame) -> bool:
+    """Whether a text cell (or a column name) holds a carriage return, which ``to_csv`` (lines ending in \\n) would
+    leave unquoted, so that a reader or spreadsheet splits the row there."""
+    def cr(value):
+        return isinstance(value, str) and "\r" in value
+
+    return any(map(cr, frame.columns)) or any(frame.iloc[:, i].map(cr).any()
+                                              for i, dtype in enumerate(frame.dtypes) if is_text(dtype))
+
+
+def write_table(frame: pd.DataFrame, handle, separator: str = ",", header: bool = True, defuse: bool = True) -> None:
+    """Write ``frame`` to the text ``handle`` as CSV (or TSV), the one writer of the Batch tab's download and of
+    ``namecls batch``: with ``defuse``, formula-like text cells defused (:func:`defused`); a frame with a carriage
+    return in a cell is written with every text cell quoted, so the cell stays whole."""
+    frame = defused(frame) if defuse else frame
+    frame.to_csv(handle, sep=separator, index=False, header=header,
+                 quoting=csv.QUOTE_NONNUMERIC if _has_carriage_return(frame) else csv.QUOTE_MINIMAL)
+
+
 def csv_bytes(table: pd.DataFrame) -> bytes:
-    """``table`` as the bytes of a CSV file: formulas defused (:func:`_defuse`), UTF-8 with a byte-order mark. Made
-    in memory, so that its size is known before anything is written (the server reserves it on disk first)."""
-    safe = table.copy()
-    for col in safe.columns:
-        if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
-            safe[col] = safe[col].map(_defuse)
-    return safe.to_csv(index=False).encode("utf-8-sig")  # the BOM tells Excel it is UTF-8 (Ślusàrski, Иванов)
+    """``table`` as the bytes of a CSV file (:func:`write_table`), UTF-8 with a byte-order mark. Made in memory, so
+    that its size is known before anything is written (the server reserves it on disk first)."""
+    text = io.StringIO()
+    write_table(table, text)
+    return text.getvalue().encode("utf-8-sig")  # the BOM tells Excel it is UTF-8 (Ślusàrski, Иванов)
 
 
 def write_csv(table: pd.DataFrame, stem: str = "namecls-batch", max_age: float = 3600.0) -> str:
