@@ -279,15 +279,30 @@ class Classifier:
         score = float(self.novelty.score_model(self.model, [self._normalized(name).text])[0])
         return score, self.novelty.unfamiliar(score)
 
+    def _novelty_at(self, norm: Normalized, state: torch.Tensor) -> tuple[float, bool] | tuple[None, None]:
+        """:meth:`novelty_of` ``norm`` from its final top-layer state (1, H), already computed
+        (:meth:`namecls.models.networks.RNNClassifier.final`): no second pass. (The state is the one
+        :func:`namecls.posthoc.novelty.final_states` gives, bit for bit.)"""
+        if self.novelty is None:
+            return None, None
+        score = float(self.novelty.score([norm.text], state.numpy())[0])
+        return score, self.novelty.unfamiliar(score)
+
+    @torch.inference_mode()
     def predict_details(self, name: str | Normalized, k: int = 3, coverage: float = CONFORMAL.coverage,
                         prior: str = prior_rule.DEFAULT) -> Prediction:
         """:meth:`predict` plus the top probability, the entropy, the low-confidence flag, the prediction set at
-        ``coverage``, the languages the name had in training and its novelty, all under ``prior``."""
+        ``coverage``, the languages the name had in training and its novelty, all under ``prior``: one pass of the
+        model (``final``: ``forward``'s logits and the final state the novelty score reads)."""
         norm = self._normalized(name)
         prior = prior_rule.check(prior)
-        probs = self._probs([norm.text], prior)[0]
+        shift = self.prior_shift(prior)
+        _same_threads()
+        x, lengths = pad_batch([norm.text])
+        logits, state = self.model.final(x, lengths)  # (1, C), (1, H)
+        probs = self._softmax(logits, shift)[0]
         sets = self.sets(probs, coverage, prior)
-        novelty, unfamiliar = self.novelty_of(norm)
+        novelty, unfamiliar = self._novelty_at(norm, state)
         return Prediction(norm.original, norm.text, _top_k(probs, self.labels, k), float(probs.max()),
                           float(calibration.entropy(probs)), cast(bool, self.is_low_confidence(probs)),  # 1 row: a bool
                           None if sets is None else sets[0], coverage, self.seen_as(norm), novelty, unfamiliar,

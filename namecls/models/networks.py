@@ -3,6 +3,9 @@
 Both read a right-padded batch of character indices ``x`` (B, T) with ``lengths`` (B,) and offer:
 
 - ``forward(x, lengths)`` → logits (B, C) at each name's last character (what training and ``predict`` use);
+- ``final(x, lengths)`` → (logits, state): ``forward``'s logits, bit for bit, from the same pass, with the top
+  layer's state (B, H) after each name's last character (what the novelty score reads), so one name's whole
+  answer needs one pass;
 - ``steps(x, lengths)`` → :class:`Steps`: logits after every prefix (B, T, C) and hidden states of every layer
   (L, B, T, H). Steps past a name's length hold padding garbage; callers cut them at ``lengths``;
 - ``initial_state()`` → (L, H): the state before the first character.
@@ -102,6 +105,12 @@ class RNNClassifier(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return last_step(self.steps(x, lengths).logits, lengths)  # (B, C)
 
+    def final(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, C), top-layer state (B, H)) at each name's last character, from one ``steps`` pass: the
+        logits are ``forward``'s."""
+        steps = self.steps(x, lengths)
+        return last_step(steps.logits, lengths), last_step(steps.hidden[-1], lengths)
+
     @property
     def readout(self) -> nn.Linear:
         """The layer that produces the logits."""
@@ -145,8 +154,14 @@ class GRUClassifier(nn.Module):
         return Steps(logits, torch.stack(states))  # hidden (L, B, T, H)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.final(x, lengths)[0]  # (B, C)
+
+    def final(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (B, C), top-layer state (B, H)) at each name's last character: ``forward`` is this pass's
+        logits. (The head reads the last state alone, so these logits need not equal ``steps``' last step in every
+        bit: ``steps`` applies the head to every step at once.)"""
         top = last_step(self._run(x)[-1], lengths)  # (B, H)
-        return self.head(self.drop(top))  # (B, C)
+        return self.head(self.drop(top)), top  # (B, C), (B, H)
 
     @property
     def readout(self) -> nn.Linear:

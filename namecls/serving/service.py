@@ -127,9 +127,17 @@ def predict_details(models, name: str | Normalized, model: str = "gru", k: int =
     k = check_k(k, len(clf.labels))
     coverage = check_coverage(coverage)
     prior = check_prior(clf, prior)
-    d = clf.predict_details(check_name(name), k, coverage, prior)
+    return details(clf, check_name(name), k, coverage, prior)
+
+
+def details(clf: Classifier, norm: Normalized, k: int = 3, coverage: float = CONFORMAL.coverage,
+            prior: str = prior_rule.DEFAULT) -> dict:
+    """:func:`predict_details`'s answer for a name :func:`check_name` has already passed (``norm``, neither
+    normalised nor checked again: a request checks its name once) and arguments already checked (``k``:
+    :func:`check_k`, ``coverage``: :func:`check_coverage`, ``prior``: :func:`check_prior`)."""
+    d = clf.predict_details(norm, k, coverage, prior)
     return {
-        "name": getattr(name, "original", name),  # a Normalized from check_name: what was typed
+        "name": norm.original,  # what was typed
         "normalized": d.normalized,
         "model": clf.kind,
         "top": {lang: float(p) for lang, p in d.top},

@@ -63,6 +63,7 @@ class Picked:
     name: gr.Textbox
     model: gr.Radio
     events: tuple  # dependencies: chain ``.success(...)`` on each
+    accepted: gr.State  # after each of ``events``: the name it answered, None if rejected (no need to check it again)
 
 
 FAULT_MESSAGE = "Something went wrong on the server: it has been logged. Please try again, or report it."

@@ -14,7 +14,6 @@ from ..common import (
     TOP_K,
     Picked,
     gone_notice,
-    rejected,
     set_facts,
     stop_offering_gone,
     top_k_for,
@@ -46,35 +45,52 @@ def build(models: dict, ui: dict, prior: gr.Radio) -> Picked:
         examples = gr.Examples([[e.name] for e in EXAMPLES], inputs=[name], cache_examples=False,
                                example_labels=[e.says for e in EXAMPLES], label="Examples: what to expect",
                                api_visibility="private", examples_per_page=len(EXAMPLES))
+        accepted = gr.State(None)  # the name last answered (None: rejected), which the other tabs take over
 
-    def classify(name_value, kind, k_value, prior_value="lists", request: gr.Request | None = None):
-        gone = gone_notice(kind, request)
+    def checked(name_value):
+        """The request's one normalisation and check: (Normalized, None), or (None, why it cannot be classified)."""
+        try:
+            return service.check_name(name_value), None
+        except ValueError as err:
+            return None, str(err)
+
+    def answer_for(name_value, norm, reason, gone, kind, k_value, prior_value, request):
+        """The tab's answer for a name already checked (``norm`` or ``reason``) and the model's ``gone`` notice."""
         if gone is not None:  # "Yours", no longer on the server: why, and no earlier answer beside it
-            return {label: None, norm_line: "", answer: gone, k: top_k_for(n_labels, k_value)[1]}
-        reason = rejected(name_value)
+            return {label: None, norm_line: "", answer: gone, k: top_k_for(n_labels, k_value)[1],
+                    accepted: None if norm is None else name_value}
         if reason is not None:  # said under the box; no answer of an earlier name beside it
-            return {label: None, norm_line: rejected_html(reason), answer: ""}
+            return {label: None, norm_line: rejected_html(reason), answer: "", accepted: None}
         with user_errors():
-            norm = service.check_name(name_value)
             choices = session_models(models, request)
             classifier = service.pick_model(choices, kind)
             k_int, slider = top_k_for(len(classifier.labels), k_value)
-            details = service.predict_details(choices, norm, kind, len(classifier.labels), prior=prior_value)
+            details = service.details(classifier, norm, len(classifier.labels),
+                                      prior=service.check_prior(classifier, prior_value))
         # The bars show the top k and every language of the set; a set of several languages leads (the label's big
         # heading would single out a top language the set does not).
         several = len(details["set"] or []) > 1
         bars = dict(list(details["top"].items())[:max(k_int, len(details["set"] or []))])
         return {label: gr.Label(value=bars, show_heading=not several), norm_line: normalisation_html(norm),
-                k: slider, answer: answer_html(details, set_facts(classifier, details["prior"]))}
+                k: slider, answer: answer_html(details, set_facts(classifier, details["prior"])),
+                accepted: name_value}
+
+    def classify(name_value, kind, k_value, prior_value="lists", request: gr.Request | None = None):
+        """One request, one path: the name normalised and checked once, the model run once
+        (:meth:`namecls.Classifier.predict_details`)."""
+        norm, reason = checked(name_value)
+        return answer_for(name_value, norm, reason, gone_notice(kind, request), kind, k_value, prior_value, request)
 
     def reclassify(name_value, kind, k_value, prior_value="lists", request: gr.Request | None = None):
         """Model, top-k or prior changed: classify again if there is a name (or say that "Yours" is gone)."""
-        if rejected(name_value) is not None and gone_notice(kind, request) is None:
+        norm, reason = checked(name_value)
+        gone = gone_notice(kind, request)
+        if reason is not None and gone is None:
             choices = session_models(models, request)
             return {k: top_k_for(len(choices[kind].labels), k_value)[1]} if kind in choices else gr.skip()
-        return classify(name_value, kind, k_value, prior_value, request)
+        return answer_for(name_value, norm, reason, gone, kind, k_value, prior_value, request)
 
-    outputs = [label, norm_line, answer, k]
+    outputs = [label, norm_line, answer, k, accepted]
     triggers = [name.submit, button.click]
     # No validator: a rejected name is an answer in place (gradio's 422 refusal logged a console error each time,
     # and its mark on the box vanished when another event reading the box answered).
@@ -85,5 +101,5 @@ def build(models: dict, ui: dict, prior: gr.Radio) -> Picked:
                          api_name="ui_reclassify", trigger_mode="always_last", **ui)
     example = examples.load_input_event.then(classify, inputs, outputs, api_name="ui_example", **ui)
     stop_offering_gone([classified, reclassified, example], model, "ui_classify_choices", **ui)
-    return Picked(name, model, (classified, example))
+    return Picked(name, model, (classified, example), accepted)
 

@@ -133,4 +133,4 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> None:
     prior.input(answer_new_prior, [name, k, compared, prior], outputs, api_name="ui_compare_prior",
                 trigger_mode="always_last", **ui)
     for event in follow.events:
-        event.success(lambda n: gr.skip() if rejected(n) is not None else n, follow.name, name, queue=False, **ui)
+        event.success(lambda n: gr.skip() if n is None else n, follow.accepted, name, queue=False, **ui)

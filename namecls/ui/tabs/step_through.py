@@ -455,14 +455,15 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
     all_units.expand(draw_all_units, view, units_img, api_name="ui_all_units", **ui)
 
     def take_over(n, m, request: gr.Request | None = None):
-        """Classify's name and model; without "Yours" if the session's model is gone. A rejected name stays there."""
-        if rejected(n) is not None:
+        """Classify's name (as it answered it: None when it rejected it, which then stays there; not checked again)
+        and model; without "Yours" if the session's model is gone."""
+        if n is None:
             return gr.skip()
         update = offered(m, request)
         return {name: n, model: m if update is None else update}
 
     for event in follow.events:
-        event.success(take_over, [follow.name, follow.model], [name, model], queue=False, **ui)
+        event.success(take_over, [follow.accepted, follow.model], [name, model], queue=False, **ui)
     return model
 
 
