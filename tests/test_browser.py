@@ -650,3 +650,33 @@ def test_the_dark_theme_keeps_every_step_through_figure_readable(page, url):
         background = page.locator(figure).evaluate("e => getComputedStyle(e).backgroundColor")
         assert background == "rgb(255, 255, 255)" != page_background, (figure, background, page_background)
     assert page.watch.console_errors() == [] and page.watch.page_errors == []
+
+
+def test_a_classify_answer_traces_nothing_until_step_through_opens(page, monkeypatch):
+    """Classify runs one model pass: Step through takes its name over without tracing it behind the answer (a trace
+    and its variants cost ten times the answer), shows nothing of an earlier trace beside the new name, and traces
+    it once when the tab is opened. Counted on the server's own Classifier.trace."""
+    from playwright.sync_api import expect
+
+    from namecls.inference import Classifier
+
+    expect.set_options(timeout=TIMEOUT)
+    traced: list[str] = []
+    real_trace = Classifier.trace
+
+    def counted(self, name, *args, **kwargs):
+        traced.append(getattr(name, "text", name))
+        return real_trace(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "trace", counted)
+    box = page.locator("#name input, #name textarea").first
+    for name in ("Kowalczyk", "Tanaka"):
+        box.fill(name)
+        box.press("Enter")
+        expect(page.locator("#normalisation")).to_contain_text(f"{name} is read as typed")
+    page.wait_for_timeout(1500)  # the hand-over events after each answer have run
+    assert traced == []
+    open_tab(page, "Step through")
+    expect(page.locator("#trace-name input, #trace-name textarea").first).to_have_value("Tanaka")
+    expect(page.locator("#trace-display")).to_contain_text("Character 6 of 6")
+    assert traced == ["Tanaka"]

@@ -149,8 +149,7 @@ def _trajectory(trace: Trace, k: int) -> FigureImage:
 
 def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
     """Lay out the tab and wire its events (answering under the page's ``prior``); the tab takes over the name and
-    model classified in ``follow``.
-    Returns its model choice (the Train tab adds "Yours" to it)."""
+    model classified in ``follow`` and traces them when it is opened. Returns its model choice (the Train tab adds "Yours" to it)."""
     n_labels = len(models["gru"].labels)
     with gr.Tab("Step through", id="step-through") as tab:
         gr.Markdown("The network reads a surname one letter at a time. Type one (the answer follows as you type): "
@@ -233,6 +232,9 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
             units_img = gr.HTML(elem_id="all-units")
         view = gr.State(None, time_to_live=server.STATE_SECONDS)  # the current StepView
         playing = gr.State(False)
+        # A name Classify has just handed over (take_over): its change of the name box traces nothing; the tab
+        # traces it when it is opened (trace_if_stale), not behind every Classify answer.
+        handed_over = gr.State(None)
         timer = gr.Timer(0.8, active=False)
 
     def unit_parts(v: StepView, choice, index: int) -> dict:
@@ -320,9 +322,12 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
             out[map_note] = _map_note(clf) if has_map else ""
         return out
 
-    def live(name_value, kind, k_value, old, prior_value="lists", request: gr.Request | None = None):
+    def live(name_value, kind, k_value, old, prior_value="lists", handed=None, request: gr.Request | None = None):
         """As the name is typed: trace it again (the queue keeps only the last keystroke's event); a name that
-        cannot be read clears the answer and says why in the normalisation line, without an error box."""
+        cannot be read clears the answer and says why in the normalisation line, without an error box. The change
+        Classify's hand-over makes (``handed``) traces nothing: the tab does when it is opened."""
+        if handed is not None and handed == name_value:
+            return {handed_over: None}
         if old is not None and old.trace.name == name_value and old.key == kind and old.prior == prior_value:
             return gr.skip()
         try:
@@ -432,9 +437,10 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
     traced_event = gr.on(triggers, new_trace, inputs, traced, api_name="ui_trace",
                          trigger_mode="always_last", **ui)  # a model picked mid-trace is traced next, not dropped
     # .change, not .input: gradio 6.31's Textbox fires input on keypress, which Backspace and Delete never fire.
-    # A change made by another event (a variant picked, Classify's name) finds that name traced and is skipped.
-    typed = name.change(live, inputs, traced, api_name="ui_trace_live", trigger_mode="always_last",
-                        show_progress="hidden", **ui)
+    # A change made by another event finds that name traced (a variant picked) or handed over by Classify, and is
+    # skipped.
+    typed = name.change(live, [*inputs, handed_over], [*traced, handed_over], api_name="ui_trace_live",
+                        trigger_mode="always_last", show_progress="hidden", **ui)
     reopened = tab.select(trace_if_stale, inputs, traced, api_name="ui_trace_tab", **ui)
     picked_variant = edits.input(trace_variant, [edits, model, k, view, prior], [name, *traced],
                                  api_name="ui_variant", **ui)
@@ -454,16 +460,21 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
     unit.input(pick_unit, [view, unit, step], [view, unit_view], api_name="ui_unit", **quiet)
     all_units.expand(draw_all_units, view, units_img, api_name="ui_all_units", **ui)
 
-    def take_over(n, m, request: gr.Request | None = None):
+    def take_over(n, m, request: gr.Request | None = None, old=None, prior_value="lists"):
         """Classify's name (as it answered it: None when it rejected it, which then stays there; not checked again)
-        and model; without "Yours" if the session's model is gone."""
+        and model; without "Yours" if the session's model is gone. Not traced now: the tab traces it when it is
+        opened, and until then shows nothing of an earlier trace beside the new name."""
         if n is None:
             return gr.skip()
         update = offered(m, request)
-        return {name: n, model: m if update is None else update}
+        out = {name: n, model: m if update is None else update}
+        if old is not None and old.trace.name == n and old.key == m and old.prior == prior_value:
+            return out  # already traced as it is
+        return {**out, handed_over: n, **cleared, view: None, norm_line: ""}
 
     for event in follow.events:
-        event.success(take_over, [follow.accepted, follow.model], [name, model], queue=False, **ui)
+        event.success(take_over, [follow.accepted, follow.model, view, prior], [name, model, handed_over, *traced],
+                      queue=False, **ui)
     return model
 
 
