@@ -1317,11 +1317,11 @@ def test_top_k_dict_keeps_order_and_plain_floats():
     assert all(type(v) is float for v in out.values())
 
 
-def test_rejected_gives_the_reason_or_none():
-    assert common.rejected("Nguyen") is None
-    assert common.rejected("   ") == "name is empty"
-    assert "no letters" in common.rejected("123")
-    assert common.rejected(None)
+def test_checked_gives_the_name_or_the_reason():
+    assert common.checked("Nguyen")[1] is None and common.checked("Nguyen")[0].text == "Nguyen"
+    assert common.checked("   ") == (None, "name is empty")
+    assert "no letters" in common.checked("123")[1]
+    assert common.checked(None)[1]
 
 
 # ---------------------------------------------------------------------------------------------------------------

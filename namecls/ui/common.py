@@ -12,8 +12,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from ..serving import service
+from ..data.names import Normalized
 from ..errors import InputError
+from ..serving import service
 from ..inference import CHECKPOINTS
 from .render.html import MODEL_LABELS, esc, notice_html, percent
 from .yours import YOURS, picked_gone, session_mine
@@ -86,13 +87,13 @@ def user_errors(html: bool = True):
         raise gr.Error(FAULT_MESSAGE, title="Sorry", print_exception=False) from None
 
 
-def rejected(name) -> str | None:
-    """Why ``name`` cannot be classified, or None if it can."""
+def checked(name) -> tuple[Normalized, None] | tuple[None, str]:
+    """A request's one normalisation and check of ``name``: (its :class:`~namecls.data.names.Normalized`, None), or
+    (None, why it cannot be classified)."""
     try:
-        service.check_name(name)
+        return service.check_name(name), None
     except ValueError as err:
-        return str(err)
-    return None
+        return None, str(err)
 
 
 def gone_notice(kind, request: gr.Request | None) -> str | None:

@@ -13,6 +13,7 @@ from ..common import (
     MODEL_CHOICES,
     TOP_K,
     Picked,
+    checked,
     gone_notice,
     set_facts,
     stop_offering_gone,
@@ -46,13 +47,6 @@ def build(models: dict, ui: dict, prior: gr.Radio) -> Picked:
                                example_labels=[e.says for e in EXAMPLES], label="Examples: what to expect",
                                api_visibility="private", examples_per_page=len(EXAMPLES))
         accepted = gr.State(None)  # the name last answered (None: rejected), which the other tabs take over
-
-    def checked(name_value):
-        """The request's one normalisation and check: (Normalized, None), or (None, why it cannot be classified)."""
-        try:
-            return service.check_name(name_value), None
-        except ValueError as err:
-            return None, str(err)
 
     def answer_for(name_value, norm, reason, gone, kind, k_value, prior_value, request):
         """The tab's answer for a name already checked (``norm`` or ``reason``) and the model's ``gone`` notice."""

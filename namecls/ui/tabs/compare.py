@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from ...serving import service
-from ..common import TOP_K, Picked, rejected, set_facts, top_k_dict, user_errors, whole_name
+from ..common import TOP_K, Picked, checked, set_facts, top_k_dict, user_errors, whole_name
 from ..render.figures import trajectory_figure, trajectory_languages
 from ..render.html import (
     ALL_LANGUAGES,
@@ -87,14 +87,13 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> None:
     blank = {key: (None if key == "label" else "") for key in PARTS}
 
     def compare(name_value, k_value, prior_value="lists", request: gr.Request | None = None):
-        reason = rejected(name_value)
-        if reason is not None:  # said above the columns; nothing of an earlier name in them
-            return {compared: None, note: rejected_html(reason),
+        norm, reason = checked(name_value)
+        if norm is None:  # said above the columns; nothing of an earlier name in them
+            return {compared: None, note: rejected_html(str(reason)),
                     **{c[key]: blank[key] for c in views.values() for key in PARTS}}
         mine = session_mine(request)
         chosen = models if mine.classifier is None else {**models, YOURS: mine.classifier}
         with user_errors():
-            norm = service.check_name(name_value)
             prior_value = service.check_prior(models["gru"], prior_value)
             traces = {kind: clf.trace(norm, prior_value) for kind, clf in chosen.items()}
         out: dict[gr.components.Component | gr.Column, Any] = {

@@ -26,9 +26,9 @@ from ..common import (
     MODEL_CHOICES,
     TOP_K,
     Picked,
+    checked,
     gone_notice,
     offered,
-    rejected,
     set_facts,
     stop_offering_gone,
     top_k_dict,
@@ -149,7 +149,8 @@ def _trajectory(trace: Trace, k: int) -> FigureImage:
 
 def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
     """Lay out the tab and wire its events (answering under the page's ``prior``); the tab takes over the name and
-    model classified in ``follow`` and traces them when it is opened. Returns its model choice (the Train tab adds "Yours" to it)."""
+    model classified in ``follow`` and traces them when it is opened. Returns its model choice (the Train tab adds
+    "Yours" to it)."""
     n_labels = len(models["gru"].labels)
     with gr.Tab("Step through", id="step-through") as tab:
         gr.Markdown("The network reads a surname one letter at a time. Type one (the answer follows as you type): "
@@ -279,11 +280,10 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
         if gone is not None:  # "Yours", no longer on the server: why, and nothing of an earlier trace beside it
             return {**cleared, view: None, norm_line: "", answer: gone, unit: gr.update(choices=[], value=None),
                     map_img: "", map_key: "", map_note: ""}
-        reason = rejected(name_value)
-        if reason is not None:  # said under the box; nothing of an earlier trace beside it
-            return {**cleared, view: None, norm_line: rejected_html(reason)}
+        norm, reason = checked(name_value)
+        if norm is None:  # said under the box; nothing of an earlier trace beside it
+            return {**cleared, view: None, norm_line: rejected_html(str(reason))}
         with user_errors():
-            norm = service.check_name(name_value)
             mine = session_models(models, request)
             clf = service.pick_model(mine, kind)
             v = StepView.build(clf, norm, top_k_for(len(clf.labels), k_value)[0], kind,
