@@ -298,7 +298,8 @@ def exports(url: str, tmp: Path, cache: Path, clients: int, seconds: float, refu
 
 
 def model_zip(tmp: Path, cache: Path, server) -> None:
-    from namecls.training.fit import fit, find_or_download_data
+    from namecls.data.names import find_or_download_data
+    from namecls.training.fit import fit
 
     folder = find_or_download_data()
     sizes = {f.stem: len(f.read_bytes().splitlines()) for f in Path(folder).glob("*.txt")}

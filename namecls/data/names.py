@@ -221,6 +221,8 @@ def download(dest: str | os.PathLike, url: str = DATA_URL, timeout: float = 60.0
     try:
         return fetch_names(dest, url, timeout)
     except RuntimeError as err:
+        if not str(err).startswith("could not download"):
+            raise
         raise RuntimeError(f"{err}; offline, pass --data-dir pointing at an existing names folder") from err
 
 
@@ -261,6 +263,10 @@ def fetch_names(dest: str | os.PathLike, url: str = DATA_URL, timeout: float = 6
     with _FETCH_LOCK, _lock_file(dest.parent / f".{dest.name}.lock"):
         if holds_names(dest):
             return dest
+        others = sorted(p.name for p in dest.iterdir() if p.name not in DATA_SHA256) if dest.is_dir() else []
+        if others:  # refused before anything is fetched or removed: the folder is someone else's
+            raise RuntimeError(f"{dest} holds other files ({', '.join(others[:3])}): give an empty or new folder "
+                               "for the names data")
         try:
             archive = fetch_archive(url, timeout)
         except OSError as err:

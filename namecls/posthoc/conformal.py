@@ -63,6 +63,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from ..errors import SavedPartError
 from . import prior as prior_rule
 
 FORMAT_VERSION = 1
@@ -288,6 +289,8 @@ class Conformal:
     def from_saved(cls, tensors: dict, summary: dict, config: dict | None = None) -> "Conformal":
         """Rebuild from :meth:`tensors` (torch or NumPy) and :attr:`summary`; ``ValueError`` if they disagree.
         (``config``, the checkpoint's, is the part protocol's; the scores need nothing from it.)"""
+        if "scores" not in tensors:
+            raise SavedPartError(cls.FILES[0], f"corrupt or incomplete {cls.LABEL} (no scores)")
         scores = np.asarray(tensors["scores"])
         if not isinstance(summary, dict) or summary.get("n") != len(scores):
             raise ValueError(f"conformal.json does not describe the {len(scores)} stored scores")

@@ -30,6 +30,7 @@ from typing import ClassVar, overload
 import numpy as np
 import torch
 
+from ..errors import SavedPartError
 from ..models.networks import Model
 
 FORMAT_VERSION = 1
@@ -324,6 +325,10 @@ class Novelty:
         """Rebuild from :meth:`tensors` and :attr:`summary` (``config``, the checkpoint's, is the part protocol's)."""
         if summary.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"novelty format {summary.get('format_version')!r}, expected {FORMAT_VERSION}")
+        missing = sorted({"knn_mean", "knn_basis", "knn_states"} - set(tensors)) if "knn" in summary.get(
+            "components", ()) else []
+        if missing:
+            raise SavedPartError(cls.FILES[0], f"corrupt or incomplete {cls.LABEL} (no {', '.join(missing)})")
         arrays = {k: (v.numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in tensors.items()}
         return cls(arrays, summary)
 

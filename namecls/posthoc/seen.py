@@ -62,7 +62,9 @@ class TrainingNames:
         """Rebuild from :attr:`summary` for the checkpoint of ``config``; ``ValueError`` if it is malformed or for
         other labels. (``tensors``: the part protocol's; this part has none.)"""
         labels = config["labels"]
-        if not isinstance(summary, dict) or summary.get("labels") != list(labels):
+        if not isinstance(summary, dict):
+            raise ValueError("not a JSON object")
+        if summary.get("labels") != list(labels):
             raise ValueError("its labels differ from config.json's")
         return cls(list(summary["names"]), [list(row) for row in summary["languages"]], labels)
 

@@ -432,7 +432,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
                 gradient, unit_view]
     traced = [view, norm_line, story, letters_key, answer, trajectory_img, trajectory_key, decision, contributions,
               unit, units_img, all_units, map_img, map_key, map_note, edits, k, *per_step]
-    triggers = [name.submit, button.click, model.input, prior.input]
+    triggers = [name.submit, button.click, model.input]
     inputs = [name, model, k, view, prior]  # the prior last: a client call without it traces under the lists'
     traced_event = gr.on(triggers, new_trace, inputs, traced, api_name="ui_trace",
                          trigger_mode="always_last", **ui)  # a model picked mid-trace is traced next, not dropped
@@ -442,12 +442,22 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
     typed = name.change(live, [*inputs, handed_over], [*traced, handed_over], api_name="ui_trace_live",
                         trigger_mode="always_last", show_progress="hidden", **ui)
     reopened = tab.select(trace_if_stale, inputs, traced, api_name="ui_trace_tab", **ui)
+
+    def trace_new_prior(name_value, kind, k_value, old, prior_value="lists", request: gr.Request | None = None):
+        """The page's prior changed: trace again what the tab shows, so nothing of the other prior stays beside
+        the new choice (nothing shown, e.g. a name Classify handed over: nothing to do until the tab is opened)."""
+        if old is None:
+            return gr.skip()
+        return new_trace(name_value, kind, k_value, old, prior_value, request)
+
+    new_prior = prior.input(trace_new_prior, inputs, traced, api_name="ui_trace_prior", trigger_mode="always_last",
+                            **ui)
     picked_variant = edits.input(trace_variant, [edits, model, k, view, prior], [name, *traced],
                                  api_name="ui_variant", **ui)
-    for i, dependency in enumerate((traced_event, typed, reopened, picked_variant)):  # after the first paint
+    for i, dependency in enumerate((traced_event, typed, reopened, picked_variant, new_prior)):  # after first paint
         dependency.then(variants, [view, target], edits, show_progress="hidden", api_name=f"ui_variants_{i}", **ui)
     target.input(variants, [view, target], edits, api_name="ui_variants", show_progress="hidden", **ui)
-    stop_offering_gone([traced_event, reopened], model, "ui_trace_choices", **ui)
+    stop_offering_gone([traced_event, reopened, new_prior], model, "ui_trace_choices", **ui)
     quiet = dict(show_progress="hidden", **ui)
     step.input(show, [step, view], per_step, api_name="ui_step", trigger_mode="always_last", **quiet)
     k.release(change_k, [step, view, k], [view, k, trajectory_img, trajectory_key, *per_step], api_name="ui_step_k",
@@ -460,7 +470,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
     unit.input(pick_unit, [view, unit, step], [view, unit_view], api_name="ui_unit", **quiet)
     all_units.expand(draw_all_units, view, units_img, api_name="ui_all_units", **ui)
 
-    def take_over(n, m, request: gr.Request | None = None, old=None, prior_value="lists"):
+    def take_over(n, m, request: gr.Request | None = None, old=None, prior_value="lists", shown=None):
         """Classify's name (as it answered it: None when it rejected it, which then stays there; not checked again)
         and model; without "Yours" if the session's model is gone. Not traced now: the tab traces it when it is
         opened, and until then shows nothing of an earlier trace beside the new name."""
@@ -470,11 +480,12 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
         out = {name: n, model: m if update is None else update}
         if old is not None and old.trace.name == n and old.key == m and old.prior == prior_value:
             return out  # already traced as it is
-        return {**out, handed_over: n, **cleared, view: None, norm_line: ""}
+        # The box's change (only if the name differs from the one it shows) is told not to trace.
+        return {**out, handed_over: n if n != shown else None, **cleared, view: None, norm_line: ""}
 
     for event in follow.events:
-        event.success(take_over, [follow.accepted, follow.model, view, prior], [name, model, handed_over, *traced],
-                      queue=False, **ui)
+        event.success(take_over, [follow.accepted, follow.model, view, prior, name],
+                      [name, model, handed_over, *traced], queue=False, **ui)
     return model
 
 
