@@ -312,6 +312,20 @@ def test_download_from_a_local_url(tmp_path, tiny_hashes):
     assert sorted(p.name for p in dest.iterdir()) == ["Alpha.txt", "Beta.txt"]
 
 
+def test_download_into_a_folder_of_other_files_refuses_and_removes_nothing(tmp_path, tiny_hashes):
+    archive = tmp_path / "data.zip"
+    archive.write_bytes(_archive())
+    dest = tmp_path / "names"
+    dest.mkdir()
+    (dest / "Mine.txt").write_text("Keep\n")
+    (dest / "Alpha.txt").write_text("old\n")
+    with pytest.raises(RuntimeError, match="holds other files") as refused:
+        nd.download(dest, url=archive.as_uri(), timeout=5)
+    assert "offline" not in str(refused.value)  # the hint is for a failed download only
+    assert sorted(p.name for p in dest.iterdir()) == ["Alpha.txt", "Mine.txt"]
+    assert (dest / "Alpha.txt").read_text() == "old\n"
+
+
 def test_download_offline_says_to_pass_data_dir(tmp_path):
     with pytest.raises(RuntimeError, match="--data-dir"):
         nd.download(tmp_path / "names", url="http://127.0.0.1:9/data.zip", timeout=5)

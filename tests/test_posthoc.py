@@ -126,6 +126,23 @@ def test_a_corrupt_part_is_a_checkpoint_error(fitted, tmp_path):
         namecls.load(folder)
 
 
+def test_a_part_names_the_file_at_fault(fitted, tmp_path):
+    """A readable tensors file that lacks what the part needs is blamed on itself, not on its JSON; a JSON that is
+    not an object says so."""
+    from safetensors.torch import save_file
+
+    model, labels, original = fitted
+    folder = checkpoint.save(tmp_path / "m", model, labels, {}, original.metrics, original)
+    tensors = original.conformal.tensors()
+    save_file({k: v for k, v in tensors.items() if k != "scores"}, folder / checkpoint.CONFORMAL_TENSORS)
+    with pytest.raises(namecls.CheckpointError, match=r"conformal\.safetensors: .*no scores"):
+        namecls.load(folder)
+    save_file(tensors, folder / checkpoint.CONFORMAL_TENSORS)
+    (folder / checkpoint.TRAINING_NAMES_JSON).write_text("[]")
+    with pytest.raises(namecls.CheckpointError, match=r"training_names\.json: .*not a JSON object"):
+        namecls.load(folder)
+
+
 @pytest.mark.slow
 def test_train_help_prints_each_models_real_defaults():
     result = run_train("--help")
