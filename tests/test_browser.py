@@ -415,6 +415,7 @@ def test_the_app_in_a_browser(page):
     expect(display).to_have_text("")
     expect(page.locator("#step-label")).not_to_contain_text("%")
     expect(trace_answer).to_have_text("")
+    expect(page.locator("#unit input")).to_have_value("")  # no unit of the earlier name's answer either
 
     # -- Compare: the Classify tab's name, both models -------------------------------------------------------
     open_tab(page, "Compare")

@@ -278,8 +278,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
         """Trace a name once into the session's state; show its last character."""
         gone = gone_notice(kind, request)
         if gone is not None:  # "Yours", no longer on the server: why, and nothing of an earlier trace beside it
-            return {**cleared, view: None, norm_line: "", answer: gone, unit: gr.update(choices=[], value=None),
-                    map_img: "", map_key: "", map_note: ""}
+            return {**cleared, view: None, norm_line: "", answer: gone, map_img: "", map_key: "", map_note: ""}
         norm, reason = checked(name_value)
         if norm is None:  # said under the box; nothing of an earlier trace beside it
             return {**cleared, view: None, norm_line: rejected_html(str(reason))}
@@ -328,7 +327,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
         Classify's hand-over makes (``handed``) traces nothing: the tab does when it is opened."""
         if handed is not None and handed == name_value:
             return {handed_over: None}
-        if old is not None and old.trace.name == name_value and old.key == kind and old.prior == prior_value:
+        if shows(old, name_value, kind, prior_value):
             return gr.skip()
         try:
             return new_trace(name_value, kind, k_value, old, prior_value, request)
@@ -358,8 +357,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
     def trace_if_stale(name_value, kind, k_value, old, prior_value="lists", request: gr.Request | None = None):
         """On opening the tab: trace again only if the name, model or prior changed since the last trace (or the
         model traced with, "Yours", is gone)."""
-        if gone_notice(kind, request) is None and ((old is not None and old.trace.name == name_value
-                                                     and old.key == kind and old.prior == prior_value)
+        if gone_notice(kind, request) is None and (shows(old, name_value, kind, prior_value)
                                                     or not str(name_value).strip()):
             return gr.skip()
         return new_trace(name_value, kind, k_value, old, prior_value, request)
@@ -427,7 +425,8 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
     cleared = {story: "", letters: "", letters_key: "", answer: "", step_label: None,
                trajectory_img: "", trajectory_marks: "", trajectory_key: "", decision: "", neighbours: "",
                map_marks: "", heatmap: "", state_heatmap: "", contributions: "", gates: "", gradient: "",
-               unit_view: "", units_img: "", edits: gr.update(choices=[], value=None)}
+               unit_view: "", units_img: "", edits: gr.update(choices=[], value=None),
+               unit: gr.update(choices=[], value=None)}
     per_step = [step, letters, step_label, trajectory_marks, neighbours, map_marks, heatmap, state_heatmap, gates,
                 gradient, unit_view]
     traced = [view, norm_line, story, letters_key, answer, trajectory_img, trajectory_key, decision, contributions,
@@ -478,7 +477,7 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
             return gr.skip()
         update = offered(m, request)
         out = {name: n, model: m if update is None else update}
-        if old is not None and old.trace.name == n and old.key == m and old.prior == prior_value:
+        if shows(old, n, m, prior_value):
             return out  # already traced as it is
         # The box's change (only if the name differs from the one it shows) is told not to trace.
         return {**out, handed_over: n if n != shown else None, **cleared, view: None, norm_line: ""}
@@ -487,6 +486,11 @@ def build(models: dict, ui: dict, follow: Picked, prior: gr.Radio) -> gr.Radio:
         event.success(take_over, [follow.accepted, follow.model, view, prior, name],
                       [name, model, handed_over, *traced], queue=False, **ui)
     return model
+
+
+def shows(view: StepView | None, name: str, kind: str, prior: str) -> bool:
+    """Whether ``view`` (the tab's state) is the trace of ``name`` by the model ``kind`` under ``prior``."""
+    return view is not None and view.trace.name == name and view.key == kind and view.prior == prior
 
 
 def no_map_html(key: str) -> str:
