@@ -54,7 +54,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import machine  # noqa: E402
 from namecls.data.names import read_names  # noqa: E402
-from namecls.training.evaluation import predict_logits, score, tfidf_baseline  # noqa: E402
+from namecls.training.evaluation import score, tfidf_baseline  # noqa: E402
 from namecls.data.splits import make_folds, make_split  # noqa: E402
 
 MODELS = ("gru", "rnn", "tfidf_logreg")  # longest first
@@ -305,7 +305,7 @@ def train_one(data_dir: str, protocol: str, split_id: int, n_folds: int | None, 
         overrides = {"seed": init_seed, **(DRY_RUN["train"] if dry_run else {})}
         trained = run(kind, data.labels, split, model_overrides=DRY_RUN["model"] if dry_run else None,
                       train_overrides=overrides, with_baselines=False, progress=False)
-        scores, seconds, epochs_run = (predict_logits(trained.model, test_names), trained.metrics["training_seconds"],
+        scores, seconds, epochs_run = (trained.test_logits, trained.metrics["training_seconds"],
                                        trained.metrics["epochs_run"])
     metrics = score(test_targets, scores, data.labels)
     predictions = scores.argmax(axis=1)

@@ -275,17 +275,17 @@ class Classifier:
         novelty`); (None, None) when the checkpoint has no novelty model."""
         if self.novelty is None:
             return None, None
+        text = self._normalized(name).text
         _same_threads()
-        score = float(self.novelty.score_model(self.model, [self._normalized(name).text])[0])
-        return score, self.novelty.unfamiliar(score)
+        return self._novelty_at(text, self.model.final(*pad_batch([text]))[1])
 
-    def _novelty_at(self, norm: Normalized, state: torch.Tensor) -> tuple[float, bool] | tuple[None, None]:
-        """:meth:`novelty_of` ``norm`` from its final top-layer state (1, H), already computed
-        (:meth:`namecls.models.networks.RNNClassifier.final`): no second pass. (The state is the one
-        :func:`namecls.posthoc.novelty.final_states` gives, bit for bit.)"""
+    def _novelty_at(self, text: str, state) -> tuple[float, bool] | tuple[None, None]:
+        """(novelty score, unfamiliar flag) of the normalised ``text`` from its final top-layer state (1, H), which
+        the caller's pass already has (:meth:`namecls.models.networks.RNNClassifier.final`, or a trace's last
+        step: the state :func:`namecls.posthoc.novelty.final_states` gives, bit for bit)."""
         if self.novelty is None:
             return None, None
-        score = float(self.novelty.score([norm.text], state.numpy())[0])
+        score = float(self.novelty.score([text], np.asarray(state))[0])
         return score, self.novelty.unfamiliar(score)
 
     @torch.inference_mode()
@@ -302,7 +302,7 @@ class Classifier:
         logits, state = self.model.final(x, lengths)  # (1, C), (1, H)
         probs = self._softmax(logits, shift)[0]
         sets = self.sets(probs, coverage, prior)
-        novelty, unfamiliar = self._novelty_at(norm, state)
+        novelty, unfamiliar = self._novelty_at(norm.text, state)
         return Prediction(norm.original, norm.text, _top_k(probs, self.labels, k), float(probs.max()),
                           float(calibration.entropy(probs)), cast(bool, self.is_low_confidence(probs)),  # 1 row: a bool
                           None if sets is None else sets[0], coverage, self.seen_as(norm), novelty, unfamiliar,
@@ -394,10 +394,7 @@ class Classifier:
         layers = steps.hidden[:, 0].numpy()  # (L, T, H)
         points = None if self.projection is None else self.projection.transform(layers[-1])  # (T, 2)
         target = int(np.argmax(probs[-1]))
-        novelty = unfamiliar = None
-        if self.novelty is not None:  # from the final state and logits this pass already has
-            novelty = float(self.novelty.score([norm.text], layers[-1][-1:])[0])
-            unfamiliar = self.novelty.unfamiliar(novelty)
+        novelty, unfamiliar = self._novelty_at(norm.text, layers[-1][-1:])  # the final state this pass has
         hidden = steps.hidden[:, 0]  # (L, T, H)
         contributions = cell.contributions(self.model, x[0], target, self.temperature, hidden=hidden, shift=shift)
         gates = cell.gates(self.model, x[0], hidden=hidden)

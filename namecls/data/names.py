@@ -214,15 +214,17 @@ def fetch_archive(url: str = DATA_URL, timeout: float = 60.0, max_bytes: int = M
     return b"".join(chunks)
 
 
+class DownloadFailed(RuntimeError):
+    """The archive could not be fetched (the network, not the files): what an offline person can work around."""
+
+
 def download(dest: str | os.PathLike, url: str = DATA_URL, timeout: float = 60.0) -> Path:
     """``train.py --download``: :func:`fetch_names` (the one download: the tutorial archive's ``data/names/*.txt``,
     every SHA-256 checked, locked, all or nothing; nothing fetched when ``dest`` already holds them), with a hint for
     a person offline."""
     try:
         return fetch_names(dest, url, timeout)
-    except RuntimeError as err:
-        if not str(err).startswith("could not download"):
-            raise
+    except DownloadFailed as err:
         raise RuntimeError(f"{err}; offline, pass --data-dir pointing at an existing names folder") from err
 
 
@@ -270,7 +272,7 @@ def fetch_names(dest: str | os.PathLike, url: str = DATA_URL, timeout: float = 6
         try:
             archive = fetch_archive(url, timeout)
         except OSError as err:
-            raise RuntimeError(f"could not download {url} ({err})") from err
+            raise DownloadFailed(f"could not download {url} ({err})") from err
         try:
             staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
         except OSError as err:

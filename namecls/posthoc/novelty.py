@@ -345,27 +345,20 @@ def fit(model: Model, train_names: list[str], train_targets, labels: list[str], 
     ``dev``: optional ``(names, groups, test_names)`` (groups: "foreign" / "in_language"; test_names may be None)
     whose AUROCs :func:`evaluate` records in the summary under "dev".
     """
-    components = CHOSEN
+    components = CHOSEN  # lm_lang, then knn
     unique = sorted(set(train_names))
-    tensors: dict[str, np.ndarray] = {}
-    params: dict = {"knn_k": int(k)}
-    if "lm_lang" in components:
-        langs = LanguageNGrams.fit(list(train_names), train_targets, len(labels), order)
-        tensors.update(langs.tensors())
-        params.update({"lm_order": order, "lm_lang_discounts": [m.discounts for m in langs.models],
-                       "lm_lang_weights": langs.weights.tolist()})
-    if "knn" in components:
-        states, _ = final_states(model, unique)
-        mean = states.astype(np.float64).mean(0)
-        _, _, vt = np.linalg.svd(states - mean, full_matrices=False)
-        basis = vt[: min(dims, vt.shape[0])].T  # (H, d)
-        sign = np.sign(basis[np.abs(basis).argmax(0), np.arange(basis.shape[1])])  # fixed signs: deterministic
-        basis = basis * sign
-        projected = ((states - mean) @ basis).astype(np.float16)
-        tensors.update({"knn_mean": mean, "knn_basis": basis, "knn_states": projected})
-        params.update({"knn_dims": int(basis.shape[1]),
-                       "knn_variance_kept": float(((states - mean) @ basis).var(0).sum() /
-                                                  (states - mean).var(0).sum())})
+    langs = LanguageNGrams.fit(list(train_names), train_targets, len(labels), order)
+    states, _ = final_states(model, unique)
+    mean = states.astype(np.float64).mean(0)
+    _, _, vt = np.linalg.svd(states - mean, full_matrices=False)
+    basis = vt[: min(dims, vt.shape[0])].T  # (H, d)
+    sign = np.sign(basis[np.abs(basis).argmax(0), np.arange(basis.shape[1])])  # fixed signs: deterministic
+    basis = basis * sign
+    projected = ((states - mean) @ basis).astype(np.float16)
+    tensors = {**langs.tensors(), "knn_mean": mean, "knn_basis": basis, "knn_states": projected}
+    params = {"knn_k": int(k), "lm_order": order, "lm_lang_discounts": [m.discounts for m in langs.models],
+              "lm_lang_weights": langs.weights.tolist(), "knn_dims": int(basis.shape[1]),
+              "knn_variance_kept": float(((states - mean) @ basis).var(0).sum() / (states - mean).var(0).sum())}
     summary = {
         "format_version": FORMAT_VERSION,
         "components": list(components),
@@ -377,11 +370,11 @@ def fit(model: Model, train_names: list[str], train_targets, labels: list[str], 
     reference = list(val_names) if val_names else unique
     reference_states = _states(novelty, model, reference)  # the model run once for both uses below
     feats = novelty.features(reference, reference_states)
-    summary["standardize"] = {"mean": feats.mean(0).tolist(), "std": np.maximum(feats.std(0), 1e-12).tolist(),
+    center, scale = feats.mean(0), np.maximum(feats.std(0), 1e-12)
+    summary["standardize"] = {"mean": center.tolist(), "std": scale.tolist(),
                               "fitted_on": f"{len(reference)} {'clean validation' if val_names else 'training'} "
                                            "names"}
-    novelty = Novelty(tensors, summary)
-    ref_scores = novelty.score(reference, reference_states)
+    ref_scores = ((feats - center) / scale).mean(axis=1)  # Novelty.score's arithmetic, on the features above
     value = float(np.quantile(ref_scores, quantile))
     summary["threshold"] = {
         "value": value, "quantile": quantile,
@@ -392,9 +385,10 @@ def fit(model: Model, train_names: list[str], train_targets, labels: list[str], 
                             "what": "the clean split's training names (language models: each language's distinct "
                                     "names; kNN: each distinct name once); z-scores and threshold: validation"}
     summary["method"] = describe(components, order, k, dims)
+    novelty = Novelty(tensors, summary)
     if dev is not None:
         summary["dev"] = evaluate(novelty, model, *dev)
-    return Novelty(tensors, summary)
+    return novelty
 
 
 def _states(novelty: Novelty, model, names) -> np.ndarray | None:

@@ -91,8 +91,9 @@ def predict(args: argparse.Namespace) -> None:
     JSON object per line: :func:`namecls.serving.service.predict_details`, as the app's ``/predict_details`` returns
     it."""
     k = bulk.check_k(args.model, args.k)
-    details = [service.predict_details(bulk.MODELS, name, args.model, k, prior=args.prior)
-               for name in _checked_names(args.names)]
+    clf = service.pick_model(bulk.MODELS, args.model)
+    prior = service.check_prior(clf, args.prior)
+    details = [service.details(clf, norm, k, prior=prior) for norm in _checked_names(args.names)]
     if args.json:
         for row in details:
             print(json.dumps(row, ensure_ascii=False))
